@@ -1,0 +1,212 @@
+"""MamKPD (paper section 3): stem -> stages of [downsampling/CMM, SS2D blocks, gate, LayerNorm] ->
+deconvolution decoder, with every variant of Tables 1 and 5 and Figure 3.
+
+The paper leaves several details open. The defaults below are the readings that fit its parameter
+counts best (see reports/ for how the counts move under the others); each is a config field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..ops import BACKENDS
+from .layers import ContextModeling, DeconvHead, LinearPatchEmbed, PatchMerging, SS2DBlock
+from .registry import register_model
+
+DOWNSAMPLING = ("cmm", "patch_merging", "linear")
+
+
+@dataclass
+class MamKPDConfig:
+    depths: tuple[int, ...] = (2, 4, 6)  # SS2D blocks per stage
+    dims: tuple[int, ...] = (96, 192, 384)  # channels per stage
+    num_keypoints: int = 17
+    input_size: tuple[int, int] = (256, 192)  # (H, W)
+    in_channels: int = 3
+    stem: bool = True  # 7x7 conv s2 + two 3x3 depthwise convs -> H/2
+    downsampling: str = "cmm"  # what opens each stage: "cmm", "patch_merging" (w-PM) or "linear" (w/o-CMM)
+    context_gate: bool = True  # SS2D output gates the CMM's intra-patch features (cmm only)
+    d_state: int = 8
+    ssm_ratio: float = 2.0
+    dt_rank: int | None = None  # None: ceil(C / 16)
+    d_conv: int = 3
+    z_gate: bool = False
+    mlp_ratio: float = 0.0  # 0: no MLP after SS2D (VMamba v0 style)
+    decoder_width: int | None = None  # None: dims[-1] // 4
+    drop_path_rate: float = 0.0
+    scan_backend: str = "auto"
+
+    def __post_init__(self):
+        self.depths, self.dims = tuple(self.depths), tuple(self.dims)
+        self.input_size = tuple(self.input_size)
+        if len(self.depths) != len(self.dims) or not self.depths:
+            raise ValueError(f"depths {self.depths} and dims {self.dims} must be non-empty and of equal length")
+        if self.downsampling not in DOWNSAMPLING:
+            raise ValueError(f"downsampling must be one of {DOWNSAMPLING}, got {self.downsampling!r}")
+        if self.scan_backend not in BACKENDS:
+            raise ValueError(f"scan_backend must be one of {BACKENDS}, got {self.scan_backend!r}")
+        if len(self.input_size) != 2 or any(s % self.stride for s in self.input_size):
+            raise ValueError(f"input_size {self.input_size} must be (H, W), each divisible by {self.stride}")
+        if self.num_keypoints < 1:
+            raise ValueError(f"num_keypoints must be positive, got {self.num_keypoints}")
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling of the encoder: stages at /4, /8, /16 (, /32)."""
+        return 2 ** (len(self.dims) + 1)
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return (self.input_size[0] // 4, self.input_size[1] // 4)
+
+
+class Stem(nn.Module):
+    """Paper Fig. 2(b): a 7x7 conv (stride 2) and two 3x3 depthwise convs, each with BN and ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+
+        def conv_bn_relu(cin, cout, k, s, groups=1):
+            return [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
+                    nn.ReLU(inplace=True)]
+
+        self.layers = nn.Sequential(
+            *conv_bn_relu(in_channels, out_channels, 7, 2),
+            *conv_bn_relu(out_channels, out_channels, 3, 1, groups=out_channels),
+            *conv_bn_relu(out_channels, out_channels, 3, 1, groups=out_channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class Stage(nn.Module):
+    """Downsampling (CMM or an ablation's replacement), SS2D blocks, gate, LayerNorm (paper Eq. 2)."""
+
+    def __init__(self, cfg: MamKPDConfig, index: int, in_channels: int, first_stride: int, drop_path: list[float]):
+        super().__init__()
+        dim = cfg.dims[index]
+        if cfg.downsampling == "cmm":
+            self.downsample = ContextModeling(in_channels, dim, embed_stride=first_stride // 2)
+        elif cfg.downsampling == "patch_merging":
+            self.downsample = PatchMerging(in_channels, dim, stride=first_stride)
+        else:
+            self.downsample = LinearPatchEmbed(in_channels, dim, stride=first_stride)
+        self.gate = cfg.downsampling == "cmm" and cfg.context_gate
+        self.blocks = nn.Sequential(*[
+            SS2DBlock(dim, drop_path=drop_path[i], mlp_ratio=cfg.mlp_ratio, d_state=cfg.d_state,
+                      ssm_ratio=cfg.ssm_ratio, dt_rank=cfg.dt_rank, d_conv=cfg.d_conv, z_gate=cfg.z_gate,
+                      scan_backend=cfg.scan_backend)
+            for i in range(cfg.depths[index])
+        ])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        context = self.downsample(x)  # (B, H, W, C)
+        y = self.blocks(context)
+        if self.gate:
+            y = y * context  # SS2D output as attention weights over the intra-patch features
+        return self.norm(y).permute(0, 3, 1, 2)
+
+
+class MamKPD(nn.Module):
+    def __init__(self, cfg: MamKPDConfig):
+        super().__init__()
+        self.config = cfg
+        self.stem = Stem(cfg.in_channels, cfg.dims[0]) if cfg.stem else None
+        rates = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+        stages, channels, start = [], cfg.dims[0] if cfg.stem else cfg.in_channels, 0
+        for i, depth in enumerate(cfg.depths):
+            # the first stage reaches /4 from the stem's /2, or from the image when there is no stem
+            first_stride = 4 if (i == 0 and not cfg.stem) else 2
+            stages.append(Stage(cfg, i, channels, first_stride, rates[start:start + depth]))
+            channels, start = cfg.dims[i], start + depth
+        self.stages = nn.ModuleList(stages)
+        self.head = DeconvHead(cfg.dims[-1], cfg.decoder_width or cfg.dims[-1] // 4,
+                               num_deconv=len(cfg.dims) - 1, num_keypoints=cfg.num_keypoints)
+
+    @property
+    def scan_backend(self) -> str:
+        return self.config.scan_backend
+
+    @scan_backend.setter
+    def scan_backend(self, name: str) -> None:
+        if name not in BACKENDS:
+            raise ValueError(f"scan_backend must be one of {BACKENDS}, got {name!r}")
+        self.config.scan_backend = name
+        for block in self.modules():
+            if hasattr(block, "scan_backend") and not isinstance(block, MamKPD):
+                block.scan_backend = name
+
+    def check_input(self, x: Tensor) -> None:
+        cfg = self.config
+        if x.dim() != 4:
+            raise ValueError(f"MamKPD expects images (N, C, H, W), got a tensor of shape {tuple(x.shape)}")
+        if x.shape[1] != cfg.in_channels:
+            raise ValueError(f"MamKPD expects {cfg.in_channels} input channels, got {x.shape[1]}")
+        if x.shape[2] % cfg.stride or x.shape[3] % cfg.stride:
+            raise ValueError(f"input height and width must be divisible by {cfg.stride}, got {tuple(x.shape[2:])}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.compiler.is_compiling():
+            self.check_input(x)
+        if self.stem is not None:
+            x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+
+# ------------------------------------------------------------------------------------------ variants
+def _build(base: dict, overrides: dict) -> MamKPD:
+    known = {f.name for f in dataclasses.fields(MamKPDConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown MamKPD config field(s) {unknown}; fields are {sorted(known)}")
+    return MamKPD(MamKPDConfig(**{**base, **overrides}))
+
+
+_BASE = dict(depths=(2, 4, 6), dims=(96, 192, 384))
+VARIANTS: dict[str, dict] = {
+    # Table 1
+    "mamkpd_s": dict(_BASE, stem=False),
+    "mamkpd_b": dict(_BASE),
+    "mamkpd_l": dict(depths=(2, 4, 6), dims=(128, 256, 512)),
+    # Table 5 (ablations of MamKPD-B's blocks and dimensions)
+    "mamkpd_t5a": dict(depths=(1, 2, 3), dims=(96, 192, 384)),
+    "mamkpd_t5b": dict(depths=(2, 4, 6, 3), dims=(64, 128, 256, 512)),
+    "mamkpd_t5c": dict(depths=(2, 4, 6), dims=(64, 128, 256)),
+    "mamkpd_t5d": dict(depths=(2, 4, 6), dims=(192, 384, 768)),
+    # Figure 3 (ablations of the stem and the CMM on MamKPD-B)
+    "mamkpd_fig3_base": dict(_BASE, stem=False, downsampling="linear"),
+    "mamkpd_fig3_wo_stem": dict(_BASE, stem=False),
+    "mamkpd_fig3_wo_cmm": dict(_BASE, downsampling="linear"),
+    "mamkpd_fig3_w_pm": dict(_BASE, downsampling="patch_merging"),
+}
+
+
+def _register(name: str, base: dict) -> None:
+    def factory(**overrides) -> MamKPD:
+        return _build(base, overrides)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"MamKPD variant {name}: {base}"
+    register_model("mamkpd", tags=("table1",) if name in ("mamkpd_s", "mamkpd_b", "mamkpd_l") else ())(factory)
+
+
+for _name, _base in VARIANTS.items():
+    _register(_name, _base)
+
+
+def config_of(name: str, **overrides) -> MamKPDConfig:
+    """The config a registered variant would be built with (no weights allocated)."""
+    if name not in VARIANTS:
+        raise KeyError(f"unknown MamKPD variant {name!r}; variants: {', '.join(VARIANTS)}")
+    return MamKPDConfig(**{**VARIANTS[name], **overrides})
+
+
+__all__ = ["MamKPD", "MamKPDConfig", "VARIANTS", "config_of", "DOWNSAMPLING"]
