@@ -1,0 +1,214 @@
+"""The results store: an append-only CSV with one row per measurement and the protocol it ran under.
+
+Safe for several processes at once (pytest-xdist workers, ``mamkpd reproduce`` jobs): every append
+takes a file lock and writes one complete line in a single ``os.write`` followed by ``fsync``, so a
+killed writer leaves either its whole row or none of it. A reader still tolerates a torn line (a
+disk-full write, a copy cut short) and reports it instead of failing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from filelock import FileLock
+
+from .machine import environment_info, machine_info
+
+__all__ = [
+    "COLUMNS", "NUMERIC_COLUMNS", "FINDING_METRIC", "STATUS_REPRODUCED", "STATUS_DIFFERS", "STATUS_MEASURED", "STATUS_NOT_RUN",
+    "StoreContents", "ResultsStore", "default_store_path", "judge", "machine_info", "environment_info",
+]
+
+COLUMNS: tuple[str, ...] = (
+    # what was compared
+    "table", "row", "model", "metric", "paper_value", "measured_value", "delta", "tolerance",
+    "tolerance_kind", "status", "status_reason",
+    # evaluation protocol
+    "dataset", "split", "input_size", "box_source", "flip_test",
+    # execution protocol
+    "device", "runtime", "provider", "batch_size", "precision", "channels_last", "compile_mode",
+    "cudnn_benchmark", "tf32", "scan_backend", "flops_convention",
+    # timing protocol
+    "warmup_iterations", "timed_iterations", "timed_rounds", "median", "iqr", "unit", "sample",
+    "throttled", "gpu_clocks_before", "gpu_clocks_after",
+    # machine
+    "gpu_name", "gpu_driver", "cuda_version", "cpu_model", "cpu_count", "os",
+    # software and provenance
+    "python_version", "torch_version", "mamba_ssm_version", "fvcore_version", "onnxruntime_version",
+    "mamkpd_version", "git_commit", "git_dirty", "seed", "checkpoint_sha256", "timestamp", "notes",
+)
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "paper_value", "measured_value", "delta", "tolerance", "batch_size", "warmup_iterations",
+    "timed_iterations", "timed_rounds", "median", "iqr",
+)
+
+STATUS_REPRODUCED = "reproduced"  # within tolerance of the paper
+STATUS_DIFFERS = "differs"  # outside tolerance; status_reason says how
+STATUS_MEASURED = "measured"  # no paper value to compare with (CPU FPS, a ratio, a second convention)
+STATUS_NOT_RUN = "not run"  # status_reason says why (no GPU, no data, no checkpoint)
+FINDING_METRIC = "finding"  # rows whose notes column holds a finding sentence
+_STATUSES = (STATUS_REPRODUCED, STATUS_DIFFERS, STATUS_MEASURED, STATUS_NOT_RUN)
+
+
+def default_store_path() -> Path:
+    """The store path: ``$MAMKPD_RESULTS`` or ``results/results.csv`` (gitignored)."""
+    return Path(os.environ.get("MAMKPD_RESULTS", "results/results.csv"))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def judge(paper: float | None, measured: float | None, tolerance: float | None,
+          tolerance_kind: str = "abs") -> tuple[str, float | None]:
+    """Status and delta (measured − paper) of one comparison.
+
+    ``tolerance_kind`` is ``"abs"`` (in the metric's unit) or ``"rel"`` (a fraction of the paper value).
+    """
+    if tolerance_kind not in ("abs", "rel"):
+        raise ValueError(f"tolerance_kind must be 'abs' or 'rel', got {tolerance_kind!r}")
+    if _missing(measured):
+        return STATUS_NOT_RUN, None
+    if _missing(paper):
+        return STATUS_MEASURED, None
+    delta = float(measured) - float(paper)
+    if _missing(tolerance):
+        raise ValueError("a comparison with a paper value needs a tolerance")
+    allowed = float(tolerance) * (abs(float(paper)) if tolerance_kind == "rel" else 1.0)
+    return (STATUS_REPRODUCED if abs(delta) <= allowed + 1e-12 else STATUS_DIFFERS), delta
+
+
+def _cell(value: Any) -> str:
+    """One CSV cell: booleans lower-case, sizes as HxW, no line breaks (one row = one line)."""
+    if _missing(value):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "x".join(str(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return " ".join(str(value).splitlines())
+
+
+@dataclass
+class StoreContents:
+    """What a read found: the rows, and any torn lines (1-based line number, text) it skipped."""
+
+    frame: pd.DataFrame
+    torn_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+class ResultsStore:
+    """Append-only CSV of measurements at ``path`` (see the module docstring for the guarantees)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, lock_timeout_s: float = 120.0):
+        self.path = Path(path) if path is not None else default_store_path()
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
+
+    # -- writing -------------------------------------------------------------------------------
+    def record(self, *, table: str, row: str, model: str, metric: str, paper: float | None = None,
+               measured: float | None = None, tolerance: float | None = None, tolerance_kind: str = "abs",
+               status: str | None = None, status_reason: str = "", **protocol: Any) -> dict[str, str]:
+        """Append one measurement; machine, software versions and timestamp are filled in.
+
+        ``status`` is judged from paper/measured/tolerance unless given (e.g. ``"not run"`` with a
+        ``status_reason``). ``protocol`` holds any other column of :data:`COLUMNS` (unknown names
+        raise ValueError). Returns the row as written.
+        """
+        judged, delta = judge(paper, measured, tolerance, tolerance_kind)
+        if status is not None and status not in _STATUSES:
+            raise ValueError(f"status must be one of {_STATUSES}, got {status!r}")
+        values: dict[str, Any] = {**machine_info(str(protocol.get("device") or "cpu")), **environment_info()}
+        values.update(timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        values.update(protocol)
+        values.update(table=table, row=row, model=model, metric=metric, paper_value=paper,
+                      measured_value=measured, delta=delta, tolerance=tolerance,
+                      tolerance_kind=tolerance_kind if not _missing(tolerance) else "",
+                      status=status or judged, status_reason=status_reason)
+        return self.append(values)
+
+    def record_finding(self, *, table: str, row: str, model: str, text: str, **protocol: Any) -> dict[str, str]:
+        """Append a finding about the paper (a sentence the report lists under Findings).
+
+        The sentence should be built from measured values at the time they are measured, so the
+        report never carries a number in prose that was not measured in that run.
+        """
+        return self.record(table=table, row=row, model=model, metric=FINDING_METRIC, status=STATUS_MEASURED,
+                           notes=text, **protocol)
+
+    def append(self, values: dict[str, Any]) -> dict[str, str]:
+        """Append ``values`` (column → value) as one row; missing columns are empty."""
+        unknown = sorted(set(values) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"results store {self.path}: unknown columns {unknown}; known: {', '.join(COLUMNS)}")
+        cells = {name: _cell(values.get(name)) for name in COLUMNS}
+        line = pd.DataFrame([cells], columns=list(COLUMNS)).to_csv(index=False, header=False, lineterminator="\n")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                prefix = ""
+                if size == 0:
+                    prefix = ",".join(COLUMNS) + "\n"
+                else:
+                    self._check_header()
+                    if not self._ends_with_newline(size):
+                        prefix = "\n"  # seal a torn line left by someone else so that ours stays whole
+                data = (prefix + line).encode("utf-8")
+                if os.write(fd, data) != len(data):
+                    raise OSError(f"results store {self.path}: short write (disk full?)")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return cells
+
+    def _ends_with_newline(self, size: int) -> bool:
+        with open(self.path, "rb") as handle:
+            handle.seek(size - 1)
+            return handle.read(1) == b"\n"
+
+    def _check_header(self) -> None:
+        with open(self.path, encoding="utf-8") as handle:
+            header = handle.readline().rstrip("\n").split(",")
+        if tuple(header) != COLUMNS:
+            raise ValueError(
+                f"results store {self.path} has columns {header[:5]}... that differ from this version's "
+                f"({len(COLUMNS)} columns); write to a new store (set MAMKPD_RESULTS)")
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self) -> StoreContents:
+        """All complete rows (numeric columns as floats, others as strings) and any torn lines."""
+        if not self.path.exists():
+            return StoreContents(pd.DataFrame(columns=list(COLUMNS)))
+        with self._lock:
+            text = self.path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        header = lines[0]
+        if tuple(header.split(",")) != COLUMNS:
+            raise ValueError(f"results store {self.path}: unexpected header; expected the {len(COLUMNS)} "
+                             f"columns of mamkpd.harness.results.COLUMNS")
+        good, torn = [], []
+        last = len(lines) - 1
+        for number, line in enumerate(lines[1:], start=2):
+            if not line:
+                continue
+            fields = next(csv.reader([line]))
+            # the final piece has no newline after it: a write that never finished
+            if len(fields) != len(COLUMNS) or number - 1 == last:
+                torn.append((number, line))
+            else:
+                good.append(line)
+        frame = pd.read_csv(io.StringIO("\n".join([header, *good]) + "\n"), dtype=str, keep_default_na=False)
+        for name in NUMERIC_COLUMNS:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+        return StoreContents(frame, torn)

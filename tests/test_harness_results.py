@@ -1,0 +1,113 @@
+"""Results store: concurrent appends lose nothing, a killed writer leaves no partial row, torn lines are reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mamkpd.harness.results import COLUMNS, STATUS_DIFFERS, STATUS_NOT_RUN, STATUS_REPRODUCED, ResultsStore, judge
+
+REPO = Path(__file__).resolve().parents[1]
+
+WRITER = """
+import sys
+from mamkpd.harness.results import ResultsStore
+store = ResultsStore(sys.argv[1])
+worker, count = sys.argv[2], int(sys.argv[3])
+for i in range(count):
+    store.record(table="table1", row=f"w{worker}", model="m", metric="params_m", paper=1.0,
+                 measured=float(i), tolerance=0.5, notes="x" * 2000)
+"""
+
+
+def _writer(path: Path, worker: int, count: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(worker), str(count)], env=env)
+
+
+def test_judge_abs_rel_and_missing():
+    assert judge(7.1, 7.2, 0.05, "rel") == (STATUS_REPRODUCED, pytest.approx(0.1))
+    assert judge(7.1, 8.0, 0.05, "rel")[0] == STATUS_DIFFERS
+    assert judge(75.2, 75.0, 0.3)[0] == STATUS_REPRODUCED
+    assert judge(75.2, 74.8, 0.3)[0] == STATUS_DIFFERS
+    assert judge(75.2, None, 0.3) == (STATUS_NOT_RUN, None)
+    assert judge(None, 3.0, None) == ("measured", None)
+    with pytest.raises(ValueError, match="tolerance_kind"):
+        judge(1.0, 1.0, 0.1, "percent")
+
+
+def test_record_fills_protocol_machine_and_versions(tmp_path):
+    store = ResultsStore(tmp_path / "r.csv")
+    store.record(table="table2", row="HRNet-W32", model="hrnet_w32", metric="fps", measured=10.0,
+                 batch_size=64, precision="fp32", input_size=(256, 192), channels_last=False, device="cpu")
+    frame = store.read().frame
+    assert list(frame.columns) == list(COLUMNS)
+    row = frame.iloc[0]
+    assert row["status"] == "measured" and row["input_size"] == "256x192" and row["channels_last"] == "false"
+    assert row["batch_size"] == 64 and row["torch_version"] and row["cpu_model"] and row["timestamp"]
+
+
+def test_unknown_column_and_bad_status_are_named(tmp_path):
+    store = ResultsStore(tmp_path / "r.csv")
+    with pytest.raises(ValueError, match="unknown columns.*battch"):
+        store.record(table="t", row="r", model="m", metric="x", measured=1.0, battch=1)
+    with pytest.raises(ValueError, match="status must be"):
+        store.record(table="t", row="r", model="m", metric="x", status="fine")
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "r.csv"
+    workers, count = 4, 40
+    procs = [_writer(path, w, count) for w in range(workers)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    contents = ResultsStore(path).read()
+    assert contents.torn_lines == []
+    assert len(contents.frame) == workers * count
+    for w in range(workers):  # each writer's rows all present, in its own order
+        mine = contents.frame[contents.frame["row"] == f"w{w}"]["measured_value"].tolist()
+        assert mine == [float(i) for i in range(count)]
+
+
+def test_killed_writer_leaves_only_complete_rows(tmp_path):
+    path = tmp_path / "r.csv"
+    proc = _writer(path, 0, 100000)
+    deadline = time.monotonic() + 60
+    while (not path.exists() or path.stat().st_size < 20000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    store = ResultsStore(path)
+    first = store.read()
+    assert first.torn_lines == [] and len(first.frame) > 0
+    assert first.frame["measured_value"].tolist() == [float(i) for i in range(len(first.frame))]
+    store.record(table="t", row="after", model="m", metric="x", measured=1.0)  # still appendable
+    assert len(store.read().frame) == len(first.frame) + 1
+
+
+def test_torn_last_line_is_reported_and_sealed_by_next_append(tmp_path):
+    path = tmp_path / "r.csv"
+    store = ResultsStore(path)
+    store.record(table="t", row="a", model="m", metric="x", measured=1.0)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("t,b,m,x,,2.0")  # a write cut short
+    contents = store.read()
+    assert len(contents.frame) == 1 and len(contents.torn_lines) == 1 and contents.torn_lines[0][0] == 3
+    store.record(table="t", row="c", model="m", metric="x", measured=3.0)
+    contents = store.read()
+    assert contents.frame["row"].tolist() == ["a", "c"]
+    assert [n for n, _ in contents.torn_lines] == [3]
+
+
+def test_foreign_header_is_refused(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ValueError, match="header"):
+        ResultsStore(path).read()
+    with pytest.raises(ValueError, match="differ"):
+        ResultsStore(path).record(table="t", row="r", model="m", metric="x", measured=1.0)
