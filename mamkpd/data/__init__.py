@@ -1,0 +1,7 @@
+"""Keypoint data sets (COCO, MPII, AP-10K), top-down transforms and batching."""
+
+from mamkpd.data.dataset import TopDownDataset, build_dataset, collate
+from mamkpd.data.infos import DATASETS, AugmentConfig, DatasetInfo, get_info
+
+__all__ = ["DATASETS", "AugmentConfig", "DatasetInfo", "TopDownDataset", "build_dataset", "collate",
+           "get_info"]
