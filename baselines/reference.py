@@ -1,0 +1,31 @@
+"""Published parameter counts of the baselines (what the official code or the MMPose config builds),
+kept as reference data that measurements are compared with, never used as results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PublishedCount:
+    params_m: float  # millions, as published (rounded as printed)
+    source: str
+
+
+PUBLISHED_PARAMS: dict[str, PublishedCount] = {
+    "hrnet_w32": PublishedCount(28.54, "MMPose model zoo, td-hm_hrnet-w32_8xb64-210e_coco-256x192"),
+    "hrnet_w48": PublishedCount(63.6, "HRNet README (pose_hrnet_w48 256x192)"),
+    "sbl_res50": PublishedCount(34.0, "HRNet README (pose_resnet_50 256x192)"),
+    "sbl_res152": PublishedCount(68.6, "HRNet README (pose_resnet_152 256x192)"),
+    "vitpose_s": PublishedCount(24.29, "official ViTPose ViTPose_small_coco_256x192 (classic decoder)"),
+    "vitpose_b": PublishedCount(89.99, "official ViTPose ViTPose_base_coco_256x192 (classic decoder)"),
+    "vitpose_l": PublishedCount(308.5, "official ViTPose ViTPose_large_coco_256x192 (classic decoder)"),
+    "vitpose_s_simple": PublishedCount(21.72, "MMPose 1.x td-hm_ViTPose-small-simple (simple decoder)"),
+    "vitpose_b_simple": PublishedCount(85.91, "official ViTPose ViTPose_base_simple_coco_256x192"),
+    "vitpose_l_simple": PublishedCount(303.5, "official ViTPose ViTPose_large_simple_coco_256x192"),
+    "rtmo_s": PublishedCount(9.87, "MMPose 1.x config rtmo-s_8xb32-600e_coco-640x640"),
+    "rtmo_m": PublishedCount(22.53, "MMPose 1.x config rtmo-m_16xb16-600e_coco-640x640"),
+    "rtmo_l": PublishedCount(44.69, "MMPose 1.x config rtmo-l_16xb16-600e_coco-640x640"),
+}
+# Parameter counts must match within this relative tolerance (published figures are rounded).
+PARAMS_RTOL = 0.005

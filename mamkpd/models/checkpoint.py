@@ -1,0 +1,214 @@
+"""Load checkpoints in the layouts the model zoos ship, strictly and with a report.
+
+The loader is generic: it unwraps the containers checkpoints come in (``state_dict``, ``model``,
+``module.`` prefixes), then lets the model say how foreign key layouts map onto its own names. A model
+declares ``checkpoint_layouts``: a sequence of :class:`KeyLayout` (for example "MMPose 0.x":
+``keypoint_head.*`` -> ``head.*``). The loader tries the model's own names and each declared layout,
+picks the one that matches the most keys, applies its tensor fixes (such as ViTPose's class-token
+position slot) and loads. Anything missing, unexpected or of the wrong shape is named in the error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["KeyLayout", "LoadReport", "CheckpointMismatchError", "load_checkpoint", "load_state", "read_state_dict",
+           "unwrap_state_dict", "apply_layout", "prefix_rules", "NATIVE_LAYOUT"]
+
+# BatchNorm's step counter: absent from checkpoints saved before PyTorch 0.4.1 (the original HRNet and
+# SimpleBaseline releases) and without effect on the forward pass, so its absence is not an error.
+_OPTIONAL_SUFFIXES = ("num_batches_tracked",)
+_CONTAINER_KEYS = ("state_dict", "model", "module")
+_MAX_NAMES_SHOWN = 20
+
+TensorFix = Callable[[Tensor, torch.Size], tuple[Tensor, str]]
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """How one published key layout maps onto a model's own parameter names.
+
+    ``rules`` are ``(regex, replacement)`` pairs tried in order on each source key; the first that
+    matches renames it (``re.sub`` with count 1). Keys matching ``drop`` (training-only state such as a
+    data preprocessor's buffers) are discarded before matching. ``fixes`` maps a target key to a function
+    ``(tensor, expected_shape) -> (tensor, note)`` that adapts a tensor whose stored form differs from the
+    model's (the note is recorded in the report).
+    """
+
+    name: str
+    description: str
+    rules: tuple[tuple[str, str], ...] = ()
+    drop: tuple[str, ...] = ()
+    fixes: Mapping[str, TensorFix] = field(default_factory=dict)
+
+    def rename(self, key: str) -> str | None:
+        if any(re.search(pattern, key) for pattern in self.drop):
+            return None
+        for pattern, replacement in self.rules:
+            if re.search(pattern, key):
+                return re.sub(pattern, replacement, key, count=1)
+        return key
+
+
+NATIVE_LAYOUT = KeyLayout("native", "this suite's own parameter names (also checkpoints written by its engine)")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_checkpoint` did."""
+
+    path: str
+    layout: str
+    loaded: int  # tensors copied into the model
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)  # "key: checkpoint shape vs model shape"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        lines = [f"{self.path}: layout {self.layout!r}, {self.loaded} tensors loaded"]
+        for title, names in (("missing from the checkpoint", self.missing),
+                             ("unexpected in the checkpoint", self.unexpected),
+                             ("shape mismatches", self.mismatched)):
+            if names:
+                shown = ", ".join(names[:_MAX_NAMES_SHOWN])
+                more = f" ... and {len(names) - _MAX_NAMES_SHOWN} more" if len(names) > _MAX_NAMES_SHOWN else ""
+                lines.append(f"  {len(names)} {title}: {shown}{more}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+class CheckpointMismatchError(ValueError):
+    """A strict load found missing, unexpected or wrongly shaped tensors; ``report`` lists them."""
+
+    def __init__(self, report: LoadReport):
+        super().__init__("checkpoint does not match the model:\n" + report.summary())
+        self.report = report
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The flat ``{name: tensor}`` inside a checkpoint file, whatever container it ships in."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # MMPose checkpoints pickle their training meta (config objects) too
+        warnings.warn(f"{path}: not loadable with weights_only=True ({type(exc).__name__}); loading it as a "
+                      "full pickle, which runs code from the file: only do this with checkpoints you trust")
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, Tensor]:
+    """Descend through ``state_dict`` / ``model`` containers and strip a common ``module.`` prefix."""
+    for _ in range(4):
+        if not isinstance(obj, Mapping):
+            break
+        if obj and all(isinstance(v, Tensor) for v in obj.values()):
+            break
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{source}: no state dict found (expected a mapping of tensors, possibly under "
+                         f"one of {_CONTAINER_KEYS})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ValueError(f"{source}: the state dict holds no tensors (keys: {list(obj)[:10]})")
+    if all(k.startswith("module.") for k in tensors):  # saved from DataParallel / DDP
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def apply_layout(state: Mapping[str, Tensor], layout: KeyLayout) -> tuple[dict[str, Tensor], list[str]]:
+    """Rename ``state`` by ``layout``; returns the renamed dict and the source keys it dropped."""
+    out: dict[str, Tensor] = {}
+    dropped = []
+    for key, value in state.items():
+        new = layout.rename(key)
+        if new is None:
+            dropped.append(key)
+        else:
+            out[new] = value
+    return out, dropped
+
+
+def _layouts_of(model: nn.Module) -> list[KeyLayout]:
+    declared = list(getattr(model, "checkpoint_layouts", ()))
+    native = next((lay for lay in declared if lay.name == NATIVE_LAYOUT.name), NATIVE_LAYOUT)
+    return [native] + [lay for lay in declared if lay.name != NATIVE_LAYOUT.name]
+
+
+def _is_optional(key: str) -> bool:
+    return key.endswith(_OPTIONAL_SUFFIXES)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True,
+                    layout: str | None = None) -> LoadReport:
+    """Load ``path`` into ``model`` in whichever of the model's declared layouts fits it best.
+
+    ``layout`` forces one layout by name. Strict (the default): any missing or unexpected key or shape
+    mismatch raises :class:`CheckpointMismatchError` naming them, and nothing is loaded. Not strict:
+    the matching tensors are loaded and the rest is listed in the report.
+    """
+    state = read_state_dict(path)
+    return load_state(model, state, strict=strict, layout=layout, source=str(path))
+
+
+def load_state(model: nn.Module, state: Mapping[str, Tensor], strict: bool = True, layout: str | None = None,
+               source: str = "state dict") -> LoadReport:
+    """:func:`load_checkpoint` on an in-memory state dict."""
+    target = model.state_dict()
+    layouts = _layouts_of(model)
+    if layout is not None:
+        layouts = [lay for lay in layouts if lay.name == layout]
+        if not layouts:
+            raise ValueError(f"unknown layout {layout!r} for {type(model).__name__}; known: "
+                             f"{[lay.name for lay in _layouts_of(model)]}")
+
+    def score(lay: KeyLayout) -> int:
+        renamed, _ = apply_layout(state, lay)
+        return sum(1 for k in renamed if k in target)
+
+    best = max(layouts, key=score)  # max keeps the first of equal scores: native, then declared order
+    renamed, _ = apply_layout(state, best)
+    report = LoadReport(path=source, layout=best.name, loaded=0)
+    to_load: dict[str, Tensor] = {}
+    for key, value in renamed.items():
+        if key not in target:
+            report.unexpected.append(key)
+            continue
+        expected = target[key].shape
+        if key in best.fixes and value.shape != expected:
+            value, note = best.fixes[key](value, expected)
+            report.notes.append(f"{key}: {note}")
+        if value.shape != expected:
+            report.mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(expected)}")
+            continue
+        to_load[key] = value
+    report.missing = [k for k in target if k not in renamed and not _is_optional(k)]
+    if strict and not report.clean:
+        raise CheckpointMismatchError(report)
+    result = model.load_state_dict(to_load, strict=False)
+    report.loaded = len(to_load)
+    assert not result.unexpected_keys, result.unexpected_keys  # filtered above
+    return report
+
+
+def prefix_rules(mapping: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``(old_prefix, new_prefix)`` pairs as anchored regex rules."""
+    return tuple((f"^{re.escape(old)}", new) for old, new in mapping)

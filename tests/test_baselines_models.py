@@ -1,0 +1,86 @@
+"""Baselines: parameter counts against the published models, forward shapes at the paper's sizes,
+bad arguments."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import mamkpd
+from baselines.reference import PARAMS_RTOL, PUBLISHED_PARAMS
+
+BASELINES = sorted(PUBLISHED_PARAMS)
+
+
+@functools.lru_cache(maxsize=None)
+def built(name: str) -> torch.nn.Module:
+    """Each model is built once per session (ViTPose-L or SBL-152 take seconds)."""
+    return mamkpd.create_model(name).eval()
+
+
+def test_every_baseline_is_registered_with_its_sample_kind():
+    names = set(mamkpd.list_models())
+    assert set(BASELINES) <= names
+    for name in BASELINES:
+        info = mamkpd.model_info(name)
+        if name.startswith("rtmo"):
+            assert info.sample == "whole image (640x640)" and info.input_size == (640, 640)
+        else:
+            assert info.sample == "person crop" and info.input_size == (256, 192)
+        assert any(tag.startswith("codec:") for tag in info.tags)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_params_match_the_published_model(name):
+    with torch.device("meta"):  # counting needs shapes only
+        model = mamkpd.create_model(name)
+    params = sum(p.numel() for p in model.parameters())
+    published = PUBLISHED_PARAMS[name].params_m * 1e6
+    assert abs(params - published) / published <= PARAMS_RTOL, (name, params, published)
+
+
+@pytest.mark.parametrize("name", ["sbl_res50", "hrnet_w32", "vitpose_s", "vitpose_s_simple", "vitpose_b"])
+def test_topdown_forward_gives_quarter_resolution_heatmaps(name):
+    model = built(name)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 256, 192))
+    assert out.shape == (1, 17, 64, 48)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["sbl_res152", "hrnet_w48", "vitpose_l", "vitpose_l_simple", "rtmo_m", "rtmo_l"])
+def test_large_models_forward_on_meta(name):
+    with torch.device("meta"):
+        model = mamkpd.create_model(name).eval()
+        size = mamkpd.model_info(name).input_size
+        out = model(torch.empty(1, 3, *size))
+    if name.startswith("rtmo"):
+        cells = sum((640 // s) ** 2 for s in (16, 32))
+        assert [o.shape[:2] for o in out] == [(1, cells)] * 4
+    else:
+        assert out.shape == (1, 17, 64, 48)
+
+
+def test_keypoint_count_and_input_size_are_arguments():
+    model = mamkpd.create_model("vitpose_s", num_keypoints=16, input_size=(256, 256)).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 256, 256)).shape == (1, 16, 64, 64)
+    with torch.device("meta"):
+        model = mamkpd.create_model("hrnet_w32", num_keypoints=16, input_size=(256, 256)).eval()
+        assert model(torch.empty(1, 3, 256, 256)).shape == (1, 16, 64, 64)
+
+
+@pytest.mark.parametrize("name,size", [("hrnet_w32", (250, 192)), ("vitpose_b", (256, 190)),
+                                       ("sbl_res50", (256,)), ("rtmo_s", (600, 640))])
+def test_bad_input_size_is_a_clear_error(name, size):
+    with pytest.raises(ValueError, match="input_size"):
+        mamkpd.create_model(name, input_size=size)
+
+
+def test_models_say_which_codec_they_were_trained_with():
+    assert built("vitpose_s").codec == "udp"
+    assert built("sbl_res50").codec == "msra"
+    assert "codec:udp" in mamkpd.model_info("vitpose_b").tags
+    assert "codec:msra" in mamkpd.model_info("hrnet_w32").tags
