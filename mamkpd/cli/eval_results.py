@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 import numpy as np
 
+from ..data.readers import read_json
 from ..evaluation import ap10k_ap, coco_keypoint_ap, evaluator_version, mpii_pckh
 from ..evaluation.coco import STAT_NAMES
 from ..evaluation.mpii import PCKH_COLUMNS, PCKH_THRESHOLD, SC_BIAS
@@ -39,13 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_results(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"results file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: malformed results file ({exc})") from None
+    data = read_json(path, "results file")
     if isinstance(data, list) and not data:
         raise ValueError(f"{path}: no results to evaluate (empty list)")
     return data

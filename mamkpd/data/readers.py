@@ -68,15 +68,21 @@ class BadRecords:
             log.warning("skipping %s", msg)
 
 
-def load_json(path: str, info: DatasetInfo, what: str = "annotation file"):
-    """Parse a JSON file; missing or malformed files name the file and where the data comes from."""
+def read_json(path: str, what: str, hint: str = ""):
+    """Parse a JSON file; a missing or malformed file is an error naming it (plus ``hint``)."""
+    tail = f". {hint}" if hint else ""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}. {info.name} comes from {info.source}")
+        raise FileNotFoundError(f"{what} not found: {path}{tail}")
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: malformed {what} ({exc}). {info.name} comes from {info.source}") from None
+        raise ValueError(f"{path}: malformed {what} ({exc}){tail}") from None
+
+
+def load_json(path: str, info: DatasetInfo, what: str = "annotation file"):
+    """``read_json`` whose errors also say where the data set comes from."""
+    return read_json(path, what, f"{info.name} comes from {info.source}")
 
 
 def _require(cond: bool, path: str, info: DatasetInfo, what: str) -> None:

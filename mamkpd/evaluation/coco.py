@@ -21,28 +21,21 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
-import os
 from importlib import metadata
 from typing import Literal
 
 import numpy as np
 
 from mamkpd.data.infos import AP10K_SIGMAS, COCO_SIGMAS
+from mamkpd.data.readers import read_json
 
 Evaluator = Literal["pycocotools", "xtcocotools"]
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 
 
 def _load_gt_json(ann_file: str) -> dict:
-    if not os.path.isfile(ann_file):
-        raise FileNotFoundError(f"annotation file not found: {ann_file}")
-    try:
-        with open(ann_file, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{ann_file}: malformed annotation file ({exc})") from None
+    data = read_json(ann_file, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
             or not isinstance(data.get("images"), list):
         raise ValueError(f"{ann_file}: not a COCO keypoint annotation file (needs 'images' and 'annotations')")
