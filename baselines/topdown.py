@@ -75,13 +75,14 @@ def make_res_layer(block: type[BasicBlock] | type[Bottleneck], inplanes: int, pl
 def topdown_layouts(original_head_modules: Sequence[str], original_repo: str) -> tuple[KeyLayout, ...]:
     """Layouts of a ``backbone`` + ``head`` top-down model as the zoos ship it.
 
-    MMPose 1.x uses ``backbone.*`` / ``head.*`` (this suite's own names); MMPose 0.x (and the official
-    ViTPose release, built on it) ``backbone.*`` / ``keypoint_head.*``; the original SimpleBaseline and
-    HRNet repositories put everything at the top level, the head modules being ``original_head_modules``.
+    MMPose 1.x uses ``backbone.*`` / ``head.*``, this suite's own names (the ``native`` layout); MMPose
+    0.x (and the official ViTPose release, built on it) ``backbone.*`` / ``keypoint_head.*``; the original
+    SimpleBaseline and HRNet repositories put everything at the top level, the head modules being
+    ``original_head_modules``.
     """
     head = "|".join(original_head_modules)
     return (
-        KeyLayout("mmpose1", "MMPose 1.x: backbone.*, head.*"),
+        KeyLayout("native", "this suite's names, which are MMPose 1.x's: backbone.*, head.*"),
         KeyLayout("mmpose0", "MMPose 0.x: backbone.*, keypoint_head.*",
                   rules=prefix_rules([("keypoint_head.", "head.")])),
         KeyLayout("original", f"{original_repo}: no prefix, head modules {', '.join(original_head_modules)}",

@@ -180,11 +180,12 @@ def load_state(model: nn.Module, state: Mapping[str, Tensor], strict: bool = Tru
             raise ValueError(f"unknown layout {layout!r} for {type(model).__name__}; known: "
                              f"{[lay.name for lay in _layouts_of(model)]}")
 
-    def score(lay: KeyLayout) -> int:
+    def fit(lay: KeyLayout) -> tuple[int, int]:
         renamed, _ = apply_layout(state, lay)
-        return sum(1 for k in renamed if k in target)
+        matched = sum(1 for k in renamed if k in target)
+        return matched, matched - len(renamed)  # most keys matched, then fewest left over
 
-    best = max(layouts, key=score)  # max keeps the first of equal scores: native, then declared order
+    best = max(layouts, key=fit)  # max keeps the first of equal fits: native, then declared order
     renamed, _ = apply_layout(state, best)
     report = LoadReport(path=source, layout=best.name, loaded=0)
     to_load: dict[str, Tensor] = {}
