@@ -124,16 +124,19 @@ class ResultsStore:
         ``status_reason``). ``protocol`` holds any other column of :data:`COLUMNS` (unknown names
         raise ValueError). Returns the row as written.
         """
-        judged, delta = judge(paper, measured, tolerance, tolerance_kind)
-        if status is not None and status not in _STATUSES:
+        if status is None:
+            status, delta = judge(paper, measured, tolerance, tolerance_kind)
+        elif status not in _STATUSES:
             raise ValueError(f"status must be one of {_STATUSES}, got {status!r}")
+        else:  # the caller decided (e.g. figures from different GPUs are shown, not judged)
+            delta = None if _missing(paper) or _missing(measured) else float(measured) - float(paper)
         values: dict[str, Any] = {**machine_info(str(protocol.get("device") or "cpu")), **environment_info()}
         values.update(timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         values.update(protocol)
         values.update(table=table, row=row, model=model, metric=metric, paper_value=paper,
                       measured_value=measured, delta=delta, tolerance=tolerance,
                       tolerance_kind=tolerance_kind if not _missing(tolerance) else "",
-                      status=status or judged, status_reason=status_reason)
+                      status=status, status_reason=status_reason)
         return self.append(values)
 
     def record_finding(self, *, table: str, row: str, model: str, text: str, **protocol: Any) -> dict[str, str]:

@@ -1,0 +1,34 @@
+"""`mamkpd fps` as a user runs it: a subprocess on a small model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mamkpd(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "mamkpd.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=REPO)
+
+
+def test_fps_json_and_store(tmp_path):
+    store = tmp_path / "results.csv"
+    proc = _mamkpd("fps", "--model", "mamkpd_s", "--input-size", "64", "48", "--protocol", "smoke", "--json",
+                   "--store", str(store))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["model"] == "mamkpd_s" and out["median_samples_per_s"] > 0 and out["scan_backend"] == "torch"
+    assert out["preset"]["name"] == "fp32" and out["input_size"] == [64, 48]
+    assert "mamkpd_s" in store.read_text()
+
+
+def test_fps_refuses_gpu_preset_on_cpu_in_one_line():
+    proc = _mamkpd("fps", "--model", "mamkpd_s", "--preset", "fp16", "--device", "cpu")
+    assert proc.returncode == 2
+    assert "needs a CUDA device" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,68 @@
+"""FPS protocol: the timing core, preset and backend refusals, serialisation and store rows (no speed asserted)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mamkpd.harness.fps import (PRESETS, FpsMeasurement, TimingProtocol, measure_model_fps, record_fps,
+                                speed_ratios, time_callable)
+from mamkpd.harness.results import ResultsStore
+
+TINY = TimingProtocol(name="tiny", round_seconds=0.01, timed_rounds=4, steady_window=1, min_warmup_rounds=2,
+                      max_warmup_rounds=4, max_warmup_seconds=2.0)
+
+
+def test_time_callable_counts_calls_and_samples():
+    calls = []
+    result = time_callable(lambda: calls.append(1), sample_count=8, device="cpu", protocol=TINY)
+    assert len(result.samples_per_s) == TINY.timed_rounds
+    assert len(calls) == result.warmup_iterations + result.timed_iterations
+    assert result.median > 0 and result.iqr >= 0 and not result.throttled
+    assert result.clocks_before is None  # CPU: no GPU clocks to read
+
+
+def test_time_callable_rejects_bad_sample_count():
+    with pytest.raises(ValueError, match="sample_count"):
+        time_callable(lambda: None, 0)
+
+
+def test_cuda_only_presets_refused_on_cpu_with_the_cpu_list():
+    with pytest.raises(ValueError, match="needs a CUDA device.*fp32"):
+        measure_model_fps("mamkpd_s", preset="fp16", device="cpu")
+    with pytest.raises(ValueError, match="unknown preset"):
+        measure_model_fps("mamkpd_s", preset="int8")
+    assert {"fp32", "fp16", "bf16", "fp32-cl", "fp16-cudnn-bench", "tf32", "compile"} <= set(PRESETS)
+
+
+def test_reference_scan_backend_refused():
+    with pytest.raises(ValueError, match="reference"):
+        measure_model_fps("mamkpd_s", scan_backend="reference", input_size=(64, 48), protocol=TINY)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_device_without_cuda_is_an_error():
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        measure_model_fps("mamkpd_s", device="cuda")
+
+
+def test_measurement_round_trip_and_store_rows(tmp_path):
+    m = measure_model_fps("mamkpd_s", batch=2, input_size=(64, 48), protocol=TINY)
+    assert m.scan_backend == "torch" and m.input_size == (64, 48) and m.result.sample_count == 2
+    back = FpsMeasurement.from_dict(m.as_dict())
+    assert back.result.samples_per_s == m.result.samples_per_s and back.preset == m.preset
+    store = ResultsStore(tmp_path / "r.csv")
+    rows = record_fps(store, m, ratio=speed_ratios([m], "mamkpd_s")["mamkpd_s"], reference="mamkpd_s")
+    assert [r["metric"] for r in rows] == ["fps", "fps_ratio_to_mamkpd_s"]
+    frame = store.read().frame
+    # not at the paper's 256x192, so not keyed to Table 2
+    assert set(frame["table"]) == {"fps"} and set(frame["status"]) == {"measured"}
+    assert frame["scan_backend"].iloc[0] == "torch" and frame["batch_size"].iloc[0] == 2
+    assert frame["sample"].iloc[0] == "person crop" and not math.isnan(frame["iqr"].iloc[0])
+
+
+def test_ratio_needs_the_reference_in_the_run():
+    with pytest.raises(ValueError, match="hrnet_w32 was not timed"):
+        speed_ratios([])
