@@ -18,7 +18,8 @@ from torch import nn
 from ..models import create_model, model_info
 from ..ops import resolve_backend, selective_scan_flop_jit
 
-__all__ = ["Complexity", "FREE_OPS", "count_params", "measure_complexity", "measure_model"]
+__all__ = ["Complexity", "FREE_OPS", "count_params", "measure_complexity", "measure_model", "HRNET_REPO_CONVENTION",
+           "measure_model_hrnet_repo", "measure_complexity_hrnet_repo"]
 
 # Element-wise, comparison and data-movement ops whose cost is negligible next to the matrix work and
 # which fvcore does not count; anything else uncounted is a bug in the counting.
@@ -31,6 +32,7 @@ FREE_OPS = frozenset({
     "aten::topk", "aten::argmax", "aten::max", "aten::abs", "aten::log", "aten::floor_divide",
     "aten::scatter_", "aten::index", "aten::gather", "aten::repeat", "aten::pad", "aten::constant_pad_nd",
     "aten::bernoulli_", "aten::expand_as", "aten::linspace", "aten::arange", "aten::meshgrid",
+    "aten::cos", "aten::sin",  # sine position encodings (RTMO), computed once per grid cell
 })
 
 
@@ -46,10 +48,11 @@ class Complexity:
     scan_backend: str | None = None
     unsupported_ops: dict[str, int] = field(default_factory=dict)
     by_operator: dict[str, float] = field(default_factory=dict)
+    gflops_divisor: float = 1e9  # the HRNet repository's counter divides by 2**30
 
     @property
     def gflops(self) -> float:
-        return self.flops / 1e9
+        return self.flops / self.gflops_divisor
 
     @property
     def uncounted_non_free(self) -> dict[str, int]:
@@ -101,3 +104,54 @@ def measure_complexity(name: str, input_size: tuple[int, int] | None = None, bat
         overrides["input_size"] = size
     model = create_model(name, **overrides)
     return measure_model(model, size, name=name, batch=batch)
+
+
+HRNET_REPO_CONVENTION = ("HRNet repository get_model_summary: multiply-adds of modules whose class name contains "
+                         "'Conv' (weight numel x output H x W, so a transposed conv is counted on its output "
+                         "size) and of nn.Linear (output numel x input.size(1)); nothing else; divided by 2**30")
+
+
+def measure_model_hrnet_repo(model: nn.Module, input_size: tuple[int, int], name: str = "", batch: int = 1,
+                             in_channels: int = 3) -> Complexity:
+    """Count ``model`` the way the HRNet repository's ``lib/utils/utils.py::get_model_summary`` does.
+
+    The paper's HRNet and SimpleBaseline GFLOPs come from this counter. It hooks every module except
+    containers and the model itself, counts only conv and linear layers, charges a conv its weight
+    size times its output's spatial size (a stride-2 transposed conv is charged 4x its multiply-adds)
+    and a linear layer its output size times ``input.size(1)`` (the token count, not the width, for
+    (N, L, C) inputs), ignores the batch, and divides by 2**30.
+    """
+    counts: dict[str, int] = {}
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        kind = type(module).__name__
+        if "Conv" in kind and hasattr(module, "weight"):
+            flops = module.weight.numel() * int(torch.tensor(output.shape[2:]).prod())
+        elif isinstance(module, nn.Linear):
+            flops = output.numel() * inputs[0].size(1)
+        else:
+            return
+        counts[kind] = counts.get(kind, 0) + int(flops)
+
+    model = model.eval()
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if m is not model and not isinstance(m, (nn.ModuleList, nn.Sequential))]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(batch, in_channels, *input_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return Complexity(model=name or type(model).__name__, params=count_params(model), flops=sum(counts.values()),
+                      input_size=tuple(input_size), batch=batch, flops_convention=HRNET_REPO_CONVENTION,
+                      counter="hrnet_repo", scan_backend=getattr(model, "scan_backend", None),
+                      by_operator={k: float(v) for k, v in counts.items()}, gflops_divisor=2.0 ** 30)
+
+
+def measure_complexity_hrnet_repo(name: str, input_size: tuple[int, int] | None = None, **overrides) -> Complexity:
+    """:func:`measure_model_hrnet_repo` on the registered model ``name``."""
+    info = model_info(name)
+    size = tuple(input_size) if input_size else info.input_size
+    if input_size and "input_size" not in overrides:
+        overrides["input_size"] = size
+    return measure_model_hrnet_repo(create_model(name, **overrides), size, name=name)
