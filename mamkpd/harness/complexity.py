@@ -19,7 +19,7 @@ from ..models import create_model, model_info
 from ..ops import resolve_backend, selective_scan_flop_jit
 
 __all__ = ["Complexity", "FREE_OPS", "count_params", "measure_complexity", "measure_model", "HRNET_REPO_CONVENTION",
-           "measure_model_hrnet_repo", "measure_complexity_hrnet_repo"]
+           "measure_model_hrnet_repo", "measure_complexity_hrnet_repo", "measure_readings"]
 
 # Element-wise, comparison and data-movement ops whose cost is negligible next to the matrix work and
 # which fvcore does not count; anything else uncounted is a bug in the counting.
@@ -55,12 +55,18 @@ class Complexity:
         return self.flops / self.gflops_divisor
 
     @property
+    def gflops_without_scan(self) -> float:
+        """What fvcore reports when nothing counts the scan (a plain fvcore run on a mamba-ssm model)."""
+        return (self.flops - self.by_operator.get("selective_scan", 0.0)) / self.gflops_divisor
+
+    @property
     def uncounted_non_free(self) -> dict[str, int]:
         return {op: n for op, n in self.unsupported_ops.items() if op not in FREE_OPS}
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["gflops"] = self.gflops
+        d["gflops_without_scan"] = self.gflops_without_scan
         d["input_size"] = list(self.input_size)
         return d
 
@@ -104,6 +110,19 @@ def measure_complexity(name: str, input_size: tuple[int, int] | None = None, bat
         overrides["input_size"] = size
     model = create_model(name, **overrides)
     return measure_model(model, size, name=name, batch=batch)
+
+
+def measure_readings(names=("mamkpd_s", "mamkpd_b", "mamkpd_l"), readings=None) -> list[dict]:
+    """Params and GFLOPs of each model under each alternative reading of the architecture."""
+    from ..models.mamkpd import ALTERNATIVE_READINGS
+
+    rows = []
+    for reading, overrides in (readings or ALTERNATIVE_READINGS).items():
+        for name in names:
+            c = measure_complexity(name, **overrides)
+            rows.append({"reading": reading, "overrides": dict(overrides), "model": name, "params": c.params,
+                         "gflops": c.gflops, "gflops_without_scan": c.gflops_without_scan})
+    return rows
 
 
 HRNET_REPO_CONVENTION = ("HRNet repository get_model_summary: multiply-adds of modules whose class name contains "

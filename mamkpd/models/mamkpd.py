@@ -118,7 +118,8 @@ class MamKPD(nn.Module):
         super().__init__()
         self.config = cfg
         self.stem = Stem(cfg.in_channels, cfg.dims[0]) if cfg.stem else None
-        rates = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+        total = sum(cfg.depths)  # stochastic depth rising linearly to drop_path_rate (plain floats: works on meta)
+        rates = [cfg.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         stages, channels, start = [], cfg.dims[0] if cfg.stem else cfg.in_channels, 0
         for i, depth in enumerate(cfg.depths):
             # the first stage reaches /4 from the stem's /2, or from the image when there is no stem
@@ -189,6 +190,19 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+# Other readings of what the paper leaves open, as config overrides on top of the defaults: the report
+# shows how Table 1's params and GFLOPs move under each.
+ALTERNATIVE_READINGS: dict[str, dict] = {
+    "defaults (d_state 8, no z-gate, no MLP, decoder dims[-1]/4)": {},
+    "d_state 16 (Mamba/VMamba v0)": {"d_state": 16},
+    "d_state 1 (VMamba v2)": {"d_state": 1},
+    "z-gate on": {"z_gate": True},
+    "MLP ratio 4 after each SS2D": {"mlp_ratio": 4.0},
+    "decoder 256 wide (SimpleBaseline/ViTPose)": {"decoder_width": 256},
+    "no SS2D-CMM gate": {"context_gate": False},
+}
+
+
 def _register(name: str, base: dict) -> None:
     def factory(**overrides) -> MamKPD:
         return _build(base, overrides)
@@ -209,4 +223,4 @@ def config_of(name: str, **overrides) -> MamKPDConfig:
     return MamKPDConfig(**{**VARIANTS[name], **overrides})
 
 
-__all__ = ["MamKPD", "MamKPDConfig", "VARIANTS", "config_of", "DOWNSAMPLING"]
+__all__ = ["ALTERNATIVE_READINGS", "MamKPD", "MamKPDConfig", "VARIANTS", "config_of", "DOWNSAMPLING"]
