@@ -29,3 +29,24 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
 }
 # Parameter counts must match within this relative tolerance (published figures are rounded).
 PARAMS_RTOL = 0.005
+
+
+@dataclass(frozen=True)
+class OfficialHead:
+    """A heatmap head as an official config file writes it (TopdownHeatmapSimpleHead arguments)."""
+
+    config: str
+    num_deconv_layers: int
+    upsample: int
+    final_conv_kernel: int
+
+
+# Transcribed from ViTAE-Transformer/ViTPose configs/body/2d_kpt_sview_rgb_img/topdown_heatmap/coco/.
+OFFICIAL_VITPOSE_HEADS: dict[tuple[str, str], OfficialHead] = {
+    ("s", "classic"): OfficialHead("ViTPose_small_coco_256x192.py", 2, 0, 1),
+    ("s", "simple"): OfficialHead("ViTPose_small_simple_coco_256x192.py", 2, 0, 1),
+    ("b", "classic"): OfficialHead("ViTPose_base_coco_256x192.py", 2, 0, 1),
+    ("b", "simple"): OfficialHead("ViTPose_base_simple_coco_256x192.py", 0, 4, 3),
+    ("l", "classic"): OfficialHead("ViTPose_large_coco_256x192.py", 2, 0, 1),
+    ("l", "simple"): OfficialHead("ViTPose_large_simple_coco_256x192.py", 0, 4, 3),
+}
