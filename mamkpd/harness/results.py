@@ -1,5 +1,9 @@
 """The results store: an append-only CSV with one row per measurement and the protocol it ran under.
 
+Rows that reproduce a paper figure use the paper table's name (``table1`` … ``table5``, ``fig3``),
+its ``row`` key and the paper CSV's column name as ``metric`` (``params_m``, ``gflops``, ``fps``,
+``AP``, ``mean``, ``wrist``, …; see :mod:`mamkpd.paper`), so the report can put them beside the paper.
+
 Safe for several processes at once (pytest-xdist workers, ``mamkpd reproduce`` jobs): every append
 takes a file lock and writes one complete line in a single ``os.write`` followed by ``fsync``, so a
 killed writer leaves either its whole row or none of it. A reader still tolerates a torn line (a
@@ -28,8 +32,8 @@ __all__ = [
 ]
 
 COLUMNS: tuple[str, ...] = (
-    # what was compared
-    "table", "row", "model", "metric", "paper_value", "measured_value", "delta", "tolerance",
+    # what was compared; reading names a non-default architecture reading ("" = the suite's default)
+    "table", "row", "model", "reading", "metric", "paper_value", "measured_value", "delta", "tolerance",
     "tolerance_kind", "status", "status_reason",
     # evaluation protocol
     "dataset", "split", "input_size", "box_source", "flip_test",

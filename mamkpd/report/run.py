@@ -1,0 +1,266 @@
+"""``mamkpd report --run``: measure what this machine can, record it, then write the report.
+
+On a CPU machine with no data sets this means: params and GFLOPs of every paper row (fvcore, and the
+HRNet repository's counter for the rows the paper counted with it), Table 1 under the alternative
+architecture readings, CPU speed of a few models with HRNet-W32 as the common reference, a short
+training and evaluation on the built-in pose samples, the baselines' findings, and a ``not run`` row
+with its reason for every accuracy cell. Steps run in order of importance under a time budget; a
+step that would start after the budget is spent is recorded as skipped, with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..harness.availability import cuda_status, dataset_status, sha256_of
+from ..harness.reproduce import run_cli
+from ..harness.results import ResultsStore
+from ..harness.tolerances import tolerance_for
+from ..paper import TABLES, load_table
+
+__all__ = ["RunPlan", "run_measurements"]
+
+TABLE1_ROWS = {"mamkpd_s": "MamKPD-Small", "mamkpd_b": "MamKPD-Base", "mamkpd_l": "MamKPD-Large"}
+
+
+@dataclass
+class RunPlan:
+    """What ``report --run`` measures; the defaults fit a 2-core CPU machine in a few minutes."""
+
+    speed_models: tuple[str, ...] = ("hrnet_w32", "mamkpd_s", "mamkpd_b")
+    speed_reference: str = "hrnet_w32"
+    speed_batch: int = 1
+    speed_protocol: str = "smoke"
+    device: str = "cpu"
+    train_model: str = "mamkpd_s"
+    train_steps: int = 2
+    train_batch: int = 4
+    train_input_size: tuple[int, int] = (128, 96)  # a pipeline check on 4 images, not an accuracy claim
+    readings: bool = True
+    baseline_findings: bool = True
+    budget_s: float = 300.0
+    data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root, else the environment variables
+
+
+class _Progress:
+    def __init__(self, echo: Callable[[str], None], budget_s: float):
+        self.start, self.echo, self.budget_s = time.monotonic(), echo, budget_s
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def over_budget(self) -> bool:
+        return self.elapsed > self.budget_s
+
+    def __call__(self, message: str) -> None:
+        self.echo(f"[{self.elapsed:6.1f}s] {message}")
+
+
+def _complexity_cells() -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """(table, row, model, complexity metrics) for every paper row with a registered model."""
+    cells = []
+    for name, spec in TABLES.items():
+        if not spec.complexity_columns:
+            continue
+        for r in load_table(name).itertuples():
+            if r.registry_name:
+                cells.append((name, r.row, r.registry_name, spec.complexity_columns))
+    return cells
+
+
+def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, object]:
+    from ..harness.complexity import measure_complexity
+
+    cells = _complexity_cells()
+    models = list(dict.fromkeys(m for _, _, m, _ in cells))
+    measured, paper = {}, {n: load_table(n).set_index("row") for n in TABLES}
+    for i, model in enumerate(models, 1):
+        if progress.over_budget():
+            progress(f"complexity: budget spent, {len(models) - i + 1} model(s) left uncounted")
+            break
+        c = measure_complexity(model)
+        measured[model] = c
+        progress(f"complexity {i}/{len(models)} {model}: {c.params / 1e6:.2f}M params, {c.gflops:.2f} GFLOPs")
+    for table, row, model, metrics in cells:
+        for metric in metrics:
+            printed = paper[table].loc[row].get(metric, math.nan)
+            printed = None if isinstance(printed, float) and math.isnan(printed) else float(printed)
+            if model not in measured:
+                store.record(table=table, row=row, model=model, metric=metric, paper=printed, status="not run",
+                             status_reason="report --run time budget spent before this model was counted")
+                continue
+            c = measured[model]
+            tol, kind = tolerance_for(table, metric, model)
+            store.record(table=table, row=row, model=model, metric=metric, paper=printed,
+                         measured=c.params / 1e6 if metric == "params_m" else c.gflops,
+                         tolerance=tol if printed is not None else None, tolerance_kind=kind,
+                         flops_convention=f"{c.flops_convention} ({c.counter})", input_size=c.input_size,
+                         batch_size=c.batch, scan_backend=c.scan_backend or "", device="cpu",
+                         notes="uncounted ops: " + (", ".join(sorted(c.unsupported_ops)) or "none"))
+    return measured
+
+
+def _measure_hrnet_counter(store: ResultsStore, progress: _Progress) -> None:
+    """The rows the paper counted with the HRNet repository's counter, counted the same way."""
+    from ..harness.complexity import measure_complexity_hrnet_repo
+
+    t2 = load_table("table2")
+    rows = t2[t2["notes"].str.contains("HRNet repository's counter", regex=False) & (t2["registry_name"] != "")]
+    for r in rows.itertuples():
+        c = measure_complexity_hrnet_repo(r.registry_name)
+        tol, kind = tolerance_for("table2", "gflops", r.registry_name)
+        store.record(table="table2", row=r.row, model=r.registry_name, metric="gflops", paper=r.gflops,
+                     measured=c.gflops, tolerance=tol, tolerance_kind=kind,
+                     flops_convention=f"{c.flops_convention} ({c.counter})", input_size=c.input_size,
+                     batch_size=c.batch, device="cpu")
+        progress(f"HRNet-repository counter {r.registry_name}: {c.gflops:.2f} GFLOPs (paper {r.gflops})")
+
+
+def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
+    from ..harness.complexity import measure_complexity
+    from ..models.mamkpd import ALTERNATIVE_READINGS
+
+    paper = load_table("table1").set_index("row")
+    for reading, overrides in ALTERNATIVE_READINGS.items():
+        if not overrides:
+            continue  # the default reading is the Table 1 measurement itself
+        for model, row in TABLE1_ROWS.items():
+            if progress.over_budget():
+                progress(f"readings: budget spent before {reading} / {model}")
+                return
+            c = measure_complexity(model, **overrides)
+            for metric, value in (("params_m", c.params / 1e6), ("gflops", c.gflops)):
+                store.record(table="table1", row=row, model=model, reading=reading, metric=metric,
+                             paper=float(paper.loc[row, metric]), measured=value, status="measured",
+                             flops_convention=f"{c.flops_convention} ({c.counter})", input_size=c.input_size,
+                             scan_backend=c.scan_backend or "", device="cpu",
+                             notes=f"overrides {json.dumps(overrides)}")
+            progress(f"reading '{reading}' {model}: {c.params / 1e6:.2f}M, {c.gflops:.2f} GFLOPs")
+
+
+def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
+    from ..harness.fps import measure_models_isolated, record_fps, speed_ratios
+
+    names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
+    done = measure_models_isolated(
+        names, plan.speed_batch, "fp32", plan.device, plan.speed_protocol,
+        on_done=lambda m: progress(f"speed {m.model} on {m.device}: {m.result.median:.3g} samples/s "
+                                   f"(IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"))
+    ratios = speed_ratios(done, plan.speed_reference)
+    for m in done:
+        record_fps(store, m, ratios[m.model], plan.speed_reference)
+
+
+def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
+    """A few optimiser steps on the COCO-format samples, then evaluation on them: the pipeline works end to end."""
+    from ..data.samples import samples_root
+
+    coco = samples_root() / "coco"
+    ann = coco / "test_coco.json"
+    if not ann.is_file():
+        progress(f"training on samples skipped: pose samples not found at {coco} (set MAMKPD_SAMPLES)")
+        return
+    size = [str(v) for v in plan.train_input_size]
+    with tempfile.TemporaryDirectory(prefix="mamkpd-report-run-") as out:
+        summary = run_cli(["train", "--model", plan.train_model, "--dataset", "coco", "--train-ann-file", str(ann),
+                        "--train-image-dir", str(coco), "--val-interval", "0", "--epochs", "1",
+                        "--max-steps", str(plan.train_steps), "--batch-size", str(plan.train_batch),
+                        "--workers", "0", "--device", plan.device, "--input-size", *size, "--warmup-iters", "0",
+                        "--out-dir", out], timeout_s=900)
+        checkpoint = summary["checkpoint"]
+        progress(f"trained {plan.train_model} for {summary['global_step']} step(s) on the COCO samples")
+        evaluation = run_cli(["evaluate", "--checkpoint", checkpoint, "--dataset", "coco", "--ann-file", str(ann),
+                           "--image-dir", str(coco), "--device", plan.device, "--workers", "0", "--batch-size", "8",
+                           "--no-flip", "--results", str(Path(out) / "keypoints.json")], timeout_s=900)
+        sha = sha256_of(checkpoint)
+    metrics = evaluation.get("metrics", evaluation)
+    for metric in ("AP", "AP50", "AP75", "AR"):
+        if metric in metrics:
+            store.record(table="samples", row=f"{plan.train_model} on the COCO samples", model=plan.train_model,
+                         metric=metric, measured=float(metrics[metric]), status="measured",
+                         status_reason="pipeline check: a few steps on 4 sample images, not comparable to the paper",
+                         dataset="coco", split="samples (test_coco.json)", input_size=plan.train_input_size,
+                         box_source="ground truth", flip_test=False, batch_size=plan.train_batch, device=plan.device,
+                         checkpoint_sha256=sha, seed=0, notes=f"{summary['global_step']} optimiser steps")
+    progress(f"evaluated on the samples: AP {metrics.get('AP', float('nan')):.3f} (pipeline check only)")
+
+
+def _record_baseline_findings(store: ResultsStore, progress: _Progress) -> None:
+    try:
+        from baselines.findings import baseline_findings
+    except ImportError as exc:
+        progress(f"baseline findings skipped: {exc}")
+        return
+    for f in baseline_findings():
+        store.record_finding(table="table2", row=f["id"], model="baselines",
+                             text=f"{f['title']}: {f['finding']} (protocol: {f['protocol']})")
+    progress("baseline findings recorded")
+
+
+def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
+    """A ``not run`` row with its reason for every accuracy cell and every GPU timing this machine cannot do."""
+    cuda = cuda_status()
+    for name, spec in TABLES.items():
+        if not spec.accuracy_columns:
+            continue
+        data = dataset_status(spec.dataset, plan.data_roots.get(spec.dataset), spec.split)
+        reason = data.reason or "accuracy is measured by `mamkpd reproduce` and the pytest reproductions"
+        for r in load_table(name).itertuples():
+            if not r.registry_name:
+                continue
+            for metric in spec.accuracy_columns:
+                store.record(table=name, row=r.row, model=r.registry_name, metric=metric,
+                             paper=getattr(r, metric), status="not run", status_reason=reason,
+                             dataset=spec.dataset, split=spec.split)
+    if not cuda.ok:
+        t2 = load_table("table2")
+        for r in t2[(t2["registry_name"] != "") & t2["fps"].notna()].itertuples():
+            if r.registry_name not in plan.speed_models and r.registry_name != plan.speed_reference:
+                store.record(table="table2", row=r.row, model=r.registry_name, metric="fps", paper=r.fps,
+                             status="not run", status_reason=f"{cuda.reason}; not timed on CPU by report --run "
+                                                             f"(run: mamkpd fps --model {r.registry_name})")
+    progress("recorded the reasons for what this machine cannot measure")
+
+
+def run_measurements(store_path: str | os.PathLike, plan: RunPlan | None = None,
+                     echo: Callable[[str], None] = print) -> list[tuple[str, str]]:
+    """Run every step of ``plan`` into the store; return a run-log section for the report."""
+    plan = plan or RunPlan()
+    store = ResultsStore(store_path)
+    progress = _Progress(echo, plan.budget_s)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("reasons for what cannot run here", lambda: _record_unavailable(store, plan, progress)),
+        ("params and GFLOPs of every paper row", lambda: _measure_complexity(store, progress)),
+        ("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)),
+        ("CPU speed with HRNet-W32 as reference", lambda: _measure_speed(store, plan, progress)),
+        ("short training and evaluation on the pose samples", lambda: _train_on_samples(store, plan, progress)),
+    ]
+    if plan.readings:
+        steps.append(("Table 1 under alternative readings", lambda: _measure_readings(store, progress)))
+    if plan.baseline_findings:
+        steps.append(("baseline findings", lambda: _record_baseline_findings(store, progress)))
+    log = []
+    for title, step in steps:
+        if progress.over_budget():
+            log.append(f"- {title}: skipped, the time budget of {plan.budget_s:.0f} s was spent")
+            progress(f"skipped {title}: budget spent")
+            continue
+        started = progress.elapsed
+        progress(f"{title} ...")
+        try:
+            step()
+            log.append(f"- {title}: done in {progress.elapsed - started:.0f} s")
+        except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
+            log.append(f"- {title}: failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            progress(f"{title} failed: {exc}")
+    log.append(f"- total {progress.elapsed:.0f} s on {os.cpu_count()} CPU core(s); budget {plan.budget_s:.0f} s")
+    return [("What `mamkpd report --run` measured on this machine", "\n".join(log) + "\n")]
