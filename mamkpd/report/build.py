@@ -43,17 +43,22 @@ def build_report(store_path: str | os.PathLike) -> Report:
                   collect_findings(comparisons, contents.frame))
 
 
-def _num(x: float) -> str:
+def _num(x: float, printed: bool = False) -> str:
+    """Paper values as the paper prints them (one decimal), ours to three significant digits."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}"
+    if abs(x) >= 1000:
+        return f"{x:.0f}"
+    if printed and abs(x) >= 1:
+        return f"{x:.1f}"
+    return f"{x:.3g}" if abs(x) < 100 else f"{x:.1f}"
 
 
 def _cell(c: pd.Series) -> str:
     if c["status"] == NOT_IN_PAPER:
         return "-"
     ours = "—" if pd.isna(c["ours"]) else _num(c["ours"])
-    return f"{_num(c['paper'])} / {ours}{(' ' + _MARK[c['status']]) if c['status'] in _MARK else ''}"
+    return f"{_num(c['paper'], printed=True)} / {ours}{(' ' + _MARK[c['status']]) if c['status'] in _MARK else ''}"
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -71,7 +76,8 @@ def _table_section(name: str, cells: pd.DataFrame) -> str:
     for (row, method), group in cells.groupby(["row", "method"], sort=False):
         by_metric = group.set_index("metric")
         rows.append([method, *[_cell(by_metric.loc[m]) for m in metrics], row_status(group)])
-    protocols = cells.loc[cells["protocol"].fillna("") != "", ["metric", "protocol"]].drop_duplicates()
+    protocols = cells.loc[cells["protocol"].notna() & (cells["protocol"] != ""), ["metric", "protocol"]]
+    protocols = protocols.drop_duplicates()
     proto_lines = "\n".join(f"- `{m}`: {p}" for m, p in protocols.itertuples(index=False)) or "- nothing measured"
     return (f"### {spec.title}\n\nCells: paper / ours, ✓ reproduced within the recorded tolerance, ✗ differs, "
             f"· measured without a judgement (no paper value, or a figure from another GPU).\n\n"

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +30,7 @@ from ..paper import TABLES, load_table
 
 __all__ = ["RunPlan", "run_measurements"]
 
+COMPLEXITY_SHARE = 0.5  # of the budget, for counting every row; speed, training and extras get the rest
 TABLE1_ROWS = {"mamkpd_s": "MamKPD-Small", "mamkpd_b": "MamKPD-Base", "mamkpd_l": "MamKPD-Large"}
 
 
@@ -58,8 +61,9 @@ class _Progress:
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def over_budget(self) -> bool:
-        return self.elapsed > self.budget_s
+    def over_budget(self, share: float = 1.0) -> bool:
+        """Whether ``share`` of the budget is spent (the counting step stops at half, leaving time for the rest)."""
+        return self.elapsed > share * self.budget_s
 
     def __call__(self, message: str) -> None:
         self.echo(f"[{self.elapsed:6.1f}s] {message}")
@@ -77,19 +81,39 @@ def _complexity_cells() -> list[tuple[str, str, str, tuple[str, ...]]]:
     return cells
 
 
-def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, object]:
+def _count_one(model: str, threads: int):
+    """Worker: fvcore count of one model (fvcore's tracing is mostly single-threaded Python)."""
+    import torch
+
     from ..harness.complexity import measure_complexity
 
+    torch.set_num_threads(threads)
+    return measure_complexity(model)
+
+
+def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, object]:
     cells = _complexity_cells()
     models = list(dict.fromkeys(m for _, _, m, _ in cells))
     measured, paper = {}, {n: load_table(n).set_index("row") for n in TABLES}
-    for i, model in enumerate(models, 1):
-        if progress.over_budget():
-            progress(f"complexity: budget spent, {len(models) - i + 1} model(s) left uncounted")
-            break
-        c = measure_complexity(model)
-        measured[model] = c
-        progress(f"complexity {i}/{len(models)} {model}: {c.params / 1e6:.2f}M params, {c.gflops:.2f} GFLOPs")
+    workers = max(1, min(2, os.cpu_count() or 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # one model per worker process at a time, so the budget check still stops between models
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {}
+        queue = list(models)
+        while queue or pending:
+            while queue and len(pending) < workers and not progress.over_budget(COMPLEXITY_SHARE):
+                model = queue.pop(0)
+                pending[pool.submit(_count_one, model, threads)] = model
+            if not pending:
+                progress(f"complexity: budget spent, {len(queue)} model(s) left uncounted")
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                model = pending.pop(future)
+                c = measured[model] = future.result()
+                progress(f"complexity {len(measured)}/{len(models)} {model}: {c.params / 1e6:.2f}M params, "
+                         f"{c.gflops:.2f} GFLOPs")
     for table, row, model, metrics in cells:
         for metric in metrics:
             printed = paper[table].loc[row].get(metric, math.nan)
@@ -240,9 +264,9 @@ def run_measurements(store_path: str | os.PathLike, plan: RunPlan | None = None,
     steps: list[tuple[str, Callable[[], None]]] = [
         ("reasons for what cannot run here", lambda: _record_unavailable(store, plan, progress)),
         ("params and GFLOPs of every paper row", lambda: _measure_complexity(store, progress)),
-        ("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)),
         ("CPU speed with HRNet-W32 as reference", lambda: _measure_speed(store, plan, progress)),
         ("short training and evaluation on the pose samples", lambda: _train_on_samples(store, plan, progress)),
+        ("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)),
     ]
     if plan.readings:
         steps.append(("Table 1 under alternative readings", lambda: _measure_readings(store, progress)))

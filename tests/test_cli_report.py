@@ -1,0 +1,66 @@
+"""`mamkpd report` and `mamkpd reproduce` as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mamkpd.harness.results import ResultsStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mamkpd(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mamkpd.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=REPO)
+
+
+def test_report_from_store(tmp_path):
+    store = ResultsStore(tmp_path / "r.csv")
+    store.record(table="table5", row="(a)", model="mamkpd_t5a", metric="params_m", paper=4.0, measured=3.97,
+                 tolerance=0.07, tolerance_kind="rel")
+    proc = _mamkpd("report", "--store", str(store.path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert "4.0 / 3.97 ✓" in (tmp_path / "out" / "REPORT.md").read_text()
+    assert (tmp_path / "out" / "table5.csv").exists()
+
+
+def test_report_without_store_says_what_to_do(tmp_path):
+    proc = _mamkpd("report", "--store", str(tmp_path / "none.csv"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "report --run" in proc.stderr
+
+
+def test_reproduce_records_missing_data_as_not_run(tmp_path):
+    store = tmp_path / "r.csv"
+    proc = _mamkpd("reproduce", "--table", "5", "--row", "(a)", "--store", str(store),
+                   env={"MAMKPD_MPII_ROOT": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "MPII not found" in proc.stdout
+    frame = ResultsStore(store).read().frame
+    assert set(frame["status"]) == {"not run"} and frame["metric"].tolist() == ["mean"]
+
+
+def test_reproduce_rejects_a_table_without_accuracy(tmp_path):
+    proc = _mamkpd("reproduce", "--table", "1", "--store", str(tmp_path / "r.csv"))
+    assert proc.returncode == 2 and "no accuracy to reproduce" in proc.stderr
+
+
+@pytest.mark.slow
+def test_report_run_end_to_end_on_cpu(tmp_path):
+    """The main job on a CPU machine without data: measures, records, reports, within its budget."""
+    out = tmp_path / "reports"
+    proc = _mamkpd("report", "--run", "--budget-s", "240", "--out", str(out), "--store", str(tmp_path / "r.csv"),
+                   timeout=420)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "complexity 1/" in proc.stdout  # progress shown
+    text = (out / "REPORT.md").read_text()
+    assert "What `mamkpd report --run` measured on this machine" in text
+    frame = ResultsStore(tmp_path / "r.csv").read().frame
+    counted = frame[(frame["table"] == "table1") & (frame["metric"] == "params_m") & frame["measured_value"].notna()]
+    assert len(counted) >= 1  # Table 1 is counted first, whatever the machine's speed
+    assert (frame["status"] == "not run").any() and (frame["status_reason"].str.contains("not found")).any()
