@@ -44,7 +44,7 @@ class RunPlan:
     speed_protocol: str = "smoke"
     device: str = "cpu"
     train_model: str = "mamkpd_s"
-    train_steps: int = 2
+    train_steps: int = 1
     train_batch: int = 4
     train_input_size: tuple[int, int] = (128, 96)  # a pipeline check on 4 images, not an accuracy claim
     readings: bool = True
@@ -81,39 +81,43 @@ def _complexity_cells() -> list[tuple[str, str, str, tuple[str, ...]]]:
     return cells
 
 
-def _count_one(model: str, threads: int):
+def _count_one(model: str, threads: int, overrides: dict):
     """Worker: fvcore count of one model (fvcore's tracing is mostly single-threaded Python)."""
     import torch
 
     from ..harness.complexity import measure_complexity
 
     torch.set_num_threads(threads)
-    return measure_complexity(model)
+    return measure_complexity(model, **overrides)
+
+
+def _count_parallel(jobs: list[tuple[str, str, dict]], progress: _Progress, share: float, what: str) -> dict:
+    """Count ``(label, model, overrides)`` jobs in worker processes; stop submitting once ``share`` of the budget is spent."""
+    workers = max(1, min(2, os.cpu_count() or 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    counted, queue, pending = {}, list(jobs), {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while queue or pending:
+            while queue and len(pending) < workers and not progress.over_budget(share):
+                label, model, overrides = queue.pop(0)
+                pending[pool.submit(_count_one, model, threads, overrides)] = label
+            if not pending:
+                progress(f"{what}: budget spent, {len(queue)} left uncounted")
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                label = pending.pop(future)
+                c = counted[label] = future.result()
+                progress(f"{what} {len(counted)}/{len(jobs)} {label}: {c.params / 1e6:.2f}M params, "
+                         f"{c.gflops:.2f} GFLOPs")
+    return counted
 
 
 def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, object]:
     cells = _complexity_cells()
     models = list(dict.fromkeys(m for _, _, m, _ in cells))
-    measured, paper = {}, {n: load_table(n).set_index("row") for n in TABLES}
-    workers = max(1, min(2, os.cpu_count() or 1))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    # one model per worker process at a time, so the budget check still stops between models
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {}
-        queue = list(models)
-        while queue or pending:
-            while queue and len(pending) < workers and not progress.over_budget(COMPLEXITY_SHARE):
-                model = queue.pop(0)
-                pending[pool.submit(_count_one, model, threads)] = model
-            if not pending:
-                progress(f"complexity: budget spent, {len(queue)} model(s) left uncounted")
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                model = pending.pop(future)
-                c = measured[model] = future.result()
-                progress(f"complexity {len(measured)}/{len(models)} {model}: {c.params / 1e6:.2f}M params, "
-                         f"{c.gflops:.2f} GFLOPs")
+    paper = {n: load_table(n).set_index("row") for n in TABLES}
+    measured = _count_parallel([(m, m, {}) for m in models], progress, COMPLEXITY_SHARE, "complexity")
     for table, row, model, metrics in cells:
         for metric in metrics:
             printed = paper[table].loc[row].get(metric, math.nan)
@@ -150,25 +154,24 @@ def _measure_hrnet_counter(store: ResultsStore, progress: _Progress) -> None:
 
 
 def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
-    from ..harness.complexity import measure_complexity
     from ..models.mamkpd import ALTERNATIVE_READINGS
 
     paper = load_table("table1").set_index("row")
+    # the default reading is the Table 1 measurement itself
+    jobs = [(f"{model} / {reading}", model, overrides) for reading, overrides in ALTERNATIVE_READINGS.items()
+            if overrides for model in TABLE1_ROWS]
+    counted = _count_parallel(jobs, progress, 1.0, "reading")
     for reading, overrides in ALTERNATIVE_READINGS.items():
-        if not overrides:
-            continue  # the default reading is the Table 1 measurement itself
         for model, row in TABLE1_ROWS.items():
-            if progress.over_budget():
-                progress(f"readings: budget spent before {reading} / {model}")
-                return
-            c = measure_complexity(model, **overrides)
+            c = counted.get(f"{model} / {reading}")
+            if c is None:
+                continue
             for metric, value in (("params_m", c.params / 1e6), ("gflops", c.gflops)):
                 store.record(table="table1", row=row, model=model, reading=reading, metric=metric,
                              paper=float(paper.loc[row, metric]), measured=value, status="measured",
                              flops_convention=f"{c.flops_convention} ({c.counter})", input_size=c.input_size,
                              scan_backend=c.scan_backend or "", device="cpu",
                              notes=f"overrides {json.dumps(overrides)}")
-            progress(f"reading '{reading}' {model}: {c.params / 1e6:.2f}M, {c.gflops:.2f} GFLOPs")
 
 
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
@@ -266,10 +269,10 @@ def run_measurements(store_path: str | os.PathLike, plan: RunPlan | None = None,
         ("params and GFLOPs of every paper row", lambda: _measure_complexity(store, progress)),
         ("CPU speed with HRNet-W32 as reference", lambda: _measure_speed(store, plan, progress)),
         ("short training and evaluation on the pose samples", lambda: _train_on_samples(store, plan, progress)),
-        ("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)),
     ]
     if plan.readings:
         steps.append(("Table 1 under alternative readings", lambda: _measure_readings(store, progress)))
+    steps.append(("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)))
     if plan.baseline_findings:
         steps.append(("baseline findings", lambda: _record_baseline_findings(store, progress)))
     log = []
