@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # module names under mamkpd.cli, in the order `mamkpd --help` lists them
-COMMANDS = ("complexity", "eval_results", "fps", "report", "reproduce")
+COMMANDS = ("complexity", "train", "evaluate", "eval_results", "fps", "report", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

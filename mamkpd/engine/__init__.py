@@ -1,0 +1,15 @@
+"""Training and evaluation engine: top-down heatmap training (single process or torchrun/DDP) and inference."""
+
+from .checkpoint import atomic_write, load_checkpoint_file, save_checkpoint, write_json
+from .config import TrainConfig
+from .distributed import DistContext, gather_by_index, init_distributed
+from .inference import build_coco_results, evaluate, flip_back, predict_heatmaps, run_inference
+from .loss import JointsMSELoss
+from .trainer import NonFiniteLossError, TrainResult, WarmupMultiStep, build_model, train
+
+__all__ = [
+    "TrainConfig", "train", "TrainResult", "NonFiniteLossError", "WarmupMultiStep", "build_model",
+    "JointsMSELoss", "evaluate", "run_inference", "predict_heatmaps", "flip_back", "build_coco_results",
+    "DistContext", "init_distributed", "gather_by_index", "atomic_write", "write_json", "save_checkpoint",
+    "load_checkpoint_file",
+]

@@ -1,0 +1,347 @@
+"""Top-down heatmap training: single process, or many under torchrun with DistributedDataParallel."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import (capture_rng_state, load_checkpoint_file, restore_rng_state, save_checkpoint,
+                         unwrap_model)
+from .config import TrainConfig
+from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
+from .inference import evaluate, find_mpii_gt, primary_metric
+from .loss import JointsMSELoss
+
+__all__ = ["train", "TrainResult", "NonFiniteLossError", "WarmupMultiStep", "build_model",
+           "build_datasets", "resolve_input_size", "seed_everything"]
+
+log = logging.getLogger("mamkpd.engine")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; the message names the step, the batch and the last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or max_steps-stopped) run leaves behind."""
+
+    out_dir: Path
+    epochs_completed: int
+    global_step: int
+    checkpoint: Path | None  # the newest weights: last.pth, or partial.pth after a mid-epoch max_steps stop
+    best_checkpoint: Path | None
+    best_metric: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per completed epoch
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary: paths as strings, the last epoch's record."""
+        return {"out_dir": str(self.out_dir), "epochs_completed": self.epochs_completed,
+                "global_step": self.global_step, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+                "best_metric": self.best_metric, "last_epoch": self.history[-1] if self.history else None}
+
+
+class WarmupMultiStep:
+    """LR factor per optimiser step: MMPose-style linear warm-up, then ×factor at each epoch milestone.
+
+    Warm-up (mmcv ``warmup='linear'``): factor = 1 − (1 − step/warmup_iters)(1 − warmup_ratio) for
+    step < warmup_iters. Milestones count completed epochs, as mmcv's ``step`` policy and
+    ``MultiStepLR`` stepped per epoch do: epochs 0..169 at lr, 170..199 at 0.1·lr, 200.. at 0.01·lr.
+    A plain object (not a closure) so LambdaLR's state_dict stores it.
+    """
+
+    def __init__(self, iters_per_epoch: int, milestones: tuple[int, ...], factor: float,
+                 warmup_iters: int, warmup_ratio: float) -> None:
+        self.iters_per_epoch = iters_per_epoch
+        self.milestones = tuple(milestones)
+        self.factor = factor
+        self.warmup_iters = warmup_iters
+        self.warmup_ratio = warmup_ratio
+
+    def __call__(self, step: int) -> float:
+        epoch = step // self.iters_per_epoch
+        value = self.factor ** sum(epoch >= m for m in self.milestones)
+        if step < self.warmup_iters:
+            value *= 1.0 - (1.0 - step / self.warmup_iters) * (1.0 - self.warmup_ratio)
+        return value
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed python, numpy and torch; with ``deterministic`` also force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # warn_only: a kernel without a deterministic version warns (logged) instead of stopping training
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def resolve_input_size(cfg: TrainConfig) -> tuple[int, int]:
+    from ..data import DATASETS
+
+    if cfg.dataset not in DATASETS:
+        raise KeyError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
+    return tuple(cfg.input_size or DATASETS[cfg.dataset].input_size)
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
+    """Training set (augmented unless ``cfg.augment`` is False) and, if validation is on, the val set."""
+    from ..codecs import build_codec
+    from ..data import build_dataset
+
+    input_size = resolve_input_size(cfg)
+    codec = build_codec(cfg.codec, input_size)
+    # augmentations draw from a generator seeded by (seed, epoch, index): independent of workers and ranks
+    train_set = build_dataset(cfg.dataset, "train", cfg.data_root, train=cfg.augment, input_size=input_size,
+                              codec=codec, on_bad=cfg.on_bad, ann_file=cfg.train_ann_file,
+                              image_dir=cfg.train_image_dir, seed=cfg.seed)
+    val_set = None
+    if cfg.val_interval:
+        val_set = build_dataset(cfg.dataset, "val", cfg.data_root, train=False, input_size=input_size, codec=codec,
+                                box_file=cfg.val_box_file, on_bad=cfg.on_bad, ann_file=cfg.val_ann_file,
+                                image_dir=cfg.val_image_dir)
+    return train_set, val_set
+
+
+def build_model(name: str, num_keypoints: int, input_size: tuple[int, int], model_kwargs: dict) -> nn.Module:
+    """A registered model for ``num_keypoints`` joints and ``input_size`` crops."""
+    from ..models import create_model
+
+    return create_model(name, num_keypoints=num_keypoints, input_size=tuple(input_size), **model_kwargs)
+
+
+def _setup_logging(out_dir: Path, ctx: DistContext) -> logging.Handler | None:
+    if not ctx.is_main:
+        return None
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    return handler
+
+
+def _checkpoint_state(cfg, model, optimizer, scheduler, scaler, epochs_done, global_step, best, rng_states):
+    return {"model": unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+            "epoch": epochs_done, "global_step": global_step, "best_metric": best, "rng": rng_states,
+            "config": cfg.to_dict(), "complete_epoch": True}
+
+
+def train(cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,
+          val_set: Dataset | None = None) -> TrainResult:
+    """Train ``cfg.model`` (or the given ``model``) on ``cfg.dataset`` (or the given datasets).
+
+    Checkpoints each epoch to ``out_dir/last.pth`` (full state: model, optimizer, scheduler, epoch, step,
+    RNG states of every rank, config), ``epoch_N.pth`` every ``checkpoint_interval`` epochs, and
+    ``best.pth`` when validation improves. ``cfg.resume`` continues from a full checkpoint exactly: the
+    sampler order depends only on (seed, epoch) and the RNG states are restored. A ``max_steps`` stop in
+    the middle of an epoch writes the weights to ``partial.pth`` and leaves ``last.pth`` at the last
+    completed epoch, as a kill would.
+    """
+    ctx = init_distributed(cfg.device)
+    out_dir = Path(cfg.out_dir)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    barrier(ctx)
+    handler = _setup_logging(out_dir, ctx)
+    try:
+        return _train(cfg, ctx, out_dir, model, train_set, val_set)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, val_set) -> TrainResult:
+    from ..codecs import build_codec
+    from ..data import collate
+
+    seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
+    if train_set is None:
+        train_set, val_set = build_datasets(cfg)
+    if len(train_set) == 0:
+        raise ValueError(f"training set of {cfg.dataset!r} is empty")
+    input_size = tuple(train_set[0]["image"].shape[-2:])
+    info = train_set.info
+    if model is None:
+        model = build_model(cfg.model, info.num_keypoints, input_size, cfg.model_kwargs)
+    model = model.to(ctx.device)
+    if ctx.distributed and cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ddp_model = nn.parallel.DistributedDataParallel(
+        model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) if ctx.distributed else model
+
+    # the sampler shuffles with (seed, epoch) only, so a resumed run sees the same order
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=cfg.seed)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                        collate_fn=collate, pin_memory=ctx.device.type == "cuda", drop_last=False)
+    iters_per_epoch = len(loader)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupMultiStep(
+        iters_per_epoch, cfg.lr_steps, cfg.lr_factor, cfg.warmup_iters, cfg.warmup_ratio))
+    use_amp = cfg.amp and ctx.device.type == "cuda"
+    if cfg.amp and not use_amp:
+        log.warning("amp requested on %s: AMP is CUDA-only, training in float32", ctx.device)
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    criterion = JointsMSELoss()
+    codec = build_codec(cfg.codec, input_size) if val_set is not None else None
+    metric_name = primary_metric(info.name)
+
+    start_epoch, global_step, best = 0, 0, None
+    last_path, best_path = out_dir / "last.pth", out_dir / "best.pth"
+    last_good: Path | None = None
+    if cfg.resume:
+        resume_path = last_path if cfg.resume == "auto" else Path(cfg.resume)
+        state = load_checkpoint_file(resume_path)
+        if not state.get("complete_epoch", False) or "optimizer" not in state:
+            raise ValueError(f"{resume_path} holds weights only (a mid-epoch stop); resume from last.pth")
+        saved = TrainConfig.from_dict(state["config"])
+        for key in ("model", "model_kwargs", "dataset", "batch_size", "lr", "lr_steps", "seed", "codec"):
+            if getattr(saved, key) != getattr(cfg, key):
+                log.warning("resume: %s was %r in %s, now %r", key, getattr(saved, key), resume_path,
+                            getattr(cfg, key))
+        unwrap_model(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, global_step, best = state["epoch"], state["global_step"], state["best_metric"]
+        rng = state["rng"]
+        if len(rng) == ctx.world_size:
+            restore_rng_state(rng[ctx.rank])
+        else:
+            log.warning("resume: checkpoint from %d process(es), now %d: RNG states not restored, the run "
+                        "will not match an uninterrupted one exactly", len(rng), ctx.world_size)
+        last_good = resume_path
+        log.info("resumed from %s at epoch %d, step %d", resume_path, start_epoch, global_step)
+
+    log.info("config %s", cfg.to_dict())
+    log.info("train: %d instances, %d steps/epoch x %d process(es), input %s, device %s",
+             len(train_set), iters_per_epoch, ctx.world_size, input_size, ctx.device)
+    history: list[dict[str, Any]] = []
+    autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+    stopped_early = False
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        ddp_model.train()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ctx.is_main, dynamic_ncols=True)
+        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        for batch_index, batch in enumerate(bar):
+            images = batch["image"].to(ctx.device, non_blocking=True)
+            target = batch["target"].to(ctx.device, non_blocking=True)
+            weight = batch["target_weight"].to(ctx.device, non_blocking=True)
+            with autocast:
+                heatmaps = ddp_model(images)
+            loss = criterion(heatmaps, target, weight)
+            # the mean over ranks for the log; a NaN on any rank stops every rank at the same step
+            reported = loss.detach().clone()
+            if ctx.distributed:
+                torch.distributed.all_reduce(reported)
+                reported /= ctx.world_size
+            loss_value = reported.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"loss is {loss_value} at step {global_step + 1} (epoch {epoch + 1}, batch {batch_index}); "
+                    f"last good checkpoint: {last_good or 'none (no epoch completed yet)'}")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            global_step += 1
+            n = images.shape[0] * ctx.world_size
+            loss_sum += loss_value * n
+            seen += n
+            rate = seen / max(time.perf_counter() - start, 1e-9)
+            lr = optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{loss_value:.3e}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
+            if global_step % cfg.log_interval == 0:
+                log.info("epoch %d step %d batch %d/%d loss %.6e lr %.3e samples/s %.1f", epoch + 1,
+                         global_step, batch_index + 1, iters_per_epoch, loss_value, lr, rate)
+            if cfg.max_steps is not None and global_step >= cfg.max_steps and batch_index + 1 < iters_per_epoch:
+                stopped_early = True
+                break
+        bar.close()
+        broadcast_buffers(ctx, model)
+        if stopped_early:
+            break
+        record: dict[str, Any] = {"epoch": epoch + 1, "global_step": global_step, "loss": loss_sum / max(seen, 1),
+                                  "lr": optimizer.param_groups[0]["lr"],
+                                  "samples_per_s": seen / max(time.perf_counter() - start, 1e-9)}
+        epochs_done = epoch + 1
+        if val_set is not None and (epochs_done % cfg.val_interval == 0 or epochs_done == cfg.epochs):
+            report = evaluate(model, val_set, codec, codec_name=cfg.codec, flip_test=cfg.flip_test,
+                              batch_size=cfg.eval_batch_size, workers=cfg.workers, ctx=ctx, amp=use_amp,
+                              results_file=out_dir / f"val_results_epoch_{epochs_done}.json",
+                              box_source=cfg.val_box_file or "ground truth",
+                              gt_mat=find_mpii_gt(cfg.data_root) if info.name == "mpii" else None)
+            record["val"] = report["metrics"]
+            value = report["metrics"][metric_name]
+            if best is None or value > best:
+                best = value
+                record["best"] = True
+        # every rank's RNG state, so that a resumed multi-process run continues each stream
+        rng_states = [capture_rng_state()]
+        if ctx.distributed:
+            rng_states = [None] * ctx.world_size
+            torch.distributed.all_gather_object(rng_states, capture_rng_state())
+        if ctx.is_main:
+            state = _checkpoint_state(cfg, ddp_model, optimizer, scheduler, scaler, epochs_done, global_step,
+                                      best, rng_states)
+            save_checkpoint(last_path, state)
+            if cfg.checkpoint_interval and epochs_done % cfg.checkpoint_interval == 0:
+                save_checkpoint(out_dir / f"epoch_{epochs_done}.pth", state)
+            if record.get("best"):
+                save_checkpoint(best_path, state)
+        last_good = last_path
+        history.append(record)
+        log.info("epoch %d done: %s", epochs_done, record)
+        barrier(ctx)
+        if cfg.max_steps is not None and global_step >= cfg.max_steps:
+            break
+
+    checkpoint: Path | None = last_good
+    if stopped_early:
+        checkpoint = out_dir / "partial.pth"
+        if ctx.is_main:
+            save_checkpoint(checkpoint, {"model": unwrap_model(ddp_model).state_dict(), "config": cfg.to_dict(),
+                                         "epoch": epoch, "global_step": global_step, "complete_epoch": False})
+        log.info("max_steps=%d reached mid-epoch %d: weights in %s, resume point %s", cfg.max_steps, epoch + 1,
+                 checkpoint, last_good)
+        barrier(ctx)
+    return TrainResult(out_dir=out_dir, epochs_completed=len(history) + start_epoch, global_step=global_step,
+                       checkpoint=checkpoint, best_checkpoint=best_path if best is not None else None,
+                       best_metric=best, history=history)

@@ -1,0 +1,61 @@
+"""`mamkpd evaluate` as a user runs it: a subprocess on the COCO samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mamkpd.data.samples import sample_file
+from mamkpd.engine import TrainConfig, build_model, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"depths": [1, 1, 1], "dims": [16, 32, 64]}
+
+
+def mamkpd_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "mamkpd.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def untrained_checkpoint(path: Path, input_size=(64, 48), model_kwargs=None) -> Path:
+    """A checkpoint as `mamkpd train` writes it, of a freshly initialised reduced MamKPD-S."""
+    cfg = TrainConfig(model="mamkpd_s", model_kwargs=model_kwargs or TINY, dataset="coco", input_size=input_size)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 17, input_size, cfg.model_kwargs)
+    return save_checkpoint(path, {"model": model.state_dict(), "config": cfg.to_dict(), "complete_epoch": False})
+
+
+def test_evaluate_reports_metrics_and_protocol(tmp_path):
+    ckpt = untrained_checkpoint(tmp_path / "untrained.pth")
+    ann = sample_file("coco", "test_coco.json")
+    results = tmp_path / "out" / "kpts.json"
+    proc = mamkpd_cli("evaluate", "--checkpoint", str(ckpt), "--dataset", "coco", "--ann-file", str(ann),
+                      "--image-dir", str(ann.parent), "--box-file", str(ann.parent / "test_coco_det_AP_H_56.json"),
+                      "--device", "cpu", "--workers", "0", "--results", str(results), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report["metrics"]) >= {"AP", "AP50", "AP75", "APM", "APL", "AR"}
+    assert all(0.0 <= v <= 1.0 for v in report["metrics"].values())
+    protocol = report["protocol"]
+    assert protocol["flip_test"] is True and protocol["flip_shift"] is True and protocol["codec"] == "msra"
+    assert protocol["box_source"].endswith("test_coco_det_AP_H_56.json") and protocol["input_size"] == [64, 48]
+    assert protocol["scan_backend"] is not None and protocol["model_kwargs"] == TINY
+    assert report["num_instances"] > 14  # detector boxes, not the 14 ground-truth people
+    written = json.loads(results.read_text())
+    assert written and set(written[0]) == {"image_id", "category_id", "keypoints", "score"}
+
+
+def test_evaluate_errors_are_one_clear_line(tmp_path):
+    proc = mamkpd_cli("evaluate", "--checkpoint", str(tmp_path / "missing.pth"), "--dataset", "coco", cwd=tmp_path)
+    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr and "Traceback" not in proc.stderr
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"state_dict": {}}, foreign)
+    proc = mamkpd_cli("evaluate", "--checkpoint", str(foreign), "--dataset", "coco", cwd=tmp_path)
+    assert proc.returncode == 2 and "pass --model" in proc.stderr
