@@ -86,7 +86,8 @@ def test_resume_after_a_mid_epoch_kill_matches_an_uninterrupted_run(tmp_path, wo
     reference = load_checkpoint_file(full.checkpoint)
 
     # "kill" in the middle of epoch 2: last.pth stays at epoch 1
-    killed = run(small_config(tmp_path / "resumed", max_steps=4, workers=workers))
+    # resume="auto" with nothing to resume starts afresh
+    killed = run(small_config(tmp_path / "resumed", max_steps=4, workers=workers, resume="auto"))
     assert killed.checkpoint.name == "partial.pth" and killed.global_step == 4
     assert load_checkpoint_file(killed.out_dir / "last.pth")["epoch"] == 1
     with pytest.raises(ValueError, match="weights only"):
@@ -131,12 +132,15 @@ class _Unpicklable:
 
 def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path):
     path = tmp_path / "last.pth"
-    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "epoch": 1})
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {}, "epoch": 1})
     with pytest.raises(RuntimeError, match="disk full"):
-        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "epoch": 2, "bad": _Unpicklable()})
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}, "epoch": 2, "bad": _Unpicklable()})
     state = load_checkpoint_file(path)
     assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
     assert os.listdir(tmp_path) == ["last.pth"]  # no temp file left behind
+    path.write_bytes(path.read_bytes()[:100])  # what a non-atomic writer killed mid-write would leave
+    with pytest.raises(ValueError, match="damaged"):
+        load_checkpoint_file(path)
 
 
 @pytest.mark.gpu

@@ -53,21 +53,6 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain values only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: name it
-        raise RuntimeError(f"cannot read checkpoint {path}: {exc}") from exc
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path} is not a mamkpd training checkpoint (no 'model' entry); "
-                         "load model-zoo checkpoints with mamkpd.load_checkpoint")
-    return state
-
-
 def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     """The checkpoint at ``path`` if mamkpd's trainer wrote it (a dict with ``model`` and ``config``), else None.
 
@@ -83,6 +68,15 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     if isinstance(state, dict) and isinstance(state.get("config"), dict) and isinstance(state.get("model"), dict):
         return state
     return None
+
+
+def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by the trainer (tensors and plain values only); a clear error otherwise."""
+    state = read_training_checkpoint(path)
+    if state is None:
+        raise ValueError(f"{path} is not a readable mamkpd training checkpoint (no 'model' and 'config' entries, "
+                         "or a damaged file); load model-zoo checkpoints with mamkpd.load_checkpoint")
+    return state
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -58,7 +58,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     out_dir: str = "runs/train"
-    resume: str | None = None  # checkpoint path, or "auto" for out_dir/last.pth
+    resume: str | None = None  # checkpoint path, or "auto": out_dir/last.pth if it exists, else a fresh start
     checkpoint_interval: int = 10  # also keep epoch_N.pth every N epochs; 0: last.pth (and best.pth) only
     log_interval: int = 50  # steps between log-file lines
 

@@ -147,6 +147,48 @@ def _checkpoint_state(cfg, model, optimizer, scheduler, scaler, epochs_done, glo
             "config": cfg.to_dict(), "complete_epoch": True}
 
 
+def _resume(cfg: TrainConfig, ctx: DistContext, path: Path, model: nn.Module, optimizer, scheduler,
+            scaler) -> tuple[int, int, float | None]:
+    """Load a full checkpoint into the run's objects; returns (epochs done, global step, best metric)."""
+    state = load_checkpoint_file(path)
+    if not state.get("complete_epoch", False) or "optimizer" not in state:
+        raise ValueError(f"{path} holds weights only (a mid-epoch stop); resume from last.pth")
+    saved = TrainConfig.from_dict(state["config"])
+    for key in ("model", "model_kwargs", "dataset", "batch_size", "lr", "lr_steps", "seed", "codec"):
+        if getattr(saved, key) != getattr(cfg, key):
+            log.warning("resume: %s was %r in %s, now %r", key, getattr(saved, key), path, getattr(cfg, key))
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    rng = state["rng"]
+    if len(rng) == ctx.world_size:
+        restore_rng_state(rng[ctx.rank])
+    else:
+        log.warning("resume: checkpoint from %d process(es), now %d: RNG states not restored, the run "
+                    "will not match an uninterrupted one exactly", len(rng), ctx.world_size)
+    log.info("resumed from %s at epoch %d, step %d", path, state["epoch"], state["global_step"])
+    return state["epoch"], state["global_step"], state["best_metric"]
+
+
+def _optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, grad_clip: float | None) -> None:
+    """Backward and step, through the AMP grad scaler when there is one; optional global-norm clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients
+    else:
+        loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 def train(cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,
           val_set: Dataset | None = None) -> TrainResult:
     """Train ``cfg.model`` (or the given ``model``) on ``cfg.dataset`` (or the given datasets).
@@ -211,30 +253,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
     start_epoch, global_step, best = 0, 0, None
     last_path, best_path = out_dir / "last.pth", out_dir / "best.pth"
     last_good: Path | None = None
-    if cfg.resume:
-        resume_path = last_path if cfg.resume == "auto" else Path(cfg.resume)
-        state = load_checkpoint_file(resume_path)
-        if not state.get("complete_epoch", False) or "optimizer" not in state:
-            raise ValueError(f"{resume_path} holds weights only (a mid-epoch stop); resume from last.pth")
-        saved = TrainConfig.from_dict(state["config"])
-        for key in ("model", "model_kwargs", "dataset", "batch_size", "lr", "lr_steps", "seed", "codec"):
-            if getattr(saved, key) != getattr(cfg, key):
-                log.warning("resume: %s was %r in %s, now %r", key, getattr(saved, key), resume_path,
-                            getattr(cfg, key))
-        unwrap_model(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, global_step, best = state["epoch"], state["global_step"], state["best_metric"]
-        rng = state["rng"]
-        if len(rng) == ctx.world_size:
-            restore_rng_state(rng[ctx.rank])
-        else:
-            log.warning("resume: checkpoint from %d process(es), now %d: RNG states not restored, the run "
-                        "will not match an uninterrupted one exactly", len(rng), ctx.world_size)
-        last_good = resume_path
-        log.info("resumed from %s at epoch %d, step %d", resume_path, start_epoch, global_step)
+    # "auto": continue from out_dir/last.pth when it exists, else start afresh (rerunning a command resumes it)
+    resume_path = (last_path if last_path.is_file() else None) if cfg.resume == "auto" else cfg.resume
+    if resume_path:
+        last_good = Path(resume_path)
+        start_epoch, global_step, best = _resume(cfg, ctx, last_good, model, optimizer, scheduler, scaler)
 
     log.info("config %s", cfg.to_dict())
     log.info("train: %d instances, %d steps/epoch x %d process(es), input %s, device %s",
@@ -267,19 +290,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
                 raise NonFiniteLossError(
                     f"loss is {loss_value} at step {global_step + 1} (epoch {epoch + 1}, batch {batch_index}); "
                     f"last good checkpoint: {last_good or 'none (no epoch completed yet)'}")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            _optimizer_step(loss, model, optimizer, scaler, cfg.grad_clip)
             scheduler.step()
             global_step += 1
             n = images.shape[0] * ctx.world_size
