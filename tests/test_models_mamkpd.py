@@ -121,3 +121,10 @@ def test_bad_input_is_a_value_error(shape, message):
 def test_bad_config_names_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
         mamkpd.create_model("mamkpd_b", **overrides)
+
+
+def test_each_model_names_the_codec_its_authors_used():
+    # ViTPose trained and decoded with UDP; HRNet, SimpleBaseline and MamKPD with MSRA heatmaps
+    assert mamkpd.model_info("mamkpd_b").codec == "msra"
+    assert mamkpd.model_info("hrnet_w32").codec == "msra"
+    assert mamkpd.model_info("vitpose_b").codec == "udp"

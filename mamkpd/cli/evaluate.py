@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-dir", help="image folder (default: the standard one under --data-root)")
     p.add_argument("--box-file", help="COCO detector results json for the person boxes (default: ground-truth boxes)")
     p.add_argument("--gt-mat", help="MPII mpii_gt_val.mat (default: head sizes from the annotations, if present)")
-    p.add_argument("--codec", help="msra | msra_dark | udp (default: the checkpoint's, else msra)")
+    p.add_argument("--codec", help="msra | msra_dark | udp (default: the checkpoint's, else the model's own: udp for ViTPose, msra otherwise)")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
                    help="crop size (default: the checkpoint's, else the dataset's)")
     p.add_argument("--no-flip", action="store_true", help="no flip test")
@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         saved.get("model_kwargs", {}) if model_name == saved.get("model") else {})
     info = DATASETS[args.dataset]
     input_size = tuple(args.input_size or saved.get("input_size") or info.input_size)
-    codec_name = args.codec or saved.get("codec", "msra")
+    from ..models import model_info
+
+    codec_name = args.codec or saved.get("codec") or model_info(model_name).codec
     codec = build_codec(codec_name, input_size)
     dataset = build_dataset(args.dataset, args.split, args.data_root, train=False, input_size=input_size, codec=codec,
                             box_file=args.box_file, ann_file=args.ann_file, image_dir=args.image_dir)

@@ -26,7 +26,7 @@ class TrainConfig:
     dataset: str = "coco"
     data_root: str | None = None  # None: the dataset's environment variable
     input_size: tuple[int, int] | None = None  # (H, W); None: the dataset's default
-    codec: str = "msra"  # msra | msra_dark | udp (see mamkpd.codecs.build_codec)
+    codec: str | None = None  # msra | msra_dark | udp (mamkpd.codecs.build_codec); None: the model's own
     augment: bool = True  # False trains on unaugmented crops (overfitting checks)
     # annotation/image overrides inside data_root (the standard paths when None)
     train_ann_file: str | None = None

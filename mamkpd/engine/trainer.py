@@ -103,13 +103,20 @@ def resolve_input_size(cfg: TrainConfig) -> tuple[int, int]:
     return tuple(cfg.input_size or DATASETS[cfg.dataset].input_size)
 
 
+def resolve_codec(cfg: TrainConfig) -> str:
+    """The configured codec, else the one the model's authors used (UDP for ViTPose, MSRA otherwise)."""
+    from ..models import model_info
+
+    return cfg.codec or model_info(cfg.model).codec
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """Training set (augmented unless ``cfg.augment`` is False) and, if validation is on, the val set."""
     from ..codecs import build_codec
     from ..data import build_dataset
 
     input_size = resolve_input_size(cfg)
-    codec = build_codec(cfg.codec, input_size)
+    codec = build_codec(resolve_codec(cfg), input_size)
     # augmentations draw from a generator seeded by (seed, epoch, index): independent of workers and ranks
     train_set = build_dataset(cfg.dataset, "train", cfg.data_root, train=cfg.augment, input_size=input_size,
                               codec=codec, on_bad=cfg.on_bad, ann_file=cfg.train_ann_file,
@@ -247,7 +254,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         log.warning("amp requested on %s: AMP is CUDA-only, training in float32", ctx.device)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     criterion = JointsMSELoss()
-    codec = build_codec(cfg.codec, input_size) if val_set is not None else None
+    codec_name = resolve_codec(cfg) if val_set is not None else None
+    codec = build_codec(codec_name, input_size) if val_set is not None else None
     metric_name = primary_metric(info.name)
 
     start_epoch, global_step, best = 0, 0, None
@@ -314,7 +322,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
                                   "samples_per_s": seen / max(time.perf_counter() - start, 1e-9)}
         epochs_done = epoch + 1
         if val_set is not None and (epochs_done % cfg.val_interval == 0 or epochs_done == cfg.epochs):
-            report = evaluate(model, val_set, codec, codec_name=cfg.codec, flip_test=cfg.flip_test,
+            report = evaluate(model, val_set, codec, codec_name=codec_name, flip_test=cfg.flip_test,
                               batch_size=cfg.eval_batch_size, workers=cfg.workers, ctx=ctx, amp=use_amp,
                               results_file=out_dir / f"val_results_epoch_{epochs_done}.json",
                               box_source=cfg.val_box_file or "ground truth",

@@ -32,6 +32,11 @@ class ModelInfo:
     sample: str = "person crop"  # what one input sample is (RTMO takes a whole image)
     tags: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def codec(self) -> str:
+        """The heatmap codec the model's authors trained and decoded with (tag ``codec:NAME``; MSRA otherwise)."""
+        return next((t.split(":", 1)[1] for t in self.tags if t.startswith("codec:")), "msra")
+
 
 _REGISTRY: dict[str, ModelInfo] = {}
 _providers_loaded = False
