@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # module names under mamkpd.cli, in the order `mamkpd --help` lists them
-COMMANDS = ("complexity", "train", "evaluate", "eval_results", "fps", "report", "reproduce")
+COMMANDS = ("complexity", "train", "evaluate", "eval_results", "fps", "report", "reproduce", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

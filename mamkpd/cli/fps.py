@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from ..harness.fps import (PRESETS, PROTOCOLS, measure_model_fps, measure_models_isolated, record_fps,
@@ -28,6 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="timing protocol: 'quick' takes fewer, shorter rounds")
     p.add_argument("--scan-backend", default="auto", choices=("auto", "torch", "cuda"),
                    help="selective-scan backend of MamKPD models ('reference' is refused for timing)")
+    p.add_argument("--runtime", choices=RUNTIMES,
+                   help="eager PyTorch, torch.compile, or onnxruntime on the model's ONNX export (checked against "
+                        "PyTorch first; fp32). Default: eager, or compiled for a compiling preset")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"),
+                   help="onnxruntime execution provider (default: the --device's)")
     p.add_argument("--vs", metavar="MODEL", help="also time MODEL in the same run and give speeds as a ratio "
                    "to it (e.g. hrnet_w32, the paper's common baseline)")
     p.add_argument("--json", action="store_true", help="print one JSON object per model")
@@ -35,17 +41,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+RUNTIMES = ("eager", "compiled", "onnxruntime")
+
+
+def _preset_for_runtime(preset: str, runtime: str | None) -> str:
+    """The preset a --runtime asks for: compiled needs a compiling preset, onnxruntime runs fp32 only."""
+    compiles = bool(PRESETS[preset].compile_mode)
+    if runtime == "compiled" and not compiles:
+        if preset == "fp32":
+            return "compile"
+        raise ValueError(f"--runtime compiled needs a compiling preset, not {preset!r}; choose one of "
+                         f"{', '.join(n for n, p in PRESETS.items() if p.compile_mode)}")
+    if runtime == "eager" and compiles:
+        raise ValueError(f"preset {preset!r} compiles the model; use --runtime compiled or an eager preset")
+    if runtime == "onnxruntime" and preset != "fp32":
+        raise ValueError(f"--runtime onnxruntime runs the fp32 ONNX graph; presets do not apply (got {preset!r})")
+    return preset
+
+
 def run(args: argparse.Namespace) -> int:
     names = list(dict.fromkeys(args.model + ([args.vs] if args.vs else [])))
     for name in names:
         model_info(name)  # unknown names fail before any timing, with the list of registered ones
     size = tuple(args.input_size) if args.input_size else None
-    if len(names) == 1:
+    args.preset = _preset_for_runtime(args.preset, args.runtime)
+    if args.provider and args.runtime != "onnxruntime":
+        raise ValueError("--provider applies to --runtime onnxruntime only")
+    if args.runtime == "onnxruntime":
+        from ..export import measure_onnx_fps
+
+        provider = args.provider or ("cuda" if args.device.startswith("cuda") else "cpu")
+        measurements = [measure_onnx_fps(name, args.batch, provider, args.protocol, input_size=size)
+                        for name in names]
+    elif len(names) == 1:
         measurements = [measure_model_fps(names[0], args.batch, args.preset, args.device, args.protocol,
                                           input_size=size, scan_backend=args.scan_backend)]
     else:
         measurements = measure_models_isolated(names, args.batch, args.preset, args.device, args.protocol,
                                                args.scan_backend, input_size=size)
+    if PRESETS[args.preset].compile_mode:
+        measurements = [dataclasses.replace(m, runtime="compiled") for m in measurements]
     ratios = speed_ratios(measurements, args.vs) if args.vs else {}
     if args.store:
         from ..harness.results import ResultsStore
@@ -57,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
         for m in measurements:
             print(json.dumps(dict(m.as_dict(), **({"ratio_to": args.vs, "ratio": ratios[m.model]} if ratios else {}))))
         return 0
-    print(f"{'model':<20} {'batch':>5} {'preset':<16} {'device':<7} {'scan':<6} {'samples/s':>11} {'IQR':>9}"
+    print(f"{'model':<20} {'batch':>5} {'runtime':<11} {'preset':<16} {'device':<7} {'scan':<8} {'samples/s':>11} "
+          f"{'IQR':>9}"
           + (f" {'x ' + args.vs:>14}" if ratios else ""))
     for m in measurements:
         r = m.result
-        line = (f"{m.model:<20} {m.batch:>5} {m.preset.name:<16} {m.device:<7} {m.scan_backend or '-':<6} "
+        line = (f"{m.model:<20} {m.batch:>5} {m.runtime:<11} {m.preset.name:<16} {m.device:<7} "
+                f"{m.scan_backend or '-':<8} "
                 f"{r.median:>11.2f} {r.iqr:>9.2f}" + (f" {ratios[m.model]:>14.3f}" if ratios else ""))
         flags = [f for f, on in (("THROTTLED", r.throttled), ("warm-up not steady", not r.warmup_steady)) if on]
         print(line + (f"  [{', '.join(flags)}]" if flags else ""))

@@ -359,12 +359,13 @@ _BACKWARD: dict[str, Callable] = {"torch": _chunked_backward, "cuda": _cuda_back
 def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                        z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
                        backend: str) -> Tensor:
-    return _FORWARD[backend](u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    # contiguous whatever the input strides, so that the fake kernel below describes it exactly
+    return _FORWARD[backend](u, delta, A, B, C, D, z, delta_bias, delta_softplus).contiguous()
 
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend):
-    return torch.empty_like(u)
+    return u.new_empty(u.shape)  # contiguous (empty_like would copy u's strides; inductor checks them)
 
 
 def _absent(like: Tensor) -> Tensor:
@@ -383,7 +384,7 @@ def _selective_scan_backward_op(gout: Tensor, u: Tensor, delta: Tensor, A: Tenso
 
 @_selective_scan_backward_op.register_fake
 def _(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend):
-    return tuple(_absent(u) if t is None else torch.empty_like(t) for t in (u, delta, A, B, C, D, z, delta_bias))
+    return tuple(_absent(u) if t is None else t.new_empty(t.shape) for t in (u, delta, A, B, C, D, z, delta_bias))
 
 
 def _setup_context(ctx, inputs, output):

@@ -1,0 +1,136 @@
+"""Whole-model graphs of registered models: ``torch.compile`` and ``torch.export`` with the scan as one node.
+
+The selective scan is the custom op ``mamkpd::selective_scan`` (fake kernel and autograd registered),
+so Dynamo traces MamKPD with no graph break and ``torch.export`` keeps each scan as a single node.
+For ONNX, :func:`lower_scan` replaces those nodes by :func:`mamkpd.ops.selective_scan_parallel`, the
+same computation written only with slicing, padding and element-wise ops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..models import create_model, model_info
+from ..models.layers import SS2D
+from ..ops import selective_scan_parallel
+
+__all__ = [
+    "SCAN_OP", "build_model", "input_size_of", "example_input", "export_program", "count_scan_nodes", "count_ss2d",
+    "lower_scan", "CompileStats", "compile_model",
+]
+
+SCAN_OP = torch.ops.mamkpd.selective_scan.default
+MAX_DYNAMIC_BATCH = 1024
+
+
+def build_model(name: str, checkpoint: str | Path | None = None, **overrides) -> nn.Module:
+    """Registered model ``name`` (factory ``overrides`` such as input_size) on the CPU in eval mode, its
+    scans on the ``torch`` backend.
+
+    ``checkpoint`` loads through :func:`mamkpd.load_checkpoint` (strict; a mismatch raises a
+    ValueError naming the keys).
+    """
+    model = create_model(name, **overrides)
+    if hasattr(model, "scan_backend"):
+        # "reference" would unroll a Python loop over time into the graph; the op's backend name is
+        # only a constant argument of its node, so any exportable backend gives the same graph
+        model.scan_backend = "torch"
+    if checkpoint is not None:
+        from .. import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model.eval()
+
+
+def input_size_of(name: str, overrides: dict | None = None) -> tuple[int, int]:
+    """(H, W) a model built with ``overrides`` takes: their ``input_size``, else the registered one."""
+    size = (overrides or {}).get("input_size") or model_info(name).input_size
+    return int(size[0]), int(size[1])
+
+
+def example_input(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> Tensor:
+    """A fixed random batch of images (N, 3, H, W), fp32 on the CPU."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    height, width = input_size
+    return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def export_program(model: nn.Module, example: Tensor, dynamic_batch: bool = False) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` on ``example``; with ``dynamic_batch`` the batch size is symbolic."""
+    dynamic_shapes = None
+    if dynamic_batch:
+        if example.shape[0] < 2:
+            raise ValueError("a dynamic-batch export needs an example batch of at least 2 (batch 1 specialises)")
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)},)
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes)
+
+
+def count_scan_nodes(program: torch.export.ExportedProgram | torch.fx.GraphModule) -> int:
+    """Number of ``mamkpd::selective_scan`` nodes in an exported program or graph module."""
+    graph = program.graph
+    return sum(1 for node in graph.nodes if node.op == "call_function" and node.target is SCAN_OP)
+
+
+def count_ss2d(model: nn.Module) -> int:
+    """Number of SS2D modules (each runs exactly one selective scan over its four directions)."""
+    return sum(1 for module in model.modules() if isinstance(module, SS2D))
+
+
+def _parallel_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="torch"):
+    return selective_scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def lower_scan(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Replace every scan node by the log-depth parallel scan; programs without one are returned as is.
+
+    ``run_decompositions`` with a one-entry table touches nothing else: the ONNX exporter applies its
+    own decompositions afterwards and keeps the ops it translates directly (layer norm, convolutions).
+    """
+    if count_scan_nodes(program) == 0:
+        return program
+    lowered = program.run_decompositions({SCAN_OP: _parallel_scan})
+    left = count_scan_nodes(lowered)
+    if left:
+        raise RuntimeError(f"{left} selective-scan node(s) survived the lowering to the parallel scan")
+    return lowered
+
+
+@dataclass
+class CompileStats:
+    """What Dynamo did while compiling: graphs captured, graph breaks and their reasons, seconds."""
+
+    graphs: int
+    graph_breaks: int
+    break_reasons: list[str]
+    compile_seconds: float  # first call: tracing, lowering and code generation
+
+
+def compile_model(model: nn.Module, example: Tensor, mode: str | None = None, backend: str = "inductor",
+                  fullgraph: bool = True) -> tuple[Callable[[Tensor], Tensor], CompileStats]:
+    """``torch.compile`` ``model`` and run it once on ``example`` (the compilation happens there).
+
+    Returns the compiled callable and Dynamo's statistics for that first call. With ``fullgraph`` a
+    graph break raises instead of being counted.
+    """
+    from torch._dynamo.utils import counters
+
+    breaks_before = dict(counters["graph_break"])
+    graphs_before = counters["stats"]["unique_graphs"]
+    compiled = torch.compile(model, mode=mode, backend=backend, fullgraph=fullgraph)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        compiled(example)
+    seconds = time.perf_counter() - start
+    reasons = [reason for reason, count in counters["graph_break"].items()
+               for _ in range(count - breaks_before.get(reason, 0))]
+    stats = CompileStats(graphs=counters["stats"]["unique_graphs"] - graphs_before, graph_breaks=len(reasons),
+                         break_reasons=reasons, compile_seconds=seconds)
+    return compiled, stats

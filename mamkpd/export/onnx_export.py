@@ -1,0 +1,258 @@
+"""ONNX export of any registered model, checked with onnxruntime before anything is written.
+
+Pipeline (torch 2.13's ``dynamo=True`` exporter, the only one that sees custom ops as such):
+``torch.export`` (the scan is one ``mamkpd::selective_scan`` node) -> :func:`~mamkpd.export.graph.lower_scan`
+(each node becomes the log-depth parallel scan, pure pad/slice/mul/add/exp/sum) ->
+``torch.onnx.export`` of that ExportedProgram. The parallel scan is lowered with the exporter's
+public entry point (``ExportedProgram.run_decompositions``) instead of a ``custom_translation_table``
+entry, because a translation would have to restate the scan in onnxscript: a second implementation of
+the same computation to keep in sync. This way the ONNX graph is built from the very function the
+ops tests compare with the reference.
+
+The file is saved into a temporary folder beside ``out``, run with onnxruntime (CPU provider) on a
+fixed random batch and compared with the PyTorch eager forward; only an export within ``tolerance``
+(max abs difference over every output) is moved into place with ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .graph import build_model, count_scan_nodes, example_input, export_program, input_size_of, lower_scan
+
+__all__ = [
+    "DEFAULT_TOLERANCE", "MIN_OPSET", "MAX_OPSET", "OnnxExportConfig", "OnnxCheck", "OnnxExportReport",
+    "export_onnx", "check_onnx", "onnx_session", "flat_outputs",
+]
+
+DEFAULT_TOLERANCE = 1e-4  # max abs difference of fp32 heatmaps between onnxruntime and PyTorch eager
+MIN_OPSET = 18  # the dynamo exporter's lowest supported opset
+MAX_OPSET = torch.onnx._constants.ONNX_MAX_OPSET
+DYNAMIC_TRACE_BATCH = 2  # torch.export specialises a batch of 1, so dynamic exports trace with 2 ...
+DYNAMIC_CHECK_BATCH = 1  # ... and are checked at another size, which a wrongly specialised graph fails
+WEAK_CHECK_RATIO = 100.0  # outputs smaller than this many tolerances make the check weak (untrained weights)
+
+
+@dataclass
+class OnnxExportConfig:
+    """One ONNX export: which model (with factory overrides), which weights, where to, batch (None:
+    dynamic), opset, tolerance, and whether onnxscript's graph optimiser runs."""
+
+    model: str
+    out: Path
+    checkpoint: Path | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. input_size, num_keypoints
+    batch: int | None = 1
+    opset: int | None = None  # None: the exporter's default
+    tolerance: float = DEFAULT_TOLERANCE
+    seed: int = 0  # of the random check input
+    optimize: bool = True  # onnxscript's optimiser (constant folding, rewrites); onnxruntime optimises anyway
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
+        if self.batch is not None and self.batch < 1:
+            raise ValueError(f"batch must be a positive integer or None (dynamic), got {self.batch}")
+        if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ValueError(f"opset {self.opset} is outside what torch {torch.__version__}'s exporter supports "
+                             f"({MIN_OPSET}..{MAX_OPSET})")
+        if not self.tolerance > 0:
+            raise ValueError(f"tolerance must be positive, got {self.tolerance}")
+
+
+@dataclass
+class OnnxCheck:
+    """onnxruntime against PyTorch eager on one fixed random batch."""
+
+    batch: int
+    provider: str
+    outputs: int
+    max_abs_diff: float  # over every element of every output
+    reference_max_abs: float  # scale of PyTorch's outputs: a check of near-zero outputs proves little
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.max_abs_diff <= self.tolerance)  # NaN fails
+
+    @property
+    def weak(self) -> bool:
+        return self.reference_max_abs < WEAK_CHECK_RATIO * self.tolerance
+
+
+@dataclass
+class OnnxExportReport:
+    """What :func:`export_onnx` wrote and measured."""
+
+    model: str
+    path: str
+    files: list[str]
+    batch: int | None  # None: dynamic
+    input_size: tuple[int, int]
+    opset: int
+    checkpoint: str | None
+    model_kwargs: dict[str, Any]
+    optimized: bool  # onnxscript's optimiser ran
+    scan_nodes: int  # mamkpd::selective_scan nodes of torch.export's graph, each lowered to the parallel scan
+    onnx_nodes: int
+    onnx_op_types: dict[str, int]
+    file_bytes: int
+    export_seconds: float  # torch.export, scan lowering, ONNX translation and optimisation
+    check_seconds: float
+    check: OnnxCheck
+    torch_version: str = torch.__version__
+    onnxruntime_version: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["check"].update(passed=self.check.passed, weak=self.check.weak)
+        return d
+
+
+def flat_outputs(output: Any) -> list[Tensor]:
+    """Tensors of a model's output in the order the ONNX graph lists them (tensor, sequence or dict)."""
+    if isinstance(output, Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in flat_outputs(item)]
+    raise TypeError(f"model output of type {type(output).__name__} has no tensors to compare")
+
+
+def onnx_session(path: str | os.PathLike, provider: str = "CPUExecutionProvider", threads: int | None = None):
+    """An onnxruntime session on ``provider`` with full graph optimisation; ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=[provider])
+
+
+def check_onnx(path: str | os.PathLike, model: nn.Module, example: Tensor, tolerance: float = DEFAULT_TOLERANCE,
+               provider: str = "CPUExecutionProvider") -> OnnxCheck:
+    """Run ``path`` with onnxruntime on ``example`` and compare every output with ``model``'s eager forward."""
+    with torch.inference_mode():
+        expected = [t.float().numpy() for t in flat_outputs(model(example))]
+    session = onnx_session(path, provider)
+    feed = {session.get_inputs()[0].name: example.numpy()}
+    got = session.run(None, feed)
+    if len(got) != len(expected):
+        raise RuntimeError(f"{path}: onnxruntime gave {len(got)} outputs, PyTorch {len(expected)}")
+    diff, scale = 0.0, 0.0
+    for index, (ours, theirs) in enumerate(zip(got, expected)):
+        if ours.shape != theirs.shape:
+            raise RuntimeError(f"{path}: output {index} has shape {ours.shape} in onnxruntime, "
+                               f"{theirs.shape} in PyTorch")
+        diff = max(diff, float(np.max(np.abs(ours.astype(np.float64) - theirs))))
+        scale = max(scale, float(np.max(np.abs(theirs))))
+    return OnnxCheck(batch=example.shape[0], provider=provider, outputs=len(got), max_abs_diff=diff,
+                     reference_max_abs=scale, tolerance=tolerance)
+
+
+def _staging_folder(out: Path) -> Path:
+    """A fresh folder beside ``out`` (same file system, so the final move is an atomic rename)."""
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a folder; give a file name such as {out / 'model.onnx'}")
+    parent = out.parent
+    if not parent.exists():
+        raise ValueError(f"--out {out}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is not a folder")
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write in {parent} ({exc.strerror or exc})") from None
+
+
+def _publish(staged: Path, out: Path) -> list[str]:
+    """Move the staged ONNX file (and any external-data files) to ``out``; the .onnx file goes last."""
+    names = sorted(p.name for p in staged.iterdir() if p.name != out.name) + [out.name]
+    for name in names:
+        os.replace(staged / name, out.parent / name)
+    return [str(out.parent / name) for name in names]
+
+
+def _op_types(path: Path) -> Counter:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return Counter(node.op_type for node in graph.node)
+
+
+def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
+    """Export ``config.model`` to ONNX, check it with onnxruntime, and write it only if the check passes.
+
+    Raises KeyError for an unknown model (listing the registered ones), ValueError for an output path
+    that cannot be written or a checkpoint that does not fit, RuntimeError for a failed numeric check
+    (nothing is written then).
+    """
+    import onnxruntime as ort
+
+    from ..models import model_info
+
+    model_info(config.model)
+    staged = _staging_folder(config.out)
+    try:
+        model = build_model(config.model, config.checkpoint, **config.model_kwargs)
+        size = input_size_of(config.model, config.model_kwargs)
+        dynamic = config.batch is None
+        trace = example_input(size, DYNAMIC_TRACE_BATCH if dynamic else config.batch, config.seed)
+        start = time.perf_counter()
+        program = export_program(model, trace, dynamic_batch=dynamic)
+        scan_nodes = count_scan_nodes(program)
+        lowered = lower_scan(program)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pytree deprecation notices from inside torch
+            onnx_program = torch.onnx.export(lowered, (trace,), dynamo=True, opset_version=config.opset,
+                                             input_names=["images"], optimize=config.optimize, verbose=False)
+        target = staged / config.out.name
+        onnx_program.save(str(target))
+        export_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        check_input = example_input(size, DYNAMIC_CHECK_BATCH, config.seed + 1) if dynamic else trace
+        try:
+            check = check_onnx(target, model, check_input, config.tolerance)
+        except Exception as exc:  # onnxruntime refusing the graph is a failed check too
+            raise RuntimeError(f"ONNX export of {config.model} could not be run by onnxruntime "
+                               f"({type(exc).__name__}: {exc}); nothing written to {config.out}") from exc
+        check_seconds = time.perf_counter() - start
+        if not check.passed:
+            raise RuntimeError(
+                f"ONNX export of {config.model} failed its numeric check: max abs difference "
+                f"{check.max_abs_diff:.3g} to PyTorch eager > tolerance {config.tolerance:g} "
+                f"(batch {check.batch}, onnxruntime {check.provider}); nothing written to {config.out}")
+        op_types = _op_types(target)
+        file_bytes = sum(p.stat().st_size for p in staged.iterdir())
+        files = _publish(staged, config.out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+    notes = []
+    if check.weak:
+        notes.append(f"the outputs are small (max |heatmap| {check.reference_max_abs:.2g}, under "
+                     f"{WEAK_CHECK_RATIO:g}x the tolerance), as with untrained weights: the check says little; "
+                     "export a trained checkpoint for a meaningful one")
+    return OnnxExportReport(
+        model=config.model, path=str(config.out), files=files, batch=config.batch, input_size=size,
+        opset=onnx_program.model.opset_imports[""], checkpoint=str(config.checkpoint) if config.checkpoint else None,
+        model_kwargs=dict(config.model_kwargs), optimized=config.optimize,
+        scan_nodes=scan_nodes, onnx_nodes=sum(op_types.values()), onnx_op_types=dict(op_types.most_common()),
+        file_bytes=file_bytes, export_seconds=export_seconds, check_seconds=check_seconds, check=check,
+        onnxruntime_version=ort.__version__, notes=notes)
