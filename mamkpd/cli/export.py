@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     batch = "dynamic" if report.batch is None else report.batch
     print(f"wrote {', '.join(report.files)} ({report.file_bytes / 2**20:.1f} MiB)")
     print(f"  {report.model}: batch {batch}, input 3x{height}x{width}, opset {report.opset}, "
-          f"{report.onnx_nodes} ONNX nodes{'' if report.optimized else ' (not optimised)'}, {report.scan_nodes} selective scans lowered to the parallel form")
+          f"{report.onnx_nodes} ONNX nodes{'' if report.optimized else ' (not optimised)'}"
+          + (f", {report.scan_nodes} selective scans lowered to the parallel form" if report.scan_nodes else ""))
     print(f"  check: onnxruntime {report.onnxruntime_version} ({check.provider}) vs PyTorch {report.torch_version} "
           f"eager on a random batch of {check.batch}: max abs diff {check.max_abs_diff:.3g} "
           f"(tolerance {check.tolerance:g}; outputs up to {check.reference_max_abs:.3g})")

@@ -11,7 +11,8 @@ from .runtimes import PROVIDERS, OnnxFpsMeasurement, OnnxRunner, measure_onnx_fp
 
 __all__ = [
     "SCAN_OP", "CompileStats", "build_model", "compile_model", "count_scan_nodes", "count_ss2d", "example_input",
-    "export_program", "input_size_of", "lower_scan", "DEFAULT_TOLERANCE", "OnnxCheck", "OnnxExportConfig", "OnnxExportReport",
-    "check_onnx", "export_onnx", "flat_outputs", "onnx_session", "PROVIDERS", "OnnxFpsMeasurement", "OnnxRunner",
-    "measure_onnx_fps", "onnx_runner", "resolve_provider",
+    "export_program", "input_size_of", "lower_scan",
+    "DEFAULT_TOLERANCE", "OnnxCheck", "OnnxExportConfig", "OnnxExportReport", "check_onnx", "export_onnx",
+    "flat_outputs", "onnx_session",
+    "PROVIDERS", "OnnxFpsMeasurement", "OnnxRunner", "measure_onnx_fps", "onnx_runner", "resolve_provider",
 ]

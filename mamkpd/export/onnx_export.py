@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 DEFAULT_TOLERANCE = 1e-4  # max abs difference of fp32 heatmaps between onnxruntime and PyTorch eager
-MIN_OPSET = 18  # the dynamo exporter's lowest supported opset
-MAX_OPSET = torch.onnx._constants.ONNX_MAX_OPSET
+MIN_OPSET = 18  # the lowest opset torch's dynamo exporter translates to directly (torchlib targets 18+)
+MAX_OPSET = torch.onnx._constants.ONNX_MAX_OPSET  # private, but the only place torch states it
 DYNAMIC_TRACE_BATCH = 2  # torch.export specialises a batch of 1, so dynamic exports trace with 2 ...
 DYNAMIC_CHECK_BATCH = 1  # ... and are checked at another size, which a wrongly specialised graph fails
 WEAK_CHECK_RATIO = 100.0  # outputs smaller than this many tolerances make the check weak (untrained weights)

@@ -127,6 +127,7 @@ def measure_onnx_fps(model_name: str, batch: int = 1, provider: str = "cpu",
     result = time_callable(runner, batch, device, protocol)
     info = model_info(model_name)
     return OnnxFpsMeasurement(model=model_name, batch=batch, preset=PRESETS["fp32"], device=device,
-                              input_size=runner.export.input_size, scan_backend="parallel" if runner.export.scan_nodes else "",
-                              sample=info.sample, result=result, runtime="onnxruntime", provider=runner.provider,
+                              input_size=runner.export.input_size,
+                              scan_backend="parallel" if runner.export.scan_nodes else "", sample=info.sample,
+                              result=result, runtime="onnxruntime", provider=runner.provider,
                               opset=runner.export.opset, threads=runner.threads)
