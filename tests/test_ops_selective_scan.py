@@ -120,3 +120,10 @@ def test_flop_formula():
     # Mamba's count: 9 B L D N, plus B D L for each of the D skip and the z gate
     assert selective_scan_flops(2, 768, 3072, 8, with_D=False) == 9 * 2 * 3072 * 768 * 8
     assert selective_scan_flops(2, 768, 3072, 8, with_D=True, with_z=True) == 9 * 2 * 3072 * 768 * 8 + 2 * 2 * 768 * 3072
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 200])  # one step, a chunk that leaves a padded tail, one chunk
+def test_parallel_form_any_chunk(chunk):
+    inputs = make_inputs(length=37, groups=2)
+    torch.testing.assert_close(selective_scan_parallel(**inputs, delta_softplus=True, chunk=chunk),
+                               selective_scan_ref(**inputs, delta_softplus=True), **TOL[torch.float64])

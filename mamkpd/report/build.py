@@ -121,6 +121,15 @@ def _speed_section(store: pd.DataFrame) -> str:
                       "Ratio (to)", "One sample", "Throttled"], rows) + "\n"
 
 
+def _samples_section(store: pd.DataFrame) -> str:
+    rows = store[store["table"] == "samples"].sort_values("timestamp")
+    if not len(rows):
+        return "No end-to-end run on the samples in the store.\n"
+    body = [[r.row, r.metric, _num(r.measured_value), r.split, r.input_size, r.device, r.notes, r.status_reason]
+            for r in rows.itertuples()]
+    return _md_table(["Run", "Metric", "Measured", "Split", "Input", "Device", "Notes", "What it shows"], body) + "\n"
+
+
 def render_markdown(report: Report, figures: dict[str, str]) -> str:
     store = report.store
     counts = pd.concat(report.comparisons.values())["status"].value_counts()
@@ -145,6 +154,7 @@ def render_markdown(report: Report, figures: dict[str, str]) -> str:
     out += [_table_section(name, cells) for name, cells in report.comparisons.items()]
     out += ["## Table 1 under alternative architecture readings\n", _readings_section(store)]
     out += ["## Speed measurements (all presets and devices)\n", _speed_section(store)]
+    out += ["## End-to-end training and evaluation on the built-in samples\n", _samples_section(store)]
     out.append("## Figures\n")
     out += [f"![{title}]({path})\n" for title, path in figures.items()]
     return "\n".join(out) + "\n"

@@ -46,8 +46,9 @@ def gflops_conventions(comparisons: dict[str, pd.DataFrame], store: pd.DataFrame
     alt = store[(store["table"] == "table2") & (store["metric"] == "gflops")
                 & (store["flops_convention"] != g["flops_convention"].iloc[0])]
     if len(alt):
-        per = ", ".join(f"{r.row} {_fmt(r.measured_value)} ({r.flops_convention})" for r in alt.itertuples())
-        text += f" Under the other conventions measured: {per}."
+        for convention, rows in alt.groupby("flops_convention", sort=False):
+            per = ", ".join(f"{r.row} {_fmt(r.measured_value)}" for r in rows.itertuples())
+            text += f" Counted as {convention}: {per}."
     return [Finding("Table 2's GFLOPs column mixes counting conventions", text, "table2 gflops, measured")]
 
 
