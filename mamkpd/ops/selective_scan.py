@@ -191,10 +191,10 @@ def _scan_forward(u, delta, A, B, C, chunk=CHUNK, keep_starts=False):
     return y, starts
 
 
-def _scan_backward(u, delta, A, B, C, gy, chunk=CHUNK):
-    """Gradients of sum(gy * y) with respect to u, delta, A, B, C (B and C returned 4-d)."""
+def _scan_backward(u, delta, A, B, C, gy, starts, chunk=CHUNK):
+    """Gradients of sum(gy * y) with respect to u, delta, A, B, C (B and C returned 4-d), given the state at
+    the start of every chunk from ``_scan_forward(..., keep_starts=True)``."""
     bsz, dim, length = u.shape
-    _, starts = _scan_forward(u, delta, A, B, C, chunk, keep_starts=True)
     B, C, A_g, T, dA = _scan_setup(u, A, B, C, chunk)
     groups = B.shape[1]
     H, G = torch.empty_like(dA), torch.empty_like(dA)
@@ -245,16 +245,17 @@ def _chunked_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     u_, A_, B_, C_, g = u.to(ct), A.to(ct), B.to(ct), C.to(ct), gout.to(ct)
     raw = delta.to(ct) if delta_bias is None else delta.to(ct) + delta_bias.to(ct)[None, :, None]
     d = F.softplus(raw) if delta_softplus else raw
+    # one forward pass gives both the chunk start states and, for the z gate, the output before gating
+    y, starts = _scan_forward(u_, d, A_, B_, C_, keep_starts=True)
     gz = None
     if z is not None:
         z_ = z.to(ct)
-        y, _ = _scan_forward(u_, d, A_, B_, C_)
         if D is not None:
             y = y + D.to(ct)[None, :, None] * u_
         sig = torch.sigmoid(z_)
         gz = g * y * sig * (1 + z_ * (1 - sig))
         g = g * z_ * sig
-    gu, gd, gA, gB, gC = _scan_backward(u_, d, A_, B_, C_, g)
+    gu, gd, gA, gB, gC = _scan_backward(u_, d, A_, B_, C_, g, starts)
     gD = None
     if D is not None:
         gD = (g * u_).sum((0, 2))
