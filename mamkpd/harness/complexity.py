@@ -101,14 +101,18 @@ def measure_model(model: nn.Module, input_size: tuple[int, int], name: str = "",
                       unsupported_ops=unsupported, by_operator=by_op)
 
 
+def _build(name: str, input_size: tuple[int, int] | None, overrides: dict) -> tuple[nn.Module, tuple[int, int]]:
+    """The registered model ``name`` built for ``input_size`` (its own when None); every factory takes it."""
+    size = tuple(input_size) if input_size else model_info(name).input_size
+    if input_size:
+        overrides = {"input_size": size, **overrides}
+    return create_model(name, **overrides), size
+
+
 def measure_complexity(name: str, input_size: tuple[int, int] | None = None, batch: int = 1,
                        **overrides) -> Complexity:
     """Build the registered model ``name`` (with factory overrides) and count it."""
-    info = model_info(name)
-    size = tuple(input_size) if input_size else info.input_size
-    if input_size and "input_size" not in overrides and info.family == "mamkpd":
-        overrides["input_size"] = size
-    model = create_model(name, **overrides)
+    model, size = _build(name, input_size, overrides)
     return measure_model(model, size, name=name, batch=batch)
 
 
@@ -169,8 +173,5 @@ def measure_model_hrnet_repo(model: nn.Module, input_size: tuple[int, int], name
 
 def measure_complexity_hrnet_repo(name: str, input_size: tuple[int, int] | None = None, **overrides) -> Complexity:
     """:func:`measure_model_hrnet_repo` on the registered model ``name``."""
-    info = model_info(name)
-    size = tuple(input_size) if input_size else info.input_size
-    if input_size and "input_size" not in overrides:
-        overrides["input_size"] = size
-    return measure_model_hrnet_repo(create_model(name, **overrides), size, name=name)
+    model, size = _build(name, input_size, overrides)
+    return measure_model_hrnet_repo(model, size, name=name)
