@@ -12,8 +12,13 @@ import functools
 
 import torch
 
-from mamkpd.harness.complexity import (HRNET_REPO_CONVENTION, Complexity, measure_model, measure_complexity,
-                                       measure_complexity_hrnet_repo)
+from mamkpd.harness.complexity import (
+    HRNET_REPO_CONVENTION,
+    Complexity,
+    measure_complexity,
+    measure_complexity_hrnet_repo,
+    measure_model,
+)
 from mamkpd.models import create_model
 from mamkpd.paper import load_table
 
@@ -27,18 +32,18 @@ PARAMS_PROTOCOL = "exact count of nn.Module.parameters()"
 PRINTED_UNIT = 0.1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _params(name: str) -> int:
     with torch.device("meta"):
         return sum(p.numel() for p in create_model(name).parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fvcore(name: str) -> Complexity:
     return measure_complexity(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hrnet_repo(name: str) -> Complexity:
     return measure_complexity_hrnet_repo(name)
 
@@ -60,9 +65,11 @@ def vitpose_b_params_finding() -> dict:
     return {
         "id": "vitpose_b_params_decoder",
         "title": "ViTPose-B's parameter count in Table 2 is the simple-decoder model's",
-        "finding": (f"Table 2 prints {printed:.1f}M for ViTPose-B; the classic decoder builds {classic:.2f}M and "
-                    f"the simple decoder {simple:.2f}M, so the printed count is the {nearest} decoder's, "
-                    f"while the accuracy row may come from either checkpoint."),
+        "finding": (
+            f"Table 2 prints {printed:.1f}M for ViTPose-B; the classic decoder builds {classic:.2f}M and "
+            f"the simple decoder {simple:.2f}M, so the printed count is the {nearest} decoder's, "
+            f"while the accuracy row may come from either checkpoint."
+        ),
         "holds": nearest == "simple" and _close(simple, printed),
         "measured": {"vitpose_b_params_m": classic, "vitpose_b_simple_params_m": simple},
         "paper": {"params_m": printed},
@@ -81,9 +88,11 @@ def vitpose_b_gflops_finding() -> dict:
     return {
         "id": "vitpose_b_gflops_backbone",
         "title": "ViTPose-B's GFLOPs in Table 2 count the backbone alone",
-        "finding": (f"Table 2 prints {printed:.1f} GFLOPs for ViTPose-B; fvcore counts {backbone:.2f} GMACs for "
-                    f"the ViT-B backbone alone, {simple:.2f} with the simple decoder and {classic:.2f} with the "
-                    f"classic one: the printed figure matches the {nearest}, so the decoder's cost is left out."),
+        "finding": (
+            f"Table 2 prints {printed:.1f} GFLOPs for ViTPose-B; fvcore counts {backbone:.2f} GMACs for "
+            f"the ViT-B backbone alone, {simple:.2f} with the simple decoder and {classic:.2f} with the "
+            f"classic one: the printed figure matches the {nearest}, so the decoder's cost is left out."
+        ),
         "holds": nearest == "backbone alone" and _close(backbone, printed),
         "measured": {"backbone_gmacs": backbone, "simple_gmacs": simple, "classic_gmacs": classic},
         "paper": {"gflops": printed},
@@ -91,9 +100,14 @@ def vitpose_b_gflops_finding() -> dict:
     }
 
 
-def hrnet_repo_counter_finding(rows: tuple[tuple[str, str], ...] = (
-        ("SBL-Res50", "sbl_res50"), ("SBL-Res152", "sbl_res152"), ("HRNet-W32", "hrnet_w32"),
-        ("HRNet-W48", "hrnet_w48"))) -> dict:
+def hrnet_repo_counter_finding(
+    rows: tuple[tuple[str, str], ...] = (
+        ("SBL-Res50", "sbl_res50"),
+        ("SBL-Res152", "sbl_res152"),
+        ("HRNet-W32", "hrnet_w32"),
+        ("HRNet-W48", "hrnet_w48"),
+    ),
+) -> dict:
     """The paper's HRNet/SimpleBaseline GFLOPs against fvcore and the HRNet repository's counter."""
     measured, paper, parts = {}, {}, []
     holds = True
@@ -101,18 +115,25 @@ def hrnet_repo_counter_finding(rows: tuple[tuple[str, str], ...] = (
         printed = _paper(row, "gflops")
         fv, repo = _fvcore(name), _hrnet_repo(name)
         deconv_share = repo.by_operator.get("ConvTranspose2d", 0.0) / max(repo.flops, 1)
-        measured[name] = {"fvcore_gmacs": fv.gflops, "hrnet_repo_gflops": repo.gflops,
-                          "deconv_share_of_hrnet_repo_count": deconv_share}
+        measured[name] = {
+            "fvcore_gmacs": fv.gflops,
+            "hrnet_repo_gflops": repo.gflops,
+            "deconv_share_of_hrnet_repo_count": deconv_share,
+        }
         paper[name] = printed
         holds &= _close(repo.gflops, printed) and not _close(fv.gflops, printed)
-        parts.append(f"{row}: paper {printed:.1f}, HRNet-repo counter {repo.gflops:.2f}, fvcore {fv.gflops:.2f}"
-                     + (f" (transposed convs are {deconv_share:.0%} of the repo count)" if deconv_share else ""))
+        parts.append(
+            f"{row}: paper {printed:.1f}, HRNet-repo counter {repo.gflops:.2f}, fvcore {fv.gflops:.2f}"
+            + (f" (transposed convs are {deconv_share:.0%} of the repo count)" if deconv_share else "")
+        )
     return {
         "id": "hrnet_repo_counter",
         "title": "HRNet and SimpleBaseline GFLOPs in Table 2 come from the HRNet repository's counter",
-        "finding": ("; ".join(parts) + ". The repository's counter charges a stride-2 transposed conv on its "
-                    "output size (4x its multiply-adds) and divides by 2^30; fvcore counts true multiply-adds "
-                    "/ 1e9, so the two differ most for SimpleBaseline's deconvolution head."),
+        "finding": (
+            "; ".join(parts) + ". The repository's counter charges a stride-2 transposed conv on its "
+            "output size (4x its multiply-adds) and divides by 2^30; fvcore counts true multiply-adds "
+            "/ 1e9, so the two differ most for SimpleBaseline's deconvolution head."
+        ),
         "holds": holds,
         "measured": measured,
         "paper": paper,
@@ -134,20 +155,26 @@ def vitpose_small_simple_config_finding() -> dict:
     return {
         "id": "vitpose_s_simple_config_is_classic",
         "title": "The official ViTPose-S 'simple' config is a copy of the classic one",
-        "finding": (f"Built as written, {OFFICIAL_VITPOSE_HEADS[('s', 'simple')].config} has "
-                    f"{s_simple_cfg / 1e6:.2f}M parameters, {'the same as' if copy else 'unlike'} the classic "
-                    f"config ({s_classic_cfg / 1e6:.2f}M); vitpose_s_simple here uses the simple decoder of the "
-                    f"base/large simple configs, as MMPose 1.x does ({ours / 1e6:.2f}M)."),
+        "finding": (
+            f"Built as written, {OFFICIAL_VITPOSE_HEADS[('s', 'simple')].config} has "
+            f"{s_simple_cfg / 1e6:.2f}M parameters, {'the same as' if copy else 'unlike'} the classic "
+            f"config ({s_classic_cfg / 1e6:.2f}M); vitpose_s_simple here uses the simple decoder of the "
+            f"base/large simple configs, as MMPose 1.x does ({ours / 1e6:.2f}M)."
+        ),
         "holds": copy,
-        "measured": {"official_s_simple_config_params": s_simple_cfg, "official_s_classic_config_params": s_classic_cfg,
-                     "vitpose_s_simple_params": ours},
+        "measured": {
+            "official_s_simple_config_params": s_simple_cfg,
+            "official_s_classic_config_params": s_classic_cfg,
+            "vitpose_s_simple_params": ours,
+        },
         "paper": {},
         "protocol": PARAMS_PROTOCOL + "; official config heads transcribed in baselines.reference",
     }
 
 
-def rtmo_params_finding(rows: tuple[tuple[str, str], ...] = (("RTMO-S", "rtmo_s"), ("RTMO-M", "rtmo_m"),
-                                                            ("RTMO-L", "rtmo_l"))) -> dict:
+def rtmo_params_finding(
+    rows: tuple[tuple[str, str], ...] = (("RTMO-S", "rtmo_s"), ("RTMO-M", "rtmo_m"), ("RTMO-L", "rtmo_l")),
+) -> dict:
     """The paper's RTMO parameter counts against what the MMPose configs build."""
     measured, paper, parts = {}, {}, []
     for row, name in rows:
@@ -159,8 +186,8 @@ def rtmo_params_finding(rows: tuple[tuple[str, str], ...] = (("RTMO-S", "rtmo_s"
     return {
         "id": "rtmo_params",
         "title": "RTMO parameter counts in Table 2 against the MMPose configs",
-        "finding": "; ".join(parts) + (f". Beyond rounding: {', '.join(beyond_rounding)}." if beyond_rounding
-                                       else ". All agree up to rounding."),
+        "finding": "; ".join(parts)
+        + (f". Beyond rounding: {', '.join(beyond_rounding)}." if beyond_rounding else ". All agree up to rounding."),
         "holds": all(_close(measured[n], paper[n]) for n in measured),
         "measured": measured,
         "paper": paper,
@@ -170,5 +197,10 @@ def rtmo_params_finding(rows: tuple[tuple[str, str], ...] = (("RTMO-S", "rtmo_s"
 
 def baseline_findings() -> list[dict]:
     """Every finding about the baselines, measured now (the fvcore counts take a minute on a CPU)."""
-    return [vitpose_b_params_finding(), vitpose_b_gflops_finding(), hrnet_repo_counter_finding(),
-            vitpose_small_simple_config_finding(), rtmo_params_finding()]
+    return [
+        vitpose_b_params_finding(),
+        vitpose_b_gflops_finding(),
+        hrnet_repo_counter_finding(),
+        vitpose_small_simple_config_finding(),
+        rtmo_params_finding(),
+    ]

@@ -13,8 +13,15 @@ from torch import Tensor, nn
 
 from mamkpd.models.registry import register_model
 
-from .topdown import (BN_MOMENTUM, BasicBlock, Bottleneck, TopDownHeatmapModel, check_input_size, make_res_layer,
-                      topdown_layouts)
+from .topdown import (
+    BN_MOMENTUM,
+    BasicBlock,
+    Bottleneck,
+    TopDownHeatmapModel,
+    check_input_size,
+    make_res_layer,
+    topdown_layouts,
+)
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,14 @@ class HRNetConfig:
 
     def channels(self, stage: int) -> list[int]:
         """Branch widths of stage 2, 3 or 4."""
-        return [self.width * 2 ** b for b in range(stage)]
+        return [self.width * 2**b for b in range(stage)]
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int, relu: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
-                               nn.BatchNorm2d(cout, momentum=BN_MOMENTUM)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(cout, momentum=BN_MOMENTUM),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -47,15 +56,20 @@ class HighResolutionModule(nn.Module):
         super().__init__()
         n = len(channels)
         self.branches = nn.ModuleList(
-            make_res_layer(BasicBlock, in_channels[i], channels[i], num_blocks) for i in range(n))
+            make_res_layer(BasicBlock, in_channels[i], channels[i], num_blocks) for i in range(n)
+        )
         self.fuse_layers = nn.ModuleList()
         for i in range(n if multi_scale_output else 1):
             row = nn.ModuleList()
             for j in range(n):
                 if j > i:  # lower resolution: 1x1 conv then nearest upsampling (no parameters)
-                    row.append(nn.Sequential(nn.Conv2d(channels[j], channels[i], 1, bias=False),
-                                             nn.BatchNorm2d(channels[i], momentum=BN_MOMENTUM),
-                                             nn.Upsample(scale_factor=2 ** (j - i), mode="nearest")))
+                    row.append(
+                        nn.Sequential(
+                            nn.Conv2d(channels[j], channels[i], 1, bias=False),
+                            nn.BatchNorm2d(channels[i], momentum=BN_MOMENTUM),
+                            nn.Upsample(scale_factor=2 ** (j - i), mode="nearest"),
+                        )
+                    )
                 elif j == i:
                     row.append(None)
                 else:  # higher resolution: i - j strided 3x3 convs, ReLU between them but not after the last
@@ -67,7 +81,7 @@ class HighResolutionModule(nn.Module):
         self.out_channels = list(channels)
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
         outs = []
         for i, row in enumerate(self.fuse_layers):
             y = xs[i]
@@ -90,13 +104,15 @@ class HRNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = make_res_layer(Bottleneck, 64, 64, 4)
         previous = [64 * Bottleneck.expansion]
-        for stage, num_modules in zip((2, 3, 4), cfg.stage_modules):
+        for stage, num_modules in zip((2, 3, 4), cfg.stage_modules, strict=True):
             channels = cfg.channels(stage)
             self.add_module(f"transition{stage - 1}", self._transition(previous, channels))
             modules = []
             for m in range(num_modules):
                 last = stage == 4 and m == num_modules - 1
-                modules.append(HighResolutionModule(channels, channels, cfg.blocks_per_branch, multi_scale_output=not last))
+                modules.append(
+                    HighResolutionModule(channels, channels, cfg.blocks_per_branch, multi_scale_output=not last)
+                )
             self.add_module(f"stage{stage}", nn.Sequential(*modules))
             previous = channels
         self.out_channels = cfg.width
@@ -108,8 +124,7 @@ class HRNet(nn.Module):
             if i < len(previous):
                 layers.append(_conv_bn(previous[i], c, 3, 1, relu=True) if previous[i] != c else None)
             else:  # a new, lower-resolution branch grown from the lowest existing one
-                steps = [_conv_bn(previous[-1], previous[-1], 3, 2, relu=True)
-                         for _ in range(i - len(previous))]
+                steps = [_conv_bn(previous[-1], previous[-1], 3, 2, relu=True) for _ in range(i - len(previous))]
                 steps.append(_conv_bn(previous[-1], c, 3, 2, relu=True))
                 layers.append(nn.Sequential(*steps))
         return layers
@@ -125,12 +140,18 @@ class HRNet(nn.Module):
         return xs[0]
 
 
-def hrnet(width: int, name: str, num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+def hrnet(
+    width: int, name: str, num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)
+) -> TopDownHeatmapModel:
     check_input_size(input_size, 32, name)
     backbone = HRNet(HRNetConfig(width=width))
     head = HRNetHead(backbone.out_channels, num_keypoints)
-    return TopDownHeatmapModel(backbone, head, codec="msra",
-                               checkpoint_layouts=topdown_layouts(("final_layer",), "original HRNet (pose_hrnet)"))
+    return TopDownHeatmapModel(
+        backbone,
+        head,
+        codec="msra",
+        checkpoint_layouts=topdown_layouts(("final_layer",), "original HRNet (pose_hrnet)"),
+    )
 
 
 class HRNetHead(nn.Module):

@@ -31,8 +31,17 @@ BBOX_PADDING = 1.25  # box -> DCC bin range
 class ConvModule(nn.Module):
     """Conv (no bias) + BN + optional SiLU, with MMCV ConvModule's names (``conv``, ``bn``)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True,
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = True,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=bn_eps, momentum=bn_momentum)
@@ -102,8 +111,12 @@ class CSPDarknet(nn.Module):
     """YOLOX's P5 CSPDarknet; returns the stride 8, 16 and 32 features."""
 
     # in, out, blocks, shortcut in the blocks, SPP
-    ARCH = ((64, 128, 3, True, False), (128, 256, 9, True, False), (256, 512, 9, True, False),
-            (512, 1024, 3, False, True))
+    ARCH = (
+        (64, 128, 3, True, False),
+        (128, 256, 9, True, False),
+        (256, 512, 9, True, False),
+        (512, 1024, 3, False, True),
+    )
 
     def __init__(self, widen: float, deepen: float):
         super().__init__()
@@ -140,8 +153,11 @@ class SinePositionalEncoding(nn.Module):
 
     def grid(self, h: int, w: int) -> Tensor:
         """(h*w, 2*out_channels): the row encoding then the column encoding of each cell, row-major."""
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=self.dim_t.device),
-                                torch.arange(w, dtype=torch.float32, device=self.dim_t.device), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32, device=self.dim_t.device),
+            torch.arange(w, dtype=torch.float32, device=self.dim_t.device),
+            indexing="ij",
+        )
         return torch.cat((self.encode(ys.flatten()), self.encode(xs.flatten())), dim=-1)
 
 
@@ -249,15 +265,24 @@ class ChannelMapper(nn.Module):
         self.convs = nn.ModuleList(ConvModule(c, out_channels, 1, act=False) for c in in_channels)
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
-        return [conv(f) for conv, f in zip(self.convs, feats)]
+        return [conv(f) for conv, f in zip(self.convs, feats, strict=True)]
 
 
 class HybridEncoder(nn.Module):
     """RT-DETR's neck: a transformer encoder on the stride-32 map, then FPN and PAN of CSPRep layers;
     outputs the stride 16 and 32 levels, projected to the head's width."""
 
-    def __init__(self, in_channels: list[int], widen: float, deepen: float, out_channels: int,
-                 hidden: int = 256, num_heads: int = 8, ffn_dim: int = 1024, pe_temperature: float = 10000.0):
+    def __init__(
+        self,
+        in_channels: list[int],
+        widen: float,
+        deepen: float,
+        out_channels: int,
+        hidden: int = 256,
+        num_heads: int = 8,
+        ffn_dim: int = 1024,
+        pe_temperature: float = 10000.0,
+    ):
         super().__init__()
         n = len(in_channels)
         self.hidden = hidden
@@ -272,7 +297,7 @@ class HybridEncoder(nn.Module):
         self.projector = ChannelMapper([hidden, hidden], out_channels)
 
     def forward(self, feats: tuple[Tensor, ...]) -> list[Tensor]:
-        proj = [p(f) for p, f in zip(self.input_proj, feats)]
+        proj = [p(f) for p, f in zip(self.input_proj, feats, strict=True)]
         b, c, h, w = proj[-1].shape
         tokens = proj[-1].flatten(2).transpose(1, 2)
         tokens = self.encoder[0](tokens, self.sincos_pos_enc.grid(h, w).unsqueeze(0))
@@ -297,20 +322,34 @@ class HeadModule(nn.Module):
     """Per level: the input splits into a classification half and a pose half; 2 convs -> score,
     4 (grouped) convs -> box, keypoint visibility, pose vector (and the training-only proxy offsets)."""
 
-    def __init__(self, in_channels: int, widen: float, num_keypoints: int, pose_vec_channels: int,
-                 num_groups: int = 8, channels_per_group: int = 36, stacked_convs: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        widen: float,
+        num_keypoints: int,
+        pose_vec_channels: int,
+        num_groups: int = 8,
+        channels_per_group: int = 36,
+        stacked_convs: int = 2,
+    ):
         super().__init__()
         cin, cls_ch = int(in_channels * widen), int(256 * widen)
         pose_ch = num_groups * int(channels_per_group * widen)
         levels = range(len(STRIDES))
         self.conv_cls = nn.ModuleList(
             nn.Sequential(*(yolox_conv(cin if i == 0 else cls_ch, cls_ch, 3) for i in range(stacked_convs)))
-            for _ in levels)
+            for _ in levels
+        )
         self.out_cls = nn.ModuleList(nn.Conv2d(cls_ch, 1, 1) for _ in levels)
         self.conv_pose = nn.ModuleList(
-            nn.Sequential(*(yolox_conv(cin if i == 0 else pose_ch, pose_ch, 3, groups=1 if i == 0 else num_groups)
-                            for i in range(2 * stacked_convs)))
-            for _ in levels)
+            nn.Sequential(
+                *(
+                    yolox_conv(cin if i == 0 else pose_ch, pose_ch, 3, groups=1 if i == 0 else num_groups)
+                    for i in range(2 * stacked_convs)
+                )
+            )
+            for _ in levels
+        )
         self.out_bbox = nn.ModuleList(nn.Conv2d(pose_ch, 4, 1) for _ in levels)
         self.out_kpt_reg = nn.ModuleList(nn.Conv2d(pose_ch, 2 * num_keypoints, 1) for _ in levels)
         self.out_kpt_vis = nn.ModuleList(nn.Conv2d(pose_ch, num_keypoints, 1) for _ in levels)
@@ -334,7 +373,7 @@ class HeadModule(nn.Module):
 class ScaleNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
-        self.scale = dim ** -0.5
+        self.scale = dim**-0.5
         self.eps = eps
         self.g = nn.Parameter(torch.ones(1))
 
@@ -389,15 +428,23 @@ class DCC(nn.Module):
     """Dynamic coordinate classifier: pose vector -> per-keypoint features -> 1-D x/y heatmaps over bins
     spread across the (padded) box, encoded with sine features; keypoints are the heatmaps' expectation."""
 
-    def __init__(self, in_channels: int, num_keypoints: int, feat_channels: int = 128,
-                 num_bins: tuple[int, int] = (192, 256), spe_channels: int = 128, spe_temperature: float = 300.0):
+    def __init__(
+        self,
+        in_channels: int,
+        num_keypoints: int,
+        feat_channels: int = 128,
+        num_bins: tuple[int, int] = (192, 256),
+        spe_channels: int = 128,
+        spe_temperature: float = 300.0,
+    ):
         super().__init__()
         self.num_keypoints, self.feat_channels = num_keypoints, feat_channels
         self.spe = SinePositionalEncoding(spe_channels, spe_temperature)
         self.gau = GAUEncoder(feat_channels)
         self.pos_enc = nn.Parameter(torch.randn(num_keypoints, self.gau.s))
-        self.pose_to_kpts = nn.Sequential(nn.Linear(in_channels, feat_channels * num_keypoints),
-                                          nn.BatchNorm1d(feat_channels * num_keypoints))
+        self.pose_to_kpts = nn.Sequential(
+            nn.Linear(in_channels, feat_channels * num_keypoints), nn.BatchNorm1d(feat_channels * num_keypoints)
+        )
         self.x_fc = nn.Linear(spe_channels, feat_channels)
         self.y_fc = nn.Linear(spe_channels, feat_channels)
         self.sigma_fc = nn.Sequential(nn.Linear(in_channels, num_keypoints), nn.Sigmoid(), Scale(0.1))
@@ -437,14 +484,17 @@ class RTMOConfig:
     pose_vec_channels: int
 
 
-RTMO_SIZES = {"s": RTMOConfig(0.5, 0.33, 256, 256), "m": RTMOConfig(0.75, 0.67, 384, 384),
-              "l": RTMOConfig(1.0, 1.0, 512, 512)}
+RTMO_SIZES = {
+    "s": RTMOConfig(0.5, 0.33, 256, 256),
+    "m": RTMOConfig(0.75, 0.67, 384, 384),
+    "l": RTMOConfig(1.0, 1.0, 512, 512),
+}
 
 
 def _priors(feat_sizes: list[tuple[int, int]], device: torch.device) -> tuple[Tensor, Tensor]:
     """Grid-cell centres (P, 2) in input pixels and their strides (P,), level by level, row-major."""
     points, strides = [], []
-    for (h, w), s in zip(feat_sizes, STRIDES):
+    for (h, w), s in zip(feat_sizes, STRIDES, strict=True):
         ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
         points.append(torch.stack(((xs.flatten() + 0.5) * s, (ys.flatten() + 0.5) * s), dim=-1).float())
         strides.append(torch.full((h * w,), float(s), device=device))
@@ -494,8 +544,11 @@ class RTMO(nn.Module):
         self.head = RTMOHead(cfg.widen, num_keypoints, cfg.pose_vec_channels)
         self.codec = "rtmo"  # decoded by RTMO.decode, not by a heatmap codec
         self.checkpoint_layouts = (
-            KeyLayout("mmpose1", "MMPose 1.x RTMO release: backbone.*, neck.*, head.* (loss buffers dropped)",
-                      drop=(r"^data_preprocessor\.", r"^head\.loss_", r"^head\.assigner\.")),
+            KeyLayout(
+                "mmpose1",
+                "MMPose 1.x RTMO release: backbone.*, neck.*, head.* (loss buffers dropped)",
+                drop=(r"^data_preprocessor\.", r"^head\.loss_", r"^head\.assigner\."),
+            ),
         )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -503,16 +556,19 @@ class RTMO(nn.Module):
         return tuple(torch.cat([t.flatten(2) for t in level], dim=2).transpose(1, 2) for level in levels)
 
     @torch.no_grad()
-    def decode(self, outputs: tuple[Tensor, Tensor, Tensor, Tensor], score_thr: float = 0.1,
-               nms_thr: float = 0.65) -> list[dict[str, Tensor]]:
+    def decode(
+        self, outputs: tuple[Tensor, Tensor, Tensor, Tensor], score_thr: float = 0.1, nms_thr: float = 0.65
+    ) -> list[dict[str, Tensor]]:
         """People per image, in input pixels: ``bboxes`` (M, 4) xyxy clipped to the input, ``scores``
         (M,), ``keypoints`` (M, K, 2), ``keypoint_scores`` (M, K)."""
         cls, bbox, vis, pose = outputs
         h, w = self.input_size
         sizes = [(h // s, w // s) for s in STRIDES]
         if cls.shape[1] != sum(a * b for a, b in sizes):
-            raise ValueError(f"outputs have {cls.shape[1]} grid cells; input size {self.input_size} gives "
-                             f"{sum(a * b for a, b in sizes)}")
+            raise ValueError(
+                f"outputs have {cls.shape[1]} grid cells; input size {self.input_size} gives "
+                f"{sum(a * b for a, b in sizes)}"
+            )
         priors, strides = _priors(sizes, cls.device)
         xy = bbox[..., :2] * strides[:, None] + priors
         wh = bbox[..., 2:].exp() * strides[:, None]
@@ -524,11 +580,20 @@ class RTMO(nn.Module):
             idx = idx[nms(boxes[i, idx], scores[i, idx], nms_thr)] if len(idx) else idx
             b = boxes[i, idx]
             bbox_cs = torch.cat(((b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2]) * BBOX_PADDING), dim=-1)
-            keypoints = (self.head.dcc(pose[i, idx], bbox_cs, priors[idx]) if len(idx)
-                         else b.new_zeros((0, self.num_keypoints, 2)))
+            keypoints = (
+                self.head.dcc(pose[i, idx], bbox_cs, priors[idx])
+                if len(idx)
+                else b.new_zeros((0, self.num_keypoints, 2))
+            )
             b = torch.stack((b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)), -1)
-            people.append({"bboxes": b, "scores": scores[i, idx], "keypoints": keypoints,
-                           "keypoint_scores": vis[i, idx].sigmoid()})
+            people.append(
+                {
+                    "bboxes": b,
+                    "scores": scores[i, idx],
+                    "keypoints": keypoints,
+                    "keypoint_scores": vis[i, idx].sigmoid(),
+                }
+            )
         return people
 
     def predict(self, x: Tensor, score_thr: float = 0.1, nms_thr: float = 0.65) -> list[dict[str, Tensor]]:
@@ -544,8 +609,9 @@ def _register(size: str) -> None:
 
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = f"RTMO-{size.upper()} (MMPose config rtmo-{size}, 640x640 whole image)."
-    register_model("rtmo", input_size=INPUT_SIZE, sample="whole image (640x640)",
-                   tags=("table2", "one-stage", "codec:rtmo"))(factory)
+    register_model(
+        "rtmo", input_size=INPUT_SIZE, sample="whole image (640x640)", tags=("table2", "one-stage", "codec:rtmo")
+    )(factory)
     globals()[name] = factory
 
 

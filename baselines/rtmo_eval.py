@@ -40,8 +40,9 @@ class Letterbox:
         return (points - self.center + 0.5 * self.scale) * (wh / self.scale)
 
 
-def letterbox(image_bgr: np.ndarray, input_size: tuple[int, int] = (640, 640),
-              pad_value: int = PAD_VALUE) -> tuple[torch.Tensor, Letterbox]:
+def letterbox(
+    image_bgr: np.ndarray, input_size: tuple[int, int] = (640, 640), pad_value: int = PAD_VALUE
+) -> tuple[torch.Tensor, Letterbox]:
     """(H, W, 3) uint8 BGR -> (3, h, w) float32 raw BGR input and its placement (BottomupResize 'fit')."""
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) BGR image, got shape {image_bgr.shape}")
@@ -52,8 +53,9 @@ def letterbox(image_bgr: np.ndarray, input_size: tuple[int, int] = (640, 640),
     scale = np.array([in_w / fit, in_h / fit], dtype=np.float32)
     s = in_w / scale[0]
     warp = np.array([[s, 0, in_w / 2 - s * center[0]], [0, s, in_h / 2 - s * center[1]]], dtype=np.float32)
-    out = cv2.warpAffine(image_bgr, warp, (in_w, in_h), flags=cv2.INTER_LINEAR,
-                         borderValue=(pad_value, pad_value, pad_value))
+    out = cv2.warpAffine(
+        image_bgr, warp, (in_w, in_h), flags=cv2.INTER_LINEAR, borderValue=(pad_value, pad_value, pad_value)
+    )
     tensor = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).float()
     return tensor, Letterbox(center, scale, (in_h, in_w))
 
@@ -72,8 +74,14 @@ def predict_image(model: RTMO, image_bgr: np.ndarray, score_thr: float = 0.1, nm
     return people
 
 
-def rtmo_coco_results(model: RTMO, ann_file: str | os.PathLike, image_dir: str | os.PathLike,
-                      score_thr: float = 0.1, nms_thr: float = 0.65, limit: int | None = None) -> list[dict]:
+def rtmo_coco_results(
+    model: RTMO,
+    ann_file: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    score_thr: float = 0.1,
+    nms_thr: float = 0.65,
+    limit: int | None = None,
+) -> list[dict]:
     """COCO keypoint results for every image of ``ann_file`` (box score as the instance score)."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     if not ann_file.is_file():
@@ -86,8 +94,14 @@ def rtmo_coco_results(model: RTMO, ann_file: str | os.PathLike, image_dir: str |
         if image is None:
             raise FileNotFoundError(f"image {path} (image_id {info['id']}) is missing or unreadable")
         people = predict_image(model, image, score_thr, nms_thr)
-        for kpts, kscores, score in zip(people["keypoints"], people["keypoint_scores"], people["scores"]):
+        for kpts, kscores, score in zip(people["keypoints"], people["keypoint_scores"], people["scores"], strict=True):
             flat = np.concatenate([kpts, kscores[:, None]], axis=1).reshape(-1)
-            results.append({"image_id": int(info["id"]), "category_id": 1,
-                            "keypoints": [float(v) for v in flat], "score": float(score)})
+            results.append(
+                {
+                    "image_id": int(info["id"]),
+                    "category_id": 1,
+                    "keypoints": [float(v) for v in flat],
+                    "score": float(score),
+                }
+            )
     return results

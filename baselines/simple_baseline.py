@@ -28,7 +28,7 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         inplanes = 64
-        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), RESNET_DEPTHS[depth])):
+        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), RESNET_DEPTHS[depth], strict=True)):
             self.add_module(f"layer{i + 1}", make_res_layer(Bottleneck, inplanes, planes, blocks, 1 if i == 0 else 2))
             inplanes = planes * Bottleneck.expansion
         self.out_channels = inplanes
@@ -38,14 +38,18 @@ class ResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def simple_baseline(depth: int, name: str, num_keypoints: int = 17,
-                    input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+def simple_baseline(
+    depth: int, name: str, num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)
+) -> TopDownHeatmapModel:
     check_input_size(input_size, 32, name)
     backbone = ResNet(depth)
     head = DeconvHead(backbone.out_channels, width=256, num_deconv=3, num_keypoints=num_keypoints)
-    return TopDownHeatmapModel(backbone, head, codec="msra",
-                               checkpoint_layouts=topdown_layouts(("deconv_layers", "final_layer"),
-                                                                  "original SimpleBaseline (pose_resnet)"))
+    return TopDownHeatmapModel(
+        backbone,
+        head,
+        codec="msra",
+        checkpoint_layouts=topdown_layouts(("deconv_layers", "final_layer"), "original SimpleBaseline (pose_resnet)"),
+    )
 
 
 @register_model("simple_baseline", tags=("table2", "codec:msra"))

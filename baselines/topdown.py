@@ -3,7 +3,7 @@ checkpoint layouts their releases use."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -58,8 +58,9 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def make_res_layer(block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int, blocks: int,
-                   stride: int = 1) -> nn.Sequential:
+def make_res_layer(
+    block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int, blocks: int, stride: int = 1
+) -> nn.Sequential:
     """``blocks`` residual blocks; the first projects the shortcut (``downsample.0/1``) when needed."""
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
@@ -83,10 +84,14 @@ def topdown_layouts(original_head_modules: Sequence[str], original_repo: str) ->
     head = "|".join(original_head_modules)
     return (
         KeyLayout("native", "this suite's names, which are MMPose 1.x's: backbone.*, head.*"),
-        KeyLayout("mmpose0", "MMPose 0.x: backbone.*, keypoint_head.*",
-                  rules=prefix_rules([("keypoint_head.", "head.")])),
-        KeyLayout("original", f"{original_repo}: no prefix, head modules {', '.join(original_head_modules)}",
-                  rules=((rf"^(({head})\.)", r"head.\1"), (r"^", "backbone."))),
+        KeyLayout(
+            "mmpose0", "MMPose 0.x: backbone.*, keypoint_head.*", rules=prefix_rules([("keypoint_head.", "head.")])
+        ),
+        KeyLayout(
+            "original",
+            f"{original_repo}: no prefix, head modules {', '.join(original_head_modules)}",
+            rules=((rf"^(({head})\.)", r"head.\1"), (r"^", "backbone.")),
+        ),
     )
 
 
@@ -97,8 +102,7 @@ class TopDownHeatmapModel(nn.Module):
     ``checkpoint_layouts`` lists the published key layouts :func:`mamkpd.load_checkpoint` accepts.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, codec: str,
-                 checkpoint_layouts: Sequence[KeyLayout]):
+    def __init__(self, backbone: nn.Module, head: nn.Module, codec: str, checkpoint_layouts: Sequence[KeyLayout]):
         super().__init__()
         self.backbone = backbone
         self.head = head

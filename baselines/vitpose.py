@@ -133,8 +133,9 @@ _FOLD = {"backbone.pos_embed": fold_class_token_slot}
 
 def vitpose_layouts() -> tuple[KeyLayout, ...]:
     """Official release (MMPose 0.x names), MMPose 1.x (mmpretrain ViT names) and this suite's own."""
-    mmpose1_backbone = prefix_rules([("backbone.patch_embed.projection.", "backbone.patch_embed.proj."),
-                                     ("backbone.ln1.", "backbone.last_norm.")]) + (
+    mmpose1_backbone = prefix_rules(
+        [("backbone.patch_embed.projection.", "backbone.patch_embed.proj."), ("backbone.ln1.", "backbone.last_norm.")]
+    ) + (
         (r"^backbone\.layers\.(\d+)\.ln1\.", r"backbone.blocks.\1.norm1."),
         (r"^backbone\.layers\.(\d+)\.ln2\.", r"backbone.blocks.\1.norm2."),
         (r"^backbone\.layers\.(\d+)\.ffn\.layers\.0\.0\.", r"backbone.blocks.\1.mlp.fc1."),
@@ -144,15 +145,25 @@ def vitpose_layouts() -> tuple[KeyLayout, ...]:
     official = next(lay for lay in topdown_layouts((), "") if lay.name == "mmpose0")
     return (
         KeyLayout("native", "this suite's names (pos_embed already folded)", fixes=_FOLD),
-        KeyLayout("vitpose_official", "official ViTPose release: backbone.*, keypoint_head.*, pos_embed with "
-                  "a class-token slot", rules=official.rules, fixes=_FOLD),
-        KeyLayout("mmpose1", "MMPose 1.x: mmpretrain VisionTransformer backbone (layers.N.ln1, ffn.layers), head.*",
-                  rules=mmpose1_backbone, drop=(r"^data_preprocessor\.",), fixes=_FOLD),
+        KeyLayout(
+            "vitpose_official",
+            "official ViTPose release: backbone.*, keypoint_head.*, pos_embed with a class-token slot",
+            rules=official.rules,
+            fixes=_FOLD,
+        ),
+        KeyLayout(
+            "mmpose1",
+            "MMPose 1.x: mmpretrain VisionTransformer backbone (layers.N.ln1, ffn.layers), head.*",
+            rules=mmpose1_backbone,
+            drop=(r"^data_preprocessor\.",),
+            fixes=_FOLD,
+        ),
     )
 
 
-def vitpose(size: str, decoder: str, name: str, num_keypoints: int = 17,
-            input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+def vitpose(
+    size: str, decoder: str, name: str, num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)
+) -> TopDownHeatmapModel:
     input_size = check_input_size(input_size, PATCH_SIZE, name)
     backbone = ViT(VIT_SIZES[size], input_size)
     if decoder == "classic":  # two 256-wide 4x4 deconvs + 1x1

@@ -23,9 +23,14 @@ def _runner(name: str, batch: int, runtime: str):
     """A zero-argument forward pass and what to record about how it was set up."""
     if runtime == "onnxruntime":
         runner = onnx_runner(name, batch, "cpu")
-        return runner, dict(provider=runner.provider, threads=runner.threads, opset=runner.export.opset,
-                            onnx_nodes=runner.export.onnx_nodes, export_s=round(runner.export.export_seconds, 1),
-                            onnx_max_abs_diff=runner.export.check.max_abs_diff)
+        return runner, dict(
+            provider=runner.provider,
+            threads=runner.threads,
+            opset=runner.export.opset,
+            onnx_nodes=runner.export.onnx_nodes,
+            export_s=round(runner.export.export_seconds, 1),
+            onnx_max_abs_diff=runner.export.check.max_abs_diff,
+        )
     model = build_model(name)
     x = example_input(input_size_of(name), batch)
     info = dict(threads=torch.get_num_threads(), scan_backend=getattr(model, "scan_backend", ""))

@@ -18,10 +18,15 @@ STAGE1 = dict(batch=8, dim=4 * 192, length=64 * 48, d_state=8, groups=4)
 def stage1_inputs():
     g = torch.Generator().manual_seed(0)
     b, d, L, n, k = (STAGE1[key] for key in ("batch", "dim", "length", "d_state", "groups"))
-    return dict(u=torch.randn(b, d, L, generator=g), delta=0.5 * torch.randn(b, d, L, generator=g),
-                A=-torch.rand(d, n, generator=g) * 2, B=torch.randn(b, k, n, L, generator=g),
-                C=torch.randn(b, k, n, L, generator=g), D=torch.randn(d, generator=g),
-                delta_bias=0.1 * torch.randn(d, generator=g))
+    return dict(
+        u=torch.randn(b, d, L, generator=g),
+        delta=0.5 * torch.randn(b, d, L, generator=g),
+        A=-torch.rand(d, n, generator=g) * 2,
+        B=torch.randn(b, k, n, L, generator=g),
+        C=torch.randn(b, k, n, L, generator=g),
+        D=torch.randn(d, generator=g),
+        delta_bias=0.1 * torch.randn(d, generator=g),
+    )
 
 
 @pytest.mark.benchmark(group="scan-stage1-forward")
@@ -29,8 +34,9 @@ def stage1_inputs():
 def test_scan_forward(benchmark, stage1_inputs, backend):
     benchmark.extra_info.update(STAGE1, backend=backend, threads=torch.get_num_threads())
     with torch.inference_mode():
-        benchmark.pedantic(selective_scan, kwargs=dict(stage1_inputs, delta_softplus=True, backend=backend),
-                           rounds=3, warmup_rounds=1)
+        benchmark.pedantic(
+            selective_scan, kwargs=dict(stage1_inputs, delta_softplus=True, backend=backend), rounds=3, warmup_rounds=1
+        )
 
 
 @pytest.mark.benchmark(group="scan-stage1-forward-backward")
@@ -51,7 +57,8 @@ def test_scan_forward_backward(benchmark, stage1_inputs, backend):
 def test_model_forward(benchmark, name, batch):
     model = mamkpd.create_model(name, scan_backend="torch").eval()
     x = torch.randn(batch, 3, 256, 192)
-    benchmark.extra_info.update(model=name, batch=batch, input_size=[256, 192], scan_backend="torch",
-                                unit="samples per round = batch")
+    benchmark.extra_info.update(
+        model=name, batch=batch, input_size=[256, 192], scan_backend="torch", unit="samples per round = batch"
+    )
     with torch.inference_mode():
         benchmark.pedantic(model, args=(x,), rounds=3, warmup_rounds=1)

@@ -27,8 +27,11 @@ from mamkpd.paper import TABLES, load_table  # noqa: E402
 
 
 def pytest_configure(config):
-    for marker in ("gpu: needs a CUDA device", "data: needs a full data set and a checkpoint",
-                   "slow: takes more than a few seconds; still run by CI"):
+    for marker in (
+        "gpu: needs a CUDA device",
+        "data: needs a full data set and a checkpoint",
+        "slow: takes more than a few seconds; still run by CI",
+    ):
         config.addinivalue_line("markers", marker)
 
 
@@ -52,7 +55,9 @@ def paper_rows(table: str, metric: str, *, implemented_only: bool = True, marks=
         reason = KNOWN_DISCREPANCIES.get((test or table, r.row, metric))
         if reason:
             row_marks.append(pytest.mark.xfail(strict=True, reason=reason))
-        params.append(pytest.param(r.row, r.registry_name, value, marks=row_marks, id=f"{test or table}-{r.row}-{metric}"))
+        params.append(
+            pytest.param(r.row, r.registry_name, value, marks=row_marks, id=f"{test or table}-{r.row}-{metric}")
+        )
     return params
 
 
@@ -69,13 +74,32 @@ def record(store):
     ``status`` says whether it reproduced.
     """
 
-    def _record(*, table: str, row: str, model: str, metric: str, paper=None, measured=None, tolerance=None,
-                tolerance_kind: str | None = None, **protocol):
+    def _record(
+        *,
+        table: str,
+        row: str,
+        model: str,
+        metric: str,
+        paper=None,
+        measured=None,
+        tolerance=None,
+        tolerance_kind: str | None = None,
+        **protocol,
+    ):
         if tolerance is None and paper is not None and "status" not in protocol:
             tolerance, policy_kind = tolerance_for(table, metric, model)
             tolerance_kind = tolerance_kind or policy_kind
-        return store.record(table=table, row=row, model=model, metric=metric, paper=paper, measured=measured,
-                            tolerance=tolerance, tolerance_kind=tolerance_kind or "abs", **protocol)
+        return store.record(
+            table=table,
+            row=row,
+            model=model,
+            metric=metric,
+            paper=paper,
+            measured=measured,
+            tolerance=tolerance,
+            tolerance_kind=tolerance_kind or "abs",
+            **protocol,
+        )
 
     return _record
 
@@ -86,11 +110,13 @@ def within(row: dict) -> bool:
 
 
 def describe(row: dict) -> str:
-    return (f"{row['table']} {row['row']} {row['metric']}: paper {row['paper_value']}, measured "
-            f"{row['measured_value']} (tolerance {row['tolerance']} {row['tolerance_kind']})")
+    return (
+        f"{row['table']} {row['row']} {row['metric']}: paper {row['paper_value']}, measured "
+        f"{row['measured_value']} (tolerance {row['tolerance']} {row['tolerance_kind']})"
+    )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def complexity_of(model: str):
     """fvcore params/GFLOPs of a registered model at its own input size, counted once per session."""
     from mamkpd.harness.complexity import measure_complexity
@@ -98,7 +124,7 @@ def complexity_of(model: str):
     return measure_complexity(model)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def params_of(model: str) -> int:
     """Exact parameter count, built on the meta device (no weights allocated, no forward)."""
     import torch
@@ -127,5 +153,13 @@ def require_accuracy_inputs(table: str, row: str, model: str) -> tuple[Path, Pat
     return data.path, checkpoint.path
 
 
-__all__ = ["paper_rows", "within", "describe", "complexity_of", "params_of", "require_cuda",
-           "require_accuracy_inputs", "os"]
+__all__ = [
+    "paper_rows",
+    "within",
+    "describe",
+    "complexity_of",
+    "params_of",
+    "require_cuda",
+    "require_accuracy_inputs",
+    "os",
+]

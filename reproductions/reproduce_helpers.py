@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 
-from mamkpd.harness.fps import (REFERENCE_MODEL, FpsMeasurement, measure_model_fps, measure_models_isolated,
-                                record_fps)
+from mamkpd.harness.fps import REFERENCE_MODEL, FpsMeasurement, measure_model_fps, measure_models_isolated, record_fps
 from mamkpd.harness.reproduce import evaluate_checkpoint, recipe_for
 from mamkpd.harness.results import ResultsStore, default_store_path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(batch: int, device: str, protocol: str) -> FpsMeasurement:
     # HRNet-W32 once per session and setting, in its own process like every timed model
     return measure_models_isolated([REFERENCE_MODEL], batch, "fp32", device, protocol)[0]
@@ -19,12 +18,18 @@ def _reference(batch: int, device: str, protocol: str) -> FpsMeasurement:
 def time_row(model: str, *, batch: int, device: str, protocol: str, benchmark=None) -> list[dict]:
     """Time ``model`` in its own process, record it with its ratio to HRNet-W32; benchmark it too if asked."""
     reference = _reference(batch, device, protocol)
-    measured = reference if model == REFERENCE_MODEL else \
-        measure_models_isolated([model], batch, "fp32", device, protocol)[0]
+    measured = (
+        reference if model == REFERENCE_MODEL else measure_models_isolated([model], batch, "fp32", device, protocol)[0]
+    )
     rows = record_fps(ResultsStore(default_store_path()), measured, measured.result.median / reference.result.median)
     if benchmark is not None:
-        benchmark.extra_info.update(device=device, batch=batch, sample=measured.sample,
-                                    scan_backend=measured.scan_backend, label="CPU" if device == "cpu" else device)
+        benchmark.extra_info.update(
+            device=device,
+            batch=batch,
+            sample=measured.sample,
+            scan_backend=measured.scan_backend,
+            label="CPU" if device == "cpu" else device,
+        )
         # pytest-benchmark's own statistics of the same forward, for its comparison tooling
         benchmark.pedantic(lambda: measure_model_fps(model, batch, "fp32", device, "smoke"), rounds=1, iterations=1)
     return rows

@@ -14,9 +14,14 @@ HEADLINE = {"table2": "AP", "table3": "mean", "table4": "AP", "table5": "mean", 
 
 @pytest.mark.data
 @pytest.mark.slow
-@pytest.mark.parametrize("table, row, model, paper", [
-    pytest.param(table, *p.values, marks=p.marks, id=p.id)
-    for table, metric in HEADLINE.items() for p in paper_rows(table, metric)])
+@pytest.mark.parametrize(
+    "table, row, model, paper",
+    [
+        pytest.param(table, *p.values, marks=p.marks, id=p.id)
+        for table, metric in HEADLINE.items()
+        for p in paper_rows(table, metric)
+    ],
+)
 def test_accuracy(table, row, model, paper, record):
     data_root, checkpoint = require_accuracy_inputs(table, row, model)
     measured = evaluate_row(table, row, model, data_root, checkpoint, record)

@@ -22,24 +22,44 @@ def test_measured_size_rank_matches_paper(row, model, paper, record):
     paper_rank = sorted(p for _, _, p, _ in sizes).index(paper)
     ours = params_of(model) / 1e6
     measured_rank = sorted(m for _, _, _, m in sizes).index(ours)
-    stored = record(table="fig1", row=row, model=model, metric="params_rank", paper=float(paper_rank),
-                    measured=float(measured_rank), tolerance=0.0, tolerance_kind="abs",
-                    notes="rank by size among the Table 2 rows the suite implements (0 = smallest)")
+    stored = record(
+        table="fig1",
+        row=row,
+        model=model,
+        metric="params_rank",
+        paper=float(paper_rank),
+        measured=float(measured_rank),
+        tolerance=0.0,
+        tolerance_kind="abs",
+        notes="rank by size among the Table 2 rows the suite implements (0 = smallest)",
+    )
     assert stored["status"] == "reproduced", (
-        f"{row}: rank {measured_rank} by measured size ({ours:.2f}M), {paper_rank} by the paper's ({paper}M)")
+        f"{row}: rank {measured_rank} by measured size ({ours:.2f}M), {paper_rank} by the paper's ({paper}M)"
+    )
 
 
 def test_figure_is_drawn_from_measurements(tmp_path):
-    from mamkpd.report.compare import compare_table
-    from mamkpd.report.plots import plot_fig1
-
     import pandas as pd
 
     from mamkpd.harness.results import COLUMNS
+    from mamkpd.report.compare import compare_table
+    from mamkpd.report.plots import plot_fig1
 
-    store = pd.DataFrame([{c: "" for c in COLUMNS} | {"table": "table2", "row": row, "model": model,
-                          "metric": "params_m", "measured_value": measured, "status": "measured",
-                          "timestamp": "t"} for row, model, _, measured in _sizes()])
+    store = pd.DataFrame(
+        [
+            {c: "" for c in COLUMNS}
+            | {
+                "table": "table2",
+                "row": row,
+                "model": model,
+                "metric": "params_m",
+                "measured_value": measured,
+                "status": "measured",
+                "timestamp": "t",
+            }
+            for row, model, _, measured in _sizes()
+        ]
+    )
     store["measured_value"] = store["measured_value"].astype(float)
     path = plot_fig1(compare_table("table2", store), tmp_path / "fig1.png")
     assert path.stat().st_size > 10_000

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import describe, require_cuda, within
+
 from mamkpd.harness.availability import dataset_status
 from mamkpd.paper import load_table
 
@@ -55,8 +55,10 @@ def coco_root() -> Path:
     return Path(os.environ["MAMKPD_COCO_ROOT"])
 
 
-@pytest.mark.parametrize("row,model,env", [("HRNet-W32", "hrnet_w32", "MAMKPD_HRNET_W32_CKPT"),
-                                           ("ViTPose-B", "vitpose_b", "MAMKPD_VITPOSE_B_CKPT")])
+@pytest.mark.parametrize(
+    "row,model,env",
+    [("HRNet-W32", "hrnet_w32", "MAMKPD_HRNET_W32_CKPT"), ("ViTPose-B", "vitpose_b", "MAMKPD_VITPOSE_B_CKPT")],
+)
 def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, record, tmp_path):
     require_cuda()
     root = coco_root()
@@ -67,15 +69,44 @@ def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, re
     import mamkpd
 
     codec = mamkpd.create_model(model).codec  # ViTPose was trained and is decoded with UDP
-    cmd = [sys.executable, "-m", "mamkpd.cli", "evaluate", "--model", model, "--checkpoint", str(checkpoint),
-           "--dataset", "coco", "--data-root", str(root), "--box-file", str(boxes), "--codec", codec,
-           "--device", "cuda", "--results", str(tmp_path / "results.json"), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mamkpd.cli",
+        "evaluate",
+        "--model",
+        model,
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "coco",
+        "--data-root",
+        str(root),
+        "--box-file",
+        str(boxes),
+        "--codec",
+        codec,
+        "--device",
+        "cuda",
+        "--results",
+        str(tmp_path / "results.json"),
+        "--json",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    stored = record(table="table2", row=row, model=model, metric="AP", paper=paper_value(row),
-                    measured=100 * report["metrics"]["AP"], checkpoint=str(checkpoint), codec=codec,
-                    boxes=str(boxes), flip_test=True)
+    stored = record(
+        table="table2",
+        row=row,
+        model=model,
+        metric="AP",
+        paper=paper_value(row),
+        measured=100 * report["metrics"]["AP"],
+        checkpoint=str(checkpoint),
+        codec=codec,
+        boxes=str(boxes),
+        flip_test=True,
+    )
     assert within(stored), describe(stored)
 
 
@@ -95,7 +126,14 @@ def test_rtmo_s_official_checkpoint_whole_image_ap(record):
     ann = root / "annotations" / "person_keypoints_val2017.json"
     results = rtmo_coco_results(model, ann, root / "val2017")
     metrics = coco_keypoint_ap(str(ann), results)
-    stored = record(table="table2", row="RTMO-S", model="rtmo_s", metric="AP", paper=paper_value("RTMO-S"),
-                    measured=100 * metrics["AP"], checkpoint=str(checkpoint),
-                    pipeline="letterbox 640 pad 114 raw BGR, score 0.1, NMS 0.65, box scores, no OKS-NMS")
+    stored = record(
+        table="table2",
+        row="RTMO-S",
+        model="rtmo_s",
+        metric="AP",
+        paper=paper_value("RTMO-S"),
+        measured=100 * metrics["AP"],
+        checkpoint=str(checkpoint),
+        pipeline="letterbox 640 pad 114 raw BGR, score 0.1, NMS 0.65, box scores, no OKS-NMS",
+    )
     assert within(stored), describe(stored)

@@ -17,9 +17,15 @@ from mamkpd.data.infos import DatasetInfo
 
 INPUT_SIZE = (32, 24)  # (H, W); heatmaps 8 x 6
 NUM_KEYPOINTS = 4
-INFO = DatasetInfo(name="synthetic", num_keypoints=NUM_KEYPOINTS, keypoint_names=("a", "b", "c", "d"),
-                   flip_pairs=[(0, 1), (2, 3)], sigmas=np.full(NUM_KEYPOINTS, 0.05), input_size=INPUT_SIZE,
-                   default_root_env="MAMKPD_SYNTHETIC_ROOT")
+INFO = DatasetInfo(
+    name="synthetic",
+    num_keypoints=NUM_KEYPOINTS,
+    keypoint_names=("a", "b", "c", "d"),
+    flip_pairs=[(0, 1), (2, 3)],
+    sigmas=np.full(NUM_KEYPOINTS, 0.05),
+    input_size=INPUT_SIZE,
+    default_root_env="MAMKPD_SYNTHETIC_ROOT",
+)
 
 
 class SyntheticPoses(Dataset):
@@ -39,8 +45,9 @@ class SyntheticPoses(Dataset):
         g = torch.Generator().manual_seed(1000 + i)
         h, w = INPUT_SIZE[0] // 4, INPUT_SIZE[1] // 4
         xy = torch.rand(NUM_KEYPOINTS, 2, generator=g) * torch.tensor([w - 1.0, h - 1.0])
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         target = torch.exp(-((xs - xy[:, :1, None]) ** 2 + (ys - xy[:, 1:, None]) ** 2) / 2.0)
         image = torch.randn(3, *INPUT_SIZE, generator=g)
         if self.augment:  # noise from the global generators, as a real pipeline's augmentation draws it
@@ -50,11 +57,22 @@ class SyntheticPoses(Dataset):
         kpts = np.zeros((NUM_KEYPOINTS, 3), np.float32)
         kpts[:, :2] = xy.numpy() * 4
         kpts[:, 2] = 2
-        meta = {"image_id": i // 2, "instance_index": i, "center": np.array([12.0, 16.0], np.float32),
-                "scale": np.array([24.0, 32.0], np.float32), "rotation": 0.0, "box_score": 1.0,
-                "keypoints": kpts, "area": 24.0 * 32.0}
-        return {"image": image.float(), "target": target.float(),
-                "target_weight": torch.ones(NUM_KEYPOINTS), "meta": meta}
+        meta = {
+            "image_id": i // 2,
+            "instance_index": i,
+            "center": np.array([12.0, 16.0], np.float32),
+            "scale": np.array([24.0, 32.0], np.float32),
+            "rotation": 0.0,
+            "box_score": 1.0,
+            "keypoints": kpts,
+            "area": 24.0 * 32.0,
+        }
+        return {
+            "image": image.float(),
+            "target": target.float(),
+            "target_weight": torch.ones(NUM_KEYPOINTS),
+            "meta": meta,
+        }
 
 
 class TinyHeatmapNet(nn.Module):
@@ -63,9 +81,15 @@ class TinyHeatmapNet(nn.Module):
     def __init__(self, num_keypoints: int = NUM_KEYPOINTS) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.Dropout(0.1),
-            nn.Conv2d(16, num_keypoints, 1))
+            nn.Conv2d(3, 8, 3, 2, 1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, 2, 1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Conv2d(16, num_keypoints, 1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

@@ -12,8 +12,9 @@ from mamkpd.harness.complexity import measure_complexity, measure_complexity_hrn
 from mamkpd.paper import load_table
 
 
-@pytest.mark.parametrize("name", ["sbl_res50", "vitpose_s", "vitpose_s_simple", "rtmo_s",
-                                  pytest.param("hrnet_w32", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name", ["sbl_res50", "vitpose_s", "vitpose_s_simple", "rtmo_s", pytest.param("hrnet_w32", marks=pytest.mark.slow)]
+)
 def test_fvcore_counts_every_costly_op(name):
     c = measure_complexity(name)
     assert c.uncounted_non_free == {}, c.unsupported_ops
@@ -40,7 +41,7 @@ def test_hrnet_repo_counter_follows_the_repository_convention():
     linear = (1 * 96 * 5) * 96  # output numel x input.size(1), the token count for (N, L, C) inputs
     assert c.by_operator == {"Conv2d": conv, "ConvTranspose2d": deconv, "Linear": linear}
     assert c.flops == conv + deconv + linear
-    assert c.gflops == pytest.approx(c.flops / 2 ** 30)
+    assert c.gflops == pytest.approx(c.flops / 2**30)
     assert c.counter == "hrnet_repo" and "2**30" in c.flops_convention
 
 

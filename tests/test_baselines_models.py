@@ -14,7 +14,7 @@ from baselines.reference import PARAMS_RTOL, PUBLISHED_PARAMS
 BASELINES = sorted(PUBLISHED_PARAMS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built(name: str) -> torch.nn.Module:
     """Each model is built once per session (ViTPose-L or SBL-152 take seconds)."""
     return mamkpd.create_model(name).eval()
@@ -72,8 +72,9 @@ def test_keypoint_count_and_input_size_are_arguments():
         assert model(torch.empty(1, 3, 256, 256)).shape == (1, 16, 64, 64)
 
 
-@pytest.mark.parametrize("name,size", [("hrnet_w32", (250, 192)), ("vitpose_b", (256, 190)),
-                                       ("sbl_res50", (256,)), ("rtmo_s", (600, 640))])
+@pytest.mark.parametrize(
+    "name,size", [("hrnet_w32", (250, 192)), ("vitpose_b", (256, 190)), ("sbl_res50", (256,)), ("rtmo_s", (600, 640))]
+)
 def test_bad_input_size_is_a_clear_error(name, size):
     with pytest.raises(ValueError, match="input_size"):
         mamkpd.create_model(name, input_size=size)

@@ -20,7 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose-sample
 CELLS16 = 40 * 40  # stride-16 cells of a 640x640 input; stride-32 cells follow
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rtmo_s() -> torch.nn.Module:
     torch.manual_seed(0)
     return mamkpd.create_model("rtmo_s").eval()

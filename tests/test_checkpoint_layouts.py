@@ -19,10 +19,14 @@ from mamkpd.models.checkpoint import CheckpointMismatchError, load_state, unwrap
 # Real key names (and shapes) from the official releases, per family and layout.
 OFFICIAL_KEYS = {
     ("hrnet_w32", "original"): {
-        "conv1.weight": (64, 3, 3, 3), "layer1.0.downsample.0.weight": (256, 64, 1, 1),
-        "transition1.0.0.weight": (32, 256, 3, 3), "transition1.1.0.0.weight": (64, 256, 3, 3),
-        "transition3.3.0.0.weight": (256, 128, 3, 3), "stage2.0.branches.1.3.bn2.running_var": (64,),
-        "stage3.3.fuse_layers.2.0.1.0.weight": (128, 32, 3, 3), "stage4.2.fuse_layers.0.3.0.weight": (32, 256, 1, 1),
+        "conv1.weight": (64, 3, 3, 3),
+        "layer1.0.downsample.0.weight": (256, 64, 1, 1),
+        "transition1.0.0.weight": (32, 256, 3, 3),
+        "transition1.1.0.0.weight": (64, 256, 3, 3),
+        "transition3.3.0.0.weight": (256, 128, 3, 3),
+        "stage2.0.branches.1.3.bn2.running_var": (64,),
+        "stage3.3.fuse_layers.2.0.1.0.weight": (128, 32, 3, 3),
+        "stage4.2.fuse_layers.0.3.0.weight": (32, 256, 1, 1),
         "final_layer.weight": (17, 32, 1, 1),
     },
     ("hrnet_w32", "mmpose0"): {
@@ -30,39 +34,59 @@ OFFICIAL_KEYS = {
         "keypoint_head.final_layer.bias": (17,),
     },
     ("sbl_res50", "original"): {
-        "layer4.2.conv3.weight": (2048, 512, 1, 1), "layer3.0.downsample.1.running_mean": (1024,),
-        "deconv_layers.0.weight": (2048, 256, 4, 4), "deconv_layers.7.weight": (256,),
+        "layer4.2.conv3.weight": (2048, 512, 1, 1),
+        "layer3.0.downsample.1.running_mean": (1024,),
+        "deconv_layers.0.weight": (2048, 256, 4, 4),
+        "deconv_layers.7.weight": (256,),
         "final_layer.weight": (17, 256, 1, 1),
     },
     ("sbl_res50", "native"): {  # = MMPose 1.x
-        "backbone.layer1.0.conv2.weight": (64, 64, 3, 3), "head.deconv_layers.3.weight": (256, 256, 4, 4),
+        "backbone.layer1.0.conv2.weight": (64, 64, 3, 3),
+        "head.deconv_layers.3.weight": (256, 256, 4, 4),
         "head.final_layer.bias": (17,),
     },
     ("vitpose_s", "vitpose_official"): {
-        "backbone.pos_embed": (1, 193, 384), "backbone.patch_embed.proj.weight": (384, 3, 16, 16),
-        "backbone.blocks.11.attn.qkv.weight": (1152, 384), "backbone.blocks.0.mlp.fc2.weight": (384, 1536),
-        "backbone.last_norm.bias": (384,), "keypoint_head.deconv_layers.0.weight": (384, 256, 4, 4),
+        "backbone.pos_embed": (1, 193, 384),
+        "backbone.patch_embed.proj.weight": (384, 3, 16, 16),
+        "backbone.blocks.11.attn.qkv.weight": (1152, 384),
+        "backbone.blocks.0.mlp.fc2.weight": (384, 1536),
+        "backbone.last_norm.bias": (384,),
+        "keypoint_head.deconv_layers.0.weight": (384, 256, 4, 4),
         "keypoint_head.final_layer.weight": (17, 256, 1, 1),
     },
     ("vitpose_s", "mmpose1"): {
-        "backbone.patch_embed.projection.weight": (384, 3, 16, 16), "backbone.layers.3.ln1.weight": (384,),
-        "backbone.layers.3.ffn.layers.0.0.weight": (1536, 384), "backbone.layers.3.ffn.layers.1.weight": (384, 1536),
-        "backbone.layers.11.attn.proj.weight": (384, 384), "backbone.ln1.weight": (384,),
+        "backbone.patch_embed.projection.weight": (384, 3, 16, 16),
+        "backbone.layers.3.ln1.weight": (384,),
+        "backbone.layers.3.ffn.layers.0.0.weight": (1536, 384),
+        "backbone.layers.3.ffn.layers.1.weight": (384, 1536),
+        "backbone.layers.11.attn.proj.weight": (384, 384),
+        "backbone.ln1.weight": (384,),
         "head.deconv_layers.1.running_var": (256,),
     },
     ("rtmo_s", "mmpose1"): {
-        "backbone.stem.conv.conv.weight": (32, 12, 3, 3), "backbone.stage4.1.conv2.conv.weight": (512, 1024, 1, 1),
+        "backbone.stem.conv.conv.weight": (32, 12, 3, 3),
+        "backbone.stage4.1.conv2.conv.weight": (512, 1024, 1, 1),
         "backbone.stage2.1.blocks.2.conv2.bn.running_var": (64,),
         "neck.encoder.0.layers.0.self_attn.attn.in_proj_weight": (768, 256),
         "neck.encoder.0.layers.0.self_attn.attn.out_proj.weight": (256, 256),
-        "neck.encoder.0.layers.0.ffn.layers.0.0.weight": (1024, 256), "neck.encoder.0.layers.0.norms.1.weight": (256,),
-        "neck.sincos_pos_enc.dim_t": (64,), "neck.fpn_blocks.0.bottlenecks.0.branch_3x3.conv.weight": (128, 128, 3, 3),
-        "neck.pan_blocks.1.conv3.conv.weight": (256, 128, 1, 1), "neck.projector.convs.1.bn.weight": (256,),
-        "head.head_module.conv_pose.0.1.conv.weight": (144, 18, 3, 3), "head.head_module.out_kpt_reg.1.weight": (34, 144, 1, 1),
-        "head.head_module.out_pose.0.weight": (256, 144, 1, 1), "head.dcc.gau.uv.weight": (640, 128),
-        "head.dcc.gau.res_scale.scale": (128,), "head.dcc.gau.ln.g": (1,), "head.dcc.pos_enc": (17, 128),
-        "head.dcc.pose_to_kpts.1.running_var": (2176,), "head.dcc.sigma_fc.2.scale": (), "head.dcc.x_bins": (192,),
-        "head.dcc.y_bins": (256,), "head.dcc.spe.dim_t": (64,),
+        "neck.encoder.0.layers.0.ffn.layers.0.0.weight": (1024, 256),
+        "neck.encoder.0.layers.0.norms.1.weight": (256,),
+        "neck.sincos_pos_enc.dim_t": (64,),
+        "neck.fpn_blocks.0.bottlenecks.0.branch_3x3.conv.weight": (128, 128, 3, 3),
+        "neck.pan_blocks.1.conv3.conv.weight": (256, 128, 1, 1),
+        "neck.projector.convs.1.bn.weight": (256,),
+        "head.head_module.conv_pose.0.1.conv.weight": (144, 18, 3, 3),
+        "head.head_module.out_kpt_reg.1.weight": (34, 144, 1, 1),
+        "head.head_module.out_pose.0.weight": (256, 144, 1, 1),
+        "head.dcc.gau.uv.weight": (640, 128),
+        "head.dcc.gau.res_scale.scale": (128,),
+        "head.dcc.gau.ln.g": (1,),
+        "head.dcc.pos_enc": (17, 128),
+        "head.dcc.pose_to_kpts.1.running_var": (2176,),
+        "head.dcc.sigma_fc.2.scale": (),
+        "head.dcc.x_bins": (192,),
+        "head.dcc.y_bins": (256,),
+        "head.dcc.spe.dim_t": (64,),
     },
 }
 
@@ -74,16 +98,18 @@ TO_LAYOUT = {
     "original": [(r"^backbone\.", ""), (r"^head\.", "")],
     "vitpose_official": [(r"^head\.", "keypoint_head.")],
 }
-VIT_TO_MMPRETRAIN = [(r"^backbone\.patch_embed\.proj\.", "backbone.patch_embed.projection."),
-                     (r"^backbone\.last_norm\.", "backbone.ln1."),
-                     (r"^backbone\.blocks\.(\d+)\.norm1\.", r"backbone.layers.\1.ln1."),
-                     (r"^backbone\.blocks\.(\d+)\.norm2\.", r"backbone.layers.\1.ln2."),
-                     (r"^backbone\.blocks\.(\d+)\.mlp\.fc1\.", r"backbone.layers.\1.ffn.layers.0.0."),
-                     (r"^backbone\.blocks\.(\d+)\.mlp\.fc2\.", r"backbone.layers.\1.ffn.layers.1."),
-                     (r"^backbone\.blocks\.(\d+)\.attn\.", r"backbone.layers.\1.attn.")]
+VIT_TO_MMPRETRAIN = [
+    (r"^backbone\.patch_embed\.proj\.", "backbone.patch_embed.projection."),
+    (r"^backbone\.last_norm\.", "backbone.ln1."),
+    (r"^backbone\.blocks\.(\d+)\.norm1\.", r"backbone.layers.\1.ln1."),
+    (r"^backbone\.blocks\.(\d+)\.norm2\.", r"backbone.layers.\1.ln2."),
+    (r"^backbone\.blocks\.(\d+)\.mlp\.fc1\.", r"backbone.layers.\1.ffn.layers.0.0."),
+    (r"^backbone\.blocks\.(\d+)\.mlp\.fc2\.", r"backbone.layers.\1.ffn.layers.1."),
+    (r"^backbone\.blocks\.(\d+)\.attn\.", r"backbone.layers.\1.attn."),
+]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = mamkpd.create_model(name).eval()
@@ -108,7 +134,7 @@ def to_layout(name: str, layout: str) -> dict[str, torch.Tensor]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _target(name: str) -> torch.nn.Module:
     return mamkpd.create_model(name).eval()
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from mamkpd.data.samples import sample_file
@@ -20,8 +19,9 @@ TINY = {"depths": [1, 1, 1], "dims": [16, 32, 64]}
 
 def mamkpd_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "mamkpd.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def untrained_checkpoint(path: Path, input_size=(64, 48), model_kwargs=None) -> Path:
@@ -36,9 +36,27 @@ def test_evaluate_reports_metrics_and_protocol(tmp_path):
     ckpt = untrained_checkpoint(tmp_path / "untrained.pth")
     ann = sample_file("coco", "test_coco.json")
     results = tmp_path / "out" / "kpts.json"
-    proc = mamkpd_cli("evaluate", "--checkpoint", str(ckpt), "--dataset", "coco", "--ann-file", str(ann),
-                      "--image-dir", str(ann.parent), "--box-file", str(ann.parent / "test_coco_det_AP_H_56.json"),
-                      "--device", "cpu", "--workers", "0", "--results", str(results), "--json", cwd=tmp_path)
+    proc = mamkpd_cli(
+        "evaluate",
+        "--checkpoint",
+        str(ckpt),
+        "--dataset",
+        "coco",
+        "--ann-file",
+        str(ann),
+        "--image-dir",
+        str(ann.parent),
+        "--box-file",
+        str(ann.parent / "test_coco_det_AP_H_56.json"),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--results",
+        str(results),
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert set(report["metrics"]) >= {"AP", "AP50", "AP75", "APM", "APL", "AR"}

@@ -13,14 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _mamkpd(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "mamkpd.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli", *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO
+    )
 
 
 def test_fps_json_and_store(tmp_path):
     store = tmp_path / "results.csv"
-    proc = _mamkpd("fps", "--model", "mamkpd_s", "--input-size", "64", "48", "--protocol", "smoke", "--json",
-                   "--store", str(store))
+    proc = _mamkpd(
+        "fps", "--model", "mamkpd_s", "--input-size", "64", "48", "--protocol", "smoke", "--json", "--store", str(store)
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["model"] == "mamkpd_s" and out["median_samples_per_s"] > 0 and out["scan_backend"] == "torch"

@@ -16,14 +16,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _mamkpd(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "mamkpd.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
+    )
 
 
 def test_report_from_store(tmp_path):
     store = ResultsStore(tmp_path / "r.csv")
-    store.record(table="table5", row="(a)", model="mamkpd_t5a", metric="params_m", paper=4.0, measured=3.97,
-                 tolerance=0.07, tolerance_kind="rel")
+    store.record(
+        table="table5",
+        row="(a)",
+        model="mamkpd_t5a",
+        metric="params_m",
+        paper=4.0,
+        measured=3.97,
+        tolerance=0.07,
+        tolerance_kind="rel",
+    )
     proc = _mamkpd("report", "--store", str(store.path), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     assert "4.0 / 3.97 ✓" in (tmp_path / "out" / "REPORT.md").read_text()
@@ -37,8 +46,7 @@ def test_report_without_store_says_what_to_do(tmp_path):
 
 def test_reproduce_records_missing_data_as_not_run(tmp_path):
     store = tmp_path / "r.csv"
-    proc = _mamkpd("reproduce", "--table", "5", "--row", "(a)", "--store", str(store),
-                   env={"MAMKPD_MPII_ROOT": ""})
+    proc = _mamkpd("reproduce", "--table", "5", "--row", "(a)", "--store", str(store), env={"MAMKPD_MPII_ROOT": ""})
     assert proc.returncode == 0, proc.stderr
     assert "MPII not found" in proc.stdout
     frame = ResultsStore(store).read().frame
@@ -54,8 +62,9 @@ def test_reproduce_rejects_a_table_without_accuracy(tmp_path):
 def test_report_run_end_to_end_on_cpu(tmp_path):
     """The main job on a CPU machine without data: measures, records, reports, within its budget."""
     out = tmp_path / "reports"
-    proc = _mamkpd("report", "--run", "--budget-s", "240", "--out", str(out), "--store", str(tmp_path / "r.csv"),
-                   timeout=420)
+    proc = _mamkpd(
+        "report", "--run", "--budget-s", "240", "--out", str(out), "--store", str(tmp_path / "r.csv"), timeout=420
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "complexity 1/" in proc.stdout  # progress shown
     text = (out / "REPORT.md").read_text()

@@ -40,7 +40,7 @@ def test_msra_plain_round_trip_returns_the_rounded_point():
     # rounding (<= 0.5 px); the symmetric target gives the quarter-pixel step nothing to move toward.
     codec = build_codec("msra", (256, 192))
     pts_in, pts_hm = _points(codec)
-    for p_in, p_hm in zip(pts_in, pts_hm):
+    for p_in, p_hm in zip(pts_in, pts_hm, strict=True):
         decoded, _ = codec.decode(codec.encode(p_in[None], np.ones(1))[0][None])
         np.testing.assert_allclose(decoded[0, 0] / codec._stride(), np.floor(p_hm + 0.5), atol=1e-5)
     assert _round_trip_error(codec, pts_in) <= 0.5

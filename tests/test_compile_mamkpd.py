@@ -7,7 +7,6 @@ import torch
 
 from mamkpd.export import build_model, compile_model, count_scan_nodes, count_ss2d, example_input, export_program
 
-
 SIZE = (128, 96)  # the registered architecture at a smaller input: same graph, faster forward passes
 
 
@@ -46,8 +45,16 @@ def test_scan_op_fake_kernel_matches_on_strided_inputs():
     batch, dim, length, n = 2, 8, 20, 4
     u = torch.randn(batch, length, dim).transpose(1, 2)  # (batch, dim, L), channels innermost
     z = torch.randn(batch, length, dim).transpose(1, 2)
-    args = [u, torch.rand(batch, dim, length), -torch.rand(dim, n), torch.randn(batch, n, length),
-            torch.randn(batch, n, length), torch.randn(dim), z, torch.randn(dim)]
+    args = [
+        u,
+        torch.rand(batch, dim, length),
+        -torch.rand(dim, n),
+        torch.randn(batch, n, length),
+        torch.randn(batch, n, length),
+        torch.randn(dim),
+        z,
+        torch.randn(dim),
+    ]
     for t in args:
         t.requires_grad_(True)
     torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, (*args, True, "torch"))

@@ -8,7 +8,6 @@ import pytest
 
 import mamkpd
 from mamkpd.harness.complexity import FREE_OPS, measure_complexity, measure_model
-from mamkpd.models.layers import SS2D
 from mamkpd.models.mamkpd import VARIANTS
 from mamkpd.ops import selective_scan_flops
 
@@ -49,8 +48,9 @@ def test_reference_backend_is_refused():
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "mamkpd", "complexity", *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mamkpd", "complexity", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_json():

@@ -12,13 +12,14 @@ from mamkpd.data import DATASETS, build_dataset, collate
 from mamkpd.data.samples import samples_root
 
 SAMPLES = samples_root()
-needs_samples = pytest.mark.skipif(not (SAMPLES / "coco" / "test_coco.json").exists(),
-                                   reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)")
+needs_samples = pytest.mark.skipif(
+    not (SAMPLES / "coco" / "test_coco.json").exists(),
+    reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)",
+)
 
 
 def _coco(split="train", **kw):
-    return build_dataset("coco", split, train=split == "train",
-                         ann_file=str(SAMPLES / "coco" / "test_coco.json"), **kw)
+    return build_dataset("coco", split, train=split == "train", ann_file=str(SAMPLES / "coco" / "test_coco.json"), **kw)
 
 
 @needs_samples
@@ -102,15 +103,18 @@ def _write_synthetic_coco(tmp_path, annotations, n_images=1, corrupt=()):
             if ann["image_id"] == i and isinstance(ann["keypoints"], list) and len(ann["keypoints"]) == 51:
                 for x, y, v in np.reshape(ann["keypoints"], (17, 3)).astype(int):
                     if v:
-                        img[y - 1:y + 2, x - 1:x + 2] = 255
+                        img[y - 1 : y + 2, x - 1 : x + 2] = 255
         path = tmp_path / f"{i:012d}.jpg"
         if i in corrupt:
             path.write_bytes(b"this is not a jpeg")
         else:
             cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 100])
         images.append({"id": i, "file_name": path.name, "width": 200, "height": 160})
-    data = {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "person", "keypoints": list(DATASETS["coco"].keypoint_names)}]}
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "keypoints": list(DATASETS["coco"].keypoint_names)}],
+    }
     ann_file = tmp_path / "ann.json"
     ann_file.write_text(json.dumps(data))
     return ann_file
@@ -121,14 +125,24 @@ def _person(image_id, ann_id, kps=None, bbox=(40, 20, 110, 125)):
         rng = np.random.default_rng(ann_id)
         xy = rng.uniform([50, 30], [140, 135], size=(17, 2)).round()
         kps = np.concatenate([xy, np.full((17, 1), 2)], 1).ravel().tolist()
-    return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "bbox": list(bbox),
-            "area": 1000.0, "num_keypoints": 17, "keypoints": kps}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": 1,
+        "iscrowd": 0,
+        "bbox": list(bbox),
+        "area": 1000.0,
+        "num_keypoints": 17,
+        "keypoints": kps,
+    }
 
 
 def test_crop_and_target_agree_under_augmentation(tmp_path):
     """The heatmap target peaks where the joint's dot lands in the augmented crop."""
     ann_file = _write_synthetic_coco(tmp_path, [_person(1, 1)])
-    ds = build_dataset("coco", "train", train=True, seed=0, ann_file=str(ann_file), codec=build_codec("msra", (256, 192)))
+    ds = build_dataset(
+        "coco", "train", train=True, seed=0, ann_file=str(ann_file), codec=build_codec("msra", (256, 192))
+    )
     checked = 0
     for epoch in range(8):
         ds.set_epoch(epoch)
@@ -139,15 +153,20 @@ def test_crop_and_target_agree_under_augmentation(tmp_path):
             y, x = np.unravel_index(target[k].argmax(), target[k].shape)
             if not (2 <= x < 46 and 2 <= y < 62):
                 continue
-            window = img[4 * y - 4:4 * y + 6, 4 * x - 4:4 * x + 6]
+            window = img[4 * y - 4 : 4 * y + 6, 4 * x - 4 : 4 * x + 6]
             assert window.max() > 1.0, (epoch, k, item["meta"]["flipped"])  # a white dot is there
             checked += 1
     assert checked > 40
 
 
 def test_bad_records_are_counted_or_raised_with_image_id(tmp_path):
-    anns = [_person(1, 1), _person(1, 2, kps=[1, 2, 2] * 16), _person(2, 3, bbox=(10, 10, 0, 50)),
-            _person(3, 4), _person(2, 5)]
+    anns = [
+        _person(1, 1),
+        _person(1, 2, kps=[1, 2, 2] * 16),
+        _person(2, 3, bbox=(10, 10, 0, 50)),
+        _person(3, 4),
+        _person(2, 5),
+    ]
     ann_file = _write_synthetic_coco(tmp_path, anns, n_images=3, corrupt=(3,))
     ds = build_dataset("coco", "train", train=True, ann_file=str(ann_file), on_bad="skip")
     assert len(ds) == 2 and ds.skipped == 3

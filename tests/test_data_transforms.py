@@ -6,8 +6,13 @@ import pytest
 
 from mamkpd.data import DATASETS
 from mamkpd.data.transforms import (
-    affine_points, box_to_center_scale, crop_to_image, flip_keypoints, get_affine_transform,
-    half_body_center_scale, random_scale_rotation,
+    affine_points,
+    box_to_center_scale,
+    crop_to_image,
+    flip_keypoints,
+    get_affine_transform,
+    half_body_center_scale,
+    random_scale_rotation,
 )
 
 
@@ -91,7 +96,9 @@ def test_half_body_box_covers_the_chosen_joints():
     for seed in range(10):
         c, s = half_body_center_scale(kp, np.ones(17), info.upper_body_ids, 0.75, np.random.default_rng(seed))
         assert s[0] / s[1] == pytest.approx(0.75, rel=1e-5)
-        ids = list(info.upper_body_ids) if np.allclose(c, kp[list(info.upper_body_ids)].mean(0)) else list(range(11, 17))
+        ids = (
+            list(info.upper_body_ids) if np.allclose(c, kp[list(info.upper_body_ids)].mean(0)) else list(range(11, 17))
+        )
         np.testing.assert_allclose(c, kp[ids].mean(0), atol=1e-3)
         span = kp[ids].max(0) - kp[ids].min(0)
         assert s[0] >= 1.5 * span[0] - 1e-3 and s[1] >= 1.5 * span[1] - 1e-3

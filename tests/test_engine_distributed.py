@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from engine_synthetic import INPUT_SIZE, SyntheticPoses, TinyHeatmapNet
 
 WORLD_SIZE = 2
@@ -24,24 +23,45 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD_SIZE))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE)
+    )
     torch.set_num_threads(1)
     from mamkpd.codecs import build_codec
     from mamkpd.engine import TrainConfig, init_distributed, run_inference, train
 
     # different initial weights per rank: DDP must broadcast rank 0's
     torch.manual_seed(100 + rank)
-    cfg = TrainConfig(model="tiny", dataset="synthetic", epochs=2, batch_size=3, lr=1e-2, warmup_iters=0,
-                      val_interval=0, workers=0, device="cpu", seed=3, out_dir=str(Path(out_dir) / "run"),
-                      checkpoint_interval=0)
+    cfg = TrainConfig(
+        model="tiny",
+        dataset="synthetic",
+        epochs=2,
+        batch_size=3,
+        lr=1e-2,
+        warmup_iters=0,
+        val_interval=0,
+        workers=0,
+        device="cpu",
+        seed=3,
+        out_dir=str(Path(out_dir) / "run"),
+        checkpoint_interval=0,
+    )
     model = TinyHeatmapNet()
     result = train(cfg, model=model, train_set=SyntheticPoses(10))
     torch.save({"state": model.state_dict(), "steps": result.global_step}, Path(out_dir) / f"rank{rank}.pt")
 
     ctx = init_distributed("cpu")
-    pred = run_inference(model, SyntheticPoses(NUM_EVAL, augment=False), build_codec("msra", INPUT_SIZE),
-                         codec_name="msra", flip_test=True, batch_size=2, workers=0, ctx=ctx, progress=False)
+    pred = run_inference(
+        model,
+        SyntheticPoses(NUM_EVAL, augment=False),
+        build_codec("msra", INPUT_SIZE),
+        codec_name="msra",
+        flip_test=True,
+        batch_size=2,
+        workers=0,
+        ctx=ctx,
+        progress=False,
+    )
     np.savez(Path(out_dir) / f"pred{rank}.npz", **pred)
     torch.distributed.destroy_process_group()
 
@@ -71,6 +91,13 @@ def test_two_process_gloo_training_and_gathering(tmp_path):
 
     model = TinyHeatmapNet()
     model.load_state_dict(states[0]["state"])
-    single = run_inference(model, SyntheticPoses(NUM_EVAL, augment=False), build_codec("msra", INPUT_SIZE),
-                           codec_name="msra", batch_size=2, workers=0, progress=False)
+    single = run_inference(
+        model,
+        SyntheticPoses(NUM_EVAL, augment=False),
+        build_codec("msra", INPUT_SIZE),
+        codec_name="msra",
+        batch_size=2,
+        workers=0,
+        progress=False,
+    )
     np.testing.assert_allclose(single["keypoints"], preds[0]["keypoints"], atol=1e-4)

@@ -47,8 +47,16 @@ def _samples(name, ann):
     ann_file = sample_file(name, ann)
     input_size = (256, 192) if name == "coco" else (256, 256)
     codec = build_codec("msra", input_size)
-    ds = build_dataset(name, "val", None, train=False, input_size=input_size, codec=codec, ann_file=str(ann_file),
-                       image_dir=str(ann_file.parent))
+    ds = build_dataset(
+        name,
+        "val",
+        None,
+        train=False,
+        input_size=input_size,
+        codec=codec,
+        ann_file=str(ann_file),
+        image_dir=str(ann_file.parent),
+    )
     return ds, codec
 
 
@@ -56,8 +64,17 @@ def _samples(name, ann):
 def test_oracle_heatmaps_score_full_coco_ap(tmp_path, flip_test):
     ds, codec = _samples("coco", "test_coco.json")
     out = tmp_path / "results.json"
-    report = evaluate(Oracle(ds), ds, codec, codec_name="msra", flip_test=flip_test, batch_size=4, workers=0,
-                      results_file=out, progress=False)
+    report = evaluate(
+        Oracle(ds),
+        ds,
+        codec,
+        codec_name="msra",
+        flip_test=flip_test,
+        batch_size=4,
+        workers=0,
+        results_file=out,
+        progress=False,
+    )
     assert report["metrics"]["AP"] > 0.95, report["metrics"]
     assert report["protocol"]["flip_test"] is flip_test and report["protocol"]["box_source"] == "ground truth"
     assert report["protocol"]["oks_nms_thr"] == 0.9 and report["protocol"]["rescore_thr"] == 0.2
@@ -79,8 +96,9 @@ def test_a_wrong_model_scores_near_zero():
 def test_oracle_ap10k_keeps_species_category(tmp_path):
     ds, codec = _samples("ap10k", "test_ap10k.json")
     out = tmp_path / "ap10k.json"
-    report = evaluate(Oracle(ds), ds, codec, codec_name="msra", flip_test=True, workers=0, results_file=out,
-                      progress=False)
+    report = evaluate(
+        Oracle(ds), ds, codec, codec_name="msra", flip_test=True, workers=0, results_file=out, progress=False
+    )
     assert report["metrics"]["AP"] > 0.95
     gt = json.loads(sample_file("ap10k", "test_ap10k.json").read_text())
     gt_cats = {a["image_id"]: a["category_id"] for a in gt["annotations"]}

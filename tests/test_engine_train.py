@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_synthetic import SyntheticPoses, TinyHeatmapNet
+
 from mamkpd.engine import JointsMSELoss, NonFiniteLossError, TrainConfig, WarmupMultiStep, train
 from mamkpd.engine.checkpoint import load_checkpoint_file, save_checkpoint
 from mamkpd.engine.config import add_config_arguments, config_from_args
@@ -24,9 +24,23 @@ def _restore_global_torch_flags():
 
 
 def small_config(tmp_path: Path, **overrides) -> TrainConfig:
-    values = dict(model="tiny", dataset="synthetic", epochs=3, batch_size=4, lr=1e-2, lr_steps=(2,),
-                  warmup_iters=5, val_interval=0, workers=0, device="cpu", seed=7, deterministic=True,
-                  out_dir=str(tmp_path / "run"), checkpoint_interval=1, log_interval=1)
+    values = dict(
+        model="tiny",
+        dataset="synthetic",
+        epochs=3,
+        batch_size=4,
+        lr=1e-2,
+        lr_steps=(2,),
+        warmup_iters=5,
+        val_interval=0,
+        workers=0,
+        device="cpu",
+        seed=7,
+        deterministic=True,
+        out_dir=str(tmp_path / "run"),
+        checkpoint_interval=1,
+        log_interval=1,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -40,8 +54,14 @@ def test_loss_is_hrnet_joints_mse():
     pred, gt = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
     weight = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
     # HRNet: sum over joints of 0.5 * MSELoss(mean over batch and pixels) of weighted heatmaps, / K
-    expected = sum(0.5 * torch.nn.functional.mse_loss(pred[:, k] * weight[:, k, None, None],
-                                                      gt[:, k] * weight[:, k, None, None]) for k in range(3)) / 3
+    expected = (
+        sum(
+            0.5
+            * torch.nn.functional.mse_loss(pred[:, k] * weight[:, k, None, None], gt[:, k] * weight[:, k, None, None])
+            for k in range(3)
+        )
+        / 3
+    )
     assert torch.allclose(JointsMSELoss()(pred, gt, weight), expected)
     # a zero-weight joint contributes nothing whatever it predicts
     moved = pred.clone()
@@ -61,9 +81,29 @@ def test_schedule_warmup_and_milestones():
 def test_every_config_field_is_a_cli_option():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    args = parser.parse_args(["--model", "mamkpd_b", "--epochs", "5", "--lr-steps", "3", "4", "--amp",
-                              "--flip-test", "false", "--model-kwargs", '{"depths": [1, 1, 1]}',
-                              "--input-size", "128", "96", "--max-steps", "7", "--grad-clip", "none"])
+    args = parser.parse_args(
+        [
+            "--model",
+            "mamkpd_b",
+            "--epochs",
+            "5",
+            "--lr-steps",
+            "3",
+            "4",
+            "--amp",
+            "--flip-test",
+            "false",
+            "--model-kwargs",
+            '{"depths": [1, 1, 1]}',
+            "--input-size",
+            "128",
+            "96",
+            "--max-steps",
+            "7",
+            "--grad-clip",
+            "none",
+        ]
+    )
     cfg = config_from_args(args)
     assert (cfg.model, cfg.epochs, cfg.lr_steps, cfg.amp, cfg.flip_test) == ("mamkpd_b", 5, (3, 4), True, False)
     assert cfg.model_kwargs == {"depths": [1, 1, 1]} and cfg.input_size == (128, 96) and cfg.max_steps == 7

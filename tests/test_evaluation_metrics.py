@@ -12,8 +12,10 @@ from mamkpd.evaluation import ap10k_ap, coco_keypoint_ap, mpii_pckh, oks_matrix,
 from mamkpd.evaluation.mpii import MPII_MAT_JOINTS
 
 SAMPLES = samples_root()
-needs_samples = pytest.mark.skipif(not (SAMPLES / "coco" / "test_coco.json").exists(),
-                                   reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)")
+needs_samples = pytest.mark.skipif(
+    not (SAMPLES / "coco" / "test_coco.json").exists(),
+    reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)",
+)
 
 
 def _pose(x0=100.0, y0=100.0, score=1.0):
@@ -54,8 +56,13 @@ def test_oks_nms_keeps_best_and_distinct_poses_per_image():
 def test_rescore_is_box_score_times_mean_confident_keypoint_score():
     kp = np.zeros((17, 3))
     kp[:3, 2] = [0.5, 0.9, 0.2]  # 0.2 is not above the threshold
-    out = rescore([{"image_id": 1, "keypoints": kp.ravel().tolist(), "score": 0.8},
-                   {"image_id": 1, "keypoints": [0.0] * 51, "score": 0.8}], thr=0.2)
+    out = rescore(
+        [
+            {"image_id": 1, "keypoints": kp.ravel().tolist(), "score": 0.8},
+            {"image_id": 1, "keypoints": [0.0] * 51, "score": 0.8},
+        ],
+        thr=0.2,
+    )
     assert out[0]["score"] == pytest.approx(0.8 * 0.7)
     assert out[1]["score"] == 0.0
 
@@ -68,29 +75,43 @@ def _mpii_case():
     missing[1, [15, 0]] = True  # person 1: lwri and rank not annotated
     boxes = np.array([[[0, 0], [30, 40]], [[0, 0], [60, 80]]], float)  # head sizes 0.6 x 50, 0.6 x 100
     offsets = np.zeros((2, 16, 2))
-    offsets[0, 9] = [15, 0]      # head: 15 / 30 = 0.5 -> correct (<=)
-    offsets[0, 13] = [9, 12]     # lsho: 15 -> correct
-    offsets[0, 12] = [15.3, 0]   # rsho: 0.51 -> wrong
-    offsets[0, 15] = [100, 0]    # lwri: wrong
-    offsets[0, 6] = [100, 0]     # pelvis: wrong, but not in the Mean
-    offsets[1, 12] = [30, 0]     # rsho: 30 / 60 -> correct
-    offsets[1, 9] = [31, 0]      # head: wrong
-    offsets[1, 15] = [500, 0]    # lwri: missing, ignored
-    pred0 = gt1 - 1 + offsets    # 0-based predictions
+    offsets[0, 9] = [15, 0]  # head: 15 / 30 = 0.5 -> correct (<=)
+    offsets[0, 13] = [9, 12]  # lsho: 15 -> correct
+    offsets[0, 12] = [15.3, 0]  # rsho: 0.51 -> wrong
+    offsets[0, 15] = [100, 0]  # lwri: wrong
+    offsets[0, 6] = [100, 0]  # pelvis: wrong, but not in the Mean
+    offsets[1, 12] = [30, 0]  # rsho: 30 / 60 -> correct
+    offsets[1, 9] = [31, 0]  # head: wrong
+    offsets[1, 15] = [500, 0]  # lwri: missing, ignored
+    pred0 = gt1 - 1 + offsets  # 0-based predictions
     return gt1, missing, boxes, pred0
 
 
 def _write_gt_mat(path, gt1, missing, boxes):
-    savemat(path, {"dataset_joints": np.array([list(MPII_MAT_JOINTS)], dtype=object),
-                   "jnt_missing": missing.T.astype(np.uint8),
-                   "pos_gt_src": gt1.transpose(1, 2, 0),
-                   "headboxes_src": boxes.transpose(1, 2, 0)})
+    savemat(
+        path,
+        {
+            "dataset_joints": np.array([list(MPII_MAT_JOINTS)], dtype=object),
+            "jnt_missing": missing.T.astype(np.uint8),
+            "pos_gt_src": gt1.transpose(1, 2, 0),
+            "headboxes_src": boxes.transpose(1, 2, 0),
+        },
+    )
 
 
 def test_pckh_hand_worked_table_from_mat_and_from_arrays(tmp_path):
     gt1, missing, boxes, pred0 = _mpii_case()
-    expected = {"Head": 50.0, "Shoulder": 75.0, "Elbow": 100.0, "Wrist": 50.0, "Hip": 100.0, "Knee": 100.0,
-                "Ankle": 100.0, "Mean": 100 * 23 / 26, "Mean@0.1": 100 * 20 / 26}
+    expected = {
+        "Head": 50.0,
+        "Shoulder": 75.0,
+        "Elbow": 100.0,
+        "Wrist": 50.0,
+        "Hip": 100.0,
+        "Knee": 100.0,
+        "Ankle": 100.0,
+        "Mean": 100 * 23 / 26,
+        "Mean@0.1": 100 * 20 / 26,
+    }
     mat = tmp_path / "mpii_gt_val.mat"
     _write_gt_mat(mat, gt1, missing, boxes)
     from_mat = mpii_pckh(pred0, str(mat))
@@ -122,8 +143,14 @@ def _gt_as_results(ann_file, keep_category=False, noise=0.0, seed=0):
         kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
         kp[:, :2] += rng.normal(0, noise, size=(len(kp), 2))
         kp[:, 2] = 1.0
-        out.append({"image_id": a["image_id"], "category_id": a["category_id"] if keep_category else 1,
-                    "keypoints": kp.ravel().tolist(), "score": float(rng.uniform(0.5, 1.0))})
+        out.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"] if keep_category else 1,
+                "keypoints": kp.ravel().tolist(),
+                "score": float(rng.uniform(0.5, 1.0)),
+            }
+        )
     return out
 
 
@@ -161,11 +188,14 @@ def test_ap10k_ap_per_species_with_its_sigmas():
 def test_bad_results_are_errors_not_zero_scores():
     ann = str(SAMPLES / "coco" / "test_coco.json")
     good = _gt_as_results(SAMPLES / "coco" / "test_coco.json")
-    cases = [([], "empty"), ({"a": 1}, "expected a JSON list"),
-             ([{**good[0], "image_id": 123}], "image_id 123 is not an image"),
-             ([{**good[0], "keypoints": [1.0] * 50}], "has 50 values, expected 51"),
-             ([{k: v for k, v in good[0].items() if k != "score"}], "missing 'score'"),
-             ([{**good[0], "category_id": 7}], "category_id 7")]
+    cases = [
+        ([], "empty"),
+        ({"a": 1}, "expected a JSON list"),
+        ([{**good[0], "image_id": 123}], "image_id 123 is not an image"),
+        ([{**good[0], "keypoints": [1.0] * 50}], "has 50 values, expected 51"),
+        ([{k: v for k, v in good[0].items() if k != "score"}], "missing 'score'"),
+        ([{**good[0], "category_id": 7}], "category_id 7"),
+    ]
     for results, msg in cases:
         with pytest.raises(ValueError, match=msg):
             coco_keypoint_ap(ann, results)

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_export_onnx import heatmap_scale_checkpoint, onnxruntime_vs_eager
 
 from mamkpd.cli import main
 from mamkpd.export import DEFAULT_TOLERANCE, count_ss2d, example_input
 from mamkpd.export.graph import build_model
-
-from test_export_onnx import heatmap_scale_checkpoint, onnxruntime_vs_eager
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = (128, 96)
@@ -23,16 +22,33 @@ SIZE = (128, 96)
 
 def _export(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "mamkpd.cli", "export", *args], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli", "export", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
 def test_export_mamkpd_s(tmp_path):
     ckpt = heatmap_scale_checkpoint(tmp_path / "weights.pt", "mamkpd_s", input_size=SIZE)
     out = tmp_path / "mamkpd_s.onnx"
-    proc = _export("--model", "mamkpd_s", "--checkpoint", str(ckpt), "--format", "onnx", "--out", str(out),
-                   "--input-size", *map(str, SIZE), "--json")
+    proc = _export(
+        "--model",
+        "mamkpd_s",
+        "--checkpoint",
+        str(ckpt),
+        "--format",
+        "onnx",
+        "--out",
+        str(out),
+        "--input-size",
+        *map(str, SIZE),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     model = build_model("mamkpd_s", ckpt, input_size=SIZE)
@@ -67,29 +83,36 @@ def test_checkpoint_that_does_not_fit(tmp_path, capsys):
 
 
 def test_missing_checkpoint(tmp_path, capsys):
-    code, err = _main(capsys, "--model", "mamkpd_s", "--checkpoint", str(tmp_path / "nope.pt"),
-                      "--out", str(tmp_path / "x.onnx"))
+    code, err = _main(
+        capsys, "--model", "mamkpd_s", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.onnx")
+    )
     assert code == 2 and "checkpoint not found" in err
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("where,message", [
-    ("missing/x.onnx", "does not exist"),
-    ("file.txt/x.onnx", "is not a folder"),
-    (".", "is a folder"),
-])
+@pytest.mark.parametrize(
+    "where,message",
+    [
+        ("missing/x.onnx", "does not exist"),
+        ("file.txt/x.onnx", "is not a folder"),
+        (".", "is a folder"),
+    ],
+)
 def test_unwritable_output(tmp_path, capsys, where, message):
     (tmp_path / "file.txt").write_text("not a folder")
     code, err = _main(capsys, "--model", "mamkpd_s", "--out", str(tmp_path / where))
     assert code == 2 and "--out" in err and message in err
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--batch", "zero"], "expected a positive integer or 'dynamic'"),
-    (["--format", "tflite"], "invalid choice"),
-    (["--opset", "9"], "opset 9 is outside"),
-    (["--tolerance", "0"], "tolerance must be positive"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--batch", "zero"], "expected a positive integer or 'dynamic'"),
+        (["--format", "tflite"], "invalid choice"),
+        (["--opset", "9"], "opset 9 is outside"),
+        (["--tolerance", "0"], "tolerance must be positive"),
+    ],
+)
 def test_bad_arguments(tmp_path, capsys, args, message):
     try:
         code = main(["export", "--model", "mamkpd_s", "--out", str(tmp_path / "x.onnx"), *args])

@@ -20,9 +20,31 @@ REPO = Path(__file__).resolve().parent.parent
 def test_fps_onnxruntime_recorded_with_provider(tmp_path):
     store = tmp_path / "results.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "mamkpd.cli", "fps", "--model", "vitpose_s", "--runtime",
-                           "onnxruntime", "--input-size", "64", "48", "--protocol", "smoke", "--json",
-                           "--store", str(store)], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mamkpd.cli",
+            "fps",
+            "--model",
+            "vitpose_s",
+            "--runtime",
+            "onnxruntime",
+            "--input-size",
+            "64",
+            "48",
+            "--protocol",
+            "smoke",
+            "--json",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["runtime"] == "onnxruntime" and out["provider"] == "CPUExecutionProvider"
@@ -32,13 +54,16 @@ def test_fps_onnxruntime_recorded_with_provider(tmp_path):
     assert "ONNX opset" in rows["notes"].iloc[0]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--runtime", "onnxruntime", "--preset", "bf16"], "presets do not apply"),
-    (["--runtime", "eager", "--preset", "compile"], "compiles the model"),
-    (["--runtime", "compiled", "--preset", "bf16"], "needs a compiling preset"),
-    (["--provider", "cuda"], "--provider applies to --runtime onnxruntime only"),
-    (["--runtime", "onnxruntime", "--provider", "tensorrt"], "'tensorrt' is not available"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--runtime", "onnxruntime", "--preset", "bf16"], "presets do not apply"),
+        (["--runtime", "eager", "--preset", "compile"], "compiles the model"),
+        (["--runtime", "compiled", "--preset", "bf16"], "needs a compiling preset"),
+        (["--provider", "cuda"], "--provider applies to --runtime onnxruntime only"),
+        (["--runtime", "onnxruntime", "--provider", "tensorrt"], "'tensorrt' is not available"),
+    ],
+)
 def test_runtime_option_errors(capsys, args, message):
     assert main(["fps", "--model", "vitpose_s", *args]) == 2
     assert message in capsys.readouterr().err

@@ -12,8 +12,15 @@ from torch import nn
 
 import mamkpd.export.graph as export_graph
 from mamkpd import create_model, list_models
-from mamkpd.export import (DEFAULT_TOLERANCE, OnnxExportConfig, count_ss2d, example_input, export_onnx, flat_outputs,
-                           onnx_session)
+from mamkpd.export import (
+    DEFAULT_TOLERANCE,
+    OnnxExportConfig,
+    count_ss2d,
+    example_input,
+    export_onnx,
+    flat_outputs,
+    onnx_session,
+)
 from mamkpd.ops import selective_scan_parallel
 
 # the registered architectures at a smaller input (every factory takes input_size): the graph is the
@@ -49,7 +56,7 @@ def onnxruntime_vs_eager(path: Path, model: nn.Module, x: torch.Tensor) -> float
     with torch.inference_mode():
         expected = flat_outputs(model(x))
     assert len(got) == len(expected)
-    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
+    return max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected, strict=True))
 
 
 def _registered(name: str) -> str:
@@ -59,20 +66,24 @@ def _registered(name: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,size", [
-    ("mamkpd_b", SMALL),
-    ("sbl_res50", SMALL),
-    ("hrnet_w32", SMALL),
-    ("vitpose_s", SMALL),
-    ("rtmo_s", (320, 320)),  # RTMO takes whole images; any multiple of its stride 32
-])
+@pytest.mark.parametrize(
+    "name,size",
+    [
+        ("mamkpd_b", SMALL),
+        ("sbl_res50", SMALL),
+        ("hrnet_w32", SMALL),
+        ("vitpose_s", SMALL),
+        ("rtmo_s", (320, 320)),  # RTMO takes whole images; any multiple of its stride 32
+    ],
+)
 def test_onnx_matches_pytorch(tmp_path, name, size):
     name = _registered(name)
     ckpt = heatmap_scale_checkpoint(tmp_path / "weights.pt", name, input_size=size)
     out = tmp_path / f"{name}.onnx"
     # onnxscript's optimiser is exercised by the CLI test (mamkpd_s); here it would only add minutes
-    report = export_onnx(OnnxExportConfig(model=name, out=out, checkpoint=ckpt, model_kwargs={"input_size": size},
-                                          optimize=False))
+    report = export_onnx(
+        OnnxExportConfig(model=name, out=out, checkpoint=ckpt, model_kwargs={"input_size": size}, optimize=False)
+    )
     assert report.check.passed and not report.check.weak, report.check
     assert report.check.max_abs_diff <= DEFAULT_TOLERANCE
     assert report.files == [str(out)] and out.is_file()
@@ -97,16 +108,20 @@ def test_failed_numeric_check_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(export_graph, "selective_scan_parallel", _wrong_scan)
     out = tmp_path / "wrong.onnx"
     with pytest.raises(RuntimeError, match="failed its numeric check.*nothing written"):
-        export_onnx(OnnxExportConfig(model="mamkpd_s", out=out, checkpoint=ckpt, model_kwargs=TINY_MAMKPD,
-                                     optimize=False))
+        export_onnx(
+            OnnxExportConfig(model="mamkpd_s", out=out, checkpoint=ckpt, model_kwargs=TINY_MAMKPD, optimize=False)
+        )
     assert list(tmp_path.iterdir()) == [ckpt]  # neither the file nor its staging folder
 
 
 def test_dynamic_batch(tmp_path):
     ckpt = heatmap_scale_checkpoint(tmp_path / "weights.pt", "mamkpd_s", **TINY_MAMKPD)
     out = tmp_path / "dynamic.onnx"
-    report = export_onnx(OnnxExportConfig(model="mamkpd_s", out=out, checkpoint=ckpt, model_kwargs=TINY_MAMKPD,
-                                          batch=None, optimize=False))
+    report = export_onnx(
+        OnnxExportConfig(
+            model="mamkpd_s", out=out, checkpoint=ckpt, model_kwargs=TINY_MAMKPD, batch=None, optimize=False
+        )
+    )
     # traced at batch 2 and checked at 1 by the exporter; a third size here
     assert report.batch is None and report.check.batch == 1 and report.check.passed and not report.check.weak
     model = export_graph.build_model("mamkpd_s", ckpt, **TINY_MAMKPD)

@@ -7,12 +7,26 @@ import math
 import pytest
 import torch
 
-from mamkpd.harness.fps import (PRESETS, FpsMeasurement, TimingProtocol, measure_model_fps, record_fps,
-                                speed_ratios, time_callable)
+from mamkpd.harness.fps import (
+    PRESETS,
+    FpsMeasurement,
+    TimingProtocol,
+    measure_model_fps,
+    record_fps,
+    speed_ratios,
+    time_callable,
+)
 from mamkpd.harness.results import ResultsStore
 
-TINY = TimingProtocol(name="tiny", round_seconds=0.01, timed_rounds=4, steady_window=1, min_warmup_rounds=2,
-                      max_warmup_rounds=4, max_warmup_seconds=2.0)
+TINY = TimingProtocol(
+    name="tiny",
+    round_seconds=0.01,
+    timed_rounds=4,
+    steady_window=1,
+    min_warmup_rounds=2,
+    max_warmup_rounds=4,
+    max_warmup_seconds=2.0,
+)
 
 
 def test_time_callable_counts_calls_and_samples():

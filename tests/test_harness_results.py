@@ -44,8 +44,18 @@ def test_judge_abs_rel_and_missing():
 
 def test_record_fills_protocol_machine_and_versions(tmp_path):
     store = ResultsStore(tmp_path / "r.csv")
-    store.record(table="table2", row="HRNet-W32", model="hrnet_w32", metric="fps", measured=10.0,
-                 batch_size=64, precision="fp32", input_size=(256, 192), channels_last=False, device="cpu")
+    store.record(
+        table="table2",
+        row="HRNet-W32",
+        model="hrnet_w32",
+        metric="fps",
+        measured=10.0,
+        batch_size=64,
+        precision="fp32",
+        input_size=(256, 192),
+        channels_last=False,
+        device="cpu",
+    )
     frame = store.read().frame
     assert list(frame.columns) == list(COLUMNS)
     row = frame.iloc[0]

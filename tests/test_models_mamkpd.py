@@ -16,8 +16,19 @@ DATASET_SHAPES = [((256, 192), 17), ((256, 256), 16)]
 
 def test_registry_lists_every_variant():
     names = mamkpd.list_models("mamkpd*")
-    for required in ("mamkpd_s", "mamkpd_b", "mamkpd_l", "mamkpd_t5a", "mamkpd_t5b", "mamkpd_t5c", "mamkpd_t5d",
-                     "mamkpd_fig3_base", "mamkpd_fig3_wo_stem", "mamkpd_fig3_wo_cmm", "mamkpd_fig3_w_pm"):
+    for required in (
+        "mamkpd_s",
+        "mamkpd_b",
+        "mamkpd_l",
+        "mamkpd_t5a",
+        "mamkpd_t5b",
+        "mamkpd_t5c",
+        "mamkpd_t5d",
+        "mamkpd_fig3_base",
+        "mamkpd_fig3_wo_stem",
+        "mamkpd_fig3_wo_cmm",
+        "mamkpd_fig3_w_pm",
+    ):
         assert required in names
     with pytest.raises(KeyError, match="unknown model 'mamkpd_xl'.*mamkpd_b"):
         mamkpd.create_model("mamkpd_xl")
@@ -100,24 +111,30 @@ def test_paper_readings_are_the_defaults():
     assert len(four_stage.head.deconv_layers) == 3 * 3  # /32 -> /4 takes three deconvs
 
 
-@pytest.mark.parametrize("shape, message", [
-    ((3, 256, 192), "expects images"),
-    ((1, 1, 256, 192), "3 input channels"),
-    ((1, 3, 250, 192), "divisible by 16"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((3, 256, 192), "expects images"),
+        ((1, 1, 256, 192), "3 input channels"),
+        ((1, 3, 250, 192), "divisible by 16"),
+    ],
+)
 def test_bad_input_is_a_value_error(shape, message):
     model = mamkpd.create_model("mamkpd_t5a")
     with pytest.raises(ValueError, match=message):
         model(torch.randn(*shape))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(downsampling="pool"), "downsampling must be one of"),
-    (dict(input_size=(250, 192)), "divisible by 16"),
-    (dict(dims=(96, 192)), "equal length"),
-    (dict(width=3), r"unknown MamKPD config field\(s\) \['width'\]"),
-    (dict(scan_backend="fast"), "scan_backend must be one of"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(downsampling="pool"), "downsampling must be one of"),
+        (dict(input_size=(250, 192)), "divisible by 16"),
+        (dict(dims=(96, 192)), "equal length"),
+        (dict(width=3), r"unknown MamKPD config field\(s\) \['width'\]"),
+        (dict(scan_backend="fast"), "scan_backend must be one of"),
+    ],
+)
 def test_bad_config_names_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
         mamkpd.create_model("mamkpd_b", **overrides)

@@ -16,25 +16,106 @@ from mamkpd.report.compare import COMPARISON_COLUMNS, NOT_IN_PAPER
 def fixture_store(tmp_path) -> ResultsStore:
     store = ResultsStore(tmp_path / "results.csv")
     common = dict(flops_convention="MAC (fvcore)", input_size=(256, 192), device="cpu")
-    store.record(table="table1", row="MamKPD-Base", model="mamkpd_b", metric="params_m", paper=7.1, measured=6.98,
-                 tolerance=0.05, tolerance_kind="rel", **common)
-    store.record(table="table1", row="MamKPD-Small", model="mamkpd_s", metric="gflops", paper=0.5, measured=3.24,
-                 tolerance=0.05, tolerance_kind="rel", **common)
-    store.record(table="table1", row="MamKPD-Small", model="mamkpd_s", reading="d_state 1", metric="gflops",
-                 paper=0.5, measured=2.9, status="measured", **common)
-    store.record(table="table2", row="HRNet-W32", model="hrnet_w32", metric="gflops", paper=7.1, measured=7.69,
-                 tolerance=0.05, tolerance_kind="rel", **common)
-    store.record(table="table2", row="MamKPD-B", model="mamkpd_b", metric="gflops", paper=3.1, measured=3.44,
-                 tolerance=0.05, tolerance_kind="rel", **common)
-    store.record(table="table2", row="MamKPD-B", model="mamkpd_b", metric="AP", paper=76.1, status="not run",
-                 status_reason="COCO not found at /nowhere")
-    store.record(table="table2", row="MamKPD-B", model="mamkpd_b", metric="fps", paper=2439.0, measured=1.5,
-                 status="measured", status_reason="timed on cpu (CPU)", batch_size=1, precision="fp32",
-                 timed_rounds=5, median=1.5, iqr=0.1, unit="samples/s", sample="person crop", device="cpu")
-    store.record(table="table3", row="MamKPD-B", model="mamkpd_b", metric="mean", paper=90.7, measured=90.5,
-                 tolerance=0.5, dataset="mpii", split="val", flip_test=True)
-    store.record_finding(table="table2", row="vitpose_s_simple", model="baselines",
-                         text="the official small simple config is a copy of the classic one")
+    store.record(
+        table="table1",
+        row="MamKPD-Base",
+        model="mamkpd_b",
+        metric="params_m",
+        paper=7.1,
+        measured=6.98,
+        tolerance=0.05,
+        tolerance_kind="rel",
+        **common,
+    )
+    store.record(
+        table="table1",
+        row="MamKPD-Small",
+        model="mamkpd_s",
+        metric="gflops",
+        paper=0.5,
+        measured=3.24,
+        tolerance=0.05,
+        tolerance_kind="rel",
+        **common,
+    )
+    store.record(
+        table="table1",
+        row="MamKPD-Small",
+        model="mamkpd_s",
+        reading="d_state 1",
+        metric="gflops",
+        paper=0.5,
+        measured=2.9,
+        status="measured",
+        **common,
+    )
+    store.record(
+        table="table2",
+        row="HRNet-W32",
+        model="hrnet_w32",
+        metric="gflops",
+        paper=7.1,
+        measured=7.69,
+        tolerance=0.05,
+        tolerance_kind="rel",
+        **common,
+    )
+    store.record(
+        table="table2",
+        row="MamKPD-B",
+        model="mamkpd_b",
+        metric="gflops",
+        paper=3.1,
+        measured=3.44,
+        tolerance=0.05,
+        tolerance_kind="rel",
+        **common,
+    )
+    store.record(
+        table="table2",
+        row="MamKPD-B",
+        model="mamkpd_b",
+        metric="AP",
+        paper=76.1,
+        status="not run",
+        status_reason="COCO not found at /nowhere",
+    )
+    store.record(
+        table="table2",
+        row="MamKPD-B",
+        model="mamkpd_b",
+        metric="fps",
+        paper=2439.0,
+        measured=1.5,
+        status="measured",
+        status_reason="timed on cpu (CPU)",
+        batch_size=1,
+        precision="fp32",
+        timed_rounds=5,
+        median=1.5,
+        iqr=0.1,
+        unit="samples/s",
+        sample="person crop",
+        device="cpu",
+    )
+    store.record(
+        table="table3",
+        row="MamKPD-B",
+        model="mamkpd_b",
+        metric="mean",
+        paper=90.7,
+        measured=90.5,
+        tolerance=0.5,
+        dataset="mpii",
+        split="val",
+        flip_test=True,
+    )
+    store.record_finding(
+        table="table2",
+        row="vitpose_s_simple",
+        model="baselines",
+        text="the official small simple config is a copy of the classic one",
+    )
     return store
 
 

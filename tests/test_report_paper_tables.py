@@ -10,10 +10,27 @@ from mamkpd.paper import TABLES, load_table
 
 # the registered names the suite implements (issues 2 and 4); rows of other methods leave it empty
 KNOWN_NAMES = {
-    "mamkpd_s", "mamkpd_b", "mamkpd_l", "mamkpd_t5a", "mamkpd_t5b", "mamkpd_t5c", "mamkpd_t5d",
-    "mamkpd_fig3_base", "mamkpd_fig3_wo_stem", "mamkpd_fig3_wo_cmm", "mamkpd_fig3_w_pm",
-    "sbl_res50", "sbl_res152", "hrnet_w32", "hrnet_w48", "vitpose_s", "vitpose_b", "vitpose_l",
-    "rtmo_s", "rtmo_m", "rtmo_l",
+    "mamkpd_s",
+    "mamkpd_b",
+    "mamkpd_l",
+    "mamkpd_t5a",
+    "mamkpd_t5b",
+    "mamkpd_t5c",
+    "mamkpd_t5d",
+    "mamkpd_fig3_base",
+    "mamkpd_fig3_wo_stem",
+    "mamkpd_fig3_wo_cmm",
+    "mamkpd_fig3_w_pm",
+    "sbl_res50",
+    "sbl_res152",
+    "hrnet_w32",
+    "hrnet_w48",
+    "vitpose_s",
+    "vitpose_b",
+    "vitpose_l",
+    "rtmo_s",
+    "rtmo_m",
+    "rtmo_l",
 }
 
 
@@ -21,8 +38,15 @@ KNOWN_NAMES = {
 def test_table_loads_with_declared_columns(name):
     frame = load_table(name)
     spec = TABLES[name]
-    for column in ("row", "method", "registry_name", "notes", *spec.accuracy_columns, *spec.complexity_columns,
-                   *spec.speed_columns):
+    for column in (
+        "row",
+        "method",
+        "registry_name",
+        "notes",
+        *spec.accuracy_columns,
+        *spec.complexity_columns,
+        *spec.speed_columns,
+    ):
         assert column in frame.columns, column
     assert frame["row"].is_unique
     assert set(frame["registry_name"]) - {""} <= KNOWN_NAMES

@@ -10,11 +10,15 @@ from ..models import list_models, model_info
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("complexity", help="count params and GFLOPs (fvcore, MACs) of a model",
-                       description="Count parameters and GFLOPs (fvcore; one multiply-add = one flop) at batch 1.")
+    p = sub.add_parser(
+        "complexity",
+        help="count params and GFLOPs (fvcore, MACs) of a model",
+        description="Count parameters and GFLOPs (fvcore; one multiply-add = one flop) at batch 1.",
+    )
     p.add_argument("--model", required=True, help="registered model name, or 'all'")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
-                   help="input height and width (default: the model's own)")
+    p.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default: the model's own)"
+    )
     p.add_argument("--num-keypoints", type=int, help="heatmap channels (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print one JSON object (a list with --model all)")
     p.set_defaults(func=run)
@@ -35,8 +39,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'model':<22} {'params':>12} {'GFLOPs':>8}  input    uncounted ops")
     for r in rows:
         uncounted = ", ".join(f"{k}x{v}" for k, v in sorted(r["unsupported_ops"].items())) or "-"
-        print(f"{r['model']:<22} {r['params']:>12,} {r['gflops']:>8.3f}  {r['input_size'][0]}x{r['input_size'][1]:<4} "
-              f"{uncounted}")
-    print("GFLOPs: fvcore, one multiply-add = one flop (MAC), batch 1, forward only; selective scan counted as "
-          "9*B*L*D*N + B*D*L")
+        print(
+            f"{r['model']:<22} {r['params']:>12,} {r['gflops']:>8.3f}  {r['input_size'][0]}x{r['input_size'][1]:<4} "
+            f"{uncounted}"
+        )
+    print(
+        "GFLOPs: fvcore, one multiply-add = one flop (MAC), batch 1, forward only; selective scan counted as "
+        "9*B*L*D*N + B*D*L"
+    )
     return 0

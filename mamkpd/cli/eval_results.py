@@ -20,20 +20,25 @@ from ..evaluation.mpii import PCKH_COLUMNS, PCKH_THRESHOLD, SC_BIAS
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "eval-results", help="evaluate a COCO/AP-10K results file or MPII predictions as they are",
+        "eval-results",
+        help="evaluate a COCO/AP-10K results file or MPII predictions as they are",
         description="COCO / AP-10K: keypoint AP of a COCO keypoint results file (list of {image_id, "
-                    "category_id, keypoints [x, y, s]*17, score}) against --ann-file. MPII: PCKh@0.5 "
-                    "(HRNet / MMPose 0.x) of a JSON list, in annotation order, of 16 [x, y] 0-based "
-                    "pixel coordinates per person against --gt-mat. The file is evaluated as it is.",
+        "category_id, keypoints [x, y, s]*17, score}) against --ann-file. MPII: PCKh@0.5 "
+        "(HRNet / MMPose 0.x) of a JSON list, in annotation order, of 16 [x, y] 0-based "
+        "pixel coordinates per person against --gt-mat. The file is evaluated as it is.",
         epilog="examples: mamkpd eval-results --dataset coco --ann-file person_keypoints_val2017.json "
-               "--results results.json --json | mamkpd eval-results --dataset mpii --gt-mat "
-               "mpii_gt_val.mat --results pred.json")
+        "--results results.json --json | mamkpd eval-results --dataset mpii --gt-mat "
+        "mpii_gt_val.mat --results pred.json",
+    )
     p.add_argument("--dataset", required=True, choices=("coco", "ap10k", "mpii"))
     p.add_argument("--results", required=True, help="results JSON file")
     p.add_argument("--ann-file", help="COCO-format annotation file (coco, ap10k)")
     p.add_argument("--gt-mat", help="mpii_gt_val.mat (mpii)")
-    p.add_argument("--evaluator", choices=("pycocotools", "xtcocotools"),
-                   help="COCO API (default: pycocotools for coco, xtcocotools for ap10k)")
+    p.add_argument(
+        "--evaluator",
+        choices=("pycocotools", "xtcocotools"),
+        help="COCO API (default: pycocotools for coco, xtcocotools for ap10k)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object: metrics and protocol")
     p.set_defaults(func=run)
 
@@ -65,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.gt_mat:
             raise ValueError("--dataset mpii needs --gt-mat mpii_gt_val.mat")
         metrics = mpii_pckh(_mpii_predictions(data, args.results), args.gt_mat)
-        protocol = {"metric": f"PCKh@{PCKH_THRESHOLD} (HRNet / MMPose 0.x, from mpii_gt_val.mat)",
-                    "head_size": f"{SC_BIAS} x head-box diagonal", "threshold": f"<= {PCKH_THRESHOLD}",
-                    "mean": "14 joints, pelvis and thorax excluded, weighted by visible count",
-                    "units": "percent", "gt": args.gt_mat}
+        protocol = {
+            "metric": f"PCKh@{PCKH_THRESHOLD} (HRNet / MMPose 0.x, from mpii_gt_val.mat)",
+            "head_size": f"{SC_BIAS} x head-box diagonal",
+            "threshold": f"<= {PCKH_THRESHOLD}",
+            "mean": "14 joints, pelvis and thorax excluded, weighted by visible count",
+            "units": "percent",
+            "gt": args.gt_mat,
+        }
         names = PCKH_COLUMNS
     else:
         if not args.ann_file:
@@ -81,15 +90,22 @@ def run(args: argparse.Namespace) -> int:
             evaluator = args.evaluator or "xtcocotools"
             metrics = ap10k_ap(args.ann_file, data, evaluator=evaluator)
             sigmas = "AP-10K sigmas (MMPose configs/_base_/datasets/ap10k.py)"
-        protocol = {"metric": "COCO keypoint AP (COCOeval iouType=keypoints, per-category matching)",
-                    "evaluator": evaluator_version(evaluator), "sigmas": sigmas,
-                    "oks_scale": "ground-truth area", "rescoring": "none (file evaluated as is)",
-                    "nms": "none (file evaluated as is)", "units": "fraction; null = no ground truth in range",
-                    "ann_file": args.ann_file}
+        protocol = {
+            "metric": "COCO keypoint AP (COCOeval iouType=keypoints, per-category matching)",
+            "evaluator": evaluator_version(evaluator),
+            "sigmas": sigmas,
+            "oks_scale": "ground-truth area",
+            "rescoring": "none (file evaluated as is)",
+            "nms": "none (file evaluated as is)",
+            "units": "fraction; null = no ground truth in range",
+            "ann_file": args.ann_file,
+        }
         names = STAT_NAMES
     # COCOeval reports -1 for an area range without ground truth: that is "undefined", not a score
-    values = {k: (None if v is None or (isinstance(v, float) and (math.isnan(v) or v == -1.0)) else v)
-              for k, v in metrics.items()}
+    values = {
+        k: (None if v is None or (isinstance(v, float) and (math.isnan(v) or v == -1.0)) else v)
+        for k, v in metrics.items()
+    }
     protocol["results"] = args.results
     if args.json:
         print(json.dumps({**values, "protocol": protocol}, indent=2))

@@ -23,25 +23,41 @@ def _batch(text: str) -> int | None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "export", help="export a model to ONNX (checked with onnxruntime before it is written)",
+        "export",
+        help="export a model to ONNX (checked with onnxruntime before it is written)",
         description="Export a registered model to ONNX through torch.export, with each selective scan lowered "
-                    "to its log-depth parallel form. The file is run with onnxruntime (CPU) on a random batch "
-                    "and compared with PyTorch eager; it is written only if the max abs difference is within "
-                    "the tolerance.")
+        "to its log-depth parallel form. The file is run with onnxruntime (CPU) on a random batch "
+        "and compared with PyTorch eager; it is written only if the max abs difference is within "
+        "the tolerance.",
+    )
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--checkpoint", metavar="FILE", help="weights to export (any layout mamkpd.load_checkpoint reads)")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (default onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="output file, e.g. mamkpd_b.onnx")
-    p.add_argument("--batch", type=_batch, default=1, metavar="N|dynamic",
-                   help="static batch size, or 'dynamic' for a symbolic batch dimension (default 1)")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
-                   help="input height and width (default: the model's own)")
+    p.add_argument(
+        "--batch",
+        type=_batch,
+        default=1,
+        metavar="N|dynamic",
+        help="static batch size, or 'dynamic' for a symbolic batch dimension (default 1)",
+    )
+    p.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default: the model's own)"
+    )
     p.add_argument("--num-keypoints", type=int, help="heatmap channels (default: the model's own)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--no-optimize", dest="optimize", action="store_false",
-                   help="skip onnxscript's graph optimiser (faster export; onnxruntime still optimises at load)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                   help=f"max abs difference allowed between onnxruntime and PyTorch (default {DEFAULT_TOLERANCE:g})")
+    p.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="skip onnxscript's graph optimiser (faster export; onnxruntime still optimises at load)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help=f"max abs difference allowed between onnxruntime and PyTorch (default {DEFAULT_TOLERANCE:g})",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -53,9 +69,18 @@ def run(args: argparse.Namespace) -> int:
         overrides["input_size"] = tuple(args.input_size)
     if args.num_keypoints is not None:
         overrides["num_keypoints"] = args.num_keypoints
-    report = export_onnx(OnnxExportConfig(model=args.model, out=args.out, checkpoint=args.checkpoint,
-                                          model_kwargs=overrides, batch=args.batch, opset=args.opset,
-                                          tolerance=args.tolerance, optimize=args.optimize))
+    report = export_onnx(
+        OnnxExportConfig(
+            model=args.model,
+            out=args.out,
+            checkpoint=args.checkpoint,
+            model_kwargs=overrides,
+            batch=args.batch,
+            opset=args.opset,
+            tolerance=args.tolerance,
+            optimize=args.optimize,
+        )
+    )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
@@ -63,12 +88,16 @@ def run(args: argparse.Namespace) -> int:
     height, width = report.input_size
     batch = "dynamic" if report.batch is None else report.batch
     print(f"wrote {', '.join(report.files)} ({report.file_bytes / 2**20:.1f} MiB)")
-    print(f"  {report.model}: batch {batch}, input 3x{height}x{width}, opset {report.opset}, "
-          f"{report.onnx_nodes} ONNX nodes{'' if report.optimized else ' (not optimised)'}"
-          + (f", {report.scan_nodes} selective scans lowered to the parallel form" if report.scan_nodes else ""))
-    print(f"  check: onnxruntime {report.onnxruntime_version} ({check.provider}) vs PyTorch {report.torch_version} "
-          f"eager on a random batch of {check.batch}: max abs diff {check.max_abs_diff:.3g} "
-          f"(tolerance {check.tolerance:g}; outputs up to {check.reference_max_abs:.3g})")
+    print(
+        f"  {report.model}: batch {batch}, input 3x{height}x{width}, opset {report.opset}, "
+        f"{report.onnx_nodes} ONNX nodes{'' if report.optimized else ' (not optimised)'}"
+        + (f", {report.scan_nodes} selective scans lowered to the parallel form" if report.scan_nodes else "")
+    )
+    print(
+        f"  check: onnxruntime {report.onnxruntime_version} ({check.provider}) vs PyTorch {report.torch_version} "
+        f"eager on a random batch of {check.batch}: max abs diff {check.max_abs_diff:.3g} "
+        f"(tolerance {check.tolerance:g}; outputs up to {check.reference_max_abs:.3g})"
+    )
     print(f"  export {report.export_seconds:.1f} s, check {report.check_seconds:.1f} s")
     for note in report.notes:
         print(f"  note: {note}")

@@ -6,36 +6,57 @@ import argparse
 import dataclasses
 import json
 
-from ..harness.fps import (PRESETS, PROTOCOLS, measure_model_fps, measure_models_isolated, record_fps,
-                           speed_ratios)
+from ..harness.fps import PRESETS, PROTOCOLS, measure_model_fps, measure_models_isolated, record_fps, speed_ratios
 from ..models import model_info
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     presets = "; ".join(f"{n}: {p.description}{' (CUDA only)' if p.cuda_only else ''}" for n, p in PRESETS.items())
     p = sub.add_parser(
-        "fps", help="time models (forward only, samples/s, median and IQR)",
+        "fps",
+        help="time models (forward only, samples/s, median and IQR)",
         description="Time registered models: forward pass only (no flip, no decoding), eval and inference "
-                    "mode, warm-up until steady, then timed rounds with device synchronisation. "
-                    f"Presets: {presets}.")
-    p.add_argument("--model", required=True, nargs="+", help="registered model name(s); several are timed "
-                   "each in its own process")
+        "mode, warm-up until steady, then timed rounds with device synchronisation. "
+        f"Presets: {presets}.",
+    )
+    p.add_argument(
+        "--model", required=True, nargs="+", help="registered model name(s); several are timed each in its own process"
+    )
     p.add_argument("--batch", type=int, default=1, help="samples per forward (1: latency, 64: throughput)")
     p.add_argument("--preset", default="fp32", choices=list(PRESETS), help="numeric/execution preset")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"),
-                   help="input height and width (default: the model's own)")
+    p.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default: the model's own)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    p.add_argument("--protocol", default="standard", choices=list(PROTOCOLS),
-                   help="timing protocol: 'quick' takes fewer, shorter rounds")
-    p.add_argument("--scan-backend", default="auto", choices=("auto", "torch", "cuda"),
-                   help="selective-scan backend of MamKPD models ('reference' is refused for timing)")
-    p.add_argument("--runtime", choices=RUNTIMES,
-                   help="eager PyTorch, torch.compile, or onnxruntime on the model's ONNX export (checked against "
-                        "PyTorch first; fp32). Default: eager, or compiled for a compiling preset")
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"),
-                   help="onnxruntime execution provider (default: the --device's)")
-    p.add_argument("--vs", metavar="MODEL", help="also time MODEL in the same run and give speeds as a ratio "
-                   "to it (e.g. hrnet_w32, the paper's common baseline)")
+    p.add_argument(
+        "--protocol",
+        default="standard",
+        choices=list(PROTOCOLS),
+        help="timing protocol: 'quick' takes fewer, shorter rounds",
+    )
+    p.add_argument(
+        "--scan-backend",
+        default="auto",
+        choices=("auto", "torch", "cuda"),
+        help="selective-scan backend of MamKPD models ('reference' is refused for timing)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="eager PyTorch, torch.compile, or onnxruntime on the model's ONNX export (checked against "
+        "PyTorch first; fp32). Default: eager, or compiled for a compiling preset",
+    )
+    p.add_argument(
+        "--provider",
+        choices=("cpu", "cuda", "tensorrt"),
+        help="onnxruntime execution provider (default: the --device's)",
+    )
+    p.add_argument(
+        "--vs",
+        metavar="MODEL",
+        help="also time MODEL in the same run and give speeds as a ratio "
+        "to it (e.g. hrnet_w32, the paper's common baseline)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per model")
     p.add_argument("--store", metavar="PATH", help="append each measurement to this results store (CSV)")
     p.set_defaults(func=run)
@@ -50,8 +71,10 @@ def _preset_for_runtime(preset: str, runtime: str | None) -> str:
     if runtime == "compiled" and not compiles:
         if preset == "fp32":
             return "compile"
-        raise ValueError(f"--runtime compiled needs a compiling preset, not {preset!r}; choose one of "
-                         f"{', '.join(n for n, p in PRESETS.items() if p.compile_mode)}")
+        raise ValueError(
+            f"--runtime compiled needs a compiling preset, not {preset!r}; choose one of "
+            f"{', '.join(n for n, p in PRESETS.items() if p.compile_mode)}"
+        )
     if runtime == "eager" and compiles:
         raise ValueError(f"preset {preset!r} compiles the model; use --runtime compiled or an eager preset")
     if runtime == "onnxruntime" and preset != "fp32":
@@ -71,14 +94,23 @@ def run(args: argparse.Namespace) -> int:
         from ..export import measure_onnx_fps
 
         provider = args.provider or ("cuda" if args.device.startswith("cuda") else "cpu")
-        measurements = [measure_onnx_fps(name, args.batch, provider, args.protocol, input_size=size)
-                        for name in names]
+        measurements = [measure_onnx_fps(name, args.batch, provider, args.protocol, input_size=size) for name in names]
     elif len(names) == 1:
-        measurements = [measure_model_fps(names[0], args.batch, args.preset, args.device, args.protocol,
-                                          input_size=size, scan_backend=args.scan_backend)]
+        measurements = [
+            measure_model_fps(
+                names[0],
+                args.batch,
+                args.preset,
+                args.device,
+                args.protocol,
+                input_size=size,
+                scan_backend=args.scan_backend,
+            )
+        ]
     else:
-        measurements = measure_models_isolated(names, args.batch, args.preset, args.device, args.protocol,
-                                               args.scan_backend, input_size=size)
+        measurements = measure_models_isolated(
+            names, args.batch, args.preset, args.device, args.protocol, args.scan_backend, input_size=size
+        )
     if PRESETS[args.preset].compile_mode:
         measurements = [dataclasses.replace(m, runtime="compiled") for m in measurements]
     ratios = speed_ratios(measurements, args.vs) if args.vs else {}
@@ -92,17 +124,19 @@ def run(args: argparse.Namespace) -> int:
         for m in measurements:
             print(json.dumps(dict(m.as_dict(), **({"ratio_to": args.vs, "ratio": ratios[m.model]} if ratios else {}))))
         return 0
-    print(f"{'model':<20} {'batch':>5} {'runtime':<11} {'preset':<16} {'device':<7} {'scan':<8} {'samples/s':>11} "
-          f"{'IQR':>9}"
-          + (f" {'x ' + args.vs:>14}" if ratios else ""))
+    print(
+        f"{'model':<20} {'batch':>5} {'runtime':<11} {'preset':<16} {'device':<7} {'scan':<8} {'samples/s':>11} "
+        f"{'IQR':>9}" + (f" {'x ' + args.vs:>14}" if ratios else "")
+    )
     for m in measurements:
         r = m.result
-        line = (f"{m.model:<20} {m.batch:>5} {m.runtime:<11} {m.preset.name:<16} {m.device:<7} "
-                f"{m.scan_backend or '-':<8} "
-                f"{r.median:>11.2f} {r.iqr:>9.2f}" + (f" {ratios[m.model]:>14.3f}" if ratios else ""))
+        line = (
+            f"{m.model:<20} {m.batch:>5} {m.runtime:<11} {m.preset.name:<16} {m.device:<7} "
+            f"{m.scan_backend or '-':<8} "
+            f"{r.median:>11.2f} {r.iqr:>9.2f}" + (f" {ratios[m.model]:>14.3f}" if ratios else "")
+        )
         flags = [f for f, on in (("THROTTLED", r.throttled), ("warm-up not steady", not r.warmup_steady)) if on]
         print(line + (f"  [{', '.join(flags)}]" if flags else ""))
     sample = {m.sample for m in measurements}
-    print(f"one sample = {' / '.join(sorted(sample))}; forward only, no flip, no decoding; "
-          f"protocol {args.protocol}")
+    print(f"one sample = {' / '.join(sorted(sample))}; forward only, no flip, no decoding; protocol {args.protocol}")
     return 0

@@ -7,13 +7,15 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "reproduce", help="train and evaluate rows of Tables 2-5 / Figure 3 with each row's recipe",
+        "reproduce",
+        help="train and evaluate rows of Tables 2-5 / Figure 3 with each row's recipe",
         description="For each row: use an existing checkpoint (runs/reproduce/<table>/<row>/best.pth, or "
-                    "$MAMKPD_CHECKPOINT_DIR/<model>_<dataset>.pth) or train one with the row's recipe "
-                    "(resumable: rerun the same command to continue), then evaluate it and append every "
-                    "metric to the results store. Rows whose data set is missing are recorded as not run, "
-                    "with the reason.",
-        epilog="example: mamkpd reproduce --table 3 --row MamKPD-B --data-root /data/mpii --gpus 2")
+        "$MAMKPD_CHECKPOINT_DIR/<model>_<dataset>.pth) or train one with the row's recipe "
+        "(resumable: rerun the same command to continue), then evaluate it and append every "
+        "metric to the results store. Rows whose data set is missing are recorded as not run, "
+        "with the reason.",
+        epilog="example: mamkpd reproduce --table 3 --row MamKPD-B --data-root /data/mpii --gpus 2",
+    )
     p.add_argument("--table", required=True, help="2, 3, 4, 5 or fig3")
     p.add_argument("--row", action="append", help="paper row key (repeatable; default: every implemented row)")
     p.add_argument("--data-root", help="data set root (default: the dataset's environment variable)")
@@ -33,9 +35,18 @@ def run(args: argparse.Namespace) -> int:
     rows = args.row or reproducible_rows(table)
     store = ResultsStore(args.store)
     for row in rows:
-        for stored in reproduce_row(table, row, args.data_root, store, gpus=args.gpus, batch_size=args.batch_size,
-                                    echo=lambda line: print(line, flush=True)):
+        for stored in reproduce_row(
+            table,
+            row,
+            args.data_root,
+            store,
+            gpus=args.gpus,
+            batch_size=args.batch_size,
+            echo=lambda line: print(line, flush=True),
+        ):
             if stored["status"] != "not run":
-                print(f"  {stored['metric']}: paper {stored['paper_value']}, ours {stored['measured_value']} "
-                      f"-> {stored['status']}")
+                print(
+                    f"  {stored['metric']}: paper {stored['paper_value']}, ours {stored['measured_value']} "
+                    f"-> {stored['status']}"
+                )
     return 0

@@ -11,13 +11,15 @@ from ..engine.config import TrainConfig, add_config_arguments, config_from_args
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a registered model on COCO, MPII or AP-10K",
+        "train",
+        help="train a registered model on COCO, MPII or AP-10K",
         description="Train a top-down heatmap model. Every TrainConfig field is an option (--field-name); "
-                    "defaults follow the paper (Adam, lr 1e-3, x0.1 at epochs 170 and 200, 210 epochs). "
-                    "Multi-GPU / multi-node: torchrun --nproc-per-node N -m mamkpd.cli train ... "
-                    "(--batch-size is per process).",
+        "defaults follow the paper (Adam, lr 1e-3, x0.1 at epochs 170 and 200, 210 epochs). "
+        "Multi-GPU / multi-node: torchrun --nproc-per-node N -m mamkpd.cli train ... "
+        "(--batch-size is per process).",
         epilog="example: mamkpd train --model mamkpd_s --dataset coco --data-root /data/coco "
-               "--batch-size 64 --out-dir runs/mamkpd_s_coco")
+        "--batch-size 64 --out-dir runs/mamkpd_s_coco",
+    )
     p.add_argument("--config", metavar="JSON", help="a TrainConfig JSON file (options given here override it)")
     add_config_arguments(p)
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")

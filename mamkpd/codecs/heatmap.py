@@ -24,9 +24,13 @@ import numpy as np
 Refine = Literal["none", "dark"]
 
 
-def _gaussian_targets(centers: np.ndarray, window_centers: np.ndarray | None, visible: np.ndarray,
-                      heatmap_size: tuple[int, int], sigma: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _gaussian_targets(
+    centers: np.ndarray,
+    window_centers: np.ndarray | None,
+    visible: np.ndarray,
+    heatmap_size: tuple[int, int],
+    sigma: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussians at ``centers`` (K, 2) in heatmap pixels, drawn inside the 6-sigma window of
     ``window_centers`` (HRNet's truncation; None: over the whole map). A joint whose window lies
     entirely outside the map, or that is not visible, gets weight 0 and an empty map."""
@@ -57,8 +61,8 @@ def _gaussian_targets(centers: np.ndarray, window_centers: np.ndarray | None, vi
         else:
             x0, x1 = max(0, ul[0]), min(br[0], w)
             y0, y1 = max(0, ul[1]), min(br[1], h)
-        gx = np.exp(-((xs[x0:x1] - centers[k, 0]) ** 2) / (2 * sigma ** 2))
-        gy = np.exp(-((ys[y0:y1] - centers[k, 1]) ** 2) / (2 * sigma ** 2))
+        gx = np.exp(-((xs[x0:x1] - centers[k, 0]) ** 2) / (2 * sigma**2))
+        gy = np.exp(-((ys[y0:y1] - centers[k, 1]) ** 2) / (2 * sigma**2))
         heatmaps[k, y0:y1, x0:x1] = gy[:, None] * gx[None, :]
     return heatmaps, weights
 
@@ -90,8 +94,9 @@ def _quarter_offset(coords: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
     return out
 
 
-def _newton_step(coords: np.ndarray, logmaps: np.ndarray, form: Literal["dark", "udp"],
-                 inside: np.ndarray) -> np.ndarray:
+def _newton_step(
+    coords: np.ndarray, logmaps: np.ndarray, form: Literal["dark", "udp"], inside: np.ndarray
+) -> np.ndarray:
     """One Newton step x -= H^-1 g on log-heatmaps at the integer peaks where ``inside``.
 
     ``form="dark"`` is DARK's ``_taylor`` (second derivatives over +-2 px scaled by 1/4, skipped
@@ -115,11 +120,10 @@ def _newton_step(coords: np.ndarray, logmaps: np.ndarray, form: Literal["dark", 
     else:
         dxx = at(0, 1) - 2 * at(0, 0) + at(0, -1)
         dyy = at(1, 0) - 2 * at(0, 0) + at(-1, 0)
-        dxy = 0.5 * (at(1, 1) - at(0, 1) - at(1, 0) + 2 * at(0, 0) - at(0, -1) - at(-1, 0)
-                     + at(-1, -1))
+        dxy = 0.5 * (at(1, 1) - at(0, 1) - at(1, 0) + 2 * at(0, 0) - at(0, -1) - at(-1, 0) + at(-1, -1))
         eps = float(np.finfo(np.float32).eps)
         dxx, dyy = dxx + eps, dyy + eps
-    det = dxx * dyy - dxy ** 2
+    det = dxx * dyy - dxy**2
     ok = det != 0
     safe = np.where(ok, det, 1.0)
     # -H^{-1} g with H = [[dxx, dxy], [dxy, dyy]]
@@ -175,15 +179,25 @@ class MSRAHeatmap:
 
     use_udp = False
 
-    def __init__(self, input_size=(256, 192), heatmap_size=None, sigma: float = 2.0,
-                 refine: Refine = "none", unbiased: bool | None = None, blur_kernel: int = 11):
+    def __init__(
+        self,
+        input_size=(256, 192),
+        heatmap_size=None,
+        sigma: float = 2.0,
+        refine: Refine = "none",
+        unbiased: bool | None = None,
+        blur_kernel: int = 11,
+    ):
         if refine not in ("none", "dark"):
             raise ValueError(f"refine must be 'none' or 'dark', got {refine!r}")
         if blur_kernel % 2 != 1:
             raise ValueError(f"blur_kernel must be odd, got {blur_kernel}")
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.heatmap_size = (tuple(int(v) for v in heatmap_size) if heatmap_size is not None
-                             else (self.input_size[0] // 4, self.input_size[1] // 4))
+        self.heatmap_size = (
+            tuple(int(v) for v in heatmap_size)
+            if heatmap_size is not None
+            else (self.input_size[0] // 4, self.input_size[1] // 4)
+        )
         self.sigma = float(sigma)
         self.refine = refine
         self.unbiased = (refine == "dark") if unbiased is None else bool(unbiased)
@@ -222,8 +236,14 @@ class UDPHeatmap(MSRAHeatmap):
 
     use_udp = True
 
-    def __init__(self, input_size=(256, 192), heatmap_size=None, sigma: float = 2.0,
-                 refine: Refine = "dark", blur_kernel: int = 11):
+    def __init__(
+        self,
+        input_size=(256, 192),
+        heatmap_size=None,
+        sigma: float = 2.0,
+        refine: Refine = "dark",
+        blur_kernel: int = 11,
+    ):
         super().__init__(input_size, heatmap_size, sigma, refine, unbiased=True, blur_kernel=blur_kernel)
 
     def _stride(self) -> np.ndarray:

@@ -3,5 +3,4 @@
 from mamkpd.data.dataset import TopDownDataset, build_dataset, collate
 from mamkpd.data.infos import DATASETS, AugmentConfig, DatasetInfo, get_info
 
-__all__ = ["DATASETS", "AugmentConfig", "DatasetInfo", "TopDownDataset", "build_dataset", "collate",
-           "get_info"]
+__all__ = ["DATASETS", "AugmentConfig", "DatasetInfo", "TopDownDataset", "build_dataset", "collate", "get_info"]

@@ -15,8 +15,13 @@ from mamkpd.codecs import MSRAHeatmap, build_codec
 from mamkpd.data.infos import DatasetInfo, get_info
 from mamkpd.data.readers import OnBad, Record, load_mpii_gt, read_coco_format, read_mpii
 from mamkpd.data.transforms import (
-    affine_points, flip_keypoints, flip_matrix, get_affine_transform, half_body_center_scale,
-    random_scale_rotation, warp_and_normalize,
+    affine_points,
+    flip_keypoints,
+    flip_matrix,
+    get_affine_transform,
+    half_body_center_scale,
+    random_scale_rotation,
+    warp_and_normalize,
 )
 
 log = logging.getLogger("mamkpd.data")
@@ -25,17 +30,24 @@ Split = Literal["train", "val", "test"]
 
 # Standard layouts under the data root; the first candidate that exists is used.
 ANN_FILES = {
-    "coco": {"train": ["annotations/person_keypoints_train2017.json"],
-             "val": ["annotations/person_keypoints_val2017.json"],
-             "test": ["annotations/image_info_test-dev2017.json"]},
-    "mpii": {"train": ["annot/train.json", "annotations/mpii_train.json"],
-             "val": ["annot/valid.json", "annotations/mpii_val.json"],
-             "test": ["annot/test.json", "annotations/mpii_test.json"]},
+    "coco": {
+        "train": ["annotations/person_keypoints_train2017.json"],
+        "val": ["annotations/person_keypoints_val2017.json"],
+        "test": ["annotations/image_info_test-dev2017.json"],
+    },
+    "mpii": {
+        "train": ["annot/train.json", "annotations/mpii_train.json"],
+        "val": ["annot/valid.json", "annotations/mpii_val.json"],
+        "test": ["annot/test.json", "annotations/mpii_test.json"],
+    },
     "ap10k": {s: [f"annotations/ap10k-{s}-split1.json"] for s in ("train", "val", "test")},
 }
 IMAGE_DIRS = {
-    "coco": {"train": ["train2017", "images/train2017"], "val": ["val2017", "images/val2017"],
-             "test": ["test2017", "images/test2017"]},
+    "coco": {
+        "train": ["train2017", "images/train2017"],
+        "val": ["val2017", "images/val2017"],
+        "test": ["test2017", "images/test2017"],
+    },
     "mpii": {s: ["images"] for s in ("train", "val", "test")},
     "ap10k": {s: ["data"] for s in ("train", "val", "test")},
 }
@@ -46,21 +58,25 @@ def resolve_data_root(info: DatasetInfo, data_root: str | None) -> str:
     """The data root given, else the dataset's environment variable; a clear error if neither."""
     root = data_root or os.environ.get(info.default_root_env)
     if not root:
-        raise ValueError(f"no data root for {info.name}: pass --data-root or set "
-                         f"{info.default_root_env}. {info.name} comes from {info.source}")
+        raise ValueError(
+            f"no data root for {info.name}: pass --data-root or set "
+            f"{info.default_root_env}. {info.name} comes from {info.source}"
+        )
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"data root {root} for {info.name} is not a directory. "
-                                f"{info.name} comes from {info.source}")
+        raise FileNotFoundError(
+            f"data root {root} for {info.name} is not a directory. {info.name} comes from {info.source}"
+        )
     return root
 
 
 def _first_existing(root: str, candidates: list[str], info: DatasetInfo, what: str, isdir: bool) -> str:
     paths = [os.path.join(root, c) for c in candidates]
     for p in paths:
-        if (os.path.isdir(p) if isdir else os.path.isfile(p)):
+        if os.path.isdir(p) if isdir else os.path.isfile(p):
             return p
-    raise FileNotFoundError(f"{info.name} {what} not found; looked for {' and '.join(paths)}. "
-                            f"{info.name} comes from {info.source}")
+    raise FileNotFoundError(
+        f"{info.name} {what} not found; looked for {' and '.join(paths)}. {info.name} comes from {info.source}"
+    )
 
 
 class TopDownDataset(Dataset):
@@ -72,9 +88,20 @@ class TopDownDataset(Dataset):
     run is reproducible whatever the number of workers or ranks; call ``set_epoch`` every epoch.
     """
 
-    def __init__(self, info: DatasetInfo, records: list[Record], *, train: bool, input_size,
-                 codec: MSRAHeatmap, ann_file: str, image_dir: str, skipped: int = 0,
-                 on_bad: OnBad = "skip", seed: int | None = None):
+    def __init__(
+        self,
+        info: DatasetInfo,
+        records: list[Record],
+        *,
+        train: bool,
+        input_size,
+        codec: MSRAHeatmap,
+        ann_file: str,
+        image_dir: str,
+        skipped: int = 0,
+        on_bad: OnBad = "skip",
+        seed: int | None = None,
+    ):
         self.info = info
         self.records = records
         self.train = train
@@ -129,13 +156,15 @@ class TopDownDataset(Dataset):
         if self.train:
             rng = self._rng(index)
             visible = keypoints[:, 2] > 0
-            if (aug.half_body_prob > 0 and visible.sum() > aug.half_body_min_joints
-                    and rng.random() < aug.half_body_prob):
+            if (
+                aug.half_body_prob > 0
+                and visible.sum() > aug.half_body_min_joints
+                and rng.random() < aug.half_body_prob
+            ):
                 half = half_body_center_scale(keypoints, visible, info.upper_body_ids, w / h, rng)
                 if half is not None:
                     center, scale = half
-            factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor,
-                                                     aug.rotation_prob)
+            factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor, aug.rotation_prob)
             scale = scale * factor
             if rng.random() <= aug.flip_prob:
                 flipped = True
@@ -176,10 +205,20 @@ class TopDownDataset(Dataset):
         return meta
 
 
-def build_dataset(name: str, split: Split, data_root: str | None = None, *, train: bool,
-                  input_size=None, codec: MSRAHeatmap | None = None, box_file: str | None = None,
-                  on_bad: OnBad = "skip", ann_file: str | None = None, image_dir: str | None = None,
-                  seed: int | None = None) -> TopDownDataset:
+def build_dataset(
+    name: str,
+    split: Split,
+    data_root: str | None = None,
+    *,
+    train: bool,
+    input_size=None,
+    codec: MSRAHeatmap | None = None,
+    box_file: str | None = None,
+    on_bad: OnBad = "skip",
+    ann_file: str | None = None,
+    image_dir: str | None = None,
+    seed: int | None = None,
+) -> TopDownDataset:
     """Dataset ``name`` ("coco", "mpii", "ap10k") split ``split`` from ``data_root`` (or the env var).
 
     ``ann_file``/``image_dir`` override the standard layout (with only ``ann_file`` and no root,
@@ -205,8 +244,11 @@ def build_dataset(name: str, split: Split, data_root: str | None = None, *, trai
     root = resolve_data_root(info, data_root) if needs_root else None
     ann_file = ann_file or _first_existing(root, ANN_FILES[name][split], info, f"{split} annotations", False)
     if image_dir is None:
-        image_dir = (_first_existing(root, IMAGE_DIRS[name][split], info, "image folder", True)
-                     if root is not None else os.path.dirname(os.path.abspath(ann_file)))
+        image_dir = (
+            _first_existing(root, IMAGE_DIRS[name][split], info, "image folder", True)
+            if root is not None
+            else os.path.dirname(os.path.abspath(ann_file))
+        )
     aspect = input_size[1] / input_size[0]
     if name == "mpii":
         head_sizes = None
@@ -221,9 +263,18 @@ def build_dataset(name: str, split: Split, data_root: str | None = None, *, trai
         raise ValueError(f"{ann_file}: no usable {info.name} instances ({skipped} skipped as broken)")
     if skipped:
         log.warning("%s: skipped %d broken record(s)", ann_file, skipped)
-    return TopDownDataset(info, records, train=train, input_size=input_size, codec=codec,
-                          ann_file=ann_file, image_dir=image_dir, skipped=skipped, on_bad=on_bad,
-                          seed=seed)
+    return TopDownDataset(
+        info,
+        records,
+        train=train,
+        input_size=input_size,
+        codec=codec,
+        ann_file=ann_file,
+        image_dir=image_dir,
+        skipped=skipped,
+        on_bad=on_bad,
+        seed=seed,
+    )
 
 
 def collate(batch: list[dict]) -> dict:

@@ -42,62 +42,137 @@ class DatasetInfo:
 
 
 COCO_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 # pycocotools' cocoeval.py default keypoint sigmas (COCO's per-joint OKS falloff)
-COCO_SIGMAS = np.array(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87,
-     0.89, 0.89], dtype=np.float64) / 10.0
+COCO_SIGMAS = (
+    np.array(
+        [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89],
+        dtype=np.float64,
+    )
+    / 10.0
+)
 
 # HRNet/MMPose MPII joint order (the order of annot/*.json and mpii_gt_val.mat)
 MPII_KEYPOINTS = (
-    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis",
-    "thorax", "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder",
-    "left_shoulder", "left_elbow", "left_wrist",
+    "right_ankle",
+    "right_knee",
+    "right_hip",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "pelvis",
+    "thorax",
+    "upper_neck",
+    "head_top",
+    "right_wrist",
+    "right_elbow",
+    "right_shoulder",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
 )
 
 AP10K_KEYPOINTS = (
-    "left_eye", "right_eye", "nose", "neck", "root_of_tail", "left_shoulder", "left_elbow",
-    "left_front_paw", "right_shoulder", "right_elbow", "right_front_paw", "left_hip", "left_knee",
-    "left_back_paw", "right_hip", "right_knee", "right_back_paw",
+    "left_eye",
+    "right_eye",
+    "nose",
+    "neck",
+    "root_of_tail",
+    "left_shoulder",
+    "left_elbow",
+    "left_front_paw",
+    "right_shoulder",
+    "right_elbow",
+    "right_front_paw",
+    "left_hip",
+    "left_knee",
+    "left_back_paw",
+    "right_hip",
+    "right_knee",
+    "right_back_paw",
 )
 # MMPose configs/_base_/datasets/ap10k.py: AP-10K's paper gives no sigmas, MMPose adapted COCO's;
 # these are the values ViTPose and the AP-10K baselines were evaluated with.
 AP10K_SIGMAS = np.array(
-    [0.025, 0.025, 0.026, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
-     0.087, 0.087, 0.089, 0.089], dtype=np.float64)
+    [
+        0.025,
+        0.025,
+        0.026,
+        0.035,
+        0.035,
+        0.079,
+        0.079,
+        0.072,
+        0.072,
+        0.062,
+        0.062,
+        0.107,
+        0.107,
+        0.087,
+        0.087,
+        0.089,
+        0.089,
+    ],
+    dtype=np.float64,
+)
 
 DATASETS: dict[str, DatasetInfo] = {
     "coco": DatasetInfo(
-        name="coco", num_keypoints=17, keypoint_names=COCO_KEYPOINTS,
+        name="coco",
+        num_keypoints=17,
+        keypoint_names=COCO_KEYPOINTS,
         flip_pairs=[(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)],
-        sigmas=COCO_SIGMAS, input_size=(256, 192), default_root_env="MAMKPD_COCO_ROOT",
+        sigmas=COCO_SIGMAS,
+        input_size=(256, 192),
+        default_root_env="MAMKPD_COCO_ROOT",
         upper_body_ids=tuple(range(11)),
         augment=AugmentConfig(scale_factor=0.35, rotation_factor=45.0),
         source="COCO 2017 (https://cocodataset.org/#download: train2017/val2017 images and "
-               "annotations_trainval2017.zip; person detection boxes from the HRNet release)",
+        "annotations_trainval2017.zip; person detection boxes from the HRNet release)",
     ),
     "mpii": DatasetInfo(
-        name="mpii", num_keypoints=16, keypoint_names=MPII_KEYPOINTS,
+        name="mpii",
+        num_keypoints=16,
+        keypoint_names=MPII_KEYPOINTS,
         flip_pairs=[(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)],
-        sigmas=None, input_size=(256, 256), default_root_env="MAMKPD_MPII_ROOT",
+        sigmas=None,
+        input_size=(256, 256),
+        default_root_env="MAMKPD_MPII_ROOT",
         upper_body_ids=tuple(range(7, 16)),
         # HRNet's MPII recipe: no half-body (PROB_HALF_BODY -1), scale 0.25, rotation 30
         augment=AugmentConfig(half_body_prob=0.0, scale_factor=0.25, rotation_factor=30.0),
         source="MPII Human Pose (images from http://human-pose.mpi-inf.mpg.de/; annot/train.json, "
-               "annot/valid.json and gt_valid.mat / mpii_gt_val.mat from the HRNet or MMPose release)",
+        "annot/valid.json and gt_valid.mat / mpii_gt_val.mat from the HRNet or MMPose release)",
     ),
     "ap10k": DatasetInfo(
-        name="ap10k", num_keypoints=17, keypoint_names=AP10K_KEYPOINTS,
+        name="ap10k",
+        num_keypoints=17,
+        keypoint_names=AP10K_KEYPOINTS,
         flip_pairs=[(0, 1), (5, 8), (6, 9), (7, 10), (11, 14), (12, 15), (13, 16)],
-        sigmas=AP10K_SIGMAS, input_size=(256, 256), default_root_env="MAMKPD_AP10K_ROOT",
+        sigmas=AP10K_SIGMAS,
+        input_size=(256, 256),
+        default_root_env="MAMKPD_AP10K_ROOT",
         upper_body_ids=(0, 1, 2, 3, 5, 6, 7, 8, 9, 10),
         # MMPose 0.x hrnet_w32_ap10k_256x256.py: half-body (8, 0.3), rotation 40, scale 0.5
         augment=AugmentConfig(scale_factor=0.5, rotation_factor=40.0),
-        source="AP-10K (https://github.com/AlexTheBad/AP-10K: annotations/ap10k-*-split1.json "
-               "and data/ images)",
+        source="AP-10K (https://github.com/AlexTheBad/AP-10K: annotations/ap10k-*-split1.json and data/ images)",
     ),
 }
 

@@ -87,13 +87,15 @@ def load_json(path: str, info: DatasetInfo, what: str = "annotation file"):
 
 def _require(cond: bool, path: str, info: DatasetInfo, what: str) -> None:
     if not cond:
-        raise ValueError(f"{path}: malformed {info.name} annotation file: {what}. "
-                         f"{info.name} comes from {info.source}")
+        raise ValueError(f"{path}: malformed {info.name} annotation file: {what}. {info.name} comes from {info.source}")
 
 
 def _finite_box(box) -> bool:
-    return (isinstance(box, (list, tuple)) and len(box) == 4
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box))
+    return (
+        isinstance(box, (list, tuple))
+        and len(box) == 4
+        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)
+    )
 
 
 def _clean_box(box, width: float, height: float, hrnet: bool):
@@ -131,8 +133,9 @@ class _ImageChecker:
         return self.cache[path]
 
 
-def read_coco_format(ann_file: str, image_dir: str, info: DatasetInfo, aspect_ratio: float,
-                     on_bad: OnBad, box_file: str | None = None) -> tuple[list[Record], int]:
+def read_coco_format(
+    ann_file: str, image_dir: str, info: DatasetInfo, aspect_ratio: float, on_bad: OnBad, box_file: str | None = None
+) -> tuple[list[Record], int]:
     """COCO-format keypoints (COCO person keypoints, AP-10K) -> records and the bad-record count.
 
     With ``box_file`` (COCO detector results), instances are the detector's person boxes
@@ -145,19 +148,26 @@ def read_coco_format(ann_file: str, image_dir: str, info: DatasetInfo, aspect_ra
     check_image = _ImageChecker(bad)
     images = {}
     for img in data["images"]:
-        _require(isinstance(img, dict) and "id" in img and "file_name" in img, ann_file, info,
-                 "an image entry lacks 'id' or 'file_name'")
+        _require(
+            isinstance(img, dict) and "id" in img and "file_name" in img,
+            ann_file,
+            info,
+            "an image entry lacks 'id' or 'file_name'",
+        )
         images[img["id"]] = img
     k = info.num_keypoints
     records: list[Record] = []
     if box_file is not None:
         return _read_detections(box_file, images, image_dir, info, aspect_ratio, on_bad, k)
-    _require(isinstance(data.get("annotations"), list), ann_file, info,
-             "no 'annotations' list (an image-info file needs a detector box file)")
+    _require(
+        isinstance(data.get("annotations"), list),
+        ann_file,
+        info,
+        "no 'annotations' list (an image-info file needs a detector box file)",
+    )
     person_only = info.name == "coco"
     for ann in data["annotations"]:
-        _require(isinstance(ann, dict) and "image_id" in ann, ann_file, info,
-                 "an annotation lacks 'image_id'")
+        _require(isinstance(ann, dict) and "image_id" in ann, ann_file, info, "an annotation lacks 'image_id'")
         image_id = ann["image_id"]
         if ann.get("iscrowd", 0):
             continue
@@ -169,8 +179,9 @@ def read_coco_format(ann_file: str, image_dir: str, info: DatasetInfo, aspect_ra
         kp = ann.get("keypoints")
         if not isinstance(kp, list) or len(kp) != 3 * k:
             n = len(kp) if isinstance(kp, list) else type(kp).__name__
-            bad.report(image_id, f"annotation {ann.get('id')}: keypoints has {n} values, "
-                                 f"expected {3 * k} ({k} joints x 3)")
+            bad.report(
+                image_id, f"annotation {ann.get('id')}: keypoints has {n} values, expected {3 * k} ({k} joints x 3)"
+            )
             continue
         kp = np.asarray(kp, dtype=np.float32).reshape(k, 3)
         if not np.all(np.isfinite(kp)):
@@ -195,23 +206,35 @@ def read_coco_format(ann_file: str, image_dir: str, info: DatasetInfo, aspect_ra
         if not check_image(path, image_id):
             continue
         center, scale = box_to_center_scale(clean, aspect_ratio)
-        records.append(Record(image_id=int(image_id), image_path=path, center=center, scale=scale,
-                              keypoints=kp, category_id=int(ann.get("category_id", 1))))
+        records.append(
+            Record(
+                image_id=int(image_id),
+                image_path=path,
+                center=center,
+                scale=scale,
+                keypoints=kp,
+                category_id=int(ann.get("category_id", 1)),
+            )
+        )
     return records, bad.count
 
 
-def _read_detections(box_file: str, images: dict, image_dir: str, info: DatasetInfo,
-                     aspect_ratio: float, on_bad: OnBad, k: int) -> tuple[list[Record], int]:
+def _read_detections(
+    box_file: str, images: dict, image_dir: str, info: DatasetInfo, aspect_ratio: float, on_bad: OnBad, k: int
+) -> tuple[list[Record], int]:
     dets = load_json(box_file, info, what="detector box file")
     if not isinstance(dets, list) or not dets:
-        raise ValueError(f"{box_file}: detector box file must be a non-empty JSON list of "
-                         "{image_id, category_id, bbox, score}")
+        raise ValueError(
+            f"{box_file}: detector box file must be a non-empty JSON list of {{image_id, category_id, bbox, score}}"
+        )
     bad = BadRecords(box_file, on_bad)
     check_image = _ImageChecker(bad)
     unknown = sorted({d.get("image_id") for d in dets if isinstance(d, dict)} - set(images))
     if unknown:
-        raise ValueError(f"{box_file}: {len(unknown)} detector boxes name images not in the "
-                         f"annotation file (e.g. image id {unknown[0]}); is it the right split?")
+        raise ValueError(
+            f"{box_file}: {len(unknown)} detector boxes name images not in the "
+            f"annotation file (e.g. image id {unknown[0]}); is it the right split?"
+        )
     records = []
     for d in dets:
         if not isinstance(d, dict) or not {"image_id", "bbox", "score", "category_id"} <= set(d):
@@ -229,14 +252,27 @@ def _read_detections(box_file: str, images: dict, image_dir: str, info: DatasetI
         if not check_image(path, d["image_id"]):
             continue
         center, scale = box_to_center_scale(box, aspect_ratio)
-        records.append(Record(image_id=int(d["image_id"]), image_path=path, center=center,
-                              scale=scale, keypoints=np.zeros((k, 3), np.float32),
-                              box_score=float(d["score"])))
+        records.append(
+            Record(
+                image_id=int(d["image_id"]),
+                image_path=path,
+                center=center,
+                scale=scale,
+                keypoints=np.zeros((k, 3), np.float32),
+                box_score=float(d["score"]),
+            )
+        )
     return records, bad.count
 
 
-def read_mpii(ann_file: str, image_dir: str, info: DatasetInfo, aspect_ratio: float,
-              on_bad: OnBad, head_sizes: np.ndarray | None = None) -> tuple[list[Record], int]:
+def read_mpii(
+    ann_file: str,
+    image_dir: str,
+    info: DatasetInfo,
+    aspect_ratio: float,
+    on_bad: OnBad,
+    head_sizes: np.ndarray | None = None,
+) -> tuple[list[Record], int]:
     """HRNet/MMPose MPII json -> records. ``image_id`` is the position in the file (MPII has no
     numeric ids; mpii_gt_val.mat and PCKh use this order). ``head_sizes`` (one per entry) fill
     ``Record.head_size``."""
@@ -249,8 +285,12 @@ def read_mpii(ann_file: str, image_dir: str, info: DatasetInfo, aspect_ratio: fl
     k = info.num_keypoints
     records = []
     for idx, a in enumerate(data):
-        _require(isinstance(a, dict) and {"image", "center", "scale"} <= set(a), ann_file, info,
-                 f"entry {idx} lacks 'image', 'center' or 'scale'")
+        _require(
+            isinstance(a, dict) and {"image", "center", "scale"} <= set(a),
+            ann_file,
+            info,
+            f"entry {idx} lacks 'image', 'center' or 'scale'",
+        )
         try:
             center = np.asarray(a["center"], dtype=np.float64).reshape(2)
             s200 = float(a["scale"])
@@ -277,9 +317,16 @@ def read_mpii(ann_file: str, image_dir: str, info: DatasetInfo, aspect_ratio: fl
         path = os.path.join(image_dir, a["image"])
         if not check_image(path, idx):
             continue
-        records.append(Record(image_id=idx, image_path=path, center=center.astype(np.float32),
-                              scale=np.array([w, h], np.float32), keypoints=kp,
-                              head_size=None if head_sizes is None else float(head_sizes[idx])))
+        records.append(
+            Record(
+                image_id=idx,
+                image_path=path,
+                center=center.astype(np.float32),
+                scale=np.array([w, h], np.float32),
+                keypoints=kp,
+                head_size=None if head_sizes is None else float(head_sizes[idx]),
+            )
+        )
     return records, bad.count
 
 
@@ -306,27 +353,37 @@ def load_mpii_gt(path: str) -> MPIIGroundTruth:
     from scipy.io import loadmat  # scipy is slow to import; only MPII evaluation needs it
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"MPII ground truth not found: {path} (mpii_gt_val.mat / gt_valid.mat "
-                                "ships with the HRNet and MMPose MPII annotations)")
+        raise FileNotFoundError(
+            f"MPII ground truth not found: {path} (mpii_gt_val.mat / gt_valid.mat "
+            "ships with the HRNet and MMPose MPII annotations)"
+        )
     try:
         mat = loadmat(path)
     except Exception as exc:  # scipy raises several types for a non-.mat file
         raise ValueError(f"{path}: not a readable MATLAB .mat file ({exc})") from None
     missing_fields = [f for f in MPII_GT_FIELDS if f not in mat]
     if missing_fields:
-        raise ValueError(f"{path}: missing field(s) {', '.join(missing_fields)}; "
-                         f"expected {', '.join(MPII_GT_FIELDS)}")
-    names = [str(np.asarray(v).ravel()[0]) if np.asarray(v).size else ""
-             for v in np.asarray(mat["dataset_joints"]).ravel()]
+        raise ValueError(f"{path}: missing field(s) {', '.join(missing_fields)}; expected {', '.join(MPII_GT_FIELDS)}")
+    names = [
+        str(np.asarray(v).ravel()[0]) if np.asarray(v).size else "" for v in np.asarray(mat["dataset_joints"]).ravel()
+    ]
     pos = np.asarray(mat["pos_gt_src"], dtype=np.float64)
     miss = np.asarray(mat["jnt_missing"])
     boxes = np.asarray(mat["headboxes_src"], dtype=np.float64)
     if len(names) != 16 or pos.ndim != 3 or pos.shape[:2] != (16, 2):
-        raise ValueError(f"{path}: dataset_joints must have 16 names and pos_gt_src shape (16, 2, N); "
-                         f"got {len(names)} names and {pos.shape}")
+        raise ValueError(
+            f"{path}: dataset_joints must have 16 names and pos_gt_src shape (16, 2, N); "
+            f"got {len(names)} names and {pos.shape}"
+        )
     n = pos.shape[2]
     if miss.shape != (16, n) or boxes.shape != (2, 2, n):
-        raise ValueError(f"{path}: jnt_missing {miss.shape} / headboxes_src {boxes.shape} do not match "
-                         f"pos_gt_src {pos.shape} (expected (16, {n}) / (2, 2, {n}))")
-    return MPIIGroundTruth(joint_names=names, positions=pos.transpose(2, 0, 1),
-                           missing=miss.T.astype(bool), head_boxes=boxes.transpose(2, 0, 1))
+        raise ValueError(
+            f"{path}: jnt_missing {miss.shape} / headboxes_src {boxes.shape} do not match "
+            f"pos_gt_src {pos.shape} (expected (16, {n}) / (2, 2, {n}))"
+        )
+    return MPIIGroundTruth(
+        joint_names=names,
+        positions=pos.transpose(2, 0, 1),
+        missing=miss.T.astype(bool),
+        head_boxes=boxes.transpose(2, 0, 1),
+    )

@@ -27,8 +27,7 @@ def fix_aspect_ratio(w: float, h: float, aspect_ratio: float) -> tuple[float, fl
     return w, h
 
 
-def box_to_center_scale(box_xywh, aspect_ratio: float, padding: float = 1.25
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def box_to_center_scale(box_xywh, aspect_ratio: float, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
     """Box (x, y, w, h) -> center (2,) and scale (2,) in pixels, aspect-fixed and padded."""
     x, y, w, h = (float(v) for v in box_xywh[:4])
     center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
@@ -36,8 +35,9 @@ def box_to_center_scale(box_xywh, aspect_ratio: float, padding: float = 1.25
     return center, np.array([w * padding, h * padding], dtype=np.float32)
 
 
-def get_affine_transform(center, scale, rotation: float, output_size, inverse: bool = False,
-                         udp: bool = False) -> np.ndarray:
+def get_affine_transform(
+    center, scale, rotation: float, output_size, inverse: bool = False, udp: bool = False
+) -> np.ndarray:
     """2x3 matrix mapping image pixels to the (W, H) = ``output_size`` crop (or back if ``inverse``).
 
     The box of width ``scale[0]`` around ``center``, rotated by ``rotation`` degrees in HRNet's
@@ -92,9 +92,9 @@ def flip_keypoints(keypoints: np.ndarray, image_width: int, flip_pairs) -> np.nd
     return out
 
 
-def half_body_center_scale(keypoints: np.ndarray, visible: np.ndarray, upper_body_ids,
-                           aspect_ratio: float, rng: np.random.Generator
-                           ) -> tuple[np.ndarray, np.ndarray] | None:
+def half_body_center_scale(
+    keypoints: np.ndarray, visible: np.ndarray, upper_body_ids, aspect_ratio: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray] | None:
     """HRNet's half-body crop: the upper or the lower body's visible joints, box padded by 1.5.
 
     HRNet picks the upper body when ``randn() < 0.5`` (probability ~0.69, kept as published) and
@@ -118,8 +118,9 @@ def half_body_center_scale(keypoints: np.ndarray, visible: np.ndarray, upper_bod
     return center.astype(np.float32), np.array([w * 1.5, h * 1.5], dtype=np.float32)
 
 
-def random_scale_rotation(rng: np.random.Generator, scale_factor: float, rotation_factor: float,
-                          rotation_prob: float) -> tuple[float, float]:
+def random_scale_rotation(
+    rng: np.random.Generator, scale_factor: float, rotation_factor: float, rotation_prob: float
+) -> tuple[float, float]:
     """HRNet's scale multiplier clip(N(1, sf), 1-sf, 1+sf) and rotation clip(N(0, rf), +-2rf) deg."""
     s = float(np.clip(rng.standard_normal() * scale_factor + 1.0, 1.0 - scale_factor, 1.0 + scale_factor))
     r = float(np.clip(rng.standard_normal() * rotation_factor, -2 * rotation_factor, 2 * rotation_factor))

@@ -8,8 +8,23 @@ from .loss import JointsMSELoss
 from .trainer import NonFiniteLossError, TrainResult, WarmupMultiStep, build_model, train
 
 __all__ = [
-    "TrainConfig", "train", "TrainResult", "NonFiniteLossError", "WarmupMultiStep", "build_model",
-    "JointsMSELoss", "evaluate", "run_inference", "predict_heatmaps", "flip_back", "build_coco_results",
-    "DistContext", "init_distributed", "gather_by_index", "atomic_write", "write_json", "save_checkpoint",
+    "TrainConfig",
+    "train",
+    "TrainResult",
+    "NonFiniteLossError",
+    "WarmupMultiStep",
+    "build_model",
+    "JointsMSELoss",
+    "evaluate",
+    "run_inference",
+    "predict_heatmaps",
+    "flip_back",
+    "build_coco_results",
+    "DistContext",
+    "init_distributed",
+    "gather_by_index",
+    "atomic_write",
+    "write_json",
+    "save_checkpoint",
     "load_checkpoint_file",
 ]

@@ -6,15 +6,24 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["atomic_write", "write_json", "save_checkpoint", "load_checkpoint_file", "capture_rng_state",
-           "restore_rng_state", "unwrap_model", "read_training_checkpoint"]
+__all__ = [
+    "atomic_write",
+    "write_json",
+    "save_checkpoint",
+    "load_checkpoint_file",
+    "capture_rng_state",
+    "restore_rng_state",
+    "unwrap_model",
+    "read_training_checkpoint",
+]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
@@ -74,8 +83,10 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by the trainer (tensors and plain values only); a clear error otherwise."""
     state = read_training_checkpoint(path)
     if state is None:
-        raise ValueError(f"{path} is not a readable mamkpd training checkpoint (no 'model' and 'config' entries, "
-                         "or a damaged file); load model-zoo checkpoints with mamkpd.load_checkpoint")
+        raise ValueError(
+            f"{path} is not a readable mamkpd training checkpoint (no 'model' and 'config' entries, "
+            "or a damaged file); load model-zoo checkpoints with mamkpd.load_checkpoint"
+        )
     return state
 
 
@@ -84,8 +95,13 @@ def capture_rng_state() -> dict[str, Any]:
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+        "numpy": {
+            "name": np_name,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -98,8 +114,15 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     np_state = state["numpy"]
-    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -69,24 +69,30 @@ class TrainConfig:
                 raise ValueError(f"input_size must be (H, W), got {self.input_size}")
         self.lr_steps = tuple(int(v) for v in self.lr_steps)
         checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "eval_batch_size": self.eval_batch_size >= 1, "workers": self.workers >= 0,
-            "warmup_iters": self.warmup_iters >= 0, "val_interval": self.val_interval >= 0,
-            "checkpoint_interval": self.checkpoint_interval >= 0, "log_interval": self.log_interval >= 1,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "workers": self.workers >= 0,
+            "warmup_iters": self.warmup_iters >= 0,
+            "val_interval": self.val_interval >= 0,
+            "checkpoint_interval": self.checkpoint_interval >= 0,
+            "log_interval": self.log_interval >= 1,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
             "on_bad": self.on_bad in ("skip", "error"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError("invalid TrainConfig value(s): "
-                             + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad))
+            raise ValueError(
+                "invalid TrainConfig value(s): " + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict (stored in checkpoints and the run log)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys are an error naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)

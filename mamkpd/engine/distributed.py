@@ -9,8 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "gather_by_index", "barrier", "broadcast_object",
-           "broadcast_buffers"]
+__all__ = ["DistContext", "init_distributed", "gather_by_index", "barrier", "broadcast_object", "broadcast_buffers"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,9 @@ def init_distributed(device: str = "auto") -> DistContext:
     dev = _resolve_device(device, local_rank, distributed)
     if distributed and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size,
-                                device_id=dev if dev.type == "cuda" else None)
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world_size, device_id=dev if dev.type == "cuda" else None
+        )
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
@@ -88,8 +88,9 @@ def broadcast_buffers(ctx: DistContext, module: torch.nn.Module) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def gather_by_index(ctx: DistContext, arrays: dict[str, np.ndarray], total: int,
-                    index_key: str = "instance_index") -> dict[str, np.ndarray]:
+def gather_by_index(
+    ctx: DistContext, arrays: dict[str, np.ndarray], total: int, index_key: str = "instance_index"
+) -> dict[str, np.ndarray]:
     """Gather per-instance arrays from all ranks, ordered by ``arrays[index_key]``, each index once.
 
     A DistributedSampler pads the last shard by repeating indices so that ranks get equal counts;
@@ -106,6 +107,8 @@ def gather_by_index(ctx: DistContext, arrays: dict[str, np.ndarray], total: int,
     unique, first = np.unique(index, return_index=True)
     if len(unique) != total or (total and (unique[0] != 0 or unique[-1] != total - 1)):
         missing = sorted(set(range(total)) - set(unique.tolist()))[:10]
-        raise RuntimeError(f"evaluation gathering: expected instances 0..{total - 1} once each, got "
-                           f"{len(unique)} distinct (first missing: {missing})")
+        raise RuntimeError(
+            f"evaluation gathering: expected instances 0..{total - 1} once each, got "
+            f"{len(unique)} distinct (first missing: {missing})"
+        )
     return {key: value[first] for key, value in merged.items()}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,8 +17,17 @@ from tqdm import tqdm
 from .checkpoint import unwrap_model, write_json
 from .distributed import DistContext, broadcast_object, gather_by_index
 
-__all__ = ["flip_back", "predict_heatmaps", "run_inference", "build_coco_results", "evaluate",
-           "primary_metric", "find_mpii_gt", "RESCORE_THR", "OKS_NMS_THR"]
+__all__ = [
+    "flip_back",
+    "predict_heatmaps",
+    "run_inference",
+    "build_coco_results",
+    "evaluate",
+    "primary_metric",
+    "find_mpii_gt",
+    "RESCORE_THR",
+    "OKS_NMS_THR",
+]
 
 # HRNet / MMPose top-down test protocol for COCO and AP-10K
 RESCORE_THR = 0.2  # keypoints above this score enter the mean that rescales the box score
@@ -41,8 +51,9 @@ def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]], shi
     return out
 
 
-def predict_heatmaps(model: nn.Module, images: torch.Tensor, flip_pairs: Sequence[tuple[int, int]] | None,
-                     shift: bool = True) -> torch.Tensor:
+def predict_heatmaps(
+    model: nn.Module, images: torch.Tensor, flip_pairs: Sequence[tuple[int, int]] | None, shift: bool = True
+) -> torch.Tensor:
     """Model heatmaps for a batch, averaged with the flip-test heatmaps when ``flip_pairs`` is given."""
     heatmaps = model(images).float()
     if flip_pairs is not None:
@@ -55,9 +66,19 @@ def _flip_shift(codec_name: str) -> bool:
     return codec_name != "udp"
 
 
-def run_inference(model: nn.Module, dataset: Dataset, codec, *, codec_name: str, flip_test: bool = True,
-                  batch_size: int = 64, workers: int = 2, ctx: DistContext | None = None,
-                  amp: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
+def run_inference(
+    model: nn.Module,
+    dataset: Dataset,
+    codec,
+    *,
+    codec_name: str,
+    flip_test: bool = True,
+    batch_size: int = 64,
+    workers: int = 2,
+    ctx: DistContext | None = None,
+    amp: bool = False,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
     """Predict every instance of ``dataset``; keypoints come back in image pixels, ordered by instance index.
 
     Under DDP each rank predicts its shard and all ranks receive the full, de-duplicated set.
@@ -66,17 +87,40 @@ def run_inference(model: nn.Module, dataset: Dataset, codec, *, codec_name: str,
     from ..data.transforms import crop_to_image
 
     ctx = ctx or DistContext()
-    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False) \
-        if ctx.distributed else None
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
-                        collate_fn=collate, pin_memory=ctx.device.type == "cuda")
+    sampler = (
+        DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=False)
+        if ctx.distributed
+        else None
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=ctx.device.type == "cuda",
+    )
     flip_pairs = [tuple(p) for p in dataset.info.flip_pairs] if flip_test else None
     shift = _flip_shift(codec_name)
     udp = codec_name == "udp"  # UDP crops map the box onto the (W-1) x (H-1) pixel-centre grid
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and ctx.device.type == "cuda" else nullcontext()
-    fields: dict[str, list] = {k: [] for k in ("instance_index", "image_id", "category_id", "keypoints",
-                                               "scores", "box_score", "area", "center", "scale",
-                                               "gt_keypoints", "head_size")}
+    fields: dict[str, list] = {
+        k: []
+        for k in (
+            "instance_index",
+            "image_id",
+            "category_id",
+            "keypoints",
+            "scores",
+            "box_score",
+            "area",
+            "center",
+            "scale",
+            "gt_keypoints",
+            "head_size",
+        )
+    }
     was_training = model.training
     model.eval()
     bar = tqdm(loader, desc="inference", disable=not (progress and ctx.is_main), dynamic_ncols=True)
@@ -89,8 +133,9 @@ def run_inference(model: nn.Module, dataset: Dataset, codec, *, codec_name: str,
             input_size = tuple(images.shape[-2:])
             for n, meta in enumerate(batch["meta"]):
                 center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])
-                fields["keypoints"].append(np.asarray(crop_to_image(crop_xy[n], center, scale, input_size, udp=udp),
-                                                      dtype=np.float32))
+                fields["keypoints"].append(
+                    np.asarray(crop_to_image(crop_xy[n], center, scale, input_size, udp=udp), dtype=np.float32)
+                )
                 fields["scores"].append(np.asarray(scores[n], dtype=np.float32))
                 fields["instance_index"].append(int(meta["instance_index"]))
                 fields["image_id"].append(int(meta["image_id"]))
@@ -104,8 +149,10 @@ def run_inference(model: nn.Module, dataset: Dataset, codec, *, codec_name: str,
                 fields["head_size"].append(float(meta.get("head_size") or 0.0))  # MPII PCKh without the .mat
     model.train(was_training)
     num_keypoints = len(dataset.info.keypoint_names)
-    arrays = {k: np.asarray(v) if v else np.zeros((0, num_keypoints, 2) if k == "keypoints" else (0,))
-              for k, v in fields.items()}
+    arrays = {
+        k: np.asarray(v) if v else np.zeros((0, num_keypoints, 2) if k == "keypoints" else (0,))
+        for k, v in fields.items()
+    }
     return gather_by_index(ctx, arrays, total=len(dataset))
 
 
@@ -118,9 +165,15 @@ def build_coco_results(pred: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     results = []
     for i in range(len(pred["instance_index"])):
         kpts = np.concatenate([pred["keypoints"][i], pred["scores"][i][:, None]], axis=1)
-        results.append({"image_id": int(pred["image_id"][i]), "category_id": int(pred["category_id"][i]),
-                        "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
-                        "score": float(pred["box_score"][i]), "area": float(pred["area"][i])})
+        results.append(
+            {
+                "image_id": int(pred["image_id"][i]),
+                "category_id": int(pred["category_id"][i]),
+                "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
+                "score": float(pred["box_score"][i]),
+                "area": float(pred["area"][i]),
+            }
+        )
     return results
 
 
@@ -143,21 +196,37 @@ def _mpii_ground_truth(pred: dict[str, np.ndarray], gt_mat: str | None):
     """``gt_mat`` when given, else (gt, visible, head_sizes) from the annotations the dataset read."""
     if gt_mat:
         if not Path(gt_mat).is_file():
-            raise FileNotFoundError(f"MPII ground-truth file not found: {gt_mat} (mpii_gt_val.mat of the MPII "
-                                    "annotations HRNet/MMPose ship)")
+            raise FileNotFoundError(
+                f"MPII ground-truth file not found: {gt_mat} (mpii_gt_val.mat of the MPII "
+                "annotations HRNet/MMPose ship)"
+            )
         return gt_mat
     missing = np.flatnonzero(pred["head_size"] <= 0)
     if len(missing):
-        raise ValueError(f"MPII instance(s) {missing[:10].tolist()} have no head size; "
-                         "pass the ground-truth file mpii_gt_val.mat (--gt-mat)")
+        raise ValueError(
+            f"MPII instance(s) {missing[:10].tolist()} have no head size; "
+            "pass the ground-truth file mpii_gt_val.mat (--gt-mat)"
+        )
     gt = pred["gt_keypoints"].astype(np.float64)
     return gt[..., :2], gt[..., 2] > 0, pred["head_size"].astype(np.float64)
 
 
-def evaluate(model: nn.Module, dataset: Dataset, codec, *, codec_name: str, flip_test: bool = True,
-             batch_size: int = 64, workers: int = 2, ctx: DistContext | None = None, amp: bool = False,
-             results_file: str | os.PathLike | None = None, box_source: str = "ground truth",
-             gt_mat: str | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    codec,
+    *,
+    codec_name: str,
+    flip_test: bool = True,
+    batch_size: int = 64,
+    workers: int = 2,
+    ctx: DistContext | None = None,
+    amp: bool = False,
+    results_file: str | os.PathLike | None = None,
+    box_source: str = "ground truth",
+    gt_mat: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run top-down inference on ``dataset`` and score it with the data set's published protocol.
 
     COCO / AP-10K: rescoring (box score × mean keypoint score above 0.2), OKS-NMS at 0.9 with the data
@@ -172,15 +241,32 @@ def evaluate(model: nn.Module, dataset: Dataset, codec, *, codec_name: str, flip
     from .. import evaluation
 
     ctx = ctx or DistContext()
-    pred = run_inference(model, dataset, codec, codec_name=codec_name, flip_test=flip_test,
-                         batch_size=batch_size, workers=workers, ctx=ctx, amp=amp, progress=progress)
+    pred = run_inference(
+        model,
+        dataset,
+        codec,
+        codec_name=codec_name,
+        flip_test=flip_test,
+        batch_size=batch_size,
+        workers=workers,
+        ctx=ctx,
+        amp=amp,
+        progress=progress,
+    )
     info = dataset.info
     inner = unwrap_model(model)
     protocol = {
-        "dataset": info.name, "ann_file": str(getattr(dataset, "ann_file", "")), "box_source": box_source,
-        "flip_test": flip_test, "flip_shift": flip_test and _flip_shift(codec_name), "codec": codec_name,
-        "input_size": list(_crop_size(dataset)), "scan_backend": getattr(inner, "scan_backend", None),
-        "amp": bool(amp and ctx.device.type == "cuda"), "device": str(ctx.device), "world_size": ctx.world_size,
+        "dataset": info.name,
+        "ann_file": str(getattr(dataset, "ann_file", "")),
+        "box_source": box_source,
+        "flip_test": flip_test,
+        "flip_shift": flip_test and _flip_shift(codec_name),
+        "codec": codec_name,
+        "input_size": list(_crop_size(dataset)),
+        "scan_backend": getattr(inner, "scan_backend", None),
+        "amp": bool(amp and ctx.device.type == "cuda"),
+        "device": str(ctx.device),
+        "world_size": ctx.world_size,
         "skipped_records": int(getattr(dataset, "skipped", 0)),
     }
     report: dict[str, Any] | None = None
@@ -197,19 +283,26 @@ def evaluate(model: nn.Module, dataset: Dataset, codec, *, codec_name: str, flip
                 r.pop("area", None)
             protocol.update(rescore_thr=RESCORE_THR, oks_nms_thr=OKS_NMS_THR)
             if info.name == "ap10k":
-                protocol.update(metric="AP-10K keypoint AP (ap10k_ap)",
-                                evaluator=evaluation.evaluator_version("xtcocotools"))
+                protocol.update(
+                    metric="AP-10K keypoint AP (ap10k_ap)", evaluator=evaluation.evaluator_version("xtcocotools")
+                )
                 metrics = evaluation.ap10k_ap(dataset.ann_file, results, evaluator="xtcocotools")
             else:
-                protocol.update(metric="COCO keypoint AP (coco_keypoint_ap)",
-                                evaluator=evaluation.evaluator_version("pycocotools"))
-                metrics = evaluation.coco_keypoint_ap(dataset.ann_file, results, sigmas=info.sigmas,
-                                                      evaluator="pycocotools")
+                protocol.update(
+                    metric="COCO keypoint AP (coco_keypoint_ap)", evaluator=evaluation.evaluator_version("pycocotools")
+                )
+                metrics = evaluation.coco_keypoint_ap(
+                    dataset.ann_file, results, sigmas=info.sigmas, evaluator="pycocotools"
+                )
             file_content = results
         if results_file is not None:
             write_json(results_file, file_content)
-        report = {"metrics": {k: float(v) for k, v in metrics.items()}, "protocol": protocol,
-                  "num_instances": len(dataset), "results_file": str(results_file) if results_file else None}
+        report = {
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "protocol": protocol,
+            "num_instances": len(dataset),
+            "results_file": str(results_file) if results_file else None,
+        }
     return broadcast_object(ctx, report)
 
 

@@ -18,15 +18,22 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import (capture_rng_state, load_checkpoint_file, restore_rng_state, save_checkpoint,
-                         unwrap_model)
+from .checkpoint import capture_rng_state, load_checkpoint_file, restore_rng_state, save_checkpoint, unwrap_model
 from .config import TrainConfig
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
 from .inference import evaluate, find_mpii_gt, primary_metric
 from .loss import JointsMSELoss
 
-__all__ = ["train", "TrainResult", "NonFiniteLossError", "WarmupMultiStep", "build_model",
-           "build_datasets", "resolve_input_size", "seed_everything"]
+__all__ = [
+    "train",
+    "TrainResult",
+    "NonFiniteLossError",
+    "WarmupMultiStep",
+    "build_model",
+    "build_datasets",
+    "resolve_input_size",
+    "seed_everything",
+]
 
 log = logging.getLogger("mamkpd.engine")
 
@@ -49,10 +56,15 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary: paths as strings, the last epoch's record."""
-        return {"out_dir": str(self.out_dir), "epochs_completed": self.epochs_completed,
-                "global_step": self.global_step, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-                "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
-                "best_metric": self.best_metric, "last_epoch": self.history[-1] if self.history else None}
+        return {
+            "out_dir": str(self.out_dir),
+            "epochs_completed": self.epochs_completed,
+            "global_step": self.global_step,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+            "best_metric": self.best_metric,
+            "last_epoch": self.history[-1] if self.history else None,
+        }
 
 
 class WarmupMultiStep:
@@ -64,8 +76,9 @@ class WarmupMultiStep:
     A plain object (not a closure) so LambdaLR's state_dict stores it.
     """
 
-    def __init__(self, iters_per_epoch: int, milestones: tuple[int, ...], factor: float,
-                 warmup_iters: int, warmup_ratio: float) -> None:
+    def __init__(
+        self, iters_per_epoch: int, milestones: tuple[int, ...], factor: float, warmup_iters: int, warmup_ratio: float
+    ) -> None:
         self.iters_per_epoch = iters_per_epoch
         self.milestones = tuple(milestones)
         self.factor = factor
@@ -118,14 +131,32 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     input_size = resolve_input_size(cfg)
     codec = build_codec(resolve_codec(cfg), input_size)
     # augmentations draw from a generator seeded by (seed, epoch, index): independent of workers and ranks
-    train_set = build_dataset(cfg.dataset, "train", cfg.data_root, train=cfg.augment, input_size=input_size,
-                              codec=codec, on_bad=cfg.on_bad, ann_file=cfg.train_ann_file,
-                              image_dir=cfg.train_image_dir, seed=cfg.seed)
+    train_set = build_dataset(
+        cfg.dataset,
+        "train",
+        cfg.data_root,
+        train=cfg.augment,
+        input_size=input_size,
+        codec=codec,
+        on_bad=cfg.on_bad,
+        ann_file=cfg.train_ann_file,
+        image_dir=cfg.train_image_dir,
+        seed=cfg.seed,
+    )
     val_set = None
     if cfg.val_interval:
-        val_set = build_dataset(cfg.dataset, "val", cfg.data_root, train=False, input_size=input_size, codec=codec,
-                                box_file=cfg.val_box_file, on_bad=cfg.on_bad, ann_file=cfg.val_ann_file,
-                                image_dir=cfg.val_image_dir)
+        val_set = build_dataset(
+            cfg.dataset,
+            "val",
+            cfg.data_root,
+            train=False,
+            input_size=input_size,
+            codec=codec,
+            box_file=cfg.val_box_file,
+            on_bad=cfg.on_bad,
+            ann_file=cfg.val_ann_file,
+            image_dir=cfg.val_image_dir,
+        )
     return train_set, val_set
 
 
@@ -148,14 +179,23 @@ def _setup_logging(out_dir: Path, ctx: DistContext) -> logging.Handler | None:
 
 
 def _checkpoint_state(cfg, model, optimizer, scheduler, scaler, epochs_done, global_step, best, rng_states):
-    return {"model": unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-            "epoch": epochs_done, "global_step": global_step, "best_metric": best, "rng": rng_states,
-            "config": cfg.to_dict(), "complete_epoch": True}
+    return {
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler else None,
+        "epoch": epochs_done,
+        "global_step": global_step,
+        "best_metric": best,
+        "rng": rng_states,
+        "config": cfg.to_dict(),
+        "complete_epoch": True,
+    }
 
 
-def _resume(cfg: TrainConfig, ctx: DistContext, path: Path, model: nn.Module, optimizer, scheduler,
-            scaler) -> tuple[int, int, float | None]:
+def _resume(
+    cfg: TrainConfig, ctx: DistContext, path: Path, model: nn.Module, optimizer, scheduler, scaler
+) -> tuple[int, int, float | None]:
     """Load a full checkpoint into the run's objects; returns (epochs done, global step, best metric)."""
     state = load_checkpoint_file(path)
     if not state.get("complete_epoch", False) or "optimizer" not in state:
@@ -173,8 +213,12 @@ def _resume(cfg: TrainConfig, ctx: DistContext, path: Path, model: nn.Module, op
     if len(rng) == ctx.world_size:
         restore_rng_state(rng[ctx.rank])
     else:
-        log.warning("resume: checkpoint from %d process(es), now %d: RNG states not restored, the run "
-                    "will not match an uninterrupted one exactly", len(rng), ctx.world_size)
+        log.warning(
+            "resume: checkpoint from %d process(es), now %d: RNG states not restored, the run "
+            "will not match an uninterrupted one exactly",
+            len(rng),
+            ctx.world_size,
+        )
     log.info("resumed from %s at epoch %d, step %d", path, state["epoch"], state["global_step"])
     return state["epoch"], state["global_step"], state["best_metric"]
 
@@ -196,8 +240,13 @@ def _optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, gra
         optimizer.step()
 
 
-def train(cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Dataset | None = None,
-          val_set: Dataset | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    *,
+    model: nn.Module | None = None,
+    train_set: Dataset | None = None,
+    val_set: Dataset | None = None,
+) -> TrainResult:
     """Train ``cfg.model`` (or the given ``model``) on ``cfg.dataset`` (or the given datasets).
 
     Checkpoints each epoch to ``out_dir/last.pth`` (full state: model, optimizer, scheduler, epoch, step,
@@ -237,18 +286,28 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
     model = model.to(ctx.device)
     if ctx.distributed and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ddp_model = nn.parallel.DistributedDataParallel(
-        model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None) if ctx.distributed else model
+    ddp_model = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+        if ctx.distributed
+        else model
+    )
 
     # the sampler shuffles with (seed, epoch) only, so a resumed run sees the same order
-    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                 seed=cfg.seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        collate_fn=collate, pin_memory=ctx.device.type == "cuda", drop_last=False)
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        pin_memory=ctx.device.type == "cuda",
+        drop_last=False,
+    )
     iters_per_epoch = len(loader)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupMultiStep(
-        iters_per_epoch, cfg.lr_steps, cfg.lr_factor, cfg.warmup_iters, cfg.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupMultiStep(iters_per_epoch, cfg.lr_steps, cfg.lr_factor, cfg.warmup_iters, cfg.warmup_ratio)
+    )
     use_amp = cfg.amp and ctx.device.type == "cuda"
     if cfg.amp and not use_amp:
         log.warning("amp requested on %s: AMP is CUDA-only, training in float32", ctx.device)
@@ -268,8 +327,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         start_epoch, global_step, best = _resume(cfg, ctx, last_good, model, optimizer, scheduler, scaler)
 
     log.info("config %s", cfg.to_dict())
-    log.info("train: %d instances, %d steps/epoch x %d process(es), input %s, device %s",
-             len(train_set), iters_per_epoch, ctx.world_size, input_size, ctx.device)
+    log.info(
+        "train: %d instances, %d steps/epoch x %d process(es), input %s, device %s",
+        len(train_set),
+        iters_per_epoch,
+        ctx.world_size,
+        input_size,
+        ctx.device,
+    )
     history: list[dict[str, Any]] = []
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
     stopped_early = False
@@ -297,7 +362,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
                     f"loss is {loss_value} at step {global_step + 1} (epoch {epoch + 1}, batch {batch_index}); "
-                    f"last good checkpoint: {last_good or 'none (no epoch completed yet)'}")
+                    f"last good checkpoint: {last_good or 'none (no epoch completed yet)'}"
+                )
             _optimizer_step(loss, model, optimizer, scaler, cfg.grad_clip)
             scheduler.step()
             global_step += 1
@@ -308,8 +374,16 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
             lr = optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{loss_value:.3e}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
             if global_step % cfg.log_interval == 0:
-                log.info("epoch %d step %d batch %d/%d loss %.6e lr %.3e samples/s %.1f", epoch + 1,
-                         global_step, batch_index + 1, iters_per_epoch, loss_value, lr, rate)
+                log.info(
+                    "epoch %d step %d batch %d/%d loss %.6e lr %.3e samples/s %.1f",
+                    epoch + 1,
+                    global_step,
+                    batch_index + 1,
+                    iters_per_epoch,
+                    loss_value,
+                    lr,
+                    rate,
+                )
             if cfg.max_steps is not None and global_step >= cfg.max_steps and batch_index + 1 < iters_per_epoch:
                 stopped_early = True
                 break
@@ -317,16 +391,29 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         broadcast_buffers(ctx, model)
         if stopped_early:
             break
-        record: dict[str, Any] = {"epoch": epoch + 1, "global_step": global_step, "loss": loss_sum / max(seen, 1),
-                                  "lr": optimizer.param_groups[0]["lr"],
-                                  "samples_per_s": seen / max(time.perf_counter() - start, 1e-9)}
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "global_step": global_step,
+            "loss": loss_sum / max(seen, 1),
+            "lr": optimizer.param_groups[0]["lr"],
+            "samples_per_s": seen / max(time.perf_counter() - start, 1e-9),
+        }
         epochs_done = epoch + 1
         if val_set is not None and (epochs_done % cfg.val_interval == 0 or epochs_done == cfg.epochs):
-            report = evaluate(model, val_set, codec, codec_name=codec_name, flip_test=cfg.flip_test,
-                              batch_size=cfg.eval_batch_size, workers=cfg.workers, ctx=ctx, amp=use_amp,
-                              results_file=out_dir / f"val_results_epoch_{epochs_done}.json",
-                              box_source=cfg.val_box_file or "ground truth",
-                              gt_mat=find_mpii_gt(cfg.data_root) if info.name == "mpii" else None)
+            report = evaluate(
+                model,
+                val_set,
+                codec,
+                codec_name=codec_name,
+                flip_test=cfg.flip_test,
+                batch_size=cfg.eval_batch_size,
+                workers=cfg.workers,
+                ctx=ctx,
+                amp=use_amp,
+                results_file=out_dir / f"val_results_epoch_{epochs_done}.json",
+                box_source=cfg.val_box_file or "ground truth",
+                gt_mat=find_mpii_gt(cfg.data_root) if info.name == "mpii" else None,
+            )
             record["val"] = report["metrics"]
             value = report["metrics"][metric_name]
             if best is None or value > best:
@@ -338,8 +425,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
             rng_states = [None] * ctx.world_size
             torch.distributed.all_gather_object(rng_states, capture_rng_state())
         if ctx.is_main:
-            state = _checkpoint_state(cfg, ddp_model, optimizer, scheduler, scaler, epochs_done, global_step,
-                                      best, rng_states)
+            state = _checkpoint_state(
+                cfg, ddp_model, optimizer, scheduler, scaler, epochs_done, global_step, best, rng_states
+            )
             save_checkpoint(last_path, state)
             if cfg.checkpoint_interval and epochs_done % cfg.checkpoint_interval == 0:
                 save_checkpoint(out_dir / f"epoch_{epochs_done}.pth", state)
@@ -356,11 +444,30 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
     if stopped_early:
         checkpoint = out_dir / "partial.pth"
         if ctx.is_main:
-            save_checkpoint(checkpoint, {"model": unwrap_model(ddp_model).state_dict(), "config": cfg.to_dict(),
-                                         "epoch": epoch, "global_step": global_step, "complete_epoch": False})
-        log.info("max_steps=%d reached mid-epoch %d: weights in %s, resume point %s", cfg.max_steps, epoch + 1,
-                 checkpoint, last_good)
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": unwrap_model(ddp_model).state_dict(),
+                    "config": cfg.to_dict(),
+                    "epoch": epoch,
+                    "global_step": global_step,
+                    "complete_epoch": False,
+                },
+            )
+        log.info(
+            "max_steps=%d reached mid-epoch %d: weights in %s, resume point %s",
+            cfg.max_steps,
+            epoch + 1,
+            checkpoint,
+            last_good,
+        )
         barrier(ctx)
-    return TrainResult(out_dir=out_dir, epochs_completed=len(history) + start_epoch, global_step=global_step,
-                       checkpoint=checkpoint, best_checkpoint=best_path if best is not None else None,
-                       best_metric=best, history=history)
+    return TrainResult(
+        out_dir=out_dir,
+        epochs_completed=len(history) + start_epoch,
+        global_step=global_step,
+        checkpoint=checkpoint,
+        best_checkpoint=best_path if best is not None else None,
+        best_metric=best,
+        history=history,
+    )

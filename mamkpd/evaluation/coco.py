@@ -36,8 +36,11 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "
 
 def _load_gt_json(ann_file: str) -> dict:
     data = read_json(ann_file, "annotation file")
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) \
-            or not isinstance(data.get("images"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("annotations"), list)
+        or not isinstance(data.get("images"), list)
+    ):
         raise ValueError(f"{ann_file}: not a COCO keypoint annotation file (needs 'images' and 'annotations')")
     return data
 
@@ -61,8 +64,9 @@ def validate_results(results, gt: dict, num_keypoints: int, source: str = "resul
         kp = r["keypoints"]
         if not isinstance(kp, list) or len(kp) != 3 * num_keypoints:
             n = len(kp) if isinstance(kp, list) else type(kp).__name__
-            raise ValueError(f"{where}: 'keypoints' has {n} values, expected {3 * num_keypoints} "
-                             f"([x, y, score] x {num_keypoints})")
+            raise ValueError(
+                f"{where}: 'keypoints' has {n} values, expected {3 * num_keypoints} ([x, y, score] x {num_keypoints})"
+            )
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in kp):
             raise ValueError(f"{where}: 'keypoints' must be finite numbers")
         if not isinstance(r["score"], (int, float)) or not math.isfinite(r["score"]):
@@ -70,8 +74,10 @@ def validate_results(results, gt: dict, num_keypoints: int, source: str = "resul
         if r["image_id"] not in image_ids:
             raise ValueError(f"{where}: image_id {r['image_id']!r} is not an image of the annotation file")
         if r["category_id"] not in cat_ids:
-            raise ValueError(f"{where}: category_id {r['category_id']!r} is not a category of the "
-                             f"annotation file ({len(cat_ids)} categories)")
+            raise ValueError(
+                f"{where}: category_id {r['category_id']!r} is not a category of the "
+                f"annotation file ({len(cat_ids)} categories)"
+            )
 
 
 def _coco_api(evaluator: Evaluator):
@@ -89,8 +95,14 @@ def _coco_api(evaluator: Evaluator):
     return COCO, COCOeval
 
 
-def keypoint_ap(ann_file: str, results: list[dict], sigmas: np.ndarray, *, use_area: bool = True,
-                evaluator: Evaluator = "pycocotools") -> dict[str, float]:
+def keypoint_ap(
+    ann_file: str,
+    results: list[dict],
+    sigmas: np.ndarray,
+    *,
+    use_area: bool = True,
+    evaluator: Evaluator = "pycocotools",
+) -> dict[str, float]:
     """COCOeval(iouType="keypoints") of ``results`` against ``ann_file`` with the given sigmas.
 
     Returns AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL as fractions.
@@ -114,7 +126,7 @@ def keypoint_ap(ann_file: str, results: list[dict], sigmas: np.ndarray, *, use_a
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats)}
+    return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats, strict=True)}
 
 
 def evaluator_version(evaluator: Evaluator) -> str:
@@ -125,15 +137,21 @@ def evaluator_version(evaluator: Evaluator) -> str:
         return f"{evaluator} (version unknown)"
 
 
-def coco_keypoint_ap(ann_file: str, results: list[dict], sigmas: np.ndarray | None = None,
-                     use_area: bool = True, evaluator: Evaluator | None = None) -> dict[str, float]:
+def coco_keypoint_ap(
+    ann_file: str,
+    results: list[dict],
+    sigmas: np.ndarray | None = None,
+    use_area: bool = True,
+    evaluator: Evaluator | None = None,
+) -> dict[str, float]:
     """COCO keypoint AP of ``results`` (COCO results format) with COCO's sigmas by default.
 
     The evaluator is pycocotools unless ``use_area=False`` (xtcocotools only) or asked otherwise.
     """
     evaluator = evaluator or ("pycocotools" if use_area else "xtcocotools")
-    return keypoint_ap(ann_file, results, COCO_SIGMAS if sigmas is None else sigmas,
-                       use_area=use_area, evaluator=evaluator)
+    return keypoint_ap(
+        ann_file, results, COCO_SIGMAS if sigmas is None else sigmas, use_area=use_area, evaluator=evaluator
+    )
 
 
 def ap10k_ap(ann_file: str, results: list[dict], evaluator: Evaluator = "xtcocotools") -> dict[str, float]:

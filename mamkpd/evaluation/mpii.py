@@ -23,11 +23,33 @@ from mamkpd.data.readers import load_mpii_gt
 SC_BIAS = 0.6
 PCKH_THRESHOLD = 0.5
 # mpii_gt_val.mat's dataset_joints, the same order as the HRNet/MMPose MPII json
-MPII_MAT_JOINTS = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
-                   "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
+MPII_MAT_JOINTS = (
+    "rank",
+    "rkne",
+    "rhip",
+    "lhip",
+    "lkne",
+    "lank",
+    "pelv",
+    "thor",
+    "neck",
+    "head",
+    "rwri",
+    "relb",
+    "rsho",
+    "lsho",
+    "lelb",
+    "lwri",
+)
 PCKH_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
-_PAIRS = {"Shoulder": ("lsho", "rsho"), "Elbow": ("lelb", "relb"), "Wrist": ("lwri", "rwri"),
-          "Hip": ("lhip", "rhip"), "Knee": ("lkne", "rkne"), "Ankle": ("lank", "rank")}
+_PAIRS = {
+    "Shoulder": ("lsho", "rsho"),
+    "Elbow": ("lelb", "relb"),
+    "Wrist": ("lwri", "rwri"),
+    "Hip": ("lhip", "rhip"),
+    "Knee": ("lkne", "rkne"),
+    "Ankle": ("lank", "rank"),
+}
 
 
 def _pck_per_joint(scaled_err: np.ndarray, visible: np.ndarray, threshold: float) -> np.ndarray:
@@ -56,8 +78,10 @@ def mpii_pckh(pred: np.ndarray, gt, threshold: float = PCKH_THRESHOLD) -> dict[s
     if pred.ndim != 3 or pred.shape[1:] != (16, 2):
         raise ValueError(f"MPII predictions must be (N, 16, 2), got {pred.shape}")
     if pred.shape[0] != gt_xy.shape[0]:
-        raise ValueError(f"{pred.shape[0]} predicted people but the ground truth has {gt_xy.shape[0]} "
-                         "(predictions must follow the annotation order, one per person)")
+        raise ValueError(
+            f"{pred.shape[0]} predicted people but the ground truth has {gt_xy.shape[0]} "
+            "(predictions must follow the annotation order, one per person)"
+        )
     idx = {n: names.index(n) for n in MPII_MAT_JOINTS if n in names}
     missing = [n for n in MPII_MAT_JOINTS if n not in idx]
     if missing:

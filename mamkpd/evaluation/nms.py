@@ -25,8 +25,9 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray | No
     return np.exp(-e).mean(-1)
 
 
-def oks_nms_indices(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thr: float = 0.9,
-                    sigmas: np.ndarray | None = None) -> list[int]:
+def oks_nms_indices(
+    keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thr: float = 0.9, sigmas: np.ndarray | None = None
+) -> list[int]:
     """Greedy NMS: keep the best-scored pose, drop others whose OKS with it exceeds ``thr``, repeat.
 
     Returns kept indices in the order kept (descending score; ties keep the later index first, as

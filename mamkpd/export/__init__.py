@@ -3,16 +3,53 @@
 A layer beside :mod:`mamkpd.harness` (it uses the harness's FPS protocol for onnxruntime timings).
 """
 
-from .graph import (SCAN_OP, CompileStats, build_model, compile_model, count_scan_nodes, count_ss2d, example_input,
-                    export_program, input_size_of, lower_scan)
-from .onnx_export import (DEFAULT_TOLERANCE, OnnxCheck, OnnxExportConfig, OnnxExportReport, check_onnx, export_onnx,
-                          flat_outputs, onnx_session)
+from .graph import (
+    SCAN_OP,
+    CompileStats,
+    build_model,
+    compile_model,
+    count_scan_nodes,
+    count_ss2d,
+    example_input,
+    export_program,
+    input_size_of,
+    lower_scan,
+)
+from .onnx_export import (
+    DEFAULT_TOLERANCE,
+    OnnxCheck,
+    OnnxExportConfig,
+    OnnxExportReport,
+    check_onnx,
+    export_onnx,
+    flat_outputs,
+    onnx_session,
+)
 from .runtimes import PROVIDERS, OnnxFpsMeasurement, OnnxRunner, measure_onnx_fps, onnx_runner, resolve_provider
 
 __all__ = [
-    "SCAN_OP", "CompileStats", "build_model", "compile_model", "count_scan_nodes", "count_ss2d", "example_input",
-    "export_program", "input_size_of", "lower_scan",
-    "DEFAULT_TOLERANCE", "OnnxCheck", "OnnxExportConfig", "OnnxExportReport", "check_onnx", "export_onnx",
-    "flat_outputs", "onnx_session",
-    "PROVIDERS", "OnnxFpsMeasurement", "OnnxRunner", "measure_onnx_fps", "onnx_runner", "resolve_provider",
+    "SCAN_OP",
+    "CompileStats",
+    "build_model",
+    "compile_model",
+    "count_scan_nodes",
+    "count_ss2d",
+    "example_input",
+    "export_program",
+    "input_size_of",
+    "lower_scan",
+    "DEFAULT_TOLERANCE",
+    "OnnxCheck",
+    "OnnxExportConfig",
+    "OnnxExportReport",
+    "check_onnx",
+    "export_onnx",
+    "flat_outputs",
+    "onnx_session",
+    "PROVIDERS",
+    "OnnxFpsMeasurement",
+    "OnnxRunner",
+    "measure_onnx_fps",
+    "onnx_runner",
+    "resolve_provider",
 ]

@@ -9,9 +9,9 @@ same computation written only with slicing, padding and element-wise ops.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -21,8 +21,16 @@ from ..models.layers import SS2D
 from ..ops import selective_scan_parallel
 
 __all__ = [
-    "SCAN_OP", "build_model", "input_size_of", "example_input", "export_program", "count_scan_nodes", "count_ss2d",
-    "lower_scan", "CompileStats", "compile_model",
+    "SCAN_OP",
+    "build_model",
+    "input_size_of",
+    "example_input",
+    "export_program",
+    "count_scan_nodes",
+    "count_ss2d",
+    "lower_scan",
+    "CompileStats",
+    "compile_model",
 ]
 
 SCAN_OP = torch.ops.mamkpd.selective_scan.default
@@ -113,8 +121,9 @@ class CompileStats:
     compile_seconds: float  # first call: tracing, lowering and code generation
 
 
-def compile_model(model: nn.Module, example: Tensor, mode: str | None = None, backend: str = "inductor",
-                  fullgraph: bool = True) -> tuple[Callable[[Tensor], Tensor], CompileStats]:
+def compile_model(
+    model: nn.Module, example: Tensor, mode: str | None = None, backend: str = "inductor", fullgraph: bool = True
+) -> tuple[Callable[[Tensor], Tensor], CompileStats]:
     """``torch.compile`` ``model`` and run it once on ``example`` (the compilation happens there).
 
     Returns the compiled callable and Dynamo's statistics for that first call. With ``fullgraph`` a
@@ -129,8 +138,13 @@ def compile_model(model: nn.Module, example: Tensor, mode: str | None = None, ba
     with torch.inference_mode():
         compiled(example)
     seconds = time.perf_counter() - start
-    reasons = [reason for reason, count in counters["graph_break"].items()
-               for _ in range(count - breaks_before.get(reason, 0))]
-    stats = CompileStats(graphs=counters["stats"]["unique_graphs"] - graphs_before, graph_breaks=len(reasons),
-                         break_reasons=reasons, compile_seconds=seconds)
+    reasons = [
+        reason for reason, count in counters["graph_break"].items() for _ in range(count - breaks_before.get(reason, 0))
+    ]
+    stats = CompileStats(
+        graphs=counters["stats"]["unique_graphs"] - graphs_before,
+        graph_breaks=len(reasons),
+        break_reasons=reasons,
+        compile_seconds=seconds,
+    )
     return compiled, stats

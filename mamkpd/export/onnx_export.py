@@ -33,8 +33,16 @@ from torch import Tensor, nn
 from .graph import build_model, count_scan_nodes, example_input, export_program, input_size_of, lower_scan
 
 __all__ = [
-    "DEFAULT_TOLERANCE", "MIN_OPSET", "MAX_OPSET", "OnnxExportConfig", "OnnxCheck", "OnnxExportReport",
-    "export_onnx", "check_onnx", "onnx_session", "flat_outputs",
+    "DEFAULT_TOLERANCE",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "OnnxExportConfig",
+    "OnnxCheck",
+    "OnnxExportReport",
+    "export_onnx",
+    "check_onnx",
+    "onnx_session",
+    "flat_outputs",
 ]
 
 DEFAULT_TOLERANCE = 1e-4  # max abs difference of fp32 heatmaps between onnxruntime and PyTorch eager
@@ -66,8 +74,10 @@ class OnnxExportConfig:
         if self.batch is not None and self.batch < 1:
             raise ValueError(f"batch must be a positive integer or None (dynamic), got {self.batch}")
         if self.opset is not None and not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise ValueError(f"opset {self.opset} is outside what torch {torch.__version__}'s exporter supports "
-                             f"({MIN_OPSET}..{MAX_OPSET})")
+            raise ValueError(
+                f"opset {self.opset} is outside what torch {torch.__version__}'s exporter supports "
+                f"({MIN_OPSET}..{MAX_OPSET})"
+            )
         if not self.tolerance > 0:
             raise ValueError(f"tolerance must be positive, got {self.tolerance}")
 
@@ -144,8 +154,13 @@ def onnx_session(path: str | os.PathLike, provider: str = "CPUExecutionProvider"
     return ort.InferenceSession(str(path), options, providers=[provider])
 
 
-def check_onnx(path: str | os.PathLike, model: nn.Module, example: Tensor, tolerance: float = DEFAULT_TOLERANCE,
-               provider: str = "CPUExecutionProvider") -> OnnxCheck:
+def check_onnx(
+    path: str | os.PathLike,
+    model: nn.Module,
+    example: Tensor,
+    tolerance: float = DEFAULT_TOLERANCE,
+    provider: str = "CPUExecutionProvider",
+) -> OnnxCheck:
     """Run ``path`` with onnxruntime on ``example`` and compare every output with ``model``'s eager forward."""
     with torch.inference_mode():
         expected = [t.float().numpy() for t in flat_outputs(model(example))]
@@ -155,14 +170,21 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, example: Tensor, toler
     if len(got) != len(expected):
         raise RuntimeError(f"{path}: onnxruntime gave {len(got)} outputs, PyTorch {len(expected)}")
     diff, scale = 0.0, 0.0
-    for index, (ours, theirs) in enumerate(zip(got, expected)):
+    for index, (ours, theirs) in enumerate(zip(got, expected, strict=True)):
         if ours.shape != theirs.shape:
-            raise RuntimeError(f"{path}: output {index} has shape {ours.shape} in onnxruntime, "
-                               f"{theirs.shape} in PyTorch")
+            raise RuntimeError(
+                f"{path}: output {index} has shape {ours.shape} in onnxruntime, {theirs.shape} in PyTorch"
+            )
         diff = max(diff, float(np.max(np.abs(ours.astype(np.float64) - theirs))))
         scale = max(scale, float(np.max(np.abs(theirs))))
-    return OnnxCheck(batch=example.shape[0], provider=provider, outputs=len(got), max_abs_diff=diff,
-                     reference_max_abs=scale, tolerance=tolerance)
+    return OnnxCheck(
+        batch=example.shape[0],
+        provider=provider,
+        outputs=len(got),
+        max_abs_diff=diff,
+        reference_max_abs=scale,
+        tolerance=tolerance,
+    )
 
 
 def _staging_folder(out: Path) -> Path:
@@ -219,8 +241,15 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
         lowered = lower_scan(program)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # pytree deprecation notices from inside torch
-            onnx_program = torch.onnx.export(lowered, (trace,), dynamo=True, opset_version=config.opset,
-                                             input_names=["images"], optimize=config.optimize, verbose=False)
+            onnx_program = torch.onnx.export(
+                lowered,
+                (trace,),
+                dynamo=True,
+                opset_version=config.opset,
+                input_names=["images"],
+                optimize=config.optimize,
+                verbose=False,
+            )
         target = staged / config.out.name
         onnx_program.save(str(target))
         export_seconds = time.perf_counter() - start
@@ -230,14 +259,17 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
         try:
             check = check_onnx(target, model, check_input, config.tolerance)
         except Exception as exc:  # onnxruntime refusing the graph is a failed check too
-            raise RuntimeError(f"ONNX export of {config.model} could not be run by onnxruntime "
-                               f"({type(exc).__name__}: {exc}); nothing written to {config.out}") from exc
+            raise RuntimeError(
+                f"ONNX export of {config.model} could not be run by onnxruntime "
+                f"({type(exc).__name__}: {exc}); nothing written to {config.out}"
+            ) from exc
         check_seconds = time.perf_counter() - start
         if not check.passed:
             raise RuntimeError(
                 f"ONNX export of {config.model} failed its numeric check: max abs difference "
                 f"{check.max_abs_diff:.3g} to PyTorch eager > tolerance {config.tolerance:g} "
-                f"(batch {check.batch}, onnxruntime {check.provider}); nothing written to {config.out}")
+                f"(batch {check.batch}, onnxruntime {check.provider}); nothing written to {config.out}"
+            )
         op_types = _op_types(target)
         file_bytes = sum(p.stat().st_size for p in staged.iterdir())
         files = _publish(staged, config.out)
@@ -246,13 +278,28 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
 
     notes = []
     if check.weak:
-        notes.append(f"the outputs are small (max |heatmap| {check.reference_max_abs:.2g}, under "
-                     f"{WEAK_CHECK_RATIO:g}x the tolerance), as with untrained weights: the check says little; "
-                     "export a trained checkpoint for a meaningful one")
+        notes.append(
+            f"the outputs are small (max |heatmap| {check.reference_max_abs:.2g}, under "
+            f"{WEAK_CHECK_RATIO:g}x the tolerance), as with untrained weights: the check says little; "
+            "export a trained checkpoint for a meaningful one"
+        )
     return OnnxExportReport(
-        model=config.model, path=str(config.out), files=files, batch=config.batch, input_size=size,
-        opset=onnx_program.model.opset_imports[""], checkpoint=str(config.checkpoint) if config.checkpoint else None,
-        model_kwargs=dict(config.model_kwargs), optimized=config.optimize,
-        scan_nodes=scan_nodes, onnx_nodes=sum(op_types.values()), onnx_op_types=dict(op_types.most_common()),
-        file_bytes=file_bytes, export_seconds=export_seconds, check_seconds=check_seconds, check=check,
-        onnxruntime_version=ort.__version__, notes=notes)
+        model=config.model,
+        path=str(config.out),
+        files=files,
+        batch=config.batch,
+        input_size=size,
+        opset=onnx_program.model.opset_imports[""],
+        checkpoint=str(config.checkpoint) if config.checkpoint else None,
+        model_kwargs=dict(config.model_kwargs),
+        optimized=config.optimize,
+        scan_nodes=scan_nodes,
+        onnx_nodes=sum(op_types.values()),
+        onnx_op_types=dict(op_types.most_common()),
+        file_bytes=file_bytes,
+        export_seconds=export_seconds,
+        check_seconds=check_seconds,
+        check=check,
+        onnxruntime_version=ort.__version__,
+        notes=notes,
+    )

@@ -35,8 +35,10 @@ def resolve_provider(name: str) -> str:
     full = PROVIDERS.get(name.lower(), name)
     available = ort.get_available_providers()
     if full not in available:
-        raise RuntimeError(f"onnxruntime execution provider {name!r} is not available here "
-                           f"(onnxruntime {ort.__version__} has: {', '.join(available)})")
+        raise RuntimeError(
+            f"onnxruntime execution provider {name!r} is not available here "
+            f"(onnxruntime {ort.__version__} has: {', '.join(available)})"
+        )
     return full
 
 
@@ -78,9 +80,15 @@ def _bind(session, images) -> Any:
     return lambda: session.run_with_iobinding(binding)
 
 
-def onnx_runner(model_name: str, batch: int = 1, provider: str = "cpu", checkpoint: str | Path | None = None,
-                opset: int | None = None, threads: int | None = None,
-                input_size: tuple[int, int] | None = None) -> OnnxRunner:
+def onnx_runner(
+    model_name: str,
+    batch: int = 1,
+    provider: str = "cpu",
+    checkpoint: str | Path | None = None,
+    opset: int | None = None,
+    threads: int | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> OnnxRunner:
     """Export ``model_name`` at a static ``batch``, check it, and return a callable running it on ``provider``.
 
     ``threads`` (intra-op threads) defaults to ``torch.get_num_threads()`` on the CPU, so onnxruntime
@@ -91,16 +99,27 @@ def onnx_runner(model_name: str, batch: int = 1, provider: str = "cpu", checkpoi
     overrides = {"input_size": tuple(input_size)} if input_size else {}
     with tempfile.TemporaryDirectory(prefix="mamkpd-onnx-") as folder:
         path = Path(folder) / f"{model_name}_b{batch}.onnx"
-        report = export_onnx(OnnxExportConfig(model=model_name, out=path, checkpoint=checkpoint, batch=batch,
-                                              opset=opset, model_kwargs=overrides))
+        report = export_onnx(
+            OnnxExportConfig(
+                model=model_name, out=path, checkpoint=checkpoint, batch=batch, opset=opset, model_kwargs=overrides
+            )
+        )
         images = example_input(report.input_size, batch)
         check = report.check
         if full != PROVIDERS["cpu"]:  # the export was checked on the CPU; GPU kernels (TF32, fp16) may differ
             model = build_model(model_name, checkpoint, **overrides)
             check = check_onnx(path, model, images, report.check.tolerance, full)
         session = onnx_session(path, full, threads if full == PROVIDERS["cpu"] else None)
-    return OnnxRunner(model=model_name, batch=batch, provider=full, threads=threads, export=report,
-                      provider_check=check, session=session, _run=_bind(session, images.numpy()))
+    return OnnxRunner(
+        model=model_name,
+        batch=batch,
+        provider=full,
+        threads=threads,
+        export=report,
+        provider_check=check,
+        session=session,
+        _run=_bind(session, images.numpy()),
+    )
 
 
 @dataclass
@@ -113,21 +132,37 @@ class OnnxFpsMeasurement(FpsMeasurement):
 
     def store_fields(self) -> dict[str, Any]:
         fields = super().store_fields()
-        fields.update(provider=self.provider,
-                      notes=f"{fields['notes']}; ONNX opset {self.opset}; {self.threads} intra-op threads")
+        fields.update(
+            provider=self.provider, notes=f"{fields['notes']}; ONNX opset {self.opset}; {self.threads} intra-op threads"
+        )
         return fields
 
 
-def measure_onnx_fps(model_name: str, batch: int = 1, provider: str = "cpu",
-                     protocol: TimingProtocol | str = "standard", checkpoint: str | Path | None = None,
-                     opset: int | None = None, input_size: tuple[int, int] | None = None) -> OnnxFpsMeasurement:
+def measure_onnx_fps(
+    model_name: str,
+    batch: int = 1,
+    provider: str = "cpu",
+    protocol: TimingProtocol | str = "standard",
+    checkpoint: str | Path | None = None,
+    opset: int | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> OnnxFpsMeasurement:
     """Time ``model_name`` under onnxruntime with the suite's FPS protocol (fp32, forward only)."""
     runner = onnx_runner(model_name, batch, provider, checkpoint, opset, input_size=input_size)
     device = _device_of(runner.provider)
     result = time_callable(runner, batch, device, protocol)
     info = model_info(model_name)
-    return OnnxFpsMeasurement(model=model_name, batch=batch, preset=PRESETS["fp32"], device=device,
-                              input_size=runner.export.input_size,
-                              scan_backend="parallel" if runner.export.scan_nodes else "", sample=info.sample,
-                              result=result, runtime="onnxruntime", provider=runner.provider,
-                              opset=runner.export.opset, threads=runner.threads)
+    return OnnxFpsMeasurement(
+        model=model_name,
+        batch=batch,
+        preset=PRESETS["fp32"],
+        device=device,
+        input_size=runner.export.input_size,
+        scan_backend="parallel" if runner.export.scan_nodes else "",
+        sample=info.sample,
+        result=result,
+        runtime="onnxruntime",
+        provider=runner.provider,
+        opset=runner.export.opset,
+        threads=runner.threads,
+    )

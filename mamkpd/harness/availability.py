@@ -11,8 +11,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Availability", "cuda_status", "dataset_status", "checkpoint_status", "reproduce_dir", "slug",
-           "sha256_of", "CHECKPOINT_DIR_ENV", "REPRODUCE_DIR_ENV"]
+__all__ = [
+    "Availability",
+    "cuda_status",
+    "dataset_status",
+    "checkpoint_status",
+    "reproduce_dir",
+    "slug",
+    "sha256_of",
+    "CHECKPOINT_DIR_ENV",
+    "REPRODUCE_DIR_ENV",
+]
 
 CHECKPOINT_DIR_ENV = "MAMKPD_CHECKPOINT_DIR"  # official checkpoints a user downloaded: <dir>/<model>_<dataset>.pth
 REPRODUCE_DIR_ENV = "MAMKPD_REPRODUCE_DIR"  # where `mamkpd reproduce` trains (default runs/reproduce)
@@ -43,8 +52,10 @@ def dataset_status(dataset: str, data_root: str | os.PathLike | None = None, spl
     if not root:
         return Availability(False, f"{name} not found: no --data-root and {info.default_root_env} is not set")
     root = Path(root)
-    for what, candidates, exists in (("annotations", ANN_FILES[dataset][split], Path.is_file),
-                                     ("images", IMAGE_DIRS[dataset][split], Path.is_dir)):
+    for what, candidates, exists in (
+        ("annotations", ANN_FILES[dataset][split], Path.is_file),
+        ("images", IMAGE_DIRS[dataset][split], Path.is_dir),
+    ):
         if not any(exists(root / c) for c in candidates):
             return Availability(False, f"{name} not found at {root} (no {split} {what}: {' or '.join(candidates)})")
     return Availability(True, path=root)

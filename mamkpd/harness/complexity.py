@@ -18,22 +18,76 @@ from torch import nn
 from ..models import create_model, model_info
 from ..ops import resolve_backend, selective_scan_flop_jit
 
-__all__ = ["Complexity", "FREE_OPS", "count_params", "measure_complexity", "measure_model", "HRNET_REPO_CONVENTION",
-           "measure_model_hrnet_repo", "measure_complexity_hrnet_repo", "measure_readings"]
+__all__ = [
+    "Complexity",
+    "FREE_OPS",
+    "count_params",
+    "measure_complexity",
+    "measure_model",
+    "HRNET_REPO_CONVENTION",
+    "measure_model_hrnet_repo",
+    "measure_complexity_hrnet_repo",
+    "measure_readings",
+]
 
 # Element-wise, comparison and data-movement ops whose cost is negligible next to the matrix work and
 # which fvcore does not count; anything else uncounted is a bug in the counting.
-FREE_OPS = frozenset({
-    "aten::add", "aten::add_", "aten::sub", "aten::rsub", "aten::mul", "aten::mul_", "aten::div", "aten::div_",
-    "aten::neg", "aten::exp", "aten::flip", "aten::silu", "aten::silu_", "aten::relu", "aten::relu_",
-    "aten::gelu", "aten::sigmoid", "aten::softmax", "aten::clamp", "aten::clamp_min", "aten::pow",
-    "aten::sqrt", "aten::rsqrt", "aten::max_pool2d", "aten::hardswish", "aten::hardsigmoid", "aten::mean",
-    "aten::sum", "aten::dropout", "aten::fill_", "aten::zeros_like", "aten::ones_like", "aten::sort",
-    "aten::topk", "aten::argmax", "aten::max", "aten::abs", "aten::log", "aten::floor_divide",
-    "aten::scatter_", "aten::index", "aten::gather", "aten::repeat", "aten::pad", "aten::constant_pad_nd",
-    "aten::bernoulli_", "aten::expand_as", "aten::linspace", "aten::arange", "aten::meshgrid",
-    "aten::cos", "aten::sin",  # sine position encodings (RTMO), computed once per grid cell
-})
+FREE_OPS = frozenset(
+    {
+        "aten::add",
+        "aten::add_",
+        "aten::sub",
+        "aten::rsub",
+        "aten::mul",
+        "aten::mul_",
+        "aten::div",
+        "aten::div_",
+        "aten::neg",
+        "aten::exp",
+        "aten::flip",
+        "aten::silu",
+        "aten::silu_",
+        "aten::relu",
+        "aten::relu_",
+        "aten::gelu",
+        "aten::sigmoid",
+        "aten::softmax",
+        "aten::clamp",
+        "aten::clamp_min",
+        "aten::pow",
+        "aten::sqrt",
+        "aten::rsqrt",
+        "aten::max_pool2d",
+        "aten::hardswish",
+        "aten::hardsigmoid",
+        "aten::mean",
+        "aten::sum",
+        "aten::dropout",
+        "aten::fill_",
+        "aten::zeros_like",
+        "aten::ones_like",
+        "aten::sort",
+        "aten::topk",
+        "aten::argmax",
+        "aten::max",
+        "aten::abs",
+        "aten::log",
+        "aten::floor_divide",
+        "aten::scatter_",
+        "aten::index",
+        "aten::gather",
+        "aten::repeat",
+        "aten::pad",
+        "aten::constant_pad_nd",
+        "aten::bernoulli_",
+        "aten::expand_as",
+        "aten::linspace",
+        "aten::arange",
+        "aten::meshgrid",
+        "aten::cos",
+        "aten::sin",  # sine position encodings (RTMO), computed once per grid cell
+    }
+)
 
 
 @dataclass
@@ -75,8 +129,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def measure_model(model: nn.Module, input_size: tuple[int, int], name: str = "", batch: int = 1,
-                  in_channels: int = 3) -> Complexity:
+def measure_model(
+    model: nn.Module, input_size: tuple[int, int], name: str = "", batch: int = 1, in_channels: int = 3
+) -> Complexity:
     """Count params and fvcore MACs of ``model`` on a (batch, in_channels, H, W) input."""
     from fvcore.nn import FlopCountAnalysis
 
@@ -86,8 +141,10 @@ def measure_model(model: nn.Module, input_size: tuple[int, int], name: str = "",
     if backend is not None:
         model.scan_backend = resolve_backend(backend, x.device)
         if model.scan_backend == "reference":
-            raise ValueError("count complexity with the 'torch' or 'cuda' scan backend: the reference scan "
-                             "is a Python loop that fvcore would count step by step")
+            raise ValueError(
+                "count complexity with the 'torch' or 'cuda' scan backend: the reference scan "
+                "is a Python loop that fvcore would count step by step"
+            )
     # fvcore logs every skipped op and module at WARNING: we report them ourselves
     logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
     with torch.no_grad():
@@ -96,9 +153,16 @@ def measure_model(model: nn.Module, input_size: tuple[int, int], name: str = "",
         total = int(analysis.total())
         unsupported = dict(analysis.unsupported_ops())
         by_op = {k: float(v) for k, v in analysis.by_operator().items()}
-    return Complexity(model=name or type(model).__name__, params=count_params(model), flops=total,
-                      input_size=tuple(input_size), batch=batch, scan_backend=getattr(model, "scan_backend", None),
-                      unsupported_ops=unsupported, by_operator=by_op)
+    return Complexity(
+        model=name or type(model).__name__,
+        params=count_params(model),
+        flops=total,
+        input_size=tuple(input_size),
+        batch=batch,
+        scan_backend=getattr(model, "scan_backend", None),
+        unsupported_ops=unsupported,
+        by_operator=by_op,
+    )
 
 
 def _build(name: str, input_size: tuple[int, int] | None, overrides: dict) -> tuple[nn.Module, tuple[int, int]]:
@@ -109,8 +173,7 @@ def _build(name: str, input_size: tuple[int, int] | None, overrides: dict) -> tu
     return create_model(name, **overrides), size
 
 
-def measure_complexity(name: str, input_size: tuple[int, int] | None = None, batch: int = 1,
-                       **overrides) -> Complexity:
+def measure_complexity(name: str, input_size: tuple[int, int] | None = None, batch: int = 1, **overrides) -> Complexity:
     """Build the registered model ``name`` (with factory overrides) and count it."""
     model, size = _build(name, input_size, overrides)
     return measure_model(model, size, name=name, batch=batch)
@@ -124,18 +187,29 @@ def measure_readings(names=("mamkpd_s", "mamkpd_b", "mamkpd_l"), readings=None) 
     for reading, overrides in (readings or ALTERNATIVE_READINGS).items():
         for name in names:
             c = measure_complexity(name, **overrides)
-            rows.append({"reading": reading, "overrides": dict(overrides), "model": name, "params": c.params,
-                         "gflops": c.gflops, "gflops_without_scan": c.gflops_without_scan})
+            rows.append(
+                {
+                    "reading": reading,
+                    "overrides": dict(overrides),
+                    "model": name,
+                    "params": c.params,
+                    "gflops": c.gflops,
+                    "gflops_without_scan": c.gflops_without_scan,
+                }
+            )
     return rows
 
 
-HRNET_REPO_CONVENTION = ("HRNet repository get_model_summary: multiply-adds of modules whose class name contains "
-                         "'Conv' (weight numel x output H x W, so a transposed conv is counted on its output "
-                         "size) and of nn.Linear (output numel x input.size(1)); nothing else; divided by 2**30")
+HRNET_REPO_CONVENTION = (
+    "HRNet repository get_model_summary: multiply-adds of modules whose class name contains "
+    "'Conv' (weight numel x output H x W, so a transposed conv is counted on its output "
+    "size) and of nn.Linear (output numel x input.size(1)); nothing else; divided by 2**30"
+)
 
 
-def measure_model_hrnet_repo(model: nn.Module, input_size: tuple[int, int], name: str = "", batch: int = 1,
-                             in_channels: int = 3) -> Complexity:
+def measure_model_hrnet_repo(
+    model: nn.Module, input_size: tuple[int, int], name: str = "", batch: int = 1, in_channels: int = 3
+) -> Complexity:
     """Count ``model`` the way the HRNet repository's ``lib/utils/utils.py::get_model_summary`` does.
 
     The paper's HRNet and SimpleBaseline GFLOPs come from this counter. It hooks every module except
@@ -157,18 +231,29 @@ def measure_model_hrnet_repo(model: nn.Module, input_size: tuple[int, int], name
         counts[kind] = counts.get(kind, 0) + int(flops)
 
     model = model.eval()
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if m is not model and not isinstance(m, (nn.ModuleList, nn.Sequential))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if m is not model and not isinstance(m, (nn.ModuleList, nn.Sequential))
+    ]
     try:
         with torch.no_grad():
             model(torch.zeros(batch, in_channels, *input_size))
     finally:
         for handle in handles:
             handle.remove()
-    return Complexity(model=name or type(model).__name__, params=count_params(model), flops=sum(counts.values()),
-                      input_size=tuple(input_size), batch=batch, flops_convention=HRNET_REPO_CONVENTION,
-                      counter="hrnet_repo", scan_backend=getattr(model, "scan_backend", None),
-                      by_operator={k: float(v) for k, v in counts.items()}, gflops_divisor=2.0 ** 30)
+    return Complexity(
+        model=name or type(model).__name__,
+        params=count_params(model),
+        flops=sum(counts.values()),
+        input_size=tuple(input_size),
+        batch=batch,
+        flops_convention=HRNET_REPO_CONVENTION,
+        counter="hrnet_repo",
+        scan_backend=getattr(model, "scan_backend", None),
+        by_operator={k: float(v) for k, v in counts.items()},
+        gflops_divisor=2.0**30,
+    )
 
 
 def measure_complexity_hrnet_repo(name: str, input_size: tuple[int, int] | None = None, **overrides) -> Complexity:

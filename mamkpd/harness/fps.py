@@ -23,16 +23,27 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .machine import GpuClockState, gpu_clock_state
 
 __all__ = [
-    "Preset", "PRESETS", "TimingProtocol", "PROTOCOLS", "FpsResult", "FpsMeasurement", "time_callable",
-    "measure_model_fps", "measure_models_isolated", "speed_ratios", "record_fps", "REFERENCE_MODEL",
+    "Preset",
+    "PRESETS",
+    "TimingProtocol",
+    "PROTOCOLS",
+    "FpsResult",
+    "FpsMeasurement",
+    "time_callable",
+    "measure_model_fps",
+    "measure_models_isolated",
+    "speed_ratios",
+    "record_fps",
+    "REFERENCE_MODEL",
     "RATIO_TOLERANCE",
 ]
 
@@ -53,23 +64,45 @@ class Preset:
     description: str = ""
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("fp32", description="eager float32, TF32 and cudnn.benchmark off"),
-    Preset("fp32-cl", channels_last=True, description="fp32 with channels_last memory format"),
-    Preset("bf16", precision="bf16", description="bfloat16 autocast"),
-    Preset("fp16", precision="fp16", cuda_only=True, description="float16 autocast"),
-    Preset("fp16-cl", precision="fp16", channels_last=True, cuda_only=True,
-           description="float16 autocast with channels_last"),
-    Preset("fp16-cudnn-bench", precision="fp16", cudnn_benchmark=True, cuda_only=True,
-           description="float16 autocast with cudnn.benchmark"),
-    Preset("fp32-cudnn-bench", cudnn_benchmark=True, cuda_only=True, description="fp32 with cudnn.benchmark"),
-    Preset("tf32", tf32=True, cuda_only=True, description="float32 storage, TF32 matmul and convolutions"),
-    Preset("compile", compile_mode="default", description="torch.compile (default mode), fp32"),
-    Preset("fp16-compile", precision="fp16", compile_mode="default", cuda_only=True,
-           description="torch.compile (default mode) under float16 autocast"),
-    Preset("compile-max-autotune", compile_mode="max-autotune", cuda_only=True,
-           description="torch.compile max-autotune, fp32"),
-)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("fp32", description="eager float32, TF32 and cudnn.benchmark off"),
+        Preset("fp32-cl", channels_last=True, description="fp32 with channels_last memory format"),
+        Preset("bf16", precision="bf16", description="bfloat16 autocast"),
+        Preset("fp16", precision="fp16", cuda_only=True, description="float16 autocast"),
+        Preset(
+            "fp16-cl",
+            precision="fp16",
+            channels_last=True,
+            cuda_only=True,
+            description="float16 autocast with channels_last",
+        ),
+        Preset(
+            "fp16-cudnn-bench",
+            precision="fp16",
+            cudnn_benchmark=True,
+            cuda_only=True,
+            description="float16 autocast with cudnn.benchmark",
+        ),
+        Preset("fp32-cudnn-bench", cudnn_benchmark=True, cuda_only=True, description="fp32 with cudnn.benchmark"),
+        Preset("tf32", tf32=True, cuda_only=True, description="float32 storage, TF32 matmul and convolutions"),
+        Preset("compile", compile_mode="default", description="torch.compile (default mode), fp32"),
+        Preset(
+            "fp16-compile",
+            precision="fp16",
+            compile_mode="default",
+            cuda_only=True,
+            description="torch.compile (default mode) under float16 autocast",
+        ),
+        Preset(
+            "compile-max-autotune",
+            compile_mode="max-autotune",
+            cuda_only=True,
+            description="torch.compile max-autotune, fp32",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -86,15 +119,32 @@ class TimingProtocol:
     max_warmup_seconds: float = 60.0
 
 
-PROTOCOLS: dict[str, TimingProtocol] = {p.name: p for p in (
-    TimingProtocol(),
-    # for CPU smoke measurements inside `mamkpd report --run`: fewer, shorter rounds
-    TimingProtocol(name="quick", round_seconds=0.25, timed_rounds=5, steady_window=2, min_warmup_rounds=4,
-                   max_warmup_rounds=8, max_warmup_seconds=10.0),
-    # checks that the timing pipeline runs (tests, slow CPUs): numbers are indicative only
-    TimingProtocol(name="smoke", round_seconds=0.05, timed_rounds=3, steady_window=1, min_warmup_rounds=2,
-                   max_warmup_rounds=3, max_warmup_seconds=2.0),
-)}
+PROTOCOLS: dict[str, TimingProtocol] = {
+    p.name: p
+    for p in (
+        TimingProtocol(),
+        # for CPU smoke measurements inside `mamkpd report --run`: fewer, shorter rounds
+        TimingProtocol(
+            name="quick",
+            round_seconds=0.25,
+            timed_rounds=5,
+            steady_window=2,
+            min_warmup_rounds=4,
+            max_warmup_rounds=8,
+            max_warmup_seconds=10.0,
+        ),
+        # checks that the timing pipeline runs (tests, slow CPUs): numbers are indicative only
+        TimingProtocol(
+            name="smoke",
+            round_seconds=0.05,
+            timed_rounds=3,
+            steady_window=1,
+            min_warmup_rounds=2,
+            max_warmup_rounds=3,
+            max_warmup_seconds=2.0,
+        ),
+    )
+}
 
 
 @dataclass
@@ -144,8 +194,9 @@ def _round_rate(fn: Callable[[], Any], iterations: int, sample_count: int, sync:
     return sample_count * iterations / (time.perf_counter() - start)
 
 
-def time_callable(fn: Callable[[], Any], sample_count: int, device: str = "cpu",
-                  protocol: TimingProtocol | str = "standard") -> FpsResult:
+def time_callable(
+    fn: Callable[[], Any], sample_count: int, device: str = "cpu", protocol: TimingProtocol | str = "standard"
+) -> FpsResult:
     """Time ``fn`` (one call processes ``sample_count`` samples) under the FPS protocol.
 
     ``device`` decides the synchronisation ("cuda[:i]" synchronises that device after each round)
@@ -175,16 +226,24 @@ def time_callable(fn: Callable[[], Any], sample_count: int, device: str = "cpu",
         rates.append(rate)
         w = proto.steady_window
         if len(rates) >= max(proto.min_warmup_rounds, 2 * w):
-            recent, before = statistics.median(rates[-w:]), statistics.median(rates[-2 * w:-w])
+            recent, before = statistics.median(rates[-w:]), statistics.median(rates[-2 * w : -w])
             if abs(recent - before) <= proto.steady_tolerance * before:
                 steady = True
                 break
 
     timed = [_round_rate(fn, iterations, sample_count, sync) for _ in range(proto.timed_rounds)]
     clocks_after = gpu_clock_state(gpu_index) if device.startswith("cuda") else None
-    return FpsResult(samples_per_s=timed, sample_count=sample_count, iterations_per_round=iterations,
-                     warmup_iterations=warmup_iterations, warmup_steady=steady, device=device,
-                     protocol=proto.name, clocks_before=clocks_before, clocks_after=clocks_after)
+    return FpsResult(
+        samples_per_s=timed,
+        sample_count=sample_count,
+        iterations_per_round=iterations,
+        warmup_iterations=warmup_iterations,
+        warmup_steady=steady,
+        device=device,
+        protocol=proto.name,
+        clocks_before=clocks_before,
+        clocks_after=clocks_after,
+    )
 
 
 @dataclass
@@ -207,31 +266,57 @@ class FpsMeasurement:
         clocks = lambda c: json.dumps(dataclasses.asdict(c)) if c is not None else ""  # noqa: E731
         steady = "" if r.warmup_steady else "warm-up cap reached before throughput was steady; "
         return dict(
-            device=self.device, runtime=self.runtime, batch_size=self.batch, precision=self.preset.precision,
-            channels_last=self.preset.channels_last, compile_mode=self.preset.compile_mode,
-            cudnn_benchmark=self.preset.cudnn_benchmark, tf32=self.preset.tf32, scan_backend=self.scan_backend,
-            input_size=self.input_size, flip_test=False, warmup_iterations=r.warmup_iterations,
-            timed_iterations=r.timed_iterations, timed_rounds=len(r.samples_per_s), median=r.median, iqr=r.iqr,
-            unit="samples/s", sample=self.sample, throttled=r.throttled, gpu_clocks_before=clocks(r.clocks_before),
+            device=self.device,
+            runtime=self.runtime,
+            batch_size=self.batch,
+            precision=self.preset.precision,
+            channels_last=self.preset.channels_last,
+            compile_mode=self.preset.compile_mode,
+            cudnn_benchmark=self.preset.cudnn_benchmark,
+            tf32=self.preset.tf32,
+            scan_backend=self.scan_backend,
+            input_size=self.input_size,
+            flip_test=False,
+            warmup_iterations=r.warmup_iterations,
+            timed_iterations=r.timed_iterations,
+            timed_rounds=len(r.samples_per_s),
+            median=r.median,
+            iqr=r.iqr,
+            unit="samples/s",
+            sample=self.sample,
+            throttled=r.throttled,
+            gpu_clocks_before=clocks(r.clocks_before),
             gpu_clocks_after=clocks(r.clocks_after),
             notes=f"{steady}preset {self.preset.name}; protocol {r.protocol}; forward only, no flip, no decoding",
         )
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d.update(median_samples_per_s=self.result.median, iqr_samples_per_s=self.result.iqr,
-                 throttled=self.result.throttled, timed_iterations=self.result.timed_iterations)
+        d.update(
+            median_samples_per_s=self.result.median,
+            iqr_samples_per_s=self.result.iqr,
+            throttled=self.result.throttled,
+            timed_iterations=self.result.timed_iterations,
+        )
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FpsMeasurement":
+    def from_dict(cls, d: dict[str, Any]) -> FpsMeasurement:
         res = dict(d["result"])
         for key in ("clocks_before", "clocks_after"):
             if res.get(key) is not None:
                 res[key] = GpuClockState(**{**res[key], "throttle_reasons": tuple(res[key]["throttle_reasons"])})
-        return cls(model=d["model"], batch=d["batch"], preset=Preset(**d["preset"]), device=d["device"],
-                   input_size=tuple(d["input_size"]), scan_backend=d["scan_backend"], sample=d["sample"],
-                   result=FpsResult(**res), runtime=d.get("runtime", "eager"))
+        return cls(
+            model=d["model"],
+            batch=d["batch"],
+            preset=Preset(**d["preset"]),
+            device=d["device"],
+            input_size=tuple(d["input_size"]),
+            scan_backend=d["scan_backend"],
+            sample=d["sample"],
+            result=FpsResult(**res),
+            runtime=d.get("runtime", "eager"),
+        )
 
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -247,8 +332,7 @@ def _backend_flags(preset: Preset):
     try:
         yield
     finally:
-        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
-         torch.backends.cudnn.allow_tf32) = saved
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
 
 
 def _check_device(preset: Preset, device: str) -> None:
@@ -258,13 +342,22 @@ def _check_device(preset: Preset, device: str) -> None:
     elif device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
     elif preset.cuda_only:
-        raise ValueError(f"preset {preset.name!r} ({preset.description}) needs a CUDA device; "
-                         f"CPU presets: {', '.join(n for n, p in PRESETS.items() if not p.cuda_only)}")
+        raise ValueError(
+            f"preset {preset.name!r} ({preset.description}) needs a CUDA device; "
+            f"CPU presets: {', '.join(n for n, p in PRESETS.items() if not p.cuda_only)}"
+        )
 
 
-def measure_model_fps(name: str, batch: int = 1, preset: str | Preset = "fp32", device: str = "cpu",
-                      protocol: TimingProtocol | str = "standard", input_size: tuple[int, int] | None = None,
-                      scan_backend: str = "auto", model_overrides: dict[str, Any] | None = None) -> FpsMeasurement:
+def measure_model_fps(
+    name: str,
+    batch: int = 1,
+    preset: str | Preset = "fp32",
+    device: str = "cpu",
+    protocol: TimingProtocol | str = "standard",
+    input_size: tuple[int, int] | None = None,
+    scan_backend: str = "auto",
+    model_overrides: dict[str, Any] | None = None,
+) -> FpsMeasurement:
     """Time the registered model ``name`` under ``preset`` on ``device`` (in this process).
 
     Models with a selective scan run on ``scan_backend`` resolved for ``device``; the ``reference``
@@ -285,8 +378,10 @@ def measure_model_fps(name: str, batch: int = 1, preset: str | Preset = "fp32", 
     if info.family == "mamkpd":
         backend = resolve_backend(scan_backend, device)
         if backend == "reference":
-            raise ValueError("FPS is not measured on the 'reference' scan backend: it is the step-by-step "
-                             "correctness oracle, not an implementation anyone deploys; use 'torch' or 'cuda'")
+            raise ValueError(
+                "FPS is not measured on the 'reference' scan backend: it is the step-by-step "
+                "correctness oracle, not an implementation anyone deploys; use 'torch' or 'cuda'"
+            )
         overrides.update(scan_backend=backend)
     if input_size:  # every registered factory takes input_size (position embeddings, RTMO's grid)
         overrides.setdefault("input_size", size)
@@ -299,33 +394,60 @@ def measure_model_fps(name: str, batch: int = 1, preset: str | Preset = "fp32", 
     x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=memory_format)
     forward = torch.compile(model, mode=chosen.compile_mode) if chosen.compile_mode else model
     device_type = "cuda" if device.startswith("cuda") else "cpu"
-    autocast = (torch.autocast(device_type, dtype=_DTYPES[chosen.precision]) if chosen.precision in _DTYPES
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device_type, dtype=_DTYPES[chosen.precision])
+        if chosen.precision in _DTYPES
+        else contextlib.nullcontext()
+    )
 
     def call() -> Any:
         return forward(x)
 
     with _backend_flags(chosen), torch.inference_mode(), autocast:
         result = time_callable(call, batch, device, protocol)
-    return FpsMeasurement(model=name, batch=batch, preset=chosen, device=device, input_size=size,
-                          scan_backend=backend_used, sample=info.sample, result=result)
+    return FpsMeasurement(
+        model=name,
+        batch=batch,
+        preset=chosen,
+        device=device,
+        input_size=size,
+        scan_backend=backend_used,
+        sample=info.sample,
+        result=result,
+    )
 
 
-def measure_models_isolated(names: list[str], batch: int = 1, preset: str = "fp32", device: str = "cpu",
-                            protocol: str = "standard", scan_backend: str = "auto",
-                            input_size: tuple[int, int] | None = None,
-                            on_done: Callable[[FpsMeasurement], None] | None = None,
-                            timeout_s: float = 1800.0) -> list[FpsMeasurement]:
+def measure_models_isolated(
+    names: list[str],
+    batch: int = 1,
+    preset: str = "fp32",
+    device: str = "cpu",
+    protocol: str = "standard",
+    scan_backend: str = "auto",
+    input_size: tuple[int, int] | None = None,
+    on_done: Callable[[FpsMeasurement], None] | None = None,
+    timeout_s: float = 1800.0,
+) -> list[FpsMeasurement]:
     """Time each model in a fresh Python process (no allocator, cache or compile state shared).
 
     A model whose process fails raises RuntimeError with its stderr tail.
     """
     out = []
     for name in names:
-        request = json.dumps(dict(name=name, batch=batch, preset=preset, device=device, protocol=protocol,
-                                  scan_backend=scan_backend, input_size=input_size))
-        proc = subprocess.run([sys.executable, "-m", __name__, request], capture_output=True, text=True,
-                              timeout=timeout_s)
+        request = json.dumps(
+            dict(
+                name=name,
+                batch=batch,
+                preset=preset,
+                device=device,
+                protocol=protocol,
+                scan_backend=scan_backend,
+                input_size=input_size,
+            )
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", __name__, request], capture_output=True, text=True, timeout=timeout_s
+        )
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
             raise RuntimeError(f"timing {name} in its own process failed: {tail}")
@@ -349,8 +471,9 @@ def speed_ratios(measurements: list[FpsMeasurement], reference: str = REFERENCE_
 RATIO_TOLERANCE = 0.25
 
 
-def record_fps(store, measurement: FpsMeasurement, ratio: float | None = None,
-               reference: str = REFERENCE_MODEL) -> list[dict[str, str]]:
+def record_fps(
+    store, measurement: FpsMeasurement, ratio: float | None = None, reference: str = REFERENCE_MODEL
+) -> list[dict[str, str]]:
     """Append a measurement (and its speed ratio to ``reference``) to a results store.
 
     Rows are keyed to Table 2 where the model reproduces one of its rows; the paper's FPS is shown
@@ -372,32 +495,63 @@ def record_fps(store, measurement: FpsMeasurement, ratio: float | None = None,
     keys = [(str(r["row"]), float(r["fps"])) for _, r in paper_rows.iterrows()] or [(measurement.model, math.nan)]
     for row, paper_fps in keys:
         table = "table2" if len(paper_rows) else "fps"
-        written.append(store.record(
-            table=table, row=row, model=measurement.model, metric="fps", paper=paper_fps,
-            measured=measurement.result.median, status="measured",
-            status_reason=(f"timed on {where}; the paper's figure is from another GPU at an unstated batch "
-                           f"size, so only the ratio to {reference} is compared" if len(paper_rows)
-                           else f"timed on {where}; no paper figure for this model at this input size"),
-            **protocol))
+        written.append(
+            store.record(
+                table=table,
+                row=row,
+                model=measurement.model,
+                metric="fps",
+                paper=paper_fps,
+                measured=measurement.result.median,
+                status="measured",
+                status_reason=(
+                    f"timed on {where}; the paper's figure is from another GPU at an unstated batch "
+                    f"size, so only the ratio to {reference} is compared"
+                    if len(paper_rows)
+                    else f"timed on {where}; no paper figure for this model at this input size"
+                ),
+                **protocol,
+            )
+        )
         if ratio is None:
             continue
         paper_ratio = paper_fps / ref_fps if not math.isnan(paper_fps) and ref_fps else math.nan
         tolerance = RATIO_TOLERANCE if on_gpu and not math.isnan(paper_ratio) else None
         kwargs = dict(tolerance=tolerance, tolerance_kind="rel") if tolerance else dict(status="measured")
-        reason = "" if tolerance else (f"{where}: the paper's ratios are GPU figures" if not on_gpu
-                                       else "the paper gives no FPS for this row")
-        written.append(store.record(
-            table=table, row=row, model=measurement.model, metric=f"fps_ratio_to_{reference}",
-            paper=paper_ratio, measured=ratio, status_reason=reason, **kwargs,
-            **{**protocol, "unit": f"x {reference} samples/s"}))
+        reason = (
+            ""
+            if tolerance
+            else (
+                f"{where}: the paper's ratios are GPU figures" if not on_gpu else "the paper gives no FPS for this row"
+            )
+        )
+        written.append(
+            store.record(
+                table=table,
+                row=row,
+                model=measurement.model,
+                metric=f"fps_ratio_to_{reference}",
+                paper=paper_ratio,
+                measured=ratio,
+                status_reason=reason,
+                **kwargs,
+                **{**protocol, "unit": f"x {reference} samples/s"},
+            )
+        )
     return written
 
 
 def _worker(request_json: str) -> None:
     request = json.loads(request_json)
-    measurement = measure_model_fps(request["name"], request["batch"], request["preset"], request["device"],
-                                    request["protocol"], input_size=request["input_size"],
-                                    scan_backend=request["scan_backend"])
+    measurement = measure_model_fps(
+        request["name"],
+        request["batch"],
+        request["preset"],
+        request["device"],
+        request["protocol"],
+        input_size=request["input_size"],
+        scan_backend=request["scan_backend"],
+    )
     print(json.dumps(measurement.as_dict()))
 
 

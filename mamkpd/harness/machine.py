@@ -87,7 +87,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def machine_info(device: str = "cpu") -> dict[str, str]:
     """Machine identity columns of the results store for a run on ``device`` ("cpu" or "cuda[:i]")."""
     info = {
@@ -126,16 +126,23 @@ def _version(distribution: str) -> str:
 def _git_state() -> tuple[str, str]:
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         return commit, "true" if dirty else "false"
     except (OSError, subprocess.SubprocessError):
         return "", ""  # installed from a wheel or no git: nothing to record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def environment_info() -> dict[str, str]:
     """Software columns of the results store: library versions and the suite's git commit."""
     from mamkpd import __version__ as mamkpd_version

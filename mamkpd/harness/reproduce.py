@@ -11,16 +11,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..paper import TABLES, load_table
 from .availability import checkpoint_status, dataset_status, reproduce_dir, sha256_of, slug
 from .tolerances import tolerance_for
 
-__all__ = ["Recipe", "recipe_for", "reproducible_rows", "run_cli", "train_row", "evaluate_checkpoint",
-           "reproduce_row"]
+__all__ = ["Recipe", "recipe_for", "reproducible_rows", "run_cli", "train_row", "evaluate_checkpoint", "reproduce_row"]
 
 # The paper's recipe (section 4.1): Adam, lr 1e-3, ×0.1 at epochs 170 and 200, 210 epochs; the
 # input sizes it does not state are the data sets' standard ones (COCO 256×192, MPII and AP-10K 256×256).
@@ -57,8 +57,10 @@ def recipe_for(table: str, row: str) -> Recipe:
     """The recipe of paper row ``row`` of ``table`` (an accuracy table: Tables 2–5 or Figure 3)."""
     spec = TABLES.get(table)
     if spec is None or not spec.accuracy_columns:
-        raise ValueError(f"{table} has no accuracy to reproduce; choose one of "
-                         f"{', '.join(n for n, s in TABLES.items() if s.accuracy_columns)}")
+        raise ValueError(
+            f"{table} has no accuracy to reproduce; choose one of "
+            f"{', '.join(n for n, s in TABLES.items() if s.accuracy_columns)}"
+        )
     rows = load_table(table).set_index("row")
     if row not in rows.index:
         raise ValueError(f"{table} has no row {row!r}; rows: {', '.join(rows.index)}")
@@ -69,8 +71,7 @@ def recipe_for(table: str, row: str) -> Recipe:
     deviations = tuple(d for f, d in _DEVIATIONS.items() if f == family)
     if family == "rtmo":
         deviations += ("RTMO is a one-stage whole-image model; the top-down trainer does not train it",)
-    return Recipe(table, row, model, spec.dataset, spec.split, None, _CODEC.get(family, "msra"),
-                  deviations=deviations)
+    return Recipe(table, row, model, spec.dataset, spec.split, None, _CODEC.get(family, "msra"), deviations=deviations)
 
 
 def reproducible_rows(table: str) -> list[str]:
@@ -81,8 +82,11 @@ def reproducible_rows(table: str) -> list[str]:
 
 def run_cli(args: list[str], gpus: int = 1, timeout_s: float | None = None) -> dict[str, Any]:
     """Run ``mamkpd ARGS --json`` in a child process (under torchrun for ``gpus > 1``); its JSON result."""
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
-                 "-m", "mamkpd.cli"] if gpus > 1 else [sys.executable, "-m", "mamkpd.cli"])
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", "-m", "mamkpd.cli"]
+        if gpus > 1
+        else [sys.executable, "-m", "mamkpd.cli"]
+    )
     # the child must import this same checkout whether or not it is installed
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
@@ -93,12 +97,30 @@ def run_cli(args: list[str], gpus: int = 1, timeout_s: float | None = None) -> d
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def train_row(recipe: Recipe, data_root: str | os.PathLike, gpus: int = 1, batch_size: int = 64,
-              extra: list[str] | None = None) -> Path:
+def train_row(
+    recipe: Recipe, data_root: str | os.PathLike, gpus: int = 1, batch_size: int = 64, extra: list[str] | None = None
+) -> Path:
     """Train (or resume) ``recipe`` and return its best (else last) checkpoint."""
-    args = ["train", "--model", recipe.model, "--dataset", recipe.dataset, "--data-root", str(data_root),
-            "--codec", recipe.codec, "--epochs", str(recipe.epochs), "--batch-size", str(batch_size),
-            "--out-dir", str(recipe.out_dir()), "--resume", "auto", *(extra or [])]
+    args = [
+        "train",
+        "--model",
+        recipe.model,
+        "--dataset",
+        recipe.dataset,
+        "--data-root",
+        str(data_root),
+        "--codec",
+        recipe.codec,
+        "--epochs",
+        str(recipe.epochs),
+        "--batch-size",
+        str(batch_size),
+        "--out-dir",
+        str(recipe.out_dir()),
+        "--resume",
+        "auto",
+        *(extra or []),
+    ]
     if recipe.input_size:
         args += ["--input-size", *map(str, recipe.input_size)]
     summary = run_cli(args, gpus)
@@ -112,11 +134,29 @@ def _paper_metric_values(dataset: str, metrics: dict[str, float]) -> dict[str, f
     return {k: 100.0 * v for k, v in metrics.items()}
 
 
-def evaluate_checkpoint(recipe: Recipe, data_root: str | os.PathLike, checkpoint: str | os.PathLike,
-                        record: Callable[..., dict], box_file: str | None = None) -> list[dict]:
+def evaluate_checkpoint(
+    recipe: Recipe,
+    data_root: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    record: Callable[..., dict],
+    box_file: str | None = None,
+) -> list[dict]:
     """Evaluate ``checkpoint`` on the row's data set and record each metric the paper prints."""
-    args = ["evaluate", "--checkpoint", str(checkpoint), "--dataset", recipe.dataset, "--data-root", str(data_root),
-            "--split", recipe.split, "--model", recipe.model, "--codec", recipe.codec]
+    args = [
+        "evaluate",
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        recipe.dataset,
+        "--data-root",
+        str(data_root),
+        "--split",
+        recipe.split,
+        "--model",
+        recipe.model,
+        "--codec",
+        recipe.codec,
+    ]
     if box_file:
         args += ["--box-file", box_file]
     report = run_cli(args)
@@ -128,33 +168,66 @@ def evaluate_checkpoint(recipe: Recipe, data_root: str | os.PathLike, checkpoint
         if metric not in values:
             continue
         tol, kind = tolerance_for(recipe.table, metric, recipe.model)
-        rows.append(record(
-            table=recipe.table, row=recipe.row, model=recipe.model, metric=metric, paper=float(paper[metric]),
-            measured=values[metric], tolerance=tol, tolerance_kind=kind, dataset=recipe.dataset,
-            split=recipe.split, input_size=tuple(protocol.get("input_size", ())), box_source=protocol.get("box_source"),
-            flip_test=protocol.get("flip_test"), scan_backend=protocol.get("scan_backend") or "",
-            device=protocol.get("device", ""), checkpoint_sha256=sha256_of(checkpoint),
-            notes="; ".join(recipe.deviations)))
+        rows.append(
+            record(
+                table=recipe.table,
+                row=recipe.row,
+                model=recipe.model,
+                metric=metric,
+                paper=float(paper[metric]),
+                measured=values[metric],
+                tolerance=tol,
+                tolerance_kind=kind,
+                dataset=recipe.dataset,
+                split=recipe.split,
+                input_size=tuple(protocol.get("input_size", ())),
+                box_source=protocol.get("box_source"),
+                flip_test=protocol.get("flip_test"),
+                scan_backend=protocol.get("scan_backend") or "",
+                device=protocol.get("device", ""),
+                checkpoint_sha256=sha256_of(checkpoint),
+                notes="; ".join(recipe.deviations),
+            )
+        )
     return rows
 
 
-def reproduce_row(table: str, row: str, data_root: str | os.PathLike | None, store, gpus: int = 1,
-                  batch_size: int = 64, echo: Callable[[str], None] = print) -> list[dict]:
+def reproduce_row(
+    table: str,
+    row: str,
+    data_root: str | os.PathLike | None,
+    store,
+    gpus: int = 1,
+    batch_size: int = 64,
+    echo: Callable[[str], None] = print,
+) -> list[dict]:
     """Train when no checkpoint exists, then evaluate; a row that cannot run is recorded as not run."""
     recipe = recipe_for(table, row)
     data = dataset_status(recipe.dataset, data_root, recipe.split)
     reason = data.reason or ("; ".join(d for d in recipe.deviations if "does not train" in d))
     if reason:
         echo(f"{table} {row}: skipped: {reason}")
-        return [store.record(table=table, row=row, model=recipe.model, metric=m, status="not run",
-                             status_reason=reason, dataset=recipe.dataset, split=recipe.split)
-                for m in TABLES[table].accuracy_columns]
+        return [
+            store.record(
+                table=table,
+                row=row,
+                model=recipe.model,
+                metric=m,
+                status="not run",
+                status_reason=reason,
+                dataset=recipe.dataset,
+                split=recipe.split,
+            )
+            for m in TABLES[table].accuracy_columns
+        ]
     checkpoint = checkpoint_status(recipe.model, recipe.dataset, table, row)
     if checkpoint.ok:
         path = checkpoint.path
         echo(f"{table} {row}: evaluating existing checkpoint {path}")
     else:
-        echo(f"{table} {row}: training {recipe.model} on {recipe.dataset} ({recipe.epochs} epochs, "
-             f"resumable) into {recipe.out_dir()}")
+        echo(
+            f"{table} {row}: training {recipe.model} on {recipe.dataset} ({recipe.epochs} epochs, "
+            f"resumable) into {recipe.out_dir()}"
+        )
         path = train_row(recipe, data.path, gpus=gpus, batch_size=batch_size)
     return evaluate_checkpoint(recipe, data.path, path, store.record)

@@ -27,31 +27,96 @@ from filelock import FileLock
 from .machine import environment_info, machine_info
 
 __all__ = [
-    "COLUMNS", "NUMERIC_COLUMNS", "FINDING_METRIC", "STATUS_REPRODUCED", "STATUS_DIFFERS", "STATUS_MEASURED", "STATUS_NOT_RUN",
-    "StoreContents", "ResultsStore", "default_store_path", "judge", "machine_info", "environment_info",
+    "COLUMNS",
+    "NUMERIC_COLUMNS",
+    "FINDING_METRIC",
+    "STATUS_REPRODUCED",
+    "STATUS_DIFFERS",
+    "STATUS_MEASURED",
+    "STATUS_NOT_RUN",
+    "StoreContents",
+    "ResultsStore",
+    "default_store_path",
+    "judge",
+    "machine_info",
+    "environment_info",
 ]
 
 COLUMNS: tuple[str, ...] = (
     # what was compared; reading names a non-default architecture reading ("" = the suite's default)
-    "table", "row", "model", "reading", "metric", "paper_value", "measured_value", "delta", "tolerance",
-    "tolerance_kind", "status", "status_reason",
+    "table",
+    "row",
+    "model",
+    "reading",
+    "metric",
+    "paper_value",
+    "measured_value",
+    "delta",
+    "tolerance",
+    "tolerance_kind",
+    "status",
+    "status_reason",
     # evaluation protocol
-    "dataset", "split", "input_size", "box_source", "flip_test",
+    "dataset",
+    "split",
+    "input_size",
+    "box_source",
+    "flip_test",
     # execution protocol
-    "device", "runtime", "provider", "batch_size", "precision", "channels_last", "compile_mode",
-    "cudnn_benchmark", "tf32", "scan_backend", "flops_convention",
+    "device",
+    "runtime",
+    "provider",
+    "batch_size",
+    "precision",
+    "channels_last",
+    "compile_mode",
+    "cudnn_benchmark",
+    "tf32",
+    "scan_backend",
+    "flops_convention",
     # timing protocol
-    "warmup_iterations", "timed_iterations", "timed_rounds", "median", "iqr", "unit", "sample",
-    "throttled", "gpu_clocks_before", "gpu_clocks_after",
+    "warmup_iterations",
+    "timed_iterations",
+    "timed_rounds",
+    "median",
+    "iqr",
+    "unit",
+    "sample",
+    "throttled",
+    "gpu_clocks_before",
+    "gpu_clocks_after",
     # machine
-    "gpu_name", "gpu_driver", "cuda_version", "cpu_model", "cpu_count", "os",
+    "gpu_name",
+    "gpu_driver",
+    "cuda_version",
+    "cpu_model",
+    "cpu_count",
+    "os",
     # software and provenance
-    "python_version", "torch_version", "mamba_ssm_version", "fvcore_version", "onnxruntime_version",
-    "mamkpd_version", "git_commit", "git_dirty", "seed", "checkpoint_sha256", "timestamp", "notes",
+    "python_version",
+    "torch_version",
+    "mamba_ssm_version",
+    "fvcore_version",
+    "onnxruntime_version",
+    "mamkpd_version",
+    "git_commit",
+    "git_dirty",
+    "seed",
+    "checkpoint_sha256",
+    "timestamp",
+    "notes",
 )
 NUMERIC_COLUMNS: tuple[str, ...] = (
-    "paper_value", "measured_value", "delta", "tolerance", "batch_size", "warmup_iterations",
-    "timed_iterations", "timed_rounds", "median", "iqr",
+    "paper_value",
+    "measured_value",
+    "delta",
+    "tolerance",
+    "batch_size",
+    "warmup_iterations",
+    "timed_iterations",
+    "timed_rounds",
+    "median",
+    "iqr",
 )
 
 STATUS_REPRODUCED = "reproduced"  # within tolerance of the paper
@@ -71,8 +136,9 @@ def _missing(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
-def judge(paper: float | None, measured: float | None, tolerance: float | None,
-          tolerance_kind: str = "abs") -> tuple[str, float | None]:
+def judge(
+    paper: float | None, measured: float | None, tolerance: float | None, tolerance_kind: str = "abs"
+) -> tuple[str, float | None]:
     """Status and delta (measured − paper) of one comparison.
 
     ``tolerance_kind`` is ``"abs"`` (in the metric's unit) or ``"rel"`` (a fraction of the paper value).
@@ -119,9 +185,21 @@ class ResultsStore:
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
 
     # -- writing -------------------------------------------------------------------------------
-    def record(self, *, table: str, row: str, model: str, metric: str, paper: float | None = None,
-               measured: float | None = None, tolerance: float | None = None, tolerance_kind: str = "abs",
-               status: str | None = None, status_reason: str = "", **protocol: Any) -> dict[str, str]:
+    def record(
+        self,
+        *,
+        table: str,
+        row: str,
+        model: str,
+        metric: str,
+        paper: float | None = None,
+        measured: float | None = None,
+        tolerance: float | None = None,
+        tolerance_kind: str = "abs",
+        status: str | None = None,
+        status_reason: str = "",
+        **protocol: Any,
+    ) -> dict[str, str]:
         """Append one measurement; machine, software versions and timestamp are filled in.
 
         ``status`` is judged from paper/measured/tolerance unless given (e.g. ``"not run"`` with a
@@ -137,10 +215,19 @@ class ResultsStore:
         values: dict[str, Any] = {**machine_info(str(protocol.get("device") or "cpu")), **environment_info()}
         values.update(timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         values.update(protocol)
-        values.update(table=table, row=row, model=model, metric=metric, paper_value=paper,
-                      measured_value=measured, delta=delta, tolerance=tolerance,
-                      tolerance_kind=tolerance_kind if not _missing(tolerance) else "",
-                      status=status, status_reason=status_reason)
+        values.update(
+            table=table,
+            row=row,
+            model=model,
+            metric=metric,
+            paper_value=paper,
+            measured_value=measured,
+            delta=delta,
+            tolerance=tolerance,
+            tolerance_kind=tolerance_kind if not _missing(tolerance) else "",
+            status=status,
+            status_reason=status_reason,
+        )
         return self.append(values)
 
     def record_finding(self, *, table: str, row: str, model: str, text: str, **protocol: Any) -> dict[str, str]:
@@ -149,8 +236,9 @@ class ResultsStore:
         The sentence should be built from measured values at the time they are measured, so the
         report never carries a number in prose that was not measured in that run.
         """
-        return self.record(table=table, row=row, model=model, metric=FINDING_METRIC, status=STATUS_MEASURED,
-                           notes=text, **protocol)
+        return self.record(
+            table=table, row=row, model=model, metric=FINDING_METRIC, status=STATUS_MEASURED, notes=text, **protocol
+        )
 
     def append(self, values: dict[str, Any]) -> dict[str, str]:
         """Append ``values`` (column → value) as one row; missing columns are empty."""
@@ -190,7 +278,8 @@ class ResultsStore:
         if tuple(header) != COLUMNS:
             raise ValueError(
                 f"results store {self.path} has columns {header[:5]}... that differ from this version's "
-                f"({len(COLUMNS)} columns); write to a new store (set MAMKPD_RESULTS)")
+                f"({len(COLUMNS)} columns); write to a new store (set MAMKPD_RESULTS)"
+            )
 
     # -- reading -------------------------------------------------------------------------------
     def read(self) -> StoreContents:
@@ -202,8 +291,10 @@ class ResultsStore:
         lines = text.split("\n")
         header = lines[0]
         if tuple(header.split(",")) != COLUMNS:
-            raise ValueError(f"results store {self.path}: unexpected header; expected the {len(COLUMNS)} "
-                             f"columns of mamkpd.harness.results.COLUMNS")
+            raise ValueError(
+                f"results store {self.path}: unexpected header; expected the {len(COLUMNS)} "
+                f"columns of mamkpd.harness.results.COLUMNS"
+            )
         good, torn = [], []
         last = len(lines) - 1
         for number, line in enumerate(lines[1:], start=2):

@@ -6,8 +6,14 @@ One policy for the reproductions, ``mamkpd report --run`` and ``mamkpd reproduce
 
 from __future__ import annotations
 
-__all__ = ["tolerance_for", "ACCURACY_ABS", "PARAMS_REL_MAMKPD", "PARAMS_REL_ABLATION", "PARAMS_REL_BASELINE",
-           "GFLOPS_REL"]
+__all__ = [
+    "tolerance_for",
+    "ACCURACY_ABS",
+    "PARAMS_REL_MAMKPD",
+    "PARAMS_REL_ABLATION",
+    "PARAMS_REL_BASELINE",
+    "GFLOPS_REL",
+]
 
 # issue 2's targets: MamKPD B/L params within 5 %, the Table 5 ablations within 7 %
 PARAMS_REL_MAMKPD = 0.05

@@ -13,15 +13,25 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["KeyLayout", "LoadReport", "CheckpointMismatchError", "load_checkpoint", "load_state", "read_state_dict",
-           "unwrap_state_dict", "apply_layout", "prefix_rules", "NATIVE_LAYOUT"]
+__all__ = [
+    "KeyLayout",
+    "LoadReport",
+    "CheckpointMismatchError",
+    "load_checkpoint",
+    "load_state",
+    "read_state_dict",
+    "unwrap_state_dict",
+    "apply_layout",
+    "prefix_rules",
+    "NATIVE_LAYOUT",
+]
 
 # BatchNorm's step counter: absent from checkpoints saved before PyTorch 0.4.1 (the original HRNet and
 # SimpleBaseline releases) and without effect on the forward pass, so its absence is not an error.
@@ -79,9 +89,11 @@ class LoadReport:
 
     def summary(self) -> str:
         lines = [f"{self.path}: layout {self.layout!r}, {self.loaded} tensors loaded"]
-        for title, names in (("missing from the checkpoint", self.missing),
-                             ("unexpected in the checkpoint", self.unexpected),
-                             ("shape mismatches", self.mismatched)):
+        for title, names in (
+            ("missing from the checkpoint", self.missing),
+            ("unexpected in the checkpoint", self.unexpected),
+            ("shape mismatches", self.mismatched),
+        ):
             if names:
                 shown = ", ".join(names[:_MAX_NAMES_SHOWN])
                 more = f" ... and {len(names) - _MAX_NAMES_SHOWN} more" if len(names) > _MAX_NAMES_SHOWN else ""
@@ -106,8 +118,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # MMPose checkpoints pickle their training meta (config objects) too
-        warnings.warn(f"{path}: not loadable with weights_only=True ({type(exc).__name__}); loading it as a "
-                      "full pickle, which runs code from the file: only do this with checkpoints you trust")
+        warnings.warn(
+            f"{path}: not loadable with weights_only=True ({type(exc).__name__}); loading it as a "
+            "full pickle, which runs code from the file: only do this with checkpoints you trust",
+            stacklevel=2,
+        )
         obj = torch.load(path, map_location="cpu", weights_only=False)
     return unwrap_state_dict(obj, source=str(path))
 
@@ -124,13 +139,14 @@ def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, Tens
             break
         obj = inner
     if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{source}: no state dict found (expected a mapping of tensors, possibly under "
-                         f"one of {_CONTAINER_KEYS})")
+        raise ValueError(
+            f"{source}: no state dict found (expected a mapping of tensors, possibly under one of {_CONTAINER_KEYS})"
+        )
     tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
     if not tensors:
         raise ValueError(f"{source}: the state dict holds no tensors (keys: {list(obj)[:10]})")
     if all(k.startswith("module.") for k in tensors):  # saved from DataParallel / DDP
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -157,8 +173,9 @@ def _is_optional(key: str) -> bool:
     return key.endswith(_OPTIONAL_SUFFIXES)
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True,
-                    layout: str | None = None) -> LoadReport:
+def load_checkpoint(
+    model: nn.Module, path: str | os.PathLike, strict: bool = True, layout: str | None = None
+) -> LoadReport:
     """Load ``path`` into ``model`` in whichever of the model's declared layouts fits it best.
 
     ``layout`` forces one layout by name. Strict (the default): any missing or unexpected key or shape
@@ -169,16 +186,23 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     return load_state(model, state, strict=strict, layout=layout, source=str(path))
 
 
-def load_state(model: nn.Module, state: Mapping[str, Tensor], strict: bool = True, layout: str | None = None,
-               source: str = "state dict") -> LoadReport:
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, Tensor],
+    strict: bool = True,
+    layout: str | None = None,
+    source: str = "state dict",
+) -> LoadReport:
     """:func:`load_checkpoint` on an in-memory state dict."""
     target = model.state_dict()
     layouts = _layouts_of(model)
     if layout is not None:
         layouts = [lay for lay in layouts if lay.name == layout]
         if not layouts:
-            raise ValueError(f"unknown layout {layout!r} for {type(model).__name__}; known: "
-                             f"{[lay.name for lay in _layouts_of(model)]}")
+            raise ValueError(
+                f"unknown layout {layout!r} for {type(model).__name__}; known: "
+                f"{[lay.name for lay in _layouts_of(model)]}"
+            )
 
     def fit(lay: KeyLayout) -> tuple[int, int]:
         renamed, _ = apply_layout(state, lay)

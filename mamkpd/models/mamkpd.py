@@ -71,8 +71,11 @@ class Stem(nn.Module):
         super().__init__()
 
         def conv_bn_relu(cin, cout, k, s, groups=1):
-            return [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                    nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
 
         self.layers = nn.Sequential(
             *conv_bn_relu(in_channels, out_channels, 7, 2),
@@ -97,12 +100,22 @@ class Stage(nn.Module):
         else:
             self.downsample = LinearPatchEmbed(in_channels, dim, stride=first_stride)
         self.gate = cfg.downsampling == "cmm" and cfg.context_gate
-        self.blocks = nn.Sequential(*[
-            SS2DBlock(dim, drop_path=drop_path[i], mlp_ratio=cfg.mlp_ratio, d_state=cfg.d_state,
-                      ssm_ratio=cfg.ssm_ratio, dt_rank=cfg.dt_rank, d_conv=cfg.d_conv, z_gate=cfg.z_gate,
-                      scan_backend=cfg.scan_backend)
-            for i in range(cfg.depths[index])
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                SS2DBlock(
+                    dim,
+                    drop_path=drop_path[i],
+                    mlp_ratio=cfg.mlp_ratio,
+                    d_state=cfg.d_state,
+                    ssm_ratio=cfg.ssm_ratio,
+                    dt_rank=cfg.dt_rank,
+                    d_conv=cfg.d_conv,
+                    z_gate=cfg.z_gate,
+                    scan_backend=cfg.scan_backend,
+                )
+                for i in range(cfg.depths[index])
+            ]
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -124,11 +137,15 @@ class MamKPD(nn.Module):
         for i, depth in enumerate(cfg.depths):
             # the first stage reaches /4 from the stem's /2, or from the image when there is no stem
             first_stride = 4 if (i == 0 and not cfg.stem) else 2
-            stages.append(Stage(cfg, i, channels, first_stride, rates[start:start + depth]))
+            stages.append(Stage(cfg, i, channels, first_stride, rates[start : start + depth]))
             channels, start = cfg.dims[i], start + depth
         self.stages = nn.ModuleList(stages)
-        self.head = DeconvHead(cfg.dims[-1], cfg.decoder_width or cfg.dims[-1] // 4,
-                               num_deconv=len(cfg.dims) - 1, num_keypoints=cfg.num_keypoints)
+        self.head = DeconvHead(
+            cfg.dims[-1],
+            cfg.decoder_width or cfg.dims[-1] // 4,
+            num_deconv=len(cfg.dims) - 1,
+            num_keypoints=cfg.num_keypoints,
+        )
 
     @property
     def scan_backend(self) -> str:

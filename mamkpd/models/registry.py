@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Callable
 
 import torch.nn as nn
 
@@ -42,8 +42,9 @@ _REGISTRY: dict[str, ModelInfo] = {}
 _providers_loaded = False
 
 
-def register_model(family: str, input_size: tuple[int, int] = (256, 192), sample: str = "person crop",
-                   tags: tuple[str, ...] = ()):
+def register_model(
+    family: str, input_size: tuple[int, int] = (256, 192), sample: str = "person crop", tags: tuple[str, ...] = ()
+):
     """Decorator: register ``fn`` under its own name."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -32,25 +32,68 @@ class TableSpec:
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
-        TableSpec("table1", "Table 1. Model specifications of MamKPD variants", "", "",
-                  (), ("params_m", "gflops")),
-        TableSpec("table2", "Table 2. Comparisons on the COCO val2017 set", "coco", "val2017",
-                  ("AP", "AP50", "AP75", "APM", "APL", "AR"), ("params_m", "gflops"), ("fps",)),
-        TableSpec("table3", "Table 3. Comparisons on the MPII validation set (PCKh@0.5)", "mpii", "val",
-                  ("head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "mean"), ()),
-        TableSpec("table4", "Table 4. Comparisons on the AP-10K test set", "ap10k", "test",
-                  ("AP", "AP50", "AP75", "APM", "APL"), ("params_m",)),
-        TableSpec("table5", "Table 5. Ablations of the MamKPD architecture (MPII val)", "mpii", "val",
-                  ("mean",), ("params_m", "gflops")),
+        TableSpec("table1", "Table 1. Model specifications of MamKPD variants", "", "", (), ("params_m", "gflops")),
+        TableSpec(
+            "table2",
+            "Table 2. Comparisons on the COCO val2017 set",
+            "coco",
+            "val2017",
+            ("AP", "AP50", "AP75", "APM", "APL", "AR"),
+            ("params_m", "gflops"),
+            ("fps",),
+        ),
+        TableSpec(
+            "table3",
+            "Table 3. Comparisons on the MPII validation set (PCKh@0.5)",
+            "mpii",
+            "val",
+            ("head", "shoulder", "elbow", "wrist", "hip", "knee", "ankle", "mean"),
+            (),
+        ),
+        TableSpec(
+            "table4",
+            "Table 4. Comparisons on the AP-10K test set",
+            "ap10k",
+            "test",
+            ("AP", "AP50", "AP75", "APM", "APL"),
+            ("params_m",),
+        ),
+        TableSpec(
+            "table5",
+            "Table 5. Ablations of the MamKPD architecture (MPII val)",
+            "mpii",
+            "val",
+            ("mean",),
+            ("params_m", "gflops"),
+        ),
         # the paper prints no size for the Figure 3 models; the suite measures it beside their accuracy
-        TableSpec("fig3", "Figure 3. Ablations of Stem and CMM (MPII val Mean)", "mpii", "val",
-                  ("mean",), ("params_m", "gflops")),
+        TableSpec(
+            "fig3",
+            "Figure 3. Ablations of Stem and CMM (MPII val Mean)",
+            "mpii",
+            "val",
+            ("mean",),
+            ("params_m", "gflops"),
+        ),
     )
 }
 
 # columns that are text even when every cell looks like a number
-_TEXT_COLUMNS = ("row", "method", "registry_name", "notes", "section", "ref", "blocks", "dims",
-                 "backbone", "pretrain", "stem", "known", "reproduced_by_authors")
+_TEXT_COLUMNS = (
+    "row",
+    "method",
+    "registry_name",
+    "notes",
+    "section",
+    "ref",
+    "blocks",
+    "dims",
+    "backbone",
+    "pretrain",
+    "stem",
+    "known",
+    "reproduced_by_authors",
+)
 
 
 def table_names() -> list[str]:
@@ -68,8 +111,7 @@ def load_table(name: str) -> pd.DataFrame:
         raise ValueError(f"unknown paper table {name!r}; known: {', '.join(TABLES)}")
     source = resources.files(__package__).joinpath(f"{name}.csv")
     with source.open("r", encoding="utf-8") as handle:
-        frame = pd.read_csv(handle, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
-                            na_values=[""])
+        frame = pd.read_csv(handle, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
     for column in frame.columns:
         if column in _TEXT_COLUMNS:
             frame[column] = frame[column].fillna("")

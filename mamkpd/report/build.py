@@ -39,8 +39,13 @@ def build_report(store_path: str | os.PathLike) -> Report:
     """Read the store and compare every paper table with it."""
     contents = ResultsStore(store_path).read()
     comparisons = {name: compare_table(name, contents.frame) for name in TABLES}
-    return Report(Path(store_path), contents.frame, contents.torn_lines, comparisons,
-                  collect_findings(comparisons, contents.frame))
+    return Report(
+        Path(store_path),
+        contents.frame,
+        contents.torn_lines,
+        comparisons,
+        collect_findings(comparisons, contents.frame),
+    )
 
 
 def _num(x: float, printed: bool = False) -> str:
@@ -73,15 +78,17 @@ def _table_section(name: str, cells: pd.DataFrame) -> str:
     metrics = table_metrics(name)
     header = ["Method", *[_HEADERS.get(m, m) for m in metrics], "Status"]
     rows = []
-    for (row, method), group in cells.groupby(["row", "method"], sort=False):
+    for (_row, method), group in cells.groupby(["row", "method"], sort=False):
         by_metric = group.set_index("metric")
         rows.append([method, *[_cell(by_metric.loc[m]) for m in metrics], row_status(group)])
     protocols = cells.loc[cells["protocol"].notna() & (cells["protocol"] != ""), ["metric", "protocol"]]
     protocols = protocols.drop_duplicates()
     proto_lines = "\n".join(f"- `{m}`: {p}" for m, p in protocols.itertuples(index=False)) or "- nothing measured"
-    return (f"### {spec.title}\n\nCells: paper / ours, ✓ reproduced within the recorded tolerance, ✗ differs, "
-            f"· measured without a judgement (no paper value, or a figure from another GPU).\n\n"
-            f"{_md_table(header, rows)}\n\nMeasured under:\n{proto_lines}\n")
+    return (
+        f"### {spec.title}\n\nCells: paper / ours, ✓ reproduced within the recorded tolerance, ✗ differs, "
+        f"· measured without a judgement (no paper value, or a figure from another GPU).\n\n"
+        f"{_md_table(header, rows)}\n\nMeasured under:\n{proto_lines}\n"
+    )
 
 
 def _readings_section(store: pd.DataFrame) -> str:
@@ -98,9 +105,12 @@ def _readings_section(store: pd.DataFrame) -> str:
             ours, printed = values.get(metric, math.nan), paper.loc[row, metric]
             cols.append(f"{_num(ours)} ({(ours - printed) / printed * 100:+.0f}%)" if not pd.isna(ours) else "—")
         rows.append([row, reading or "default (the suite's reading)", *cols])
-    return (_md_table(["Model", "Reading", "#Params (M) (vs paper)", "GFLOPs (vs paper)"], rows)
-            + "\n\nPaper: " + "; ".join(f"{i} {paper.loc[i, 'params_m']}M / {paper.loc[i, 'gflops']} GFLOPs"
-                                        for i in paper.index) + "\n")
+    return (
+        _md_table(["Model", "Reading", "#Params (M) (vs paper)", "GFLOPs (vs paper)"], rows)
+        + "\n\nPaper: "
+        + "; ".join(f"{i} {paper.loc[i, 'params_m']}M / {paper.loc[i, 'gflops']} GFLOPs" for i in paper.index)
+        + "\n"
+    )
 
 
 def _speed_section(store: pd.DataFrame) -> str:
@@ -110,23 +120,58 @@ def _speed_section(store: pd.DataFrame) -> str:
     ratios = store[store["metric"].str.startswith("fps_ratio_to_")]
     rows = []
     for r in fps.itertuples():
-        ratio = ratios[(ratios["model"] == r.model) & (ratios["timestamp"] == r.timestamp)
-                       & (ratios["device"] == r.device) & (ratios["batch_size"] == r.batch_size)]
-        rows.append([r.model, r.gpu_name or f"CPU ({r.cpu_model}, {r.cpu_count} cores)",
-                     f"{r.runtime or 'eager'}{'/' + r.provider if r.provider else ''}",
-                     r.precision, _num(r.batch_size), r.scan_backend or "-", _num(r.median), _num(r.iqr),
-                     f"{_num(ratio['measured_value'].iloc[-1])} ({ratio['metric'].iloc[-1][len('fps_ratio_to_'):]})"
-                     if len(ratio) else "—", r.sample, "yes" if r.throttled == "true" else ""])
-    return _md_table(["Model", "Device", "Runtime", "Precision", "Batch", "Scan", "samples/s (median)", "IQR",
-                      "Ratio (to)", "One sample", "Throttled"], rows) + "\n"
+        ratio = ratios[
+            (ratios["model"] == r.model)
+            & (ratios["timestamp"] == r.timestamp)
+            & (ratios["device"] == r.device)
+            & (ratios["batch_size"] == r.batch_size)
+        ]
+        rows.append(
+            [
+                r.model,
+                r.gpu_name or f"CPU ({r.cpu_model}, {r.cpu_count} cores)",
+                f"{r.runtime or 'eager'}{'/' + r.provider if r.provider else ''}",
+                r.precision,
+                _num(r.batch_size),
+                r.scan_backend or "-",
+                _num(r.median),
+                _num(r.iqr),
+                f"{_num(ratio['measured_value'].iloc[-1])} ({ratio['metric'].iloc[-1][len('fps_ratio_to_') :]})"
+                if len(ratio)
+                else "—",
+                r.sample,
+                "yes" if r.throttled == "true" else "",
+            ]
+        )
+    return (
+        _md_table(
+            [
+                "Model",
+                "Device",
+                "Runtime",
+                "Precision",
+                "Batch",
+                "Scan",
+                "samples/s (median)",
+                "IQR",
+                "Ratio (to)",
+                "One sample",
+                "Throttled",
+            ],
+            rows,
+        )
+        + "\n"
+    )
 
 
 def _samples_section(store: pd.DataFrame) -> str:
     rows = store[store["table"] == "samples"].sort_values("timestamp")
     if not len(rows):
         return "No end-to-end run on the samples in the store.\n"
-    body = [[r.row, r.metric, _num(r.measured_value), r.split, r.input_size, r.device, r.notes, r.status_reason]
-            for r in rows.itertuples()]
+    body = [
+        [r.row, r.metric, _num(r.measured_value), r.split, r.input_size, r.device, r.notes, r.status_reason]
+        for r in rows.itertuples()
+    ]
     return _md_table(["Run", "Metric", "Measured", "Split", "Input", "Device", "Notes", "What it shows"], body) + "\n"
 
 
@@ -143,8 +188,10 @@ def render_markdown(report: Report, figures: dict[str, str]) -> str:
         "Paper cells: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".\n",
     ]
     if report.torn_lines:
-        out.append(f"**Warning:** the store has {len(report.torn_lines)} torn line(s) (lines "
-                   f"{', '.join(str(n) for n, _ in report.torn_lines)}), skipped: a write was cut short.\n")
+        out.append(
+            f"**Warning:** the store has {len(report.torn_lines)} torn line(s) (lines "
+            f"{', '.join(str(n) for n, _ in report.torn_lines)}), skipped: a write was cut short.\n"
+        )
     out.append("## Findings\n")
     out += [f"- **{f.title}.** {f.text} _(from: {f.source})_" for f in report.findings] or ["- none yet\n"]
     out.append("")
@@ -160,8 +207,11 @@ def render_markdown(report: Report, figures: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(store_path: str | os.PathLike, out_dir: str | os.PathLike = "reports",
-                 extra_sections: list[tuple[str, str]] | None = None) -> dict[str, Path]:
+def write_report(
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike = "reports",
+    extra_sections: list[tuple[str, str]] | None = None,
+) -> dict[str, Path]:
     """Write REPORT.md, one CSV per paper table and the figures into ``out_dir``; return their paths."""
     report = build_report(store_path)
     report.extra_sections = list(extra_sections or [])
@@ -171,8 +221,10 @@ def write_report(store_path: str | os.PathLike, out_dir: str | os.PathLike = "re
         written[name] = atomic_write(out / f"{name}.csv", lambda h, c=cells: c.to_csv(h, index=False), mode="w")
     written["fig1"] = plot_fig1(report.comparisons["table2"], out / "fig1_ap_vs_params.png")
     written["fps_vs_ap"] = plot_fps_vs_ap(report.comparisons["table2"], out / "fps_vs_ap.png")
-    figures = {"Figure 1: AP against parameters, paper and measured": written["fig1"].name,
-               "FPS against AP": written["fps_vs_ap"].name}
+    figures = {
+        "Figure 1: AP against parameters, paper and measured": written["fig1"].name,
+        "FPS against AP": written["fps_vs_ap"].name,
+    }
     text = render_markdown(report, figures)
     written["report"] = atomic_write(out / "REPORT.md", lambda h: h.write(text), mode="w")
     return written

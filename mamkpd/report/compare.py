@@ -14,20 +14,57 @@ import pandas as pd
 from ..harness.results import FINDING_METRIC, STATUS_MEASURED, STATUS_NOT_RUN
 from ..paper import TABLES, load_table
 
-__all__ = ["COMPARISON_COLUMNS", "RATIO_METRIC", "NOT_IN_PAPER", "compare_table", "protocol_summary",
-           "row_status", "table_metrics"]
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "RATIO_METRIC",
+    "NOT_IN_PAPER",
+    "compare_table",
+    "protocol_summary",
+    "row_status",
+    "table_metrics",
+]
 
 RATIO_METRIC = "fps_ratio_to_hrnet_w32"  # Table 2's speeds relative to HRNet-W32, the comparable form
 NOT_IN_PAPER = "not in paper"  # the paper prints "-" and nothing was measured
 MAC_CONVENTION = "MAC"
 
 COMPARISON_COLUMNS = (
-    "table", "row", "method", "model", "metric", "paper", "ours", "delta", "delta_pct", "tolerance",
-    "tolerance_kind", "status", "reason", "protocol", "device", "gpu_name", "cpu_model", "batch_size",
-    "precision", "scan_backend", "flops_convention", "input_size", "dataset", "split", "box_source",
-    "flip_test", "median", "iqr", "unit", "sample", "throttled", "checkpoint_sha256", "git_commit", "timestamp",
+    "table",
+    "row",
+    "method",
+    "model",
+    "metric",
+    "paper",
+    "ours",
+    "delta",
+    "delta_pct",
+    "tolerance",
+    "tolerance_kind",
+    "status",
+    "reason",
+    "protocol",
+    "device",
+    "gpu_name",
+    "cpu_model",
+    "batch_size",
+    "precision",
+    "scan_backend",
+    "flops_convention",
+    "input_size",
+    "dataset",
+    "split",
+    "box_source",
+    "flip_test",
+    "median",
+    "iqr",
+    "unit",
+    "sample",
+    "throttled",
+    "checkpoint_sha256",
+    "git_commit",
+    "timestamp",
 )
-_CARRIED = COMPARISON_COLUMNS[COMPARISON_COLUMNS.index("device"):]
+_CARRIED = COMPARISON_COLUMNS[COMPARISON_COLUMNS.index("device") :]
 
 
 def table_metrics(name: str) -> list[str]:
@@ -59,27 +96,39 @@ def protocol_summary(m: pd.Series) -> str:
         parts.append(f"input {m.get('input_size')}" if m.get("input_size") else "")
         parts.append(f"scan {m.get('scan_backend')}" if m.get("scan_backend") else "")
     elif m["metric"] == "fps" or str(m["metric"]).startswith("fps_ratio"):
-        parts += [where, f"{m.get('runtime') or 'eager'}" + (f"/{m['provider']}" if m.get("provider") else ""),
-                  m.get("precision") or "", "channels_last" if m.get("channels_last") == "true" else "",
-                  f"compile {m['compile_mode']}" if m.get("compile_mode") else "",
-                  "cudnn.benchmark" if m.get("cudnn_benchmark") == "true" else "",
-                  "TF32" if m.get("tf32") == "true" else "",
-                  f"batch {int(m['batch_size'])}" if _present(m.get("batch_size")) else "",
-                  f"input {m.get('input_size')}" if m.get("input_size") else "",
-                  f"scan {m['scan_backend']}" if m.get("scan_backend") else "",
-                  (f"median of {int(m['timed_rounds'])} rounds, IQR {m['iqr']:.3g} {m.get('unit', '')}"
-                   if _present(m.get("timed_rounds")) and _present(m.get("iqr")) else ""),
-                  f"1 sample = {m['sample']}" if m.get("sample") else "",
-                  "THROTTLED" if m.get("throttled") == "true" else ""]
+        parts += [
+            where,
+            f"{m.get('runtime') or 'eager'}" + (f"/{m['provider']}" if m.get("provider") else ""),
+            m.get("precision") or "",
+            "channels_last" if m.get("channels_last") == "true" else "",
+            f"compile {m['compile_mode']}" if m.get("compile_mode") else "",
+            "cudnn.benchmark" if m.get("cudnn_benchmark") == "true" else "",
+            "TF32" if m.get("tf32") == "true" else "",
+            f"batch {int(m['batch_size'])}" if _present(m.get("batch_size")) else "",
+            f"input {m.get('input_size')}" if m.get("input_size") else "",
+            f"scan {m['scan_backend']}" if m.get("scan_backend") else "",
+            (
+                f"median of {int(m['timed_rounds'])} rounds, IQR {m['iqr']:.3g} {m.get('unit', '')}"
+                if _present(m.get("timed_rounds")) and _present(m.get("iqr"))
+                else ""
+            ),
+            f"1 sample = {m['sample']}" if m.get("sample") else "",
+            "THROTTLED" if m.get("throttled") == "true" else "",
+        ]
     else:
-        parts += [f"{m.get('dataset')} {m.get('split')}".strip(),
-                  f"input {m.get('input_size')}" if m.get("input_size") else "",
-                  f"boxes: {m['box_source']}" if m.get("box_source") else "",
-                  "flip test" if m.get("flip_test") == "true" else ("no flip" if m.get("flip_test") == "false" else ""),
-                  f"checkpoint {str(m['checkpoint_sha256'])[:12]}" if m.get("checkpoint_sha256") else "",
-                  where]
-    parts.append(f"commit {str(m['git_commit'])[:8]}{'+dirty' if m.get('git_dirty') == 'true' else ''}"
-                 if m.get("git_commit") else "")
+        parts += [
+            f"{m.get('dataset')} {m.get('split')}".strip(),
+            f"input {m.get('input_size')}" if m.get("input_size") else "",
+            f"boxes: {m['box_source']}" if m.get("box_source") else "",
+            "flip test" if m.get("flip_test") == "true" else ("no flip" if m.get("flip_test") == "false" else ""),
+            f"checkpoint {str(m['checkpoint_sha256'])[:12]}" if m.get("checkpoint_sha256") else "",
+            where,
+        ]
+    parts.append(
+        f"commit {str(m['git_commit'])[:8]}{'+dirty' if m.get('git_dirty') == 'true' else ''}"
+        if m.get("git_commit")
+        else ""
+    )
     return "; ".join(p for p in parts if p)
 
 
@@ -107,19 +156,31 @@ def compare_table(name: str, store: pd.DataFrame) -> pd.DataFrame:
         row_meas = mine[mine["row"] == prow["row"]]
         for metric in table_metrics(name):
             paper_value = prow.get(metric, math.nan)
-            cell = dict(table=name, row=prow["row"], method=prow["method"], model=prow["registry_name"],
-                        metric=metric, paper=paper_value)
+            cell = dict(
+                table=name,
+                row=prow["row"],
+                method=prow["method"],
+                model=prow["registry_name"],
+                metric=metric,
+                paper=paper_value,
+            )
             cands = row_meas[row_meas["metric"] == metric]
             done = cands[cands["status"] != STATUS_NOT_RUN]
             if len(done):
                 m = _pick(done, metric)
                 ours = float(m["measured_value"])
                 delta = ours - paper_value if _present(paper_value) else math.nan
-                cell.update(ours=ours, delta=delta,
-                            delta_pct=100.0 * delta / paper_value if _present(paper_value) and paper_value else math.nan,
-                            tolerance=m["tolerance"], tolerance_kind=m["tolerance_kind"], status=m["status"],
-                            reason=m["status_reason"], protocol=protocol_summary(m),
-                            **{c: m.get(c, "") for c in _CARRIED})
+                cell.update(
+                    ours=ours,
+                    delta=delta,
+                    delta_pct=100.0 * delta / paper_value if _present(paper_value) and paper_value else math.nan,
+                    tolerance=m["tolerance"],
+                    tolerance_kind=m["tolerance_kind"],
+                    status=m["status"],
+                    reason=m["status_reason"],
+                    protocol=protocol_summary(m),
+                    **{c: m.get(c, "") for c in _CARRIED},
+                )
             elif len(cands):
                 m = cands.sort_values("timestamp").iloc[-1]
                 cell.update(status=STATUS_NOT_RUN, reason=m["status_reason"] or "recorded as not run")
@@ -146,6 +207,8 @@ def row_status(cells: pd.DataFrame) -> str:
     not_run = cells[cells["status"] == STATUS_NOT_RUN]
     if len(not_run):
         reasons = not_run["reason"].value_counts().index.tolist()
-        parts.append(f"not run ({len(not_run)}): {reasons[0]}" + (f" (+{len(reasons) - 1} other reasons)"
-                                                                  if len(reasons) > 1 else ""))
+        parts.append(
+            f"not run ({len(not_run)}): {reasons[0]}"
+            + (f" (+{len(reasons) - 1} other reasons)" if len(reasons) > 1 else "")
+        )
     return "; ".join(parts) or NOT_IN_PAPER

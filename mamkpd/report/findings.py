@@ -37,14 +37,20 @@ def gflops_conventions(comparisons: dict[str, pd.DataFrame], store: pd.DataFrame
     if len(g) < 2:
         return []
     ratios = (g["ours"] / g["paper"]).round(2)
-    listing = ", ".join(f"{r.method} {_fmt(r.paper)} vs {_fmt(r.ours)} (×{q:.2f})"
-                        for r, q in zip(g.itertuples(), ratios))
-    text = (f"Counted with one counter ({g['flops_convention'].iloc[0] or 'see protocol'}, batch 1), our GFLOPs over "
-            f"the paper's range from ×{ratios.min():.2f} to ×{ratios.max():.2f}: {listing}. A single counting "
-            "convention would give one common ratio; the spread shows the column mixes conventions "
-            "(Table 2's notes name the HRNet repository's counter for SimpleBaseline and HRNet).")
-    alt = store[(store["table"] == "table2") & (store["metric"] == "gflops")
-                & (store["flops_convention"] != g["flops_convention"].iloc[0])]
+    listing = ", ".join(
+        f"{r.method} {_fmt(r.paper)} vs {_fmt(r.ours)} (×{q:.2f})" for r, q in zip(g.itertuples(), ratios, strict=True)
+    )
+    text = (
+        f"Counted with one counter ({g['flops_convention'].iloc[0] or 'see protocol'}, batch 1), our GFLOPs over "
+        f"the paper's range from ×{ratios.min():.2f} to ×{ratios.max():.2f}: {listing}. A single counting "
+        "convention would give one common ratio; the spread shows the column mixes conventions "
+        "(Table 2's notes name the HRNet repository's counter for SimpleBaseline and HRNet)."
+    )
+    alt = store[
+        (store["table"] == "table2")
+        & (store["metric"] == "gflops")
+        & (store["flops_convention"] != g["flops_convention"].iloc[0])
+    ]
     if len(alt):
         for convention, rows in alt.groupby("flops_convention", sort=False):
             per = ", ".join(f"{r.row} {_fmt(r.measured_value)}" for r in rows.itertuples())
@@ -64,29 +70,35 @@ def small_gflops(store: pd.DataFrame) -> list[Finding]:
     reading = low["reading"] or "the default reading"
     if low["measured_value"] <= printed:
         return []
-    return [Finding(
-        "MamKPD-Small's printed GFLOPs cannot be reached",
-        f"The paper prints {_fmt(printed)} GFLOPs for MamKPD-Small; the lowest count over the {len(s)} "
-        f"measurement(s) of its architecture readings is {_fmt(low['measured_value'])} GFLOPs ({reading}), "
-        f"×{low['measured_value'] / printed:.1f} the printed value, at {low['input_size'] or 'the model input size'}.",
-        "table1 gflops over readings")]
+    return [
+        Finding(
+            "MamKPD-Small's printed GFLOPs cannot be reached",
+            f"The paper prints {_fmt(printed)} GFLOPs for MamKPD-Small; the lowest count over the {len(s)} "
+            f"measurement(s) of its architecture readings is {_fmt(low['measured_value'])} GFLOPs ({reading}), "
+            f"×{low['measured_value'] / printed:.1f} the printed value, "
+            f"at {low['input_size'] or 'the model input size'}.",
+            "table1 gflops over readings",
+        )
+    ]
 
 
 def gpu_mix() -> list[Finding]:
     """Which GPU timed which FPS figure, as Table 2's notes (taken from the paper text) record it."""
     t2 = load_table("table2")
     timed = t2[t2["fps"].notna()]
-    groups = {gpu: timed[timed["notes"].str.contains(gpu, regex=False)]["method"].tolist()
-              for gpu in ("A100", "4090")}
+    groups = {gpu: timed[timed["notes"].str.contains(gpu, regex=False)]["method"].tolist() for gpu in ("A100", "4090")}
     unstated = timed[~timed["notes"].str.contains("A100|4090")]["method"].tolist()
     if not groups["A100"] or not groups["4090"]:
         return []
-    return [Finding(
-        "The paper's FPS column compares different GPUs",
-        f"Per the paper's text, {', '.join(groups['A100'])} were timed on an A100 and {', '.join(groups['4090'])} "
-        f"on an RTX 4090; the GPU behind {', '.join(unstated)} is not stated, nor is any batch size. The report "
-        "therefore compares speeds as ratios to HRNet-W32 timed in the same run on the same machine.",
-        "paper text (table2 notes)")]
+    return [
+        Finding(
+            "The paper's FPS column compares different GPUs",
+            f"Per the paper's text, {', '.join(groups['A100'])} were timed on an A100 and {', '.join(groups['4090'])} "
+            f"on an RTX 4090; the GPU behind {', '.join(unstated)} is not stated, nor is any batch size. The report "
+            "therefore compares speeds as ratios to HRNet-W32 timed in the same run on the same machine.",
+            "paper text (table2 notes)",
+        )
+    ]
 
 
 def cross_table_inconsistencies() -> list[Finding]:
@@ -103,8 +115,9 @@ def cross_table_inconsistencies() -> list[Finding]:
     for (model, metric), places in sorted(seen.items()):
         if len({v for _, v in places}) > 1:
             listing = "; ".join(f"{where}: {_fmt(v)}" for where, v in places)
-            out.append(Finding(f"{model}: the paper prints different {metric} in different tables", listing,
-                               "paper tables"))
+            out.append(
+                Finding(f"{model}: the paper prints different {metric} in different tables", listing, "paper tables")
+            )
     return out
 
 
@@ -113,23 +126,41 @@ def run_quality(store: pd.DataFrame) -> list[Finding]:
     out = []
     throttled = store[store["throttled"] == "true"]
     if len(throttled):
-        out.append(Finding("Throttled timings", f"{len(throttled)} timing(s) ran while the GPU reported throttling: "
-                           + ", ".join(sorted(set(throttled["model"]))), "gpu clocks"))
+        out.append(
+            Finding(
+                "Throttled timings",
+                f"{len(throttled)} timing(s) ran while the GPU reported throttling: "
+                + ", ".join(sorted(set(throttled["model"]))),
+                "gpu clocks",
+            )
+        )
     unsteady = store[store["notes"].str.contains("warm-up cap reached", regex=False)]
     if len(unsteady):
-        out.append(Finding("Timings with a warm-up that never became steady",
-                           f"{len(unsteady)} timing row(s), models: {', '.join(sorted(set(unsteady['model'])))}; "
-                           "their spread (IQR) says how far to trust them", "fps protocol"))
+        out.append(
+            Finding(
+                "Timings with a warm-up that never became steady",
+                f"{len(unsteady)} timing row(s), models: {', '.join(sorted(set(unsteady['model'])))}; "
+                "their spread (IQR) says how far to trust them",
+                "fps protocol",
+            )
+        )
     return out
 
 
 def recorded(store: pd.DataFrame) -> list[Finding]:
     rows = store[store["metric"] == FINDING_METRIC].drop_duplicates(["table", "row", "notes"], keep="last")
-    return [Finding(f"{r.table} {r.row}".strip(), r.notes, f"recorded by the suite ({r.model})")
-            for r in rows.itertuples()]
+    return [
+        Finding(f"{r.table} {r.row}".strip(), r.notes, f"recorded by the suite ({r.model})") for r in rows.itertuples()
+    ]
 
 
 def collect_findings(comparisons: dict[str, pd.DataFrame], store: pd.DataFrame) -> list[Finding]:
     """All findings, derived ones first."""
-    return [*gflops_conventions(comparisons, store), *small_gflops(store), *gpu_mix(),
-            *cross_table_inconsistencies(), *recorded(store), *run_quality(store)]
+    return [
+        *gflops_conventions(comparisons, store),
+        *small_gflops(store),
+        *gpu_mix(),
+        *cross_table_inconsistencies(),
+        *recorded(store),
+        *run_quality(store),
+    ]

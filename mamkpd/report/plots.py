@@ -32,9 +32,16 @@ def _wide(cells: pd.DataFrame) -> pd.DataFrame:
 
 def _scatter(ax, x, y, size, labels, hollow=None, title=""):
     hollow = hollow if hollow is not None else [False] * len(x)
-    for xi, yi, si, label, h in zip(x, y, size, labels, hollow):
-        ax.scatter(xi, yi, s=max(si, 1.0) * 12, alpha=0.5, facecolors="none" if h else None,
-                   edgecolors="C0", color=None if h else "C0")
+    for xi, yi, si, label, h in zip(x, y, size, labels, hollow, strict=True):
+        ax.scatter(
+            xi,
+            yi,
+            s=max(si, 1.0) * 12,
+            alpha=0.5,
+            facecolors="none" if h else None,
+            edgecolors="C0",
+            color=None if h else "C0",
+        )
         ax.annotate(label, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -48,15 +55,27 @@ def plot_fig1(table2: pd.DataFrame, path: str | os.PathLike) -> Path:
     wide = _wide(table2)
     paper = wide.dropna(subset=["params_m_paper", "AP_paper"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    _scatter(left, paper["params_m_paper"], paper["AP_paper"], paper["params_m_paper"], paper["method"],
-             title="Paper (Table 2): AP vs #params")
+    _scatter(
+        left,
+        paper["params_m_paper"],
+        paper["AP_paper"],
+        paper["params_m_paper"],
+        paper["method"],
+        title="Paper (Table 2): AP vs #params",
+    )
     m = wide.dropna(subset=["params_m_ours"])
     m = m[m["AP_ours"].notna() | m["AP_paper"].notna()]
     if len(m):
         ap_measured = m["AP_ours"].notna()
-        _scatter(right, m["params_m_ours"], m["AP_ours"].where(ap_measured, m["AP_paper"]), m["params_m_ours"],
-                 m["method"], hollow=list(~ap_measured),
-                 title="Measured #params (hollow: AP not measured here, paper's AP shown)")
+        _scatter(
+            right,
+            m["params_m_ours"],
+            m["AP_ours"].where(ap_measured, m["AP_paper"]),
+            m["params_m_ours"],
+            m["method"],
+            hollow=list(~ap_measured),
+            title="Measured #params (hollow: AP not measured here, paper's AP shown)",
+        )
     else:
         right.text(0.5, 0.5, "no measured parameters in the store", ha="center", transform=right.transAxes)
     for ax in (left, right):
@@ -71,14 +90,27 @@ def plot_fps_vs_ap(table2: pd.DataFrame, path: str | os.PathLike) -> Path:
     paper = wide.dropna(subset=["fps_paper", "AP_paper"])
     ours = table2[(table2["metric"] == "fps") & table2["ours"].notna()]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    _scatter(left, paper["fps_paper"], paper["AP_paper"], paper["params_m_paper"].fillna(5.0), paper["method"],
-             title="Paper (Table 2; A100 for ViTPose, RTX 4090 for MamKPD)")
+    _scatter(
+        left,
+        paper["fps_paper"],
+        paper["AP_paper"],
+        paper["params_m_paper"].fillna(5.0),
+        paper["method"],
+        title="Paper (Table 2; A100 for ViTPose, RTX 4090 for MamKPD)",
+    )
     ap = ours["row"].map(wide.set_index("row")["AP_ours"].fillna(wide.set_index("row")["AP_paper"]))
     ours, ap = ours[ap.notna()], ap[ap.notna()]
     if len(ours):
         devices = sorted({(r.gpu_name or f"CPU {r.cpu_model}") for r in ours.itertuples()})
-        _scatter(right, ours["ours"], ap, [5.0] * len(ours), ours["method"], hollow=[True] * len(ours),
-                 title=f"Measured samples/s on {', '.join(devices)}")
+        _scatter(
+            right,
+            ours["ours"],
+            ap,
+            [5.0] * len(ours),
+            ours["method"],
+            hollow=[True] * len(ours),
+            title=f"Measured samples/s on {', '.join(devices)}",
+        )
         right.set_xscale("log")
     else:
         right.text(0.5, 0.5, "no timings in the store", ha="center", transform=right.transAxes)

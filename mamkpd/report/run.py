@@ -17,10 +17,10 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..harness.availability import cuda_status, dataset_status, sha256_of
 from ..harness.reproduce import run_cli
@@ -96,7 +96,8 @@ def _count_one(model: str, threads: int, overrides: dict):
 
 
 def _count_parallel(jobs: list[tuple[str, str, dict]], progress: _Progress, share: float, what: str) -> dict:
-    """Count ``(label, model, overrides)`` jobs in worker processes; stop submitting once ``share`` of the budget is spent."""
+    """Count ``(label, model, overrides)`` jobs in worker processes; stop submitting once ``share`` of the
+    budget is spent."""
     workers = max(1, min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     counted, queue, pending = {}, list(jobs), {}
@@ -112,8 +113,9 @@ def _count_parallel(jobs: list[tuple[str, str, dict]], progress: _Progress, shar
             for future in done:
                 label = pending.pop(future)
                 c = counted[label] = future.result()
-                progress(f"{what} {len(counted)}/{len(jobs)} {label}: {c.params / 1e6:.2f}M params, "
-                         f"{c.gflops:.2f} GFLOPs")
+                progress(
+                    f"{what} {len(counted)}/{len(jobs)} {label}: {c.params / 1e6:.2f}M params, {c.gflops:.2f} GFLOPs"
+                )
     return counted
 
 
@@ -127,17 +129,34 @@ def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, o
             printed = paper[table].loc[row].get(metric, math.nan)
             printed = None if isinstance(printed, float) and math.isnan(printed) else float(printed)
             if model not in measured:
-                store.record(table=table, row=row, model=model, metric=metric, paper=printed, status="not run",
-                             status_reason="report --run time budget spent before this model was counted")
+                store.record(
+                    table=table,
+                    row=row,
+                    model=model,
+                    metric=metric,
+                    paper=printed,
+                    status="not run",
+                    status_reason="report --run time budget spent before this model was counted",
+                )
                 continue
             c = measured[model]
             tol, kind = tolerance_for(table, metric, model)
-            store.record(table=table, row=row, model=model, metric=metric, paper=printed,
-                         measured=c.params / 1e6 if metric == "params_m" else c.gflops,
-                         tolerance=tol if printed is not None else None, tolerance_kind=kind,
-                         flops_convention=f"{c.flops_convention} ({c.counter})", input_size=c.input_size,
-                         batch_size=c.batch, scan_backend=c.scan_backend or "", device="cpu",
-                         notes="uncounted ops: " + (", ".join(sorted(c.unsupported_ops)) or "none"))
+            store.record(
+                table=table,
+                row=row,
+                model=model,
+                metric=metric,
+                paper=printed,
+                measured=c.params / 1e6 if metric == "params_m" else c.gflops,
+                tolerance=tol if printed is not None else None,
+                tolerance_kind=kind,
+                flops_convention=f"{c.flops_convention} ({c.counter})",
+                input_size=c.input_size,
+                batch_size=c.batch,
+                scan_backend=c.scan_backend or "",
+                device="cpu",
+                notes="uncounted ops: " + (", ".join(sorted(c.unsupported_ops)) or "none"),
+            )
     return measured
 
 
@@ -150,10 +169,20 @@ def _measure_hrnet_counter(store: ResultsStore, progress: _Progress) -> None:
     for r in rows.itertuples():
         c = measure_complexity_hrnet_repo(r.registry_name)
         tol, kind = tolerance_for("table2", "gflops", r.registry_name)
-        store.record(table="table2", row=r.row, model=r.registry_name, metric="gflops", paper=r.gflops,
-                     measured=c.gflops, tolerance=tol, tolerance_kind=kind,
-                     flops_convention=f"{c.flops_convention} ({c.counter})", input_size=c.input_size,
-                     batch_size=c.batch, device="cpu")
+        store.record(
+            table="table2",
+            row=r.row,
+            model=r.registry_name,
+            metric="gflops",
+            paper=r.gflops,
+            measured=c.gflops,
+            tolerance=tol,
+            tolerance_kind=kind,
+            flops_convention=f"{c.flops_convention} ({c.counter})",
+            input_size=c.input_size,
+            batch_size=c.batch,
+            device="cpu",
+        )
         progress(f"HRNet-repository counter {r.registry_name}: {c.gflops:.2f} GFLOPs (paper {r.gflops})")
 
 
@@ -162,8 +191,12 @@ def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
 
     paper = load_table("table1").set_index("row")
     # the default reading is the Table 1 measurement itself
-    jobs = [(f"{model} / {reading}", model, overrides) for reading, overrides in ALTERNATIVE_READINGS.items()
-            if overrides for model in TABLE1_ROWS]
+    jobs = [
+        (f"{model} / {reading}", model, overrides)
+        for reading, overrides in ALTERNATIVE_READINGS.items()
+        if overrides
+        for model in TABLE1_ROWS
+    ]
     counted = _count_parallel(jobs, progress, 1.0, "reading")
     for reading, overrides in ALTERNATIVE_READINGS.items():
         for model, row in TABLE1_ROWS.items():
@@ -171,11 +204,21 @@ def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
             if c is None:
                 continue
             for metric, value in (("params_m", c.params / 1e6), ("gflops", c.gflops)):
-                store.record(table="table1", row=row, model=model, reading=reading, metric=metric,
-                             paper=float(paper.loc[row, metric]), measured=value, status="measured",
-                             flops_convention=f"{c.flops_convention} ({c.counter})", input_size=c.input_size,
-                             scan_backend=c.scan_backend or "", device="cpu",
-                             notes=f"overrides {json.dumps(overrides)}")
+                store.record(
+                    table="table1",
+                    row=row,
+                    model=model,
+                    reading=reading,
+                    metric=metric,
+                    paper=float(paper.loc[row, metric]),
+                    measured=value,
+                    status="measured",
+                    flops_convention=f"{c.flops_convention} ({c.counter})",
+                    input_size=c.input_size,
+                    scan_backend=c.scan_backend or "",
+                    device="cpu",
+                    notes=f"overrides {json.dumps(overrides)}",
+                )
 
 
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
@@ -183,9 +226,16 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
 
     names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
     done = measure_models_isolated(
-        names, plan.speed_batch, "fp32", plan.device, plan.speed_protocol,
-        on_done=lambda m: progress(f"speed {m.model} on {m.device}: {m.result.median:.3g} samples/s "
-                                   f"(IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"))
+        names,
+        plan.speed_batch,
+        "fp32",
+        plan.device,
+        plan.speed_protocol,
+        on_done=lambda m: progress(
+            f"speed {m.model} on {m.device}: {m.result.median:.3g} samples/s "
+            f"(IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"
+        ),
+    )
     ratios = speed_ratios(done, plan.speed_reference)
     for m in done:
         record_fps(store, m, ratios[m.model], plan.speed_reference)
@@ -202,31 +252,99 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
         return
     size = [str(v) for v in plan.train_input_size]
     with tempfile.TemporaryDirectory(prefix="mamkpd-report-run-") as out:
-        summary = run_cli(["train", "--model", plan.train_model, "--model-kwargs", json.dumps(plan.train_model_kwargs),
-                           "--dataset", "coco", "--train-ann-file", str(ann), "--train-image-dir", str(coco),
-                           "--augment", "false", "--val-interval", "0", "--epochs", str(plan.train_epochs),
-                           "--lr", str(plan.train_lr), "--lr-steps", str(int(plan.train_epochs * 0.8)),
-                           "--batch-size", str(plan.train_batch), "--checkpoint-interval", "0", "--seed", "0",
-                           "--workers", "0", "--device", plan.device, "--input-size", *size, "--warmup-iters", "0",
-                           "--out-dir", out], timeout_s=900)
+        summary = run_cli(
+            [
+                "train",
+                "--model",
+                plan.train_model,
+                "--model-kwargs",
+                json.dumps(plan.train_model_kwargs),
+                "--dataset",
+                "coco",
+                "--train-ann-file",
+                str(ann),
+                "--train-image-dir",
+                str(coco),
+                "--augment",
+                "false",
+                "--val-interval",
+                "0",
+                "--epochs",
+                str(plan.train_epochs),
+                "--lr",
+                str(plan.train_lr),
+                "--lr-steps",
+                str(int(plan.train_epochs * 0.8)),
+                "--batch-size",
+                str(plan.train_batch),
+                "--checkpoint-interval",
+                "0",
+                "--seed",
+                "0",
+                "--workers",
+                "0",
+                "--device",
+                plan.device,
+                "--input-size",
+                *size,
+                "--warmup-iters",
+                "0",
+                "--out-dir",
+                out,
+            ],
+            timeout_s=900,
+        )
         checkpoint = summary["checkpoint"]
         progress(f"trained a reduced {plan.train_model} for {summary['global_step']} step(s) on the COCO samples")
-        evaluation = run_cli(["evaluate", "--checkpoint", checkpoint, "--dataset", "coco", "--split", "train",
-                              "--ann-file", str(ann),
-                           "--image-dir", str(coco), "--device", plan.device, "--workers", "0", "--batch-size", "8",
-                           "--no-flip", "--results", str(Path(out) / "keypoints.json")], timeout_s=900)
+        evaluation = run_cli(
+            [
+                "evaluate",
+                "--checkpoint",
+                checkpoint,
+                "--dataset",
+                "coco",
+                "--split",
+                "train",
+                "--ann-file",
+                str(ann),
+                "--image-dir",
+                str(coco),
+                "--device",
+                plan.device,
+                "--workers",
+                "0",
+                "--batch-size",
+                "8",
+                "--no-flip",
+                "--results",
+                str(Path(out) / "keypoints.json"),
+            ],
+            timeout_s=900,
+        )
         sha = sha256_of(checkpoint)
     metrics = evaluation.get("metrics", evaluation)
     for metric in ("AP", "AP50", "AP75", "AR"):
         if metric in metrics:
-            store.record(table="samples", row=f"{plan.train_model} on the COCO samples", model=plan.train_model,
-                         metric=metric, measured=float(metrics[metric]), status="measured",
-                         status_reason="pipeline check: a reduced model memorising the 4 sample images (training-set AP), "
-                                       "not comparable to the paper",
-                         dataset="coco", split="samples (test_coco.json)", input_size=plan.train_input_size,
-                         box_source="ground truth", flip_test=False, batch_size=plan.train_batch, device=plan.device,
-                         checkpoint_sha256=sha, seed=0,
-                         notes=f"{summary['global_step']} optimiser steps, model overrides {plan.train_model_kwargs}")
+            store.record(
+                table="samples",
+                row=f"{plan.train_model} on the COCO samples",
+                model=plan.train_model,
+                metric=metric,
+                measured=float(metrics[metric]),
+                status="measured",
+                status_reason="pipeline check: a reduced model memorising the 4 sample images (training-set AP), "
+                "not comparable to the paper",
+                dataset="coco",
+                split="samples (test_coco.json)",
+                input_size=plan.train_input_size,
+                box_source="ground truth",
+                flip_test=False,
+                batch_size=plan.train_batch,
+                device=plan.device,
+                checkpoint_sha256=sha,
+                seed=0,
+                notes=f"{summary['global_step']} optimiser steps, model overrides {plan.train_model_kwargs}",
+            )
     progress(f"evaluated on the samples: AP {metrics.get('AP', float('nan')):.3f} (pipeline check only)")
 
 
@@ -237,8 +355,12 @@ def _record_baseline_findings(store: ResultsStore, progress: _Progress) -> None:
         progress(f"baseline findings skipped: {exc}")
         return
     for f in baseline_findings():
-        store.record_finding(table="table2", row=f["id"], model="baselines",
-                             text=f"{f['title']}: {f['finding']} (protocol: {f['protocol']})")
+        store.record_finding(
+            table="table2",
+            row=f["id"],
+            model="baselines",
+            text=f"{f['title']}: {f['finding']} (protocol: {f['protocol']})",
+        )
     progress("baseline findings recorded")
 
 
@@ -254,21 +376,37 @@ def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress)
             if not r.registry_name:
                 continue
             for metric in spec.accuracy_columns:
-                store.record(table=name, row=r.row, model=r.registry_name, metric=metric,
-                             paper=getattr(r, metric), status="not run", status_reason=reason,
-                             dataset=spec.dataset, split=spec.split)
+                store.record(
+                    table=name,
+                    row=r.row,
+                    model=r.registry_name,
+                    metric=metric,
+                    paper=getattr(r, metric),
+                    status="not run",
+                    status_reason=reason,
+                    dataset=spec.dataset,
+                    split=spec.split,
+                )
     if not cuda.ok:
         t2 = load_table("table2")
         for r in t2[(t2["registry_name"] != "") & t2["fps"].notna()].itertuples():
             if r.registry_name not in plan.speed_models and r.registry_name != plan.speed_reference:
-                store.record(table="table2", row=r.row, model=r.registry_name, metric="fps", paper=r.fps,
-                             status="not run", status_reason=f"{cuda.reason}; not timed on CPU by report --run "
-                                                             f"(run: mamkpd fps --model {r.registry_name})")
+                store.record(
+                    table="table2",
+                    row=r.row,
+                    model=r.registry_name,
+                    metric="fps",
+                    paper=r.fps,
+                    status="not run",
+                    status_reason=f"{cuda.reason}; not timed on CPU by report --run "
+                    f"(run: mamkpd fps --model {r.registry_name})",
+                )
     progress("recorded the reasons for what this machine cannot measure")
 
 
-def run_measurements(store_path: str | os.PathLike, plan: RunPlan | None = None,
-                     echo: Callable[[str], None] = print) -> list[tuple[str, str]]:
+def run_measurements(
+    store_path: str | os.PathLike, plan: RunPlan | None = None, echo: Callable[[str], None] = print
+) -> list[tuple[str, str]]:
     """Run every step of ``plan`` into the store; return a run-log section for the report."""
     plan = plan or RunPlan()
     store = ResultsStore(store_path)

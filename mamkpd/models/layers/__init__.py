@@ -5,5 +5,13 @@ from .cross_scan import cross_merge, cross_scan
 from .heads import DeconvHead
 from .ss2d import SS2D, SS2DBlock
 
-__all__ = ["ContextModeling", "LinearPatchEmbed", "PatchMerging", "cross_merge", "cross_scan", "DeconvHead",
-           "SS2D", "SS2DBlock"]
+__all__ = [
+    "ContextModeling",
+    "LinearPatchEmbed",
+    "PatchMerging",
+    "cross_merge",
+    "cross_scan",
+    "DeconvHead",
+    "SS2D",
+    "SS2DBlock",
+]

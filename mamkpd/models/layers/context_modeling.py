@@ -24,8 +24,9 @@ class ContextModeling(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, embed_stride: int = 1):
         super().__init__()
         self.downsample = nn.Conv2d(in_channels, in_channels, 3, stride=2, padding=1, groups=in_channels)
-        self.embed = nn.Conv2d(in_channels, out_channels, 3, stride=embed_stride, padding=1,
-                               groups=math.gcd(in_channels, out_channels))
+        self.embed = nn.Conv2d(
+            in_channels, out_channels, 3, stride=embed_stride, padding=1, groups=math.gcd(in_channels, out_channels)
+        )
         self.norm = nn.LayerNorm(out_channels)
         self.linear = nn.Linear(out_channels, out_channels)
         self.pointwise = nn.Conv2d(out_channels, out_channels, 1, groups=out_channels)

@@ -18,17 +18,30 @@ class SS2D(nn.Module):
     """in_proj -> depthwise conv -> SiLU -> 4-direction cross scan -> selective scan -> merge -> norm
     -> (z gate) -> out_proj, on channels-last input (B, H, W, C)."""
 
-    def __init__(self, d_model: int, d_state: int = 8, ssm_ratio: float = 2.0, dt_rank: int | None = None,
-                 d_conv: int = 3, z_gate: bool = False, scan_backend: str = "auto",
-                 dt_min: float = 0.001, dt_max: float = 0.1, dt_init_floor: float = 1e-4):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 8,
+        ssm_ratio: float = 2.0,
+        dt_rank: int | None = None,
+        d_conv: int = 3,
+        z_gate: bool = False,
+        scan_backend: str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+    ):
         super().__init__()
         d_inner = int(ssm_ratio * d_model)
         dt_rank = dt_rank or math.ceil(d_model / 16)
         self.d_inner, self.d_state, self.dt_rank, self.z_gate = d_inner, d_state, dt_rank, z_gate
         self.scan_backend = scan_backend
         self.in_proj = nn.Linear(d_model, d_inner * (2 if z_gate else 1), bias=False)
-        self.conv2d = (nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner)
-                       if d_conv > 1 else nn.Identity())
+        self.conv2d = (
+            nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner)
+            if d_conv > 1
+            else nn.Identity()
+        )
         self.x_proj_weight = nn.Parameter(torch.empty(DIRECTIONS, dt_rank + 2 * d_state, d_inner))
         self.dt_projs_weight = nn.Parameter(torch.empty(DIRECTIONS, d_inner, dt_rank))
         self.dt_projs_bias = nn.Parameter(torch.empty(DIRECTIONS, d_inner))
@@ -44,13 +57,15 @@ class SS2D(nn.Module):
         # A = -(1..N) per channel (S4D-real), D = 1.
         bound = 1.0 / math.sqrt(self.d_inner)
         nn.init.uniform_(self.x_proj_weight, -bound, bound)
-        dt_std = self.dt_rank ** -0.5
+        dt_std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_projs_weight, -dt_std, dt_std)
-        dt = torch.exp(torch.rand(DIRECTIONS, self.d_inner) * (math.log(dt_max) - math.log(dt_min))
-                       + math.log(dt_min)).clamp(min=dt_init_floor)
+        dt = torch.exp(
+            torch.rand(DIRECTIONS, self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        ).clamp(min=dt_init_floor)
         self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-        self.A_logs.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(
-            DIRECTIONS * self.d_inner, 1))
+        self.A_logs.copy_(
+            torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(DIRECTIONS * self.d_inner, 1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         bsz, height, width, _ = x.shape
@@ -63,8 +78,16 @@ class SS2D(nn.Module):
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
         ys = selective_scan(
-            xs.flatten(1, 2), dts.flatten(1, 2), -torch.exp(self.A_logs.float()), Bs, Cs, self.Ds.float(),
-            delta_bias=self.dt_projs_bias.flatten().float(), delta_softplus=True, backend=self.scan_backend)
+            xs.flatten(1, 2),
+            dts.flatten(1, 2),
+            -torch.exp(self.A_logs.float()),
+            Bs,
+            Cs,
+            self.Ds.float(),
+            delta_bias=self.dt_projs_bias.flatten().float(),
+            delta_softplus=True,
+            backend=self.scan_backend,
+        )
         y = cross_merge(ys.view(bsz, DIRECTIONS, self.d_inner, height * width), height, width)
         y = self.out_norm(y.permute(0, 2, 3, 1))
         if self.z_gate:
