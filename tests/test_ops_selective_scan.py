@@ -3,23 +3,33 @@
 import pytest
 import torch
 
-from mamkpd.ops import (resolve_backend, selective_scan, selective_scan_chunked, selective_scan_flops,
-                        selective_scan_parallel, selective_scan_ref)
+from mamkpd.ops import (
+    resolve_backend,
+    selective_scan,
+    selective_scan_chunked,
+    selective_scan_flops,
+    selective_scan_parallel,
+    selective_scan_ref,
+)
 
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-9), torch.float32: dict(rtol=2e-4, atol=2e-4)}
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
-def make_inputs(batch=2, dim=8, length=70, d_state=8, groups=None, dtype=torch.float64, D=True, z=True,
-                delta_bias=True):
+def make_inputs(
+    batch=2, dim=8, length=70, d_state=8, groups=None, dtype=torch.float64, D=True, z=True, delta_bias=True
+):
     g = torch.Generator().manual_seed(1)
     r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
     bc_shape = (batch, d_state, length) if groups is None else (batch, groups, d_state, length)
     return dict(
-        u=r(batch, dim, length), delta=0.5 * r(batch, dim, length),
+        u=r(batch, dim, length),
+        delta=0.5 * r(batch, dim, length),
         A=-(torch.rand(dim, d_state, generator=g, dtype=dtype) * 2 + 0.1),
-        B=r(*bc_shape), C=r(*bc_shape),
-        D=r(dim) if D else None, z=r(batch, dim, length) if z else None,
+        B=r(*bc_shape),
+        C=r(*bc_shape),
+        D=r(dim) if D else None,
+        z=r(batch, dim, length) if z else None,
         delta_bias=0.1 * r(dim) if delta_bias else None,
     )
 
@@ -31,7 +41,7 @@ def run(backend, inputs, softplus):
     # a non-uniform upstream gradient, so that every time step is weighted differently
     weight = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
     grads = torch.autograd.grad((out * weight).sum(), list(leaves.values()))
-    return out, dict(zip(leaves, grads))
+    return out, dict(zip(leaves, grads, strict=True))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -47,11 +57,14 @@ def test_torch_matches_reference(dtype, d_state, length):
         torch.testing.assert_close(grads[name], ref_grads[name], **TOL[dtype], msg=f"gradient of {name}")
 
 
-@pytest.mark.parametrize("options", [
-    dict(D=False, z=False, delta_bias=False),
-    dict(D=True, z=False, delta_bias=False),
-    dict(D=False, z=True, delta_bias=True),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(D=False, z=False, delta_bias=False),
+        dict(D=True, z=False, delta_bias=False),
+        dict(D=False, z=True, delta_bias=True),
+    ],
+)
 @pytest.mark.parametrize("groups", [None, 1, 4])
 @pytest.mark.parametrize("softplus", [False, True])
 def test_optional_inputs_and_groups(options, groups, softplus):
@@ -69,16 +82,20 @@ def test_optional_inputs_and_groups(options, groups, softplus):
 @pytest.mark.parametrize("length", [1, 64, 100])
 def test_other_formulations_match_reference(fn, length):
     inputs = make_inputs(length=length, groups=4)
-    torch.testing.assert_close(fn(**inputs, delta_softplus=True), selective_scan_ref(**inputs, delta_softplus=True),
-                               **TOL[torch.float64])
+    torch.testing.assert_close(
+        fn(**inputs, delta_softplus=True), selective_scan_ref(**inputs, delta_softplus=True), **TOL[torch.float64]
+    )
 
 
 def test_half_precision_inputs_compute_in_float32():
-    inputs = {k: (v.to(torch.bfloat16) if k in ("u", "delta", "z") else v.float()) if v is not None else None
-              for k, v in make_inputs(length=40).items()}
+    inputs = {
+        k: (v.to(torch.bfloat16) if k in ("u", "delta", "z") else v.float()) if v is not None else None
+        for k, v in make_inputs(length=40).items()
+    }
     out = selective_scan(**inputs, delta_softplus=True, backend="torch")
-    ref = selective_scan_ref(**{k: (v.float() if v is not None else None) for k, v in inputs.items()},
-                             delta_softplus=True)
+    ref = selective_scan_ref(
+        **{k: (v.float() if v is not None else None) for k, v in inputs.items()}, delta_softplus=True
+    )
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
 
@@ -100,15 +117,18 @@ def test_backend_selection():
         selective_scan(**make_inputs(length=4), backend="cuda")
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(u=torch.zeros(2, 8)), "u must be"),
-    (dict(delta=torch.zeros(2, 8, 5)), "delta shape"),
-    (dict(A=torch.zeros(7, 8)), "A must be"),
-    (dict(B=torch.zeros(2, 3, 8, 70)), "B must be"),
-    (dict(C=torch.zeros(2, 8, 69)), "C must be"),
-    (dict(D=torch.zeros(9)), "D must be"),
-    (dict(z=torch.zeros(2, 8, 71)), "z shape"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(u=torch.zeros(2, 8)), "u must be"),
+        (dict(delta=torch.zeros(2, 8, 5)), "delta shape"),
+        (dict(A=torch.zeros(7, 8)), "A must be"),
+        (dict(B=torch.zeros(2, 3, 8, 70)), "B must be"),
+        (dict(C=torch.zeros(2, 8, 69)), "C must be"),
+        (dict(D=torch.zeros(9)), "D must be"),
+        (dict(z=torch.zeros(2, 8, 71)), "z shape"),
+    ],
+)
 def test_bad_shapes_name_the_argument(change, message):
     inputs = {**make_inputs(dtype=torch.float32), **change}
     for backend in ("reference", "torch"):
@@ -116,14 +136,36 @@ def test_bad_shapes_name_the_argument(change, message):
             selective_scan(**inputs, backend=backend)
 
 
+def test_three_d_B_pairs_only_with_a_one_group_C():
+    # mamba-ssm reads a 3-d B or C as one group: a 3-d B with a 2-group C is refused before any backend runs
+    inputs = make_inputs(length=30, dtype=torch.float32)
+    two_groups = inputs["C"].reshape(2, 1, 8, 30).expand(2, 2, 8, 30).contiguous()
+    for backend in ("reference", "torch"):
+        with pytest.raises(ValueError, match="B has 1 group.*but C has 2"):
+            selective_scan(**{**inputs, "C": two_groups}, backend=backend)
+    # ... while a one-group 4-d C is the same scan as the 3-d one, gradients in each argument's own shape
+    inputs = make_inputs(length=30)
+    ref_out, ref_grads = run("reference", inputs, softplus=True)
+    out, grads = run("torch", {**inputs, "C": inputs["C"].unsqueeze(1)}, softplus=True)
+    torch.testing.assert_close(out, ref_out, **TOL[torch.float64])
+    assert grads["C"].shape == (2, 1, 8, 30)
+    torch.testing.assert_close(grads["C"].squeeze(1), ref_grads["C"], **TOL[torch.float64])
+    torch.testing.assert_close(grads["B"], ref_grads["B"], **TOL[torch.float64])
+
+
 def test_flop_formula():
     # Mamba's count: 9 B L D N, plus B D L for each of the D skip and the z gate
     assert selective_scan_flops(2, 768, 3072, 8, with_D=False) == 9 * 2 * 3072 * 768 * 8
-    assert selective_scan_flops(2, 768, 3072, 8, with_D=True, with_z=True) == 9 * 2 * 3072 * 768 * 8 + 2 * 2 * 768 * 3072
+    assert (
+        selective_scan_flops(2, 768, 3072, 8, with_D=True, with_z=True) == 9 * 2 * 3072 * 768 * 8 + 2 * 2 * 768 * 3072
+    )
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 16, 200])  # one step, a chunk that leaves a padded tail, one chunk
 def test_parallel_form_any_chunk(chunk):
     inputs = make_inputs(length=37, groups=2)
-    torch.testing.assert_close(selective_scan_parallel(**inputs, delta_softplus=True, chunk=chunk),
-                               selective_scan_ref(**inputs, delta_softplus=True), **TOL[torch.float64])
+    torch.testing.assert_close(
+        selective_scan_parallel(**inputs, delta_softplus=True, chunk=chunk),
+        selective_scan_ref(**inputs, delta_softplus=True),
+        **TOL[torch.float64],
+    )

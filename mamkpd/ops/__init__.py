@@ -1,19 +1,27 @@
-"""Scan kernels: the selective scan with its reference, CPU and CUDA backends."""
+"""Scan kernels: the selective scan's entry point, its reference and its backends."""
 
+from .scan_contract import ScanBackend
+from .scan_cuda import cuda_backend_available
+from .scan_parallel import selective_scan_parallel
+from .scan_reference import selective_scan_ref
+from .scan_torch import selective_scan_chunked
 from .selective_scan import (
+    AUTO_ORDER,
     BACKENDS,
-    cuda_backend_available,
+    SCAN_BACKENDS,
+    backend_unavailable,
     resolve_backend,
     selective_scan,
-    selective_scan_chunked,
     selective_scan_flop_jit,
     selective_scan_flops,
-    selective_scan_parallel,
-    selective_scan_ref,
 )
 
 __all__ = [
+    "AUTO_ORDER",
     "BACKENDS",
+    "SCAN_BACKENDS",
+    "ScanBackend",
+    "backend_unavailable",
     "cuda_backend_available",
     "resolve_backend",
     "selective_scan",

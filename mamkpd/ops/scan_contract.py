@@ -1,0 +1,103 @@
+"""What every selective-scan backend shares: the argument contract (shapes, groups, dtypes), the
+prologue and epilogue around the recurrence, and the record a backend registers.
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t
+    y_t = <C_t, h_t> + D * u_t,        out_t = y_t * silu(z_t)
+
+Shapes follow mamba-ssm: u, delta, z: (batch, dim, L); A: (dim, N); B, C: (batch, N, L) or
+(batch, groups, N, L), each group serving dim // groups consecutive channels; D, delta_bias: (dim,).
+Half-precision inputs are computed in float32 and returned in their own dtype; float64 stays float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ScanBackend", "check_inputs", "compute_dtype", "effective_delta", "finish", "grouped"]
+
+
+@dataclass(frozen=True)
+class ScanBackend:
+    """A scan implementation the entry point can dispatch to.
+
+    ``forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> out`` and
+    ``backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> (du, ddelta, dA, dB, dC, dD, dz,
+    ddelta_bias)`` (None for an absent input) run inside the custom op ``mamkpd::selective_scan``.
+    ``unavailable()`` returns None when the backend can run here, else the reason and how to install it.
+    """
+
+    name: str
+    forward: Callable[..., Tensor]
+    backward: Callable[..., tuple]
+    device_types: tuple[str, ...]
+    unavailable: Callable[[], str | None]
+    description: str
+
+
+def always_available() -> str | None:
+    return None
+
+
+def check_inputs(u, delta, A, B, C, D, z, delta_bias) -> int:
+    """Validate shapes; return the number of B/C groups."""
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be (batch, dim, L), got shape {tuple(u.shape)}")
+    bsz, dim, length = u.shape
+    if delta.shape != u.shape:
+        raise ValueError(f"selective_scan: delta shape {tuple(delta.shape)} != u shape {tuple(u.shape)}")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"selective_scan: A must be (dim={dim}, N), got shape {tuple(A.shape)}")
+    n = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        if t.dim() == 3:
+            ok = t.shape == (bsz, n, length)
+        elif t.dim() == 4:
+            ok = t.shape[0] == bsz and t.shape[2:] == (n, length) and dim % t.shape[1] == 0
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"selective_scan: {name} must be (batch={bsz}, N={n}, L={length}) or (batch, groups, N, L) with "
+                f"groups dividing dim={dim}, got shape {tuple(t.shape)}"
+            )
+    # a 3-d B or C is one group (as mamba-ssm reads it), so a 3-d B pairs only with a one-group 4-d C
+    groups_b, groups_c = (1 if t.dim() == 3 else t.shape[1] for t in (B, C))
+    if groups_b != groups_c:
+        raise ValueError(
+            f"selective_scan: B has {groups_b} group(s) (shape {tuple(B.shape)}) but C has {groups_c} "
+            f"(shape {tuple(C.shape)}); they must have the same number"
+        )
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and t.shape != (dim,):
+            raise ValueError(f"selective_scan: {name} must be (dim={dim},), got shape {tuple(t.shape)}")
+    if z is not None and z.shape != u.shape:
+        raise ValueError(f"selective_scan: z shape {tuple(z.shape)} != u shape {tuple(u.shape)}")
+    return groups_b
+
+
+def compute_dtype(u: Tensor) -> torch.dtype:
+    return torch.float64 if u.dtype == torch.float64 else torch.float32
+
+
+def grouped(t: Tensor) -> Tensor:
+    """(batch, N, L) -> (batch, 1, N, L); 4-d tensors unchanged."""
+    return t.unsqueeze(1) if t.dim() == 3 else t
+
+
+def effective_delta(delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool) -> Tensor:
+    if delta_bias is not None:
+        delta = delta + delta_bias[None, :, None]
+    return F.softplus(delta) if delta_softplus else delta
+
+
+def finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
+    if D is not None:
+        y = y + D[None, :, None] * u
+    if z is not None:
+        y = y * F.silu(z)
+    return y

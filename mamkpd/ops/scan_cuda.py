@@ -1,0 +1,80 @@
+"""The ``cuda`` backend: mamba-ssm's compiled kernel (``selective_scan_cuda``), imported lazily.
+
+Released mamba-ssm cannot be imported without its CUDA extension, which needs a source build
+(see install.sh); nothing here imports it until the backend is asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .scan_contract import ScanBackend, grouped
+
+__all__ = ["BACKEND", "CUDA_INSTALL_HINT", "cuda_backend_available"]
+
+CUDA_INSTALL_HINT = (
+    "the 'cuda' scan backend needs mamba-ssm's compiled CUDA extension and a CUDA device; install it on a "
+    "GPU machine with `MAMBA_FORCE_BUILD=TRUE pip install --no-build-isolation '.[cuda]'`"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_cuda_kernel():
+    try:
+        import selective_scan_cuda  # noqa: F401  (mamba-ssm's compiled extension)
+    except Exception as exc:  # ImportError, or an extension built for another torch
+        raise RuntimeError(f"{CUDA_INSTALL_HINT} (import failed: {exc})") from exc
+    return selective_scan_cuda
+
+
+def cuda_backend_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        _load_cuda_kernel()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _cuda_args(u, delta, A, B, C, D, z, delta_bias):
+    c = lambda t: None if t is None else t.contiguous()  # noqa: E731
+    B, C = grouped(B), grouped(C)
+    return c(u), c(delta), c(A), c(B), c(C), c(D), c(z), c(delta_bias)
+
+
+def _cuda_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    kernel = _load_cuda_kernel()
+    out, _, *rest = kernel.fwd(*_cuda_args(u, delta, A, B, C, D, z, delta_bias), delta_softplus)
+    return rest[0] if z is not None else out
+
+
+def _cuda_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    kernel = _load_cuda_kernel()
+    args = _cuda_args(u, delta, A, B, C, D, z, delta_bias)
+    out, x, *_ = kernel.fwd(*args, delta_softplus)  # recompute the chunk states instead of saving them
+    du, ddelta, dA, dB, dC, dD, dbias, *rest = kernel.bwd(*args, gout.contiguous(), x, out, None, delta_softplus, False)
+    dB = dB.squeeze(1) if B.dim() == 3 else dB
+    dC = dC.squeeze(1) if C.dim() == 3 else dC
+    dz = rest[0] if z is not None else None
+    return (du, ddelta, dA, dB, dC, dD if D is not None else None, dz, dbias if delta_bias is not None else None)
+
+
+def _unavailable() -> str | None:
+    try:
+        _load_cuda_kernel()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
+BACKEND = ScanBackend(
+    name="cuda",
+    forward=_cuda_forward,
+    backward=_cuda_backward,
+    device_types=("cuda",),
+    unavailable=_unavailable,
+    description="mamba-ssm's compiled CUDA kernel (selective_scan_cuda)",
+)
