@@ -149,7 +149,6 @@ def hrnet(
     return TopDownHeatmapModel(
         backbone,
         head,
-        codec="msra",
         checkpoint_layouts=topdown_layouts(("final_layer",), "original HRNet (pose_hrnet)"),
     )
 
@@ -167,13 +166,13 @@ class HRNetHead(nn.Module):
         return self.final_layer(x)
 
 
-@register_model("hrnet", tags=("table2", "codec:msra"))
+@register_model("hrnet", tags=("table2",))
 def hrnet_w32(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
     """HRNet-W32 (pose_hrnet_w32)."""
     return hrnet(32, "hrnet_w32", num_keypoints, input_size)
 
 
-@register_model("hrnet", tags=("table2", "codec:msra"))
+@register_model("hrnet", tags=("table2",))
 def hrnet_w48(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
     """HRNet-W48 (pose_hrnet_w48)."""
     return hrnet(48, "hrnet_w48", num_keypoints, input_size)

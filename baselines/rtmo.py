@@ -542,7 +542,6 @@ class RTMO(nn.Module):
         self.backbone = CSPDarknet(cfg.widen, cfg.deepen)
         self.neck = HybridEncoder(self.backbone.out_channels, cfg.widen, cfg.deepen, cfg.neck_out)
         self.head = RTMOHead(cfg.widen, num_keypoints, cfg.pose_vec_channels)
-        self.codec = "rtmo"  # decoded by RTMO.decode, not by a heatmap codec
         self.checkpoint_layouts = (
             KeyLayout(
                 "mmpose1",
@@ -610,7 +609,7 @@ def _register(size: str) -> None:
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = f"RTMO-{size.upper()} (MMPose config rtmo-{size}, 640x640 whole image)."
     register_model(
-        "rtmo", input_size=INPUT_SIZE, sample="whole image (640x640)", tags=("table2", "one-stage", "codec:rtmo")
+        "rtmo", input_size=INPUT_SIZE, sample="whole image (640x640)", codec="rtmo", tags=("table2", "one-stage")
     )(factory)
     globals()[name] = factory
 

@@ -47,18 +47,17 @@ def simple_baseline(
     return TopDownHeatmapModel(
         backbone,
         head,
-        codec="msra",
         checkpoint_layouts=topdown_layouts(("deconv_layers", "final_layer"), "original SimpleBaseline (pose_resnet)"),
     )
 
 
-@register_model("simple_baseline", tags=("table2", "codec:msra"))
+@register_model("simple_baseline", tags=("table2",))
 def sbl_res50(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
     """SimpleBaseline with ResNet-50 (SBL-Res50 in the paper's Table 2)."""
     return simple_baseline(50, "sbl_res50", num_keypoints, input_size)
 
 
-@register_model("simple_baseline", tags=("table2", "codec:msra"))
+@register_model("simple_baseline", tags=("table2",))
 def sbl_res152(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
     """SimpleBaseline with ResNet-152 (SBL-Res152 in the paper's Table 2)."""
     return simple_baseline(152, "sbl_res152", num_keypoints, input_size)

@@ -98,15 +98,13 @@ def topdown_layouts(original_head_modules: Sequence[str], original_repo: str) ->
 class TopDownHeatmapModel(nn.Module):
     """``backbone`` then ``head``: a person crop (N, 3, H, W) -> heatmaps (N, K, H/4, W/4).
 
-    ``codec`` names the heatmap codec the model was trained with (``mamkpd.codecs.build_codec``);
     ``checkpoint_layouts`` lists the published key layouts :func:`mamkpd.load_checkpoint` accepts.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, codec: str, checkpoint_layouts: Sequence[KeyLayout]):
+    def __init__(self, backbone: nn.Module, head: nn.Module, checkpoint_layouts: Sequence[KeyLayout]):
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self.codec = codec
         self.checkpoint_layouts = tuple(checkpoint_layouts)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -170,7 +170,7 @@ def vitpose(
         head: nn.Module = DeconvHead(backbone.out_channels, width=256, num_deconv=2, num_keypoints=num_keypoints)
     else:
         head = SimpleHead(backbone.out_channels, num_keypoints)
-    return TopDownHeatmapModel(backbone, head, codec="udp", checkpoint_layouts=vitpose_layouts())
+    return TopDownHeatmapModel(backbone, head, checkpoint_layouts=vitpose_layouts())
 
 
 def _register(size: str, decoder: str) -> None:
@@ -181,8 +181,8 @@ def _register(size: str, decoder: str) -> None:
 
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = f"ViTPose-{size.upper()} with the {decoder} decoder."
-    tags = ("codec:udp",) + (("table2",) if name in ("vitpose_b", "vitpose_l") else ())
-    register_model("vitpose", tags=tags)(factory)
+    tags = ("table2",) if name in ("vitpose_b", "vitpose_l") else ()
+    register_model("vitpose", codec="udp", tags=tags)(factory)
     globals()[name] = factory
 
 

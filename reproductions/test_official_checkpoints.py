@@ -68,7 +68,7 @@ def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, re
         pytest.skip(f"detector boxes (56.4 AP) not found at {boxes}: set MAMKPD_COCO_BOX_FILE")
     import mamkpd
 
-    codec = mamkpd.create_model(model).codec  # ViTPose was trained and is decoded with UDP
+    codec = mamkpd.model_info(model).codec  # ViTPose was trained and is decoded with UDP
     cmd = [
         sys.executable,
         "-m",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mamkpd.codecs import MSRAHeatmap, UDPHeatmap, build_codec
+from mamkpd.codecs import CODECS, MSRAHeatmap, UDPHeatmap, build_codec
 
 
 def _points(codec, n=60, seed=0):
@@ -101,3 +101,13 @@ def test_bad_arguments():
         MSRAHeatmap((256, 192), refine="megvii")
     with pytest.raises(ValueError, match="shape"):
         MSRAHeatmap((256, 192)).decode(np.zeros((3, 64, 48)))
+
+
+def test_each_codec_carries_its_name_and_flip_convention():
+    # HRNet shifts flip-test heatmaps one pixel (SHIFT_HEATMAP); ViTPose's UDP does not (shift_heatmap=False)
+    conventions = {name: (c.name, c.flip_shift, c.use_udp) for name in CODECS for c in [build_codec(name, (256, 192))]}
+    assert conventions == {
+        "msra": ("msra", True, False),
+        "msra_dark": ("msra_dark", True, False),
+        "udp": ("udp", False, True),
+    }

@@ -43,10 +43,10 @@ class Oracle(nn.Module):
         return torch.stack([self.known[img.numpy().tobytes()] for img in images])
 
 
-def _samples(name, ann):
+def _samples(name, ann, codec_name="msra"):
     ann_file = sample_file(name, ann)
     input_size = (256, 192) if name == "coco" else (256, 256)
-    codec = build_codec("msra", input_size)
+    codec = build_codec(codec_name, input_size)
     ds = build_dataset(
         name,
         "val",
@@ -68,7 +68,6 @@ def test_oracle_heatmaps_score_full_coco_ap(tmp_path, flip_test):
         Oracle(ds),
         ds,
         codec,
-        codec_name="msra",
         flip_test=flip_test,
         batch_size=4,
         workers=0,
@@ -83,22 +82,28 @@ def test_oracle_heatmaps_score_full_coco_ap(tmp_path, flip_test):
     assert all(len(r["keypoints"]) == 17 * 3 and r["category_id"] == 1 for r in results)
 
 
+def test_udp_codec_sets_the_flip_convention_of_the_protocol():
+    """ViTPose's UDP: the flip test does not shift, and the oracle still scores full AP through UDP's crops."""
+    ds, codec = _samples("coco", "test_coco.json", codec_name="udp")
+    report = evaluate(Oracle(ds), ds, codec, flip_test=True, batch_size=4, workers=0, progress=False)
+    assert report["protocol"]["codec"] == "udp" and report["protocol"]["flip_shift"] is False
+    assert report["metrics"]["AP"] > 0.95, report["metrics"]
+
+
 def test_a_wrong_model_scores_near_zero():
     """The oracle test can fail: heatmaps of another instance give a low AP."""
     ds, codec = _samples("coco", "test_coco.json")
     oracle = Oracle(ds)
     rolled = {k: v.roll(1, dims=-1).roll(7, dims=-2) for k, v in oracle.known.items()}
     oracle.known = rolled
-    report = evaluate(oracle, ds, codec, codec_name="msra", flip_test=False, workers=0, progress=False)
+    report = evaluate(oracle, ds, codec, flip_test=False, workers=0, progress=False)
     assert report["metrics"]["AP"] < 0.5
 
 
 def test_oracle_ap10k_keeps_species_category(tmp_path):
     ds, codec = _samples("ap10k", "test_ap10k.json")
     out = tmp_path / "ap10k.json"
-    report = evaluate(
-        Oracle(ds), ds, codec, codec_name="msra", flip_test=True, workers=0, results_file=out, progress=False
-    )
+    report = evaluate(Oracle(ds), ds, codec, flip_test=True, workers=0, results_file=out, progress=False)
     assert report["metrics"]["AP"] > 0.95
     gt = json.loads(sample_file("ap10k", "test_ap10k.json").read_text())
     gt_cats = {a["image_id"]: a["category_id"] for a in gt["annotations"]}
@@ -108,10 +113,10 @@ def test_oracle_ap10k_keeps_species_category(tmp_path):
 def test_mpii_pckh_from_annotations_and_head_sizes(tmp_path):
     ds, codec = _samples("mpii", "test_mpii.json")
     with pytest.raises(ValueError, match="head size"):  # the samples ship no head boxes
-        evaluate(Oracle(ds), ds, codec, codec_name="msra", workers=0, progress=False)
+        evaluate(Oracle(ds), ds, codec, workers=0, progress=False)
     for rec in ds.records:
         rec.head_size = 60.0  # as build_dataset sets them from mpii_gt_val.mat
     out = tmp_path / "mpii.json"
-    report = evaluate(Oracle(ds), ds, codec, codec_name="msra", workers=0, results_file=out, progress=False)
+    report = evaluate(Oracle(ds), ds, codec, workers=0, results_file=out, progress=False)
     assert report["metrics"]["Mean"] > 99.0
     assert np.asarray(json.loads(out.read_text())).shape == (len(ds), 16, 2)

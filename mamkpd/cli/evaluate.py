@@ -119,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
         model,
         dataset,
         codec,
-        codec_name=codec_name,
         flip_test=not args.no_flip,
         batch_size=args.batch_size,
         workers=args.workers,

@@ -12,6 +12,10 @@ the (size - 1) grid of pixel centres, stride ``(W - 1) / (w - 1)``, the Gaussian
 exact sub-pixel location inside the window of the rounded one, and decoding is argmax followed by
 the UDP form of DARK (MMPose 0.x ``post_dark_udp``, the ``use_udp=True`` test path). With UDP the
 flip test must not shift the flipped heatmaps (ViTPose: ``shift_heatmap=False``).
+
+Each codec carries the conventions that go with it, so that no caller tests codec names: ``name`` (its
+:func:`build_codec` name, recorded in protocols), ``use_udp`` (crops map the box onto the pixel-centre
+grid) and ``flip_shift`` (whether flip-test heatmaps are shifted one pixel, HRNet's ``SHIFT_HEATMAP``).
 """
 
 from __future__ import annotations
@@ -178,6 +182,7 @@ class MSRAHeatmap:
     """
 
     use_udp = False
+    flip_shift = True  # HRNet: the flip of a pixel grid is off by one pixel in the heatmap's index space
 
     def __init__(
         self,
@@ -202,6 +207,11 @@ class MSRAHeatmap:
         self.refine = refine
         self.unbiased = (refine == "dark") if unbiased is None else bool(unbiased)
         self.blur_kernel = int(blur_kernel)
+
+    @property
+    def name(self) -> str:
+        """The :func:`build_codec` name of this configuration."""
+        return "msra_dark" if self.refine == "dark" else "msra"
 
     def _stride(self) -> np.ndarray:
         """Input pixels per heatmap pixel, (x, y)."""
@@ -235,6 +245,7 @@ class UDPHeatmap(MSRAHeatmap):
     """UDP Gaussian heatmaps as ViTPose uses them; ``refine`` defaults to the UDP form of DARK."""
 
     use_udp = True
+    flip_shift = False  # UDP's unbiased coordinates need no shift (ViTPose/MMPose ``shift_heatmap=False``)
 
     def __init__(
         self,
@@ -245,6 +256,10 @@ class UDPHeatmap(MSRAHeatmap):
         blur_kernel: int = 11,
     ):
         super().__init__(input_size, heatmap_size, sigma, refine, unbiased=True, blur_kernel=blur_kernel)
+
+    @property
+    def name(self) -> str:
+        return "udp"
 
     def _stride(self) -> np.ndarray:
         (ih, iw), (hh, hw) = self.input_size, self.heatmap_size

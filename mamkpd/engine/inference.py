@@ -38,8 +38,7 @@ def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]], shi
     """Heatmaps of a horizontally flipped input, mapped back to the unflipped frame.
 
     Flips the width axis and swaps left/right channels. ``shift`` moves them one pixel right, as HRNet's
-    ``SHIFT_HEATMAP`` does for the MSRA codec (the flip of a pixel grid is off by one pixel in the
-    heatmap's index space); UDP's unbiased coordinates need no shift (ViTPose/MMPose ``shift_heatmap=False``).
+    ``SHIFT_HEATMAP`` does; whether a codec needs it is the codec's ``flip_shift``.
     """
     out = heatmaps.flip(-1)
     order = list(range(out.shape[1]))
@@ -62,16 +61,11 @@ def predict_heatmaps(
     return heatmaps
 
 
-def _flip_shift(codec_name: str) -> bool:
-    return codec_name != "udp"
-
-
 def run_inference(
     model: nn.Module,
     dataset: Dataset,
     codec,
     *,
-    codec_name: str,
     flip_test: bool = True,
     batch_size: int = 64,
     workers: int = 2,
@@ -80,6 +74,9 @@ def run_inference(
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
     """Predict every instance of ``dataset``; keypoints come back in image pixels, ordered by instance index.
+
+    ``codec`` decodes the heatmaps and says how the flip test and the crop mapping treat them
+    (``flip_shift``, ``use_udp``).
 
     Under DDP each rank predicts its shard and all ranks receive the full, de-duplicated set.
     """
@@ -102,8 +99,8 @@ def run_inference(
         pin_memory=ctx.device.type == "cuda",
     )
     flip_pairs = [tuple(p) for p in dataset.info.flip_pairs] if flip_test else None
-    shift = _flip_shift(codec_name)
-    udp = codec_name == "udp"  # UDP crops map the box onto the (W-1) x (H-1) pixel-centre grid
+    shift = codec.flip_shift
+    udp = codec.use_udp  # UDP crops map the box onto the (W-1) x (H-1) pixel-centre grid
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and ctx.device.type == "cuda" else nullcontext()
     fields: dict[str, list] = {
         k: []
@@ -216,7 +213,6 @@ def evaluate(
     dataset: Dataset,
     codec,
     *,
-    codec_name: str,
     flip_test: bool = True,
     batch_size: int = 64,
     workers: int = 2,
@@ -245,7 +241,6 @@ def evaluate(
         model,
         dataset,
         codec,
-        codec_name=codec_name,
         flip_test=flip_test,
         batch_size=batch_size,
         workers=workers,
@@ -260,8 +255,8 @@ def evaluate(
         "ann_file": str(getattr(dataset, "ann_file", "")),
         "box_source": box_source,
         "flip_test": flip_test,
-        "flip_shift": flip_test and _flip_shift(codec_name),
-        "codec": codec_name,
+        "flip_shift": flip_test and codec.flip_shift,
+        "codec": codec.name,
         "input_size": list(_crop_size(dataset)),
         "scan_backend": getattr(inner, "scan_backend", None),
         "amp": bool(amp and ctx.device.type == "cuda"),

@@ -313,8 +313,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         log.warning("amp requested on %s: AMP is CUDA-only, training in float32", ctx.device)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     criterion = JointsMSELoss()
-    codec_name = resolve_codec(cfg) if val_set is not None else None
-    codec = build_codec(codec_name, input_size) if val_set is not None else None
+    codec = build_codec(resolve_codec(cfg), input_size) if val_set is not None else None
     metric_name = primary_metric(info.name)
 
     start_epoch, global_step, best = 0, 0, None
@@ -404,7 +403,6 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
                 model,
                 val_set,
                 codec,
-                codec_name=codec_name,
                 flip_test=cfg.flip_test,
                 batch_size=cfg.eval_batch_size,
                 workers=cfg.workers,

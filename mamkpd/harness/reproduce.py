@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..models import model_info
 from ..paper import TABLES, load_table
 from .availability import checkpoint_status, dataset_status, reproduce_dir, sha256_of, slug
 from .tolerances import tolerance_for
@@ -25,9 +26,8 @@ __all__ = ["Recipe", "recipe_for", "reproducible_rows", "run_cli", "train_row", 
 # The paper's recipe (section 4.1): Adam, lr 1e-3, ×0.1 at epochs 170 and 200, 210 epochs; the
 # input sizes it does not state are the data sets' standard ones (COCO 256×192, MPII and AP-10K 256×256).
 PAPER_EPOCHS = 210
-# ViTPose's own recipe is AdamW with layer-wise decay and the UDP codec; TrainConfig has Adam only,
-# so ViTPose rows train with the paper's recipe and the UDP codec, and the report says so.
-_CODEC = {"vitpose": "udp"}
+# ViTPose's own recipe is AdamW with layer-wise lr decay; TrainConfig has Adam only, so ViTPose rows train
+# with the paper's recipe (and, as every row, with their model's own codec), and the report says so.
 _DEVIATIONS = {"vitpose": "trained with Adam (ViTPose's recipe uses AdamW with layer-wise lr decay)"}
 
 
@@ -47,12 +47,6 @@ class Recipe:
         return reproduce_dir() / self.table / slug(self.row)
 
 
-def _family(model: str) -> str:
-    from ..models import model_info
-
-    return model_info(model).family
-
-
 def recipe_for(table: str, row: str) -> Recipe:
     """The recipe of paper row ``row`` of ``table`` (an accuracy table: Tables 2–5 or Figure 3)."""
     spec = TABLES.get(table)
@@ -67,11 +61,12 @@ def recipe_for(table: str, row: str) -> Recipe:
     model = rows.loc[row, "registry_name"]
     if not model:
         raise ValueError(f"{table} row {row!r} ({rows.loc[row, 'method']}) is not implemented by the suite")
-    family = _family(model)
+    info = model_info(model)
+    family = info.family
     deviations = tuple(d for f, d in _DEVIATIONS.items() if f == family)
     if family == "rtmo":
         deviations += ("RTMO is a one-stage whole-image model; the top-down trainer does not train it",)
-    return Recipe(table, row, model, spec.dataset, spec.split, None, _CODEC.get(family, "msra"), deviations=deviations)
+    return Recipe(table, row, model, spec.dataset, spec.split, None, info.codec, deviations=deviations)
 
 
 def reproducible_rows(table: str) -> list[str]:

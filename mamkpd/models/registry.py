@@ -30,12 +30,10 @@ class ModelInfo:
     family: str
     input_size: tuple[int, int] = (256, 192)  # (H, W) of one sample
     sample: str = "person crop"  # what one input sample is (RTMO takes a whole image)
+    # the codec its authors trained and decoded with: a mamkpd.codecs name ("msra", "udp"), or "rtmo" for
+    # RTMO, which decodes its own outputs
+    codec: str = "msra"
     tags: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def codec(self) -> str:
-        """The heatmap codec the model's authors trained and decoded with (tag ``codec:NAME``; MSRA otherwise)."""
-        return next((t.split(":", 1)[1] for t in self.tags if t.startswith("codec:")), "msra")
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -43,7 +41,11 @@ _providers_loaded = False
 
 
 def register_model(
-    family: str, input_size: tuple[int, int] = (256, 192), sample: str = "person crop", tags: tuple[str, ...] = ()
+    family: str,
+    input_size: tuple[int, int] = (256, 192),
+    sample: str = "person crop",
+    codec: str = "msra",
+    tags: tuple[str, ...] = (),
 ):
     """Decorator: register ``fn`` under its own name."""
 
@@ -51,7 +53,15 @@ def register_model(
         name = fn.__name__
         if name in _REGISTRY and _REGISTRY[name].factory is not fn:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(name, fn, family, tuple(input_size), sample, tuple(tags))
+        _REGISTRY[name] = ModelInfo(
+            name=name,
+            factory=fn,
+            family=family,
+            input_size=tuple(input_size),
+            sample=sample,
+            codec=codec,
+            tags=tuple(tags),
+        )
         return fn
 
     return wrap
