@@ -22,8 +22,8 @@ from discrepancies import KNOWN_DISCREPANCIES  # noqa: E402
 
 from mamkpd.harness.availability import checkpoint_status, cuda_status, dataset_status  # noqa: E402
 from mamkpd.harness.results import ResultsStore, default_store_path  # noqa: E402
-from mamkpd.harness.tolerances import tolerance_for  # noqa: E402
 from mamkpd.paper import TABLES, load_table  # noqa: E402
+from mamkpd.paper.tolerances import tolerance_for  # noqa: E402
 
 
 def pytest_configure(config):
@@ -70,7 +70,7 @@ def store() -> ResultsStore:
 def record(store):
     """``record(table=, row=, model=, metric=, paper=, measured=, tolerance=None, **protocol)`` → the stored row.
 
-    With no ``tolerance`` the suite's policy (``mamkpd.harness.tolerances``) applies; the row's
+    With no ``tolerance`` the suite's policy (``mamkpd.paper.tolerances``) applies; the row's
     ``status`` says whether it reproduced.
     """
 

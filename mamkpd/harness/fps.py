@@ -44,7 +44,6 @@ __all__ = [
     "speed_ratios",
     "record_fps",
     "REFERENCE_MODEL",
-    "RATIO_TOLERANCE",
 ]
 
 REFERENCE_MODEL = "hrnet_w32"
@@ -466,11 +465,6 @@ def speed_ratios(measurements: list[FpsMeasurement], reference: str = REFERENCE_
     return {m.model: m.result.median / ref.result.median for m in measurements}
 
 
-# the paper's FPS column is judged only through ratios, and only on a GPU: its own figures come from
-# an RTX 4090 (MamKPD) and an A100 (ViTPose) at an unstated batch size
-RATIO_TOLERANCE = 0.25
-
-
 def record_fps(
     store, measurement: FpsMeasurement, ratio: float | None = None, reference: str = REFERENCE_MODEL
 ) -> list[dict[str, str]]:
@@ -481,6 +475,7 @@ def record_fps(
     """
     from ..models import model_info
     from ..paper import load_table
+    from ..paper.tolerances import FPS_RATIO_REL
 
     table2 = load_table("table2")
     # a run at another input size is not the paper's row
@@ -516,7 +511,7 @@ def record_fps(
         if ratio is None:
             continue
         paper_ratio = paper_fps / ref_fps if not math.isnan(paper_fps) and ref_fps else math.nan
-        tolerance = RATIO_TOLERANCE if on_gpu and not math.isnan(paper_ratio) else None
+        tolerance = FPS_RATIO_REL if on_gpu and not math.isnan(paper_ratio) else None
         kwargs = dict(tolerance=tolerance, tolerance_kind="rel") if tolerance else dict(status="measured")
         reason = (
             ""

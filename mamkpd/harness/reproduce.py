@@ -18,8 +18,8 @@ from typing import Any
 
 from ..models import model_info
 from ..paper import TABLES, load_table
+from ..paper.tolerances import tolerance_for
 from .availability import checkpoint_status, dataset_status, reproduce_dir, sha256_of, slug
-from .tolerances import tolerance_for
 
 __all__ = ["Recipe", "recipe_for", "reproducible_rows", "run_cli", "train_row", "evaluate_checkpoint", "reproduce_row"]
 

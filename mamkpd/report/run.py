@@ -25,8 +25,8 @@ from pathlib import Path
 from ..harness.availability import cuda_status, dataset_status, sha256_of
 from ..harness.reproduce import run_cli
 from ..harness.results import ResultsStore
-from ..harness.tolerances import tolerance_for
 from ..paper import TABLES, load_table
+from ..paper.tolerances import tolerance_for
 
 __all__ = ["RunPlan", "run_measurements"]
 
