@@ -19,7 +19,7 @@ from mamkpd.harness.complexity import (
     measure_complexity_hrnet_repo,
     measure_model,
 )
-from mamkpd.models import create_model
+from mamkpd.models import count_params, create_model
 from mamkpd.paper import load_table
 from mamkpd.paper.published import OFFICIAL_VITPOSE_HEADS
 from mamkpd.paper.tolerances import PRINTED_UNIT
@@ -32,8 +32,7 @@ PARAMS_PROTOCOL = "exact count of nn.Module.parameters()"
 
 @functools.cache
 def _params(name: str) -> int:
-    with torch.device("meta"):
-        return sum(p.numel() for p in create_model(name).parameters())
+    return count_params(name)
 
 
 @functools.cache
@@ -146,7 +145,7 @@ def vitpose_small_simple_config_finding() -> dict:
         # build what the official config describes, whatever its file name says
         kind = "classic" if head.num_deconv_layers == 2 and head.final_conv_kernel == 1 else "simple"
         with torch.device("meta"):
-            counts[(size, decoder)] = sum(p.numel() for p in vitpose(size, kind, head.config).parameters())
+            counts[(size, decoder)] = count_params(vitpose(size, kind, head.config))
     s_simple_cfg, s_classic_cfg = counts[("s", "simple")], counts[("s", "classic")]
     ours = _params("vitpose_s_simple")
     copy = s_simple_cfg == s_classic_cfg

@@ -600,19 +600,23 @@ class RTMO(nn.Module):
         return self.decode(self(x), score_thr, nms_thr)
 
 
-def _register(size: str) -> None:
-    name = f"rtmo_{size}"
-
-    def factory(num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE) -> RTMO:
-        return RTMO(RTMO_SIZES[size], num_keypoints, input_size)
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"RTMO-{size.upper()} (MMPose config rtmo-{size}, 640x640 whole image)."
-    register_model(
-        "rtmo", input_size=INPUT_SIZE, sample="whole image (640x640)", codec="rtmo", tags=("table2", "one-stage")
-    )(factory)
-    globals()[name] = factory
+# One explicit factory per size: a whole 640x640 image per sample, decoded by RTMO.decode.
+_REGISTRATION = dict(input_size=INPUT_SIZE, sample="whole image (640x640)", codec="rtmo", tags=("table2", "one-stage"))
 
 
-for _size in RTMO_SIZES:
-    _register(_size)
+@register_model("rtmo", **_REGISTRATION)
+def rtmo_s(num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE) -> RTMO:
+    """RTMO-S (MMPose config rtmo-s, 640x640 whole image)."""
+    return RTMO(RTMO_SIZES["s"], num_keypoints, input_size)
+
+
+@register_model("rtmo", **_REGISTRATION)
+def rtmo_m(num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE) -> RTMO:
+    """RTMO-M (MMPose config rtmo-m, 640x640 whole image)."""
+    return RTMO(RTMO_SIZES["m"], num_keypoints, input_size)
+
+
+@register_model("rtmo", **_REGISTRATION)
+def rtmo_l(num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE) -> RTMO:
+    """RTMO-L (MMPose config rtmo-l, 640x640 whole image)."""
+    return RTMO(RTMO_SIZES["l"], num_keypoints, input_size)

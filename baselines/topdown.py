@@ -98,7 +98,7 @@ def topdown_layouts(original_head_modules: Sequence[str], original_repo: str) ->
 class TopDownHeatmapModel(nn.Module):
     """``backbone`` then ``head``: a person crop (N, 3, H, W) -> heatmaps (N, K, H/4, W/4).
 
-    ``checkpoint_layouts`` lists the published key layouts :func:`mamkpd.load_checkpoint` accepts.
+    ``checkpoint_layouts`` lists the published key layouts :func:`mamkpd.load_weights` accepts.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, checkpoint_layouts: Sequence[KeyLayout]):

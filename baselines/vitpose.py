@@ -173,19 +173,38 @@ def vitpose(
     return TopDownHeatmapModel(backbone, head, checkpoint_layouts=vitpose_layouts())
 
 
-def _register(size: str, decoder: str) -> None:
-    name = f"vitpose_{size}" + ("" if decoder == "classic" else "_simple")
-
-    def factory(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
-        return vitpose(size, decoder, name, num_keypoints, input_size)
-
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"ViTPose-{size.upper()} with the {decoder} decoder."
-    tags = ("table2",) if name in ("vitpose_b", "vitpose_l") else ()
-    register_model("vitpose", codec="udp", tags=tags)(factory)
-    globals()[name] = factory
+# One explicit factory per registered model; the classic decoder's rows are Table 2's.
+@register_model("vitpose", codec="udp")
+def vitpose_s(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+    """ViTPose-S with the classic decoder."""
+    return vitpose("s", "classic", "vitpose_s", num_keypoints, input_size)
 
 
-for _size in VIT_SIZES:
-    for _decoder in ("classic", "simple"):
-        _register(_size, _decoder)
+@register_model("vitpose", codec="udp", tags=("table2",))
+def vitpose_b(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+    """ViTPose-B with the classic decoder."""
+    return vitpose("b", "classic", "vitpose_b", num_keypoints, input_size)
+
+
+@register_model("vitpose", codec="udp", tags=("table2",))
+def vitpose_l(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+    """ViTPose-L with the classic decoder."""
+    return vitpose("l", "classic", "vitpose_l", num_keypoints, input_size)
+
+
+@register_model("vitpose", codec="udp")
+def vitpose_s_simple(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+    """ViTPose-S with the simple decoder."""
+    return vitpose("s", "simple", "vitpose_s_simple", num_keypoints, input_size)
+
+
+@register_model("vitpose", codec="udp")
+def vitpose_b_simple(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+    """ViTPose-B with the simple decoder."""
+    return vitpose("b", "simple", "vitpose_b_simple", num_keypoints, input_size)
+
+
+@register_model("vitpose", codec="udp")
+def vitpose_l_simple(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
+    """ViTPose-L with the simple decoder."""
+    return vitpose("l", "simple", "vitpose_l_simple", num_keypoints, input_size)

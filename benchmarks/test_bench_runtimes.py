@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mamkpd.export import build_model, compile_model, example_input, input_size_of, onnx_runner
+from mamkpd import create_model
+from mamkpd.export import compile_model, example_input, input_size_of, onnx_runner, prepare_for_export
 
 MODELS = ("mamkpd_b", "hrnet_w32")
 BATCHES = (1, 8)
@@ -31,7 +32,7 @@ def _runner(name: str, batch: int, runtime: str):
             export_s=round(runner.export.export_seconds, 1),
             onnx_max_abs_diff=runner.export.check.max_abs_diff,
         )
-    model = build_model(name)
+    model = prepare_for_export(create_model(name))
     x = example_input(input_size_of(name), batch)
     info = dict(threads=torch.get_num_threads(), scan_backend=getattr(model, "scan_backend", ""))
     forward = model

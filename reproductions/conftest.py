@@ -127,12 +127,9 @@ def complexity_of(model: str):
 @functools.cache
 def params_of(model: str) -> int:
     """Exact parameter count, built on the meta device (no weights allocated, no forward)."""
-    import torch
+    from mamkpd import count_params
 
-    from mamkpd import create_model
-
-    with torch.device("meta"):
-        return sum(p.numel() for p in create_model(model).parameters())
+    return count_params(model)
 
 
 def require_cuda() -> None:

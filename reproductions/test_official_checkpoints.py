@@ -121,7 +121,7 @@ def test_rtmo_s_official_checkpoint_whole_image_ap(record):
     from mamkpd.evaluation import coco_keypoint_ap
 
     model = mamkpd.create_model("rtmo_s")
-    mamkpd.load_checkpoint(model, checkpoint)
+    mamkpd.load_weights(model, checkpoint)
     model = model.to(torch.device("cuda")).eval()
     ann = root / "annotations" / "person_keypoints_val2017.json"
     results = rtmo_coco_results(model, ann, root / "val2017")

@@ -1,4 +1,4 @@
-"""mamkpd.load_checkpoint: every layout the zoos ship loads strictly into each baseline; truncated,
+"""mamkpd.load_weights: every layout the zoos ship loads strictly into each baseline; truncated,
 renamed or reshaped checkpoints fail naming the tensors; ViTPose's class-token slot is folded in.
 
 Official-layout state dicts are built from the model by the documented renaming, and a handful of real
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import mamkpd
-from mamkpd.models.checkpoint import CheckpointMismatchError, load_state, unwrap_state_dict
+from mamkpd.models.checkpoint import CheckpointMismatchError, load_weights_from_state, unwrap_state_dict
 
 # Real key names (and shapes) from the official releases, per family and layout.
 OFFICIAL_KEYS = {
@@ -158,7 +158,7 @@ def test_official_layout_loads_strictly(name, layout):
         state["head.loss_oks.sigmas"] = torch.rand(17)
     state = unwrap_state_dict({"meta": {"epoch": 210}, "state_dict": state})  # the zoos' container
     model = scrambled_copy(name)
-    report = load_state(model, state)
+    report = load_weights_from_state(model, state)
     assert report.layout == layout and report.clean
     reference = built(name).state_dict()
     for key, value in model.state_dict().items():
@@ -172,7 +172,7 @@ def test_vitpose_class_token_slot_is_folded_into_every_patch_token(tmp_path):
     state["backbone.pos_embed"] = pe
     torch.save({"state_dict": state}, tmp_path / "vitpose.pth")
     model = scrambled_copy("vitpose_s")
-    report = mamkpd.load_checkpoint(model, tmp_path / "vitpose.pth")
+    report = mamkpd.load_weights(model, tmp_path / "vitpose.pth")
     assert report.layout == "vitpose_official"
     assert any("class-token slot" in note for note in report.notes)
     assert torch.allclose(model.backbone.pos_embed, pe[:, 1:] + pe[:, :1])
@@ -182,20 +182,20 @@ def test_vitpose_class_token_slot_is_folded_into_every_patch_token(tmp_path):
 def test_engine_checkpoint_and_module_prefix_load(tmp_path):
     state = {f"module.{k}": v for k, v in built("sbl_res50").state_dict().items()}
     torch.save({"model": state, "optimizer": {"state": {}}, "epoch": 3}, tmp_path / "engine.pth")
-    report = mamkpd.load_checkpoint(scrambled_copy("sbl_res50"), tmp_path / "engine.pth")
+    report = mamkpd.load_weights(scrambled_copy("sbl_res50"), tmp_path / "engine.pth")
     assert report.layout == "native" and report.clean and report.loaded == len(state)
 
 
 def test_missing_bn_step_counters_are_not_errors():
     state = {k: v for k, v in to_layout("sbl_res50", "original").items() if not k.endswith("num_batches_tracked")}
-    assert load_state(scrambled_copy("sbl_res50"), state).clean
+    assert load_weights_from_state(scrambled_copy("sbl_res50"), state).clean
 
 
 def test_truncated_checkpoint_fails_naming_the_missing_tensors():
     state = to_layout("hrnet_w32", "original")
     del state["final_layer.weight"], state["stage4.2.fuse_layers.0.3.1.running_var"]
     with pytest.raises(CheckpointMismatchError) as err:
-        load_state(scrambled_copy("hrnet_w32"), state)
+        load_weights_from_state(scrambled_copy("hrnet_w32"), state)
     message = str(err.value)
     assert "2 missing" in message
     assert "head.final_layer.weight" in message and "backbone.stage4.2.fuse_layers.0.3.1.running_var" in message
@@ -206,7 +206,7 @@ def test_renamed_key_fails_naming_both_sides():
     state["backbone.blocks.0.attn.qkv_renamed.weight"] = state.pop("backbone.blocks.0.attn.qkv.weight")
     model = scrambled_copy("vitpose_s")
     with pytest.raises(CheckpointMismatchError) as err:
-        load_state(model, state)
+        load_weights_from_state(model, state)
     message = str(err.value)
     assert "missing from the checkpoint: backbone.blocks.0.attn.qkv.weight" in message
     assert "unexpected in the checkpoint: backbone.blocks.0.attn.qkv_renamed.weight" in message
@@ -217,18 +217,18 @@ def test_shape_mismatch_is_named_and_non_strict_loads_the_rest():
     state = to_layout("sbl_res50", "mmpose0")
     state["keypoint_head.final_layer.weight"] = torch.zeros(16, 256, 1, 1)  # an MPII head on a COCO model
     with pytest.raises(CheckpointMismatchError, match=r"head\.final_layer\.weight: checkpoint \(16, 256, 1, 1\)"):
-        load_state(scrambled_copy("sbl_res50"), state)
+        load_weights_from_state(scrambled_copy("sbl_res50"), state)
     model = scrambled_copy("sbl_res50")
-    report = load_state(model, state, strict=False)
+    report = load_weights_from_state(model, state, strict=False)
     assert report.mismatched and report.loaded == len(state) - 1
     assert torch.equal(model.backbone.conv1.weight, built("sbl_res50").backbone.conv1.weight)
 
 
 def test_bad_files_and_layout_names_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not-there.pth"):
-        mamkpd.load_checkpoint(scrambled_copy("sbl_res50"), tmp_path / "not-there.pth")
+        mamkpd.load_weights(scrambled_copy("sbl_res50"), tmp_path / "not-there.pth")
     torch.save({"epoch": 3}, tmp_path / "empty.pth")
     with pytest.raises(ValueError, match="no tensors"):
-        mamkpd.load_checkpoint(scrambled_copy("sbl_res50"), tmp_path / "empty.pth")
+        mamkpd.load_weights(scrambled_copy("sbl_res50"), tmp_path / "empty.pth")
     with pytest.raises(ValueError, match="unknown layout 'timm'"):
-        load_state(scrambled_copy("sbl_res50"), built("sbl_res50").state_dict(), layout="timm")
+        load_weights_from_state(scrambled_copy("sbl_res50"), built("sbl_res50").state_dict(), layout="timm")

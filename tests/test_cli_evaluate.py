@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from mamkpd import create_model
 from mamkpd.data.samples import sample_file
-from mamkpd.engine import TrainConfig, build_model, save_checkpoint
+from mamkpd.engine import TrainConfig, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"depths": [1, 1, 1], "dims": [16, 32, 64]}
@@ -28,7 +29,7 @@ def untrained_checkpoint(path: Path, input_size=(64, 48), model_kwargs=None) -> 
     """A checkpoint as `mamkpd train` writes it, of a freshly initialised reduced MamKPD-S."""
     cfg = TrainConfig(model="mamkpd_s", model_kwargs=model_kwargs or TINY, dataset="coco", input_size=input_size)
     torch.manual_seed(0)
-    model = build_model(cfg.model, 17, input_size, cfg.model_kwargs)
+    model = create_model(cfg.model, num_keypoints=17, input_size=input_size, **cfg.model_kwargs)
     return save_checkpoint(path, {"model": model.state_dict(), "config": cfg.to_dict(), "complete_epoch": False})
 
 

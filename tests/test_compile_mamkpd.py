@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mamkpd.export import build_model, compile_model, count_scan_nodes, count_ss2d, example_input, export_program
+from mamkpd import create_model
+from mamkpd.export import compile_model, count_scan_nodes, count_ss2d, example_input, export_program, prepare_for_export
 
 SIZE = (128, 96)  # the registered architecture at a smaller input: same graph, faster forward passes
 
 
 @pytest.fixture(scope="module")
 def mamkpd_b():
-    return build_model("mamkpd_b", input_size=SIZE)
+    return prepare_for_export(create_model("mamkpd_b", input_size=SIZE))
 
 
 @pytest.mark.slow

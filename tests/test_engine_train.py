@@ -11,7 +11,7 @@ import torch
 from engine_synthetic import SyntheticPoses, TinyHeatmapNet
 
 from mamkpd.engine import JointsMSELoss, NonFiniteLossError, TrainConfig, WarmupMultiStep, train
-from mamkpd.engine.checkpoint import load_checkpoint_file, save_checkpoint
+from mamkpd.engine.checkpoint import load_training_state, save_checkpoint
 from mamkpd.engine.config import add_config_arguments, config_from_args
 
 
@@ -123,19 +123,19 @@ def _params(state_dict):
 def test_resume_after_a_mid_epoch_kill_matches_an_uninterrupted_run(tmp_path, workers):
     full = run(small_config(tmp_path / "full", workers=workers))
     assert full.epochs_completed == 3 and full.global_step == 9
-    reference = load_checkpoint_file(full.checkpoint)
+    reference = load_training_state(full.checkpoint)
 
     # "kill" in the middle of epoch 2: last.pth stays at epoch 1
     # resume="auto" with nothing to resume starts afresh
     killed = run(small_config(tmp_path / "resumed", max_steps=4, workers=workers, resume="auto"))
     assert killed.checkpoint.name == "partial.pth" and killed.global_step == 4
-    assert load_checkpoint_file(killed.out_dir / "last.pth")["epoch"] == 1
+    assert load_training_state(killed.out_dir / "last.pth")["epoch"] == 1
     with pytest.raises(ValueError, match="weights only"):
         run(small_config(tmp_path / "resumed", resume=str(killed.checkpoint)))
 
     resumed = run(small_config(tmp_path / "resumed", resume="auto", workers=workers))
     assert resumed.epochs_completed == 3 and resumed.global_step == 9
-    final = load_checkpoint_file(resumed.checkpoint)
+    final = load_training_state(resumed.checkpoint)
     for key, value in reference["model"].items():
         assert torch.equal(value, final["model"][key]), key
     ref_opt, res_opt = reference["optimizer"]["state"], final["optimizer"]["state"]
@@ -157,7 +157,7 @@ def test_nan_loss_names_step_batch_and_last_good_checkpoint(tmp_path):
     message = str(err.value)
     assert "loss is nan" in message and "epoch 2" in message and "batch" in message and "step" in message
     assert str(Path(cfg.out_dir) / "last.pth") in message
-    assert load_checkpoint_file(Path(cfg.out_dir) / "last.pth")["epoch"] == 1  # untouched
+    assert load_training_state(Path(cfg.out_dir) / "last.pth")["epoch"] == 1  # untouched
 
 
 def test_nan_before_any_checkpoint_says_so(tmp_path):
@@ -175,17 +175,17 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path):
     save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {}, "epoch": 1})
     with pytest.raises(RuntimeError, match="disk full"):
         save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}, "epoch": 2, "bad": _Unpicklable()})
-    state = load_checkpoint_file(path)
+    state = load_training_state(path)
     assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
     assert os.listdir(tmp_path) == ["last.pth"]  # no temp file left behind
     path.write_bytes(path.read_bytes()[:100])  # what a non-atomic writer killed mid-write would leave
     with pytest.raises(ValueError, match="damaged"):
-        load_checkpoint_file(path)
+        load_training_state(path)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (AMP is CUDA-only)")
 def test_amp_training_on_cuda_checkpoints_the_grad_scaler(tmp_path):
     result = run(small_config(tmp_path, device="cuda", amp=True, deterministic=False, epochs=1))
-    state = load_checkpoint_file(result.checkpoint)
+    state = load_training_state(result.checkpoint)
     assert state["scaler"] is not None and state["model"]["body.0.weight"].device.type == "cpu"

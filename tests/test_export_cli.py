@@ -12,9 +12,9 @@ import pytest
 import torch
 from test_export_onnx import heatmap_scale_checkpoint, onnxruntime_vs_eager
 
+from mamkpd import create_model
 from mamkpd.cli import main
-from mamkpd.export import DEFAULT_TOLERANCE, count_ss2d, example_input
-from mamkpd.export.graph import build_model
+from mamkpd.export import DEFAULT_TOLERANCE, count_ss2d, example_input, prepare_for_export
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = (128, 96)
@@ -51,7 +51,7 @@ def test_export_mamkpd_s(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    model = build_model("mamkpd_s", ckpt, input_size=SIZE)
+    model = prepare_for_export(create_model("mamkpd_s", checkpoint_path=ckpt, input_size=SIZE))
     assert report["check"]["passed"] and not report["check"]["weak"]
     assert report["check"]["max_abs_diff"] <= DEFAULT_TOLERANCE
     assert report["optimized"] and report["batch"] == 1 and report["input_size"] == list(SIZE)

@@ -89,7 +89,7 @@ def test_onnx_matches_pytorch(tmp_path, name, size):
     assert report.files == [str(out)] and out.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging folder left behind"
 
-    model = export_graph.build_model(name, ckpt, input_size=size)
+    model = export_graph.prepare_for_export(create_model(name, checkpoint_path=ckpt, input_size=size))
     x = example_input(size, seed=7)
     assert onnxruntime_vs_eager(out, model, x) <= DEFAULT_TOLERANCE
     assert report.scan_nodes == count_ss2d(model)
@@ -124,5 +124,5 @@ def test_dynamic_batch(tmp_path):
     )
     # traced at batch 2 and checked at 1 by the exporter; a third size here
     assert report.batch is None and report.check.batch == 1 and report.check.passed and not report.check.weak
-    model = export_graph.build_model("mamkpd_s", ckpt, **TINY_MAMKPD)
+    model = export_graph.prepare_for_export(create_model("mamkpd_s", checkpoint_path=ckpt, **TINY_MAMKPD))
     assert onnxruntime_vs_eager(out, model, example_input(TINY_MAMKPD["input_size"], batch=3)) <= DEFAULT_TOLERANCE

@@ -63,17 +63,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_checkpoint
+    from .. import load_weights
     from ..codecs import build_codec
     from ..data import DATASETS, build_dataset
-    from ..engine.checkpoint import read_training_checkpoint
+    from ..engine.checkpoint import training_state_or_none
     from ..engine.distributed import init_distributed
     from ..engine.inference import evaluate, find_mpii_gt
-    from ..engine.trainer import build_model
+    from ..models import create_model
 
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-    state = read_training_checkpoint(args.checkpoint)
+    state = training_state_or_none(args.checkpoint)
     saved = state["config"] if state else {}
     model_name = args.model or saved.get("model")
     if not model_name:
@@ -100,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
         ann_file=args.ann_file,
         image_dir=args.image_dir,
     )
-    model = build_model(model_name, info.num_keypoints, input_size, model_kwargs)
+    model = create_model(model_name, num_keypoints=info.num_keypoints, input_size=input_size, **model_kwargs)
     if state:
         model.load_state_dict(state["model"])
     else:
-        load_checkpoint(model, args.checkpoint)
+        load_weights(model, args.checkpoint)
     ctx = init_distributed(args.device)
     model.to(ctx.device)
     results = (

@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the tolerance.",
     )
     p.add_argument("--model", required=True, help="registered model name")
-    p.add_argument("--checkpoint", metavar="FILE", help="weights to export (any layout mamkpd.load_checkpoint reads)")
+    p.add_argument("--checkpoint", metavar="FILE", help="weights to export (any layout mamkpd.load_weights reads)")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (default onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="output file, e.g. mamkpd_b.onnx")
     p.add_argument(

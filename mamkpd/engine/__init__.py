@@ -1,11 +1,11 @@
 """Training and evaluation engine: top-down heatmap training (single process or torchrun/DDP) and inference."""
 
-from .checkpoint import atomic_write, load_checkpoint_file, save_checkpoint, write_json
+from .checkpoint import atomic_write, load_training_state, save_checkpoint, write_json
 from .config import TrainConfig
 from .distributed import DistContext, gather_by_index, init_distributed
 from .inference import build_coco_results, evaluate, flip_back, predict_heatmaps, run_inference
 from .loss import JointsMSELoss
-from .trainer import NonFiniteLossError, TrainResult, WarmupMultiStep, build_model, train
+from .trainer import NonFiniteLossError, TrainResult, WarmupMultiStep, train
 
 __all__ = [
     "TrainConfig",
@@ -13,7 +13,6 @@ __all__ = [
     "TrainResult",
     "NonFiniteLossError",
     "WarmupMultiStep",
-    "build_model",
     "JointsMSELoss",
     "evaluate",
     "run_inference",
@@ -26,5 +25,5 @@ __all__ = [
     "atomic_write",
     "write_json",
     "save_checkpoint",
-    "load_checkpoint_file",
+    "load_training_state",
 ]

@@ -18,11 +18,11 @@ __all__ = [
     "atomic_write",
     "write_json",
     "save_checkpoint",
-    "load_checkpoint_file",
+    "load_training_state",
     "capture_rng_state",
     "restore_rng_state",
     "unwrap_model",
-    "read_training_checkpoint",
+    "training_state_or_none",
 ]
 
 
@@ -62,11 +62,11 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
+def training_state_or_none(path: str | os.PathLike) -> dict[str, Any] | None:
     """The checkpoint at ``path`` if mamkpd's trainer wrote it (a dict with ``model`` and ``config``), else None.
 
     Model-zoo files (official HRNet / ViTPose / MMPose checkpoints) give None: load those with
-    ``mamkpd.load_checkpoint(model, path)``.
+    ``mamkpd.load_weights(model, path)``.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -79,13 +79,13 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     return None
 
 
-def load_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by the trainer (tensors and plain values only); a clear error otherwise."""
-    state = read_training_checkpoint(path)
+    state = training_state_or_none(path)
     if state is None:
         raise ValueError(
             f"{path} is not a readable mamkpd training checkpoint (no 'model' and 'config' entries, "
-            "or a damaged file); load model-zoo checkpoints with mamkpd.load_checkpoint"
+            "or a damaged file); load model-zoo checkpoints with mamkpd.load_weights"
         )
     return state
 

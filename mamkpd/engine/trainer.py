@@ -18,7 +18,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import capture_rng_state, load_checkpoint_file, restore_rng_state, save_checkpoint, unwrap_model
+from .checkpoint import capture_rng_state, load_training_state, restore_rng_state, save_checkpoint, unwrap_model
 from .config import TrainConfig
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
 from .inference import evaluate, find_mpii_gt, primary_metric
@@ -29,7 +29,6 @@ __all__ = [
     "TrainResult",
     "NonFiniteLossError",
     "WarmupMultiStep",
-    "build_model",
     "build_datasets",
     "resolve_input_size",
     "seed_everything",
@@ -160,13 +159,6 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     return train_set, val_set
 
 
-def build_model(name: str, num_keypoints: int, input_size: tuple[int, int], model_kwargs: dict) -> nn.Module:
-    """A registered model for ``num_keypoints`` joints and ``input_size`` crops."""
-    from ..models import create_model
-
-    return create_model(name, num_keypoints=num_keypoints, input_size=tuple(input_size), **model_kwargs)
-
-
 def _setup_logging(out_dir: Path, ctx: DistContext) -> logging.Handler | None:
     if not ctx.is_main:
         return None
@@ -197,7 +189,7 @@ def _resume(
     cfg: TrainConfig, ctx: DistContext, path: Path, model: nn.Module, optimizer, scheduler, scaler
 ) -> tuple[int, int, float | None]:
     """Load a full checkpoint into the run's objects; returns (epochs done, global step, best metric)."""
-    state = load_checkpoint_file(path)
+    state = load_training_state(path)
     if not state.get("complete_epoch", False) or "optimizer" not in state:
         raise ValueError(f"{path} holds weights only (a mid-epoch stop); resume from last.pth")
     saved = TrainConfig.from_dict(state["config"])
@@ -273,6 +265,7 @@ def train(
 def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, val_set) -> TrainResult:
     from ..codecs import build_codec
     from ..data import collate
+    from ..models import create_model
 
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
     if train_set is None:
@@ -282,7 +275,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
     input_size = tuple(train_set[0]["image"].shape[-2:])
     info = train_set.info
     if model is None:
-        model = build_model(cfg.model, info.num_keypoints, input_size, cfg.model_kwargs)
+        model = create_model(cfg.model, num_keypoints=info.num_keypoints, input_size=input_size, **cfg.model_kwargs)
     model = model.to(ctx.device)
     if ctx.distributed and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

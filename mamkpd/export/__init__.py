@@ -6,7 +6,6 @@ A layer beside :mod:`mamkpd.harness` (it uses the harness's FPS protocol for onn
 from .graph import (
     SCAN_OP,
     CompileStats,
-    build_model,
     compile_model,
     count_scan_nodes,
     count_ss2d,
@@ -14,6 +13,7 @@ from .graph import (
     export_program,
     input_size_of,
     lower_scan,
+    prepare_for_export,
 )
 from .onnx_export import (
     DEFAULT_TOLERANCE,
@@ -30,7 +30,6 @@ from .runtimes import PROVIDERS, OnnxFpsMeasurement, OnnxRunner, measure_onnx_fp
 __all__ = [
     "SCAN_OP",
     "CompileStats",
-    "build_model",
     "compile_model",
     "count_scan_nodes",
     "count_ss2d",
@@ -38,6 +37,7 @@ __all__ = [
     "export_program",
     "input_size_of",
     "lower_scan",
+    "prepare_for_export",
     "DEFAULT_TOLERANCE",
     "OnnxCheck",
     "OnnxExportConfig",

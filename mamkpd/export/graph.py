@@ -11,18 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ..models import create_model, model_info
+from ..models import model_info
 from ..models.layers import SS2D
 from ..ops import selective_scan_parallel
 
 __all__ = [
     "SCAN_OP",
-    "build_model",
+    "prepare_for_export",
     "input_size_of",
     "example_input",
     "export_program",
@@ -37,22 +36,13 @@ SCAN_OP = torch.ops.mamkpd.selective_scan.default
 MAX_DYNAMIC_BATCH = 1024
 
 
-def build_model(name: str, checkpoint: str | Path | None = None, **overrides) -> nn.Module:
-    """Registered model ``name`` (factory ``overrides`` such as input_size) on the CPU in eval mode, its
-    scans on the ``torch`` backend.
-
-    ``checkpoint`` loads through :func:`mamkpd.load_checkpoint` (strict; a mismatch raises a
-    ValueError naming the keys).
-    """
-    model = create_model(name, **overrides)
+def prepare_for_export(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with its scans (if any) on the ``torch`` backend; build it with
+    :func:`mamkpd.create_model` (``checkpoint_path=`` loads its weights)."""
     if hasattr(model, "scan_backend"):
         # "reference" would unroll a Python loop over time into the graph; the op's backend name is
         # only a constant argument of its node, so any exportable backend gives the same graph
         model.scan_backend = "torch"
-    if checkpoint is not None:
-        from .. import load_checkpoint
-
-        load_checkpoint(model, checkpoint)
     return model.eval()
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .graph import build_model, count_scan_nodes, example_input, export_program, input_size_of, lower_scan
+from .graph import count_scan_nodes, example_input, export_program, input_size_of, lower_scan, prepare_for_export
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -226,12 +226,12 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
     """
     import onnxruntime as ort
 
-    from ..models import model_info
+    from ..models import create_model, model_info
 
     model_info(config.model)
     staged = _staging_folder(config.out)
     try:
-        model = build_model(config.model, config.checkpoint, **config.model_kwargs)
+        model = prepare_for_export(create_model(config.model, checkpoint_path=config.checkpoint, **config.model_kwargs))
         size = input_size_of(config.model, config.model_kwargs)
         dynamic = config.batch is None
         trace = example_input(size, DYNAMIC_TRACE_BATCH if dynamic else config.batch, config.seed)

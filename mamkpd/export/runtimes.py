@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from ..harness.fps import PRESETS, FpsMeasurement, TimingProtocol, time_callable
-from ..models import model_info
-from .graph import build_model, example_input
+from ..models import create_model, model_info
+from .graph import example_input, prepare_for_export
 from .onnx_export import OnnxCheck, OnnxExportConfig, OnnxExportReport, check_onnx, export_onnx, onnx_session
 
 __all__ = ["PROVIDERS", "resolve_provider", "OnnxRunner", "onnx_runner", "OnnxFpsMeasurement", "measure_onnx_fps"]
@@ -107,7 +107,7 @@ def onnx_runner(
         images = example_input(report.input_size, batch)
         check = report.check
         if full != PROVIDERS["cpu"]:  # the export was checked on the CPU; GPU kernels (TF32, fp16) may differ
-            model = build_model(model_name, checkpoint, **overrides)
+            model = prepare_for_export(create_model(model_name, checkpoint_path=checkpoint, **overrides))
             check = check_onnx(path, model, images, report.check.tolerance, full)
         session = onnx_session(path, full, threads if full == PROVIDERS["cpu"] else None)
     return OnnxRunner(

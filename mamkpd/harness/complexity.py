@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..models import create_model, model_info
+from ..models import count_params, create_model, model_info
 from ..ops import resolve_backend, selective_scan_flop_jit
 
 __all__ = [
     "Complexity",
     "FREE_OPS",
-    "count_params",
     "measure_complexity",
     "measure_model",
     "HRNET_REPO_CONVENTION",
@@ -125,10 +124,6 @@ class Complexity:
         return d
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def measure_model(
     model: nn.Module, input_size: tuple[int, int], name: str = "", batch: int = 1, in_channels: int = 3
 ) -> Complexity:
@@ -165,18 +160,11 @@ def measure_model(
     )
 
 
-def _build(name: str, input_size: tuple[int, int] | None, overrides: dict) -> tuple[nn.Module, tuple[int, int]]:
-    """The registered model ``name`` built for ``input_size`` (its own when None); every factory takes it."""
-    size = tuple(input_size) if input_size else model_info(name).input_size
-    if input_size:
-        overrides = {"input_size": size, **overrides}
-    return create_model(name, **overrides), size
-
-
 def measure_complexity(name: str, input_size: tuple[int, int] | None = None, batch: int = 1, **overrides) -> Complexity:
-    """Build the registered model ``name`` (with factory overrides) and count it."""
-    model, size = _build(name, input_size, overrides)
-    return measure_model(model, size, name=name, batch=batch)
+    """Build the registered model ``name`` (with factory overrides) at ``input_size`` (its own when None)
+    and count it."""
+    size = tuple(input_size) if input_size else model_info(name).input_size
+    return measure_model(create_model(name, input_size=size, **overrides), size, name=name, batch=batch)
 
 
 def measure_readings(names=("mamkpd_s", "mamkpd_b", "mamkpd_l"), readings=None) -> list[dict]:
@@ -258,5 +246,5 @@ def measure_model_hrnet_repo(
 
 def measure_complexity_hrnet_repo(name: str, input_size: tuple[int, int] | None = None, **overrides) -> Complexity:
     """:func:`measure_model_hrnet_repo` on the registered model ``name``."""
-    model, size = _build(name, input_size, overrides)
-    return measure_model_hrnet_repo(model, size, name=name)
+    size = tuple(input_size) if input_size else model_info(name).input_size
+    return measure_model_hrnet_repo(create_model(name, input_size=size, **overrides), size, name=name)

@@ -1,5 +1,6 @@
 """Models: reusable layers, MamKPD and the registry the baselines register into."""
 
-from .registry import ModelInfo, create_model, list_models, model_info, register_model
+from .checkpoint import load_weights
+from .registry import ModelInfo, count_params, create_model, list_models, model_info, register_model
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "count_params", "create_model", "list_models", "load_weights", "model_info", "register_model"]

@@ -24,8 +24,8 @@ __all__ = [
     "KeyLayout",
     "LoadReport",
     "CheckpointMismatchError",
-    "load_checkpoint",
-    "load_state",
+    "load_weights",
+    "load_weights_from_state",
     "read_state_dict",
     "unwrap_state_dict",
     "apply_layout",
@@ -73,7 +73,7 @@ NATIVE_LAYOUT = KeyLayout("native", "this suite's own parameter names (also chec
 
 @dataclass
 class LoadReport:
-    """What :func:`load_checkpoint` did."""
+    """What :func:`load_weights` did."""
 
     path: str
     layout: str
@@ -173,7 +173,7 @@ def _is_optional(key: str) -> bool:
     return key.endswith(_OPTIONAL_SUFFIXES)
 
 
-def load_checkpoint(
+def load_weights(
     model: nn.Module, path: str | os.PathLike, strict: bool = True, layout: str | None = None
 ) -> LoadReport:
     """Load ``path`` into ``model`` in whichever of the model's declared layouts fits it best.
@@ -183,17 +183,17 @@ def load_checkpoint(
     the matching tensors are loaded and the rest is listed in the report.
     """
     state = read_state_dict(path)
-    return load_state(model, state, strict=strict, layout=layout, source=str(path))
+    return load_weights_from_state(model, state, strict=strict, layout=layout, source=str(path))
 
 
-def load_state(
+def load_weights_from_state(
     model: nn.Module,
     state: Mapping[str, Tensor],
     strict: bool = True,
     layout: str | None = None,
     source: str = "state dict",
 ) -> LoadReport:
-    """:func:`load_checkpoint` on an in-memory state dict."""
+    """:func:`load_weights` on an in-memory state dict."""
     target = model.state_dict()
     layouts = _layouts_of(model)
     if layout is not None:

@@ -220,17 +220,72 @@ ALTERNATIVE_READINGS: dict[str, dict] = {
 }
 
 
-def _register(name: str, base: dict) -> None:
-    def factory(**overrides) -> MamKPD:
-        return _build(base, overrides)
+# ------------------------------------------------------------------------------- registered variants
+# One explicit factory per variant (timm-style): each takes MamKPDConfig fields as keyword overrides.
+@register_model("mamkpd", tags=("table1",))
+def mamkpd_s(**kwargs) -> MamKPD:
+    """MamKPD-Small (Table 1): MamKPD-Base without the stem."""
+    return _build(VARIANTS["mamkpd_s"], kwargs)
 
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"MamKPD variant {name}: {base}"
-    register_model("mamkpd", tags=("table1",) if name in ("mamkpd_s", "mamkpd_b", "mamkpd_l") else ())(factory)
+
+@register_model("mamkpd", tags=("table1",))
+def mamkpd_b(**kwargs) -> MamKPD:
+    """MamKPD-Base (Table 1): blocks (2, 4, 6), dims (96, 192, 384), with the stem."""
+    return _build(VARIANTS["mamkpd_b"], kwargs)
 
 
-for _name, _base in VARIANTS.items():
-    _register(_name, _base)
+@register_model("mamkpd", tags=("table1",))
+def mamkpd_l(**kwargs) -> MamKPD:
+    """MamKPD-Large (Table 1): blocks (2, 4, 6), dims (128, 256, 512)."""
+    return _build(VARIANTS["mamkpd_l"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_t5a(**kwargs) -> MamKPD:
+    """Table 5 (a): MamKPD-B with half the blocks, (1, 2, 3)."""
+    return _build(VARIANTS["mamkpd_t5a"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_t5b(**kwargs) -> MamKPD:
+    """Table 5 (b): a fourth stage, blocks (2, 4, 6, 3), dims (64, 128, 256, 512)."""
+    return _build(VARIANTS["mamkpd_t5b"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_t5c(**kwargs) -> MamKPD:
+    """Table 5 (c): MamKPD-B's blocks at dims (64, 128, 256)."""
+    return _build(VARIANTS["mamkpd_t5c"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_t5d(**kwargs) -> MamKPD:
+    """Table 5 (d): MamKPD-B's blocks at twice its dims, (192, 384, 768)."""
+    return _build(VARIANTS["mamkpd_t5d"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_fig3_base(**kwargs) -> MamKPD:
+    """Figure 3 Base: MamKPD-B without the stem and with linear patch embeddings instead of the CMM."""
+    return _build(VARIANTS["mamkpd_fig3_base"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_fig3_wo_stem(**kwargs) -> MamKPD:
+    """Figure 3 w/o-Stem: MamKPD-B without the stem (the same network as MamKPD-S)."""
+    return _build(VARIANTS["mamkpd_fig3_wo_stem"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_fig3_wo_cmm(**kwargs) -> MamKPD:
+    """Figure 3 w/o-CMM: MamKPD-B with linear patch embeddings instead of the CMM."""
+    return _build(VARIANTS["mamkpd_fig3_wo_cmm"], kwargs)
+
+
+@register_model("mamkpd")
+def mamkpd_fig3_w_pm(**kwargs) -> MamKPD:
+    """Figure 3 w-PM: MamKPD-B with patch merging instead of the CMM."""
+    return _build(VARIANTS["mamkpd_fig3_w_pm"], kwargs)
 
 
 def config_of(name: str, **overrides) -> MamKPDConfig:
@@ -240,4 +295,12 @@ def config_of(name: str, **overrides) -> MamKPDConfig:
     return MamKPDConfig(**{**VARIANTS[name], **overrides})
 
 
-__all__ = ["ALTERNATIVE_READINGS", "MamKPD", "MamKPDConfig", "VARIANTS", "config_of", "DOWNSAMPLING"]
+__all__ = [
+    "ALTERNATIVE_READINGS",
+    "DOWNSAMPLING",
+    "MamKPD",
+    "MamKPDConfig",
+    "VARIANTS",
+    "config_of",
+    *VARIANTS,  # the registered factories, one function per variant
+]

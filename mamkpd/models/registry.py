@@ -1,24 +1,35 @@
-"""Model registry: ``create_model(name, **overrides)`` over thin factory functions (timm-style).
+"""Model registry: ``create_model(name, checkpoint_path=None, **overrides)`` over explicit factory functions,
+one per registered model (timm-style).
 
-MamKPD registers here directly; the baselines package registers through the ``mamkpd.models`` entry
-point group, loaded on first lookup, so that this layer never imports a higher one.
+MamKPD registers here directly (:mod:`mamkpd.models.mamkpd`). Other packages, this repository's
+``baselines`` included, register through the ``mamkpd.models`` entry-point group of their packaging
+metadata (``[project.entry-points."mamkpd.models"]`` in pyproject.toml), loaded on the first lookup, so
+that this layer never names a higher one.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import importlib
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
+import torch
 import torch.nn as nn
 
-__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info"]
+from .checkpoint import load_weights
+
+__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "count_params"]
 
 ENTRY_POINT_GROUP = "mamkpd.models"
-# Packages in this repository that register models; entry points add installed third-party ones.
-_BUILTIN_PROVIDERS = ("baselines",)
+# what the registry says when no package registered through the entry points: mamkpd imported from a
+# source tree that was never installed, so its own baselines are missing too
+NO_PROVIDERS = (
+    f"no baselines registered: no package declares the {ENTRY_POINT_GROUP!r} entry points (mamkpd is "
+    "imported from a source tree that is not installed); install it with ./install.sh or pip install -e ."
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class ModelInfo:
 
 _REGISTRY: dict[str, ModelInfo] = {}
 _providers_loaded = False
+_providers_found = True
 
 
 def register_model(
@@ -68,19 +80,18 @@ def register_model(
 
 
 def _load_providers() -> None:
-    global _providers_loaded
+    global _providers_loaded, _providers_found
     if _providers_loaded:
         return
     _providers_loaded = True
-    importlib.import_module("mamkpd.models.mamkpd")
-    for module in _BUILTIN_PROVIDERS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # the provider exists but is broken: say so
-                raise
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
+    from . import mamkpd  # noqa: F401  (importing registers the MamKPD variants)
+
+    providers = entry_points(group=ENTRY_POINT_GROUP)
+    _providers_found = bool(providers)
+    if not providers:
+        warnings.warn(NO_PROVIDERS, stacklevel=3)
+    for provider in providers:
+        provider.load()
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -93,9 +104,26 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
+        missing = "" if _providers_found else f" ({NO_PROVIDERS})"
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}{missing}") from None
 
 
-def create_model(name: str, **overrides) -> nn.Module:
-    """Build a registered model; keyword overrides go to its factory (num_keypoints, input_size, config fields)."""
-    return model_info(name).factory(**overrides)
+def create_model(name: str, *, checkpoint_path: str | os.PathLike | None = None, **overrides) -> nn.Module:
+    """Build a registered model; keyword overrides go to its factory (num_keypoints, input_size, config fields).
+
+    ``checkpoint_path`` then loads weights into it strictly, in any layout :func:`load_weights` reads
+    (the model zoos' and this suite's own training checkpoints).
+    """
+    model = model_info(name).factory(**overrides)
+    if checkpoint_path is not None:
+        load_weights(model, checkpoint_path)
+    return model
+
+
+def count_params(model: nn.Module | str, **overrides) -> int:
+    """Exact parameter count of ``model``; given a registered name, of that model built with factory
+    ``overrides`` on the meta device (shapes only: no weights allocated, nothing run)."""
+    if isinstance(model, str):
+        with torch.device("meta"):
+            model = create_model(model, **overrides)
+    return sum(p.numel() for p in model.parameters())

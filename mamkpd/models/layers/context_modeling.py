@@ -1,8 +1,9 @@
 """Downsampling modules that open each MamKPD stage: the paper's context modelling module (CMM) and
 the two alternatives of its ablations (patch merging, and a plain linear patch embedding).
 
-All take (B, C_in, H, W) and return channels-last features (B, H/s, W/s, C_out), plus, for the CMM,
-the intra-patch features that the SS2D output later gates.
+All take (B, C_in, H, W) and return one tensor, channels-last features (B, H/s, W/s, C_out). The stage
+feeds it to its SS2D blocks and, after a CMM, gates the SS2D output with this same tensor (the
+intra-patch features).
 """
 
 from __future__ import annotations
