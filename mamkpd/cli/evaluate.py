@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import load_weights
     from ..codecs import build_codec
     from ..data import DATASETS, build_dataset
+    from ..data.roots import find_mpii_gt
     from ..engine.checkpoint import training_state_or_none
     from ..engine.distributed import init_distributed
-    from ..engine.inference import evaluate, find_mpii_gt
+    from ..engine.inference import evaluate
     from ..models import create_model
 
     if args.batch_size < 1 or args.workers < 0:

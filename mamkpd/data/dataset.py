@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from mamkpd.codecs import MSRAHeatmap, build_codec
 from mamkpd.data.infos import DatasetInfo, get_info
 from mamkpd.data.readers import OnBad, Record, load_mpii_gt, read_coco_format, read_mpii
+from mamkpd.data.roots import ANN_FILES, IMAGE_DIRS, find_mpii_gt, first_existing, resolve_data_root, root_or_env
 from mamkpd.data.transforms import (
     affine_points,
     flip_keypoints,
@@ -27,56 +28,6 @@ from mamkpd.data.transforms import (
 log = logging.getLogger("mamkpd.data")
 
 Split = Literal["train", "val", "test"]
-
-# Standard layouts under the data root; the first candidate that exists is used.
-ANN_FILES = {
-    "coco": {
-        "train": ["annotations/person_keypoints_train2017.json"],
-        "val": ["annotations/person_keypoints_val2017.json"],
-        "test": ["annotations/image_info_test-dev2017.json"],
-    },
-    "mpii": {
-        "train": ["annot/train.json", "annotations/mpii_train.json"],
-        "val": ["annot/valid.json", "annotations/mpii_val.json"],
-        "test": ["annot/test.json", "annotations/mpii_test.json"],
-    },
-    "ap10k": {s: [f"annotations/ap10k-{s}-split1.json"] for s in ("train", "val", "test")},
-}
-IMAGE_DIRS = {
-    "coco": {
-        "train": ["train2017", "images/train2017"],
-        "val": ["val2017", "images/val2017"],
-        "test": ["test2017", "images/test2017"],
-    },
-    "mpii": {s: ["images"] for s in ("train", "val", "test")},
-    "ap10k": {s: ["data"] for s in ("train", "val", "test")},
-}
-MPII_GT_FILES = ["annot/gt_valid.mat", "annot/mpii_gt_val.mat", "annotations/mpii_gt_val.mat"]
-
-
-def resolve_data_root(info: DatasetInfo, data_root: str | None) -> str:
-    """The data root given, else the dataset's environment variable; a clear error if neither."""
-    root = data_root or os.environ.get(info.default_root_env)
-    if not root:
-        raise ValueError(
-            f"no data root for {info.name}: pass --data-root or set "
-            f"{info.default_root_env}. {info.name} comes from {info.source}"
-        )
-    if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f"data root {root} for {info.name} is not a directory. {info.name} comes from {info.source}"
-        )
-    return root
-
-
-def _first_existing(root: str, candidates: list[str], info: DatasetInfo, what: str, isdir: bool) -> str:
-    paths = [os.path.join(root, c) for c in candidates]
-    for p in paths:
-        if os.path.isdir(p) if isdir else os.path.isfile(p):
-            return p
-    raise FileNotFoundError(
-        f"{info.name} {what} not found; looked for {' and '.join(paths)}. {info.name} comes from {info.source}"
-    )
 
 
 class TopDownDataset(Dataset):
@@ -238,24 +189,23 @@ def build_dataset(
     codec = codec or build_codec("msra", input_size)
     if tuple(codec.input_size) != input_size:
         raise ValueError(f"codec input size {codec.input_size} differs from input_size {input_size}")
-    have_root = bool(data_root or os.environ.get(info.default_root_env))
+    have_root = root_or_env(info, data_root) is not None
     # the root is needed for default paths (and MPII's GT .mat); explicit paths alone need none
     needs_root = ann_file is None or (have_root and (image_dir is None or name == "mpii"))
     root = resolve_data_root(info, data_root) if needs_root else None
-    ann_file = ann_file or _first_existing(root, ANN_FILES[name][split], info, f"{split} annotations", False)
+    ann_file = ann_file or first_existing(root, ANN_FILES[name][split], info, f"{split} annotations", False)
     if image_dir is None:
         image_dir = (
-            _first_existing(root, IMAGE_DIRS[name][split], info, "image folder", True)
+            first_existing(root, IMAGE_DIRS[name][split], info, "image folder", True)
             if root is not None
             else os.path.dirname(os.path.abspath(ann_file))
         )
     aspect = input_size[1] / input_size[0]
     if name == "mpii":
         head_sizes = None
-        gt = [os.path.join(root, c) for c in MPII_GT_FILES] if root and split == "val" else []
-        gt = [p for p in gt if os.path.isfile(p)]
+        gt = find_mpii_gt(root) if root and split == "val" else None
         if gt:
-            head_sizes = load_mpii_gt(gt[0]).head_sizes()
+            head_sizes = load_mpii_gt(gt).head_sizes()
         records, skipped = read_mpii(ann_file, image_dir, info, aspect, on_bad, head_sizes)
     else:
         records, skipped = read_coco_format(ann_file, image_dir, info, aspect, on_bad, box_file)

@@ -24,7 +24,6 @@ __all__ = [
     "build_coco_results",
     "evaluate",
     "primary_metric",
-    "find_mpii_gt",
     "RESCORE_THR",
     "OKS_NMS_THR",
 ]
@@ -177,16 +176,6 @@ def build_coco_results(pred: dict[str, np.ndarray]) -> list[dict[str, Any]]:
 def primary_metric(dataset_name: str) -> str:
     """The metric a run is ranked by (best.pth): COCO/AP-10K AP, MPII mean PCKh."""
     return "Mean" if dataset_name == "mpii" else "AP"
-
-
-def find_mpii_gt(data_root: str | None) -> str | None:
-    """The MPII validation ground truth (.mat) under ``data_root`` (or $MAMKPD_MPII_ROOT), if present."""
-    from ..data import DATASETS
-    from ..data.dataset import MPII_GT_FILES
-
-    root = data_root or os.environ.get(DATASETS["mpii"].default_root_env)
-    found = [Path(root, name) for name in MPII_GT_FILES if root and Path(root, name).is_file()]
-    return str(found[0]) if found else None
 
 
 def _mpii_ground_truth(pred: dict[str, np.ndarray], gt_mat: str | None):

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .checkpoint import capture_rng_state, load_training_state, restore_rng_state, save_checkpoint, unwrap_model
 from .config import TrainConfig
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
-from .inference import evaluate, find_mpii_gt, primary_metric
+from .inference import evaluate, primary_metric
 from .loss import JointsMSELoss
 
 __all__ = [
@@ -265,6 +265,7 @@ def train(
 def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, val_set) -> TrainResult:
     from ..codecs import build_codec
     from ..data import collate
+    from ..data.roots import find_mpii_gt
     from ..models import create_model
 
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)

@@ -44,11 +44,11 @@ def cuda_status() -> Availability:
 def dataset_status(dataset: str, data_root: str | os.PathLike | None = None, split: str = "val") -> Availability:
     """Whether ``dataset``'s ``split`` can be read from ``data_root`` (or its environment variable)."""
     from ..data import DATASETS
-    from ..data.dataset import ANN_FILES, IMAGE_DIRS
+    from ..data.roots import ANN_FILES, IMAGE_DIRS, root_or_env
 
     info = DATASETS[dataset]
     name = _DISPLAY.get(dataset, dataset)
-    root = data_root or os.environ.get(info.default_root_env)
+    root = root_or_env(info, data_root)
     if not root:
         return Availability(False, f"{name} not found: no --data-root and {info.default_root_env} is not set")
     root = Path(root)
