@@ -117,7 +117,7 @@ def test_rtmo_s_official_checkpoint_whole_image_ap(record):
     import torch
 
     import mamkpd
-    from baselines.rtmo_eval import rtmo_coco_results
+    from mamkpd.engine.rtmo_inference import rtmo_coco_results
     from mamkpd.evaluation import coco_keypoint_ap
 
     model = mamkpd.create_model("rtmo_s")

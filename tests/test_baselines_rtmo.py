@@ -14,7 +14,7 @@ import torch
 
 import mamkpd
 from baselines.rtmo import box_iou, nms
-from baselines.rtmo_eval import letterbox, rtmo_coco_results
+from mamkpd.engine.rtmo_inference import letterbox, rtmo_coco_results
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose-samples" / "coco"
 CELLS16 = 40 * 40  # stride-16 cells of a 640x640 input; stride-32 cells follow

@@ -78,3 +78,18 @@ def test_evaluate_errors_are_one_clear_line(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     proc = mamkpd_cli("evaluate", "--checkpoint", str(foreign), "--dataset", "coco", cwd=tmp_path)
     assert proc.returncode == 2 and "pass --model" in proc.stderr
+
+
+def test_checkpoint_setup_comes_from_the_arguments_then_the_checkpoint_then_the_model(tmp_path):
+    from mamkpd.engine.checkpoint_eval import EvalConfig, checkpoint_setup
+
+    ours = untrained_checkpoint(tmp_path / "ours.pth", input_size=(64, 48))
+    setup = checkpoint_setup(EvalConfig(checkpoint=str(ours), dataset="coco"))
+    assert (setup.model, setup.model_kwargs, setup.input_size, setup.codec) == ("mamkpd_s", TINY, (64, 48), "msra")
+    given = checkpoint_setup(EvalConfig(checkpoint=str(ours), dataset="coco", input_size=(128, 96), codec="udp"))
+    assert (given.input_size, given.codec) == ((128, 96), "udp")
+    zoo = tmp_path / "zoo.pth"
+    torch.save({"state_dict": {}}, zoo)
+    # a model-zoo file records nothing: the named model's codec and the data set's input size
+    setup = checkpoint_setup(EvalConfig(checkpoint=str(zoo), dataset="mpii", model="vitpose_b"))
+    assert (setup.model_kwargs, setup.input_size, setup.codec, setup.training_state) == ({}, (256, 256), "udp", None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 
 from ..engine.config import parse_json_dict
 
@@ -63,74 +62,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load_weights
-    from ..codecs import build_codec
-    from ..data import DATASETS, build_dataset
-    from ..data.roots import find_mpii_gt
-    from ..engine.checkpoint import training_state_or_none
-    from ..engine.distributed import init_distributed
-    from ..engine.inference import evaluate
-    from ..models import create_model
+    from ..engine.checkpoint_eval import EvalConfig, evaluate_checkpoint
 
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
-    state = training_state_or_none(args.checkpoint)
-    saved = state["config"] if state else {}
-    model_name = args.model or saved.get("model")
-    if not model_name:
-        raise ValueError(f"{args.checkpoint} is not a `mamkpd train` checkpoint: pass --model NAME")
-    model_kwargs = (
-        args.model_kwargs
-        if args.model_kwargs is not None
-        else (saved.get("model_kwargs", {}) if model_name == saved.get("model") else {})
-    )
-    info = DATASETS[args.dataset]
-    input_size = tuple(args.input_size or saved.get("input_size") or info.input_size)
-    from ..models import model_info
-
-    codec_name = args.codec or saved.get("codec") or model_info(model_name).codec
-    codec = build_codec(codec_name, input_size)
-    dataset = build_dataset(
-        args.dataset,
-        args.split,
-        args.data_root,
-        train=False,
-        input_size=input_size,
-        codec=codec,
-        box_file=args.box_file,
-        ann_file=args.ann_file,
-        image_dir=args.image_dir,
-    )
-    model = create_model(model_name, num_keypoints=info.num_keypoints, input_size=input_size, **model_kwargs)
-    if state:
-        model.load_state_dict(state["model"])
-    else:
-        load_weights(model, args.checkpoint)
-    ctx = init_distributed(args.device)
-    model.to(ctx.device)
-    results = (
-        Path(args.results)
-        if args.results
-        else Path("runs/eval") / f"{Path(args.checkpoint).stem}_{args.dataset}_{args.split}_keypoints.json"
-    )
-    gt_mat = args.gt_mat
-    if gt_mat is None and (args.dataset, args.split) == ("mpii", "val"):
-        gt_mat = find_mpii_gt(args.data_root)
-    report = evaluate(
-        model,
-        dataset,
-        codec,
-        flip_test=not args.no_flip,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        ctx=ctx,
-        amp=args.amp,
-        results_file=results,
-        box_source=args.box_file or "ground truth",
-        gt_mat=gt_mat,
-    )
-    report["protocol"].update(
-        checkpoint=str(args.checkpoint), model=model_name, model_kwargs=model_kwargs, split=args.split
+    report = evaluate_checkpoint(
+        EvalConfig(
+            checkpoint=args.checkpoint,
+            dataset=args.dataset,
+            model=args.model,
+            model_kwargs=args.model_kwargs,
+            data_root=args.data_root,
+            split=args.split,
+            ann_file=args.ann_file,
+            image_dir=args.image_dir,
+            box_file=args.box_file,
+            gt_mat=args.gt_mat,
+            codec=args.codec,
+            input_size=tuple(args.input_size) if args.input_size else None,
+            flip_test=not args.no_flip,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            amp=args.amp,
+            results=args.results,
+        )
     )
     if os.environ.get("RANK", "0") != "0":
         return 0

@@ -1,6 +1,7 @@
 """Training and evaluation engine: top-down heatmap training (single process or torchrun/DDP) and inference."""
 
 from .checkpoint import atomic_write, load_training_state, save_checkpoint, write_json
+from .checkpoint_eval import EvalConfig, evaluate_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, gather_by_index, init_distributed
 from .inference import build_coco_results, evaluate, flip_back, predict_heatmaps, run_inference
@@ -15,6 +16,8 @@ __all__ = [
     "WarmupMultiStep",
     "JointsMSELoss",
     "evaluate",
+    "EvalConfig",
+    "evaluate_checkpoint",
     "run_inference",
     "predict_heatmaps",
     "flip_back",

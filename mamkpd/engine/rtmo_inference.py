@@ -1,8 +1,8 @@
 """RTMO's whole-image inference path, as MMPose evaluates it on COCO: letterbox each image to 640x640
 (aspect kept, centred, padded with 114, raw BGR without normalisation), run the model, decode (score
 threshold 0.1, box NMS 0.65), map people back to the image. The results are COCO keypoint results
-scored by their box score (``score_mode='bbox'``) with no OKS-NMS; AP is computed by the caller with
-``mamkpd.evaluation.coco_keypoint_ap`` (this layer does not import the evaluation layer).
+scored by their box score (``score_mode='bbox'``) with no OKS-NMS; score them with
+``mamkpd.evaluation.coco_keypoint_ap``. The top-down path is :mod:`mamkpd.engine.inference`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 
-from .rtmo import RTMO
+if TYPE_CHECKING:
+    from baselines.rtmo import RTMO
 
 PAD_VALUE = 114
 

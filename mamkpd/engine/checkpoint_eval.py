@@ -1,0 +1,133 @@
+"""Evaluate a checkpoint: work out its model, codec and input size, build the data set, run the flip-test
+inference and score it (``mamkpd evaluate``, ``mamkpd reproduce`` and ``mamkpd report --run`` call this).
+
+A checkpoint written by the trainer records its model, overrides, input size and codec; a model-zoo
+checkpoint records none, so the model must be named. What the caller gives wins, then what the
+checkpoint recorded, then the model's and the data set's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import training_state_or_none
+from .distributed import init_distributed
+from .inference import evaluate
+
+__all__ = ["CheckpointSetup", "EvalConfig", "checkpoint_setup", "evaluate_checkpoint"]
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation of a checkpoint; None fields are worked out from the checkpoint (see module docs)."""
+
+    checkpoint: str
+    dataset: str  # coco | mpii | ap10k
+    model: str | None = None  # registered name; None: the training checkpoint's
+    model_kwargs: dict[str, Any] | None = None  # create_model overrides; None: the checkpoint's
+    data_root: str | None = None  # None: the dataset's environment variable
+    split: str = "val"
+    ann_file: str | None = None
+    image_dir: str | None = None
+    box_file: str | None = None  # COCO detector boxes; ground-truth boxes when None
+    gt_mat: str | None = None  # MPII ground truth; None: found under the data root when there
+    codec: str | None = None  # None: the checkpoint's, else the model's own
+    input_size: tuple[int, int] | None = None  # None: the checkpoint's, else the dataset's
+    flip_test: bool = True
+    batch_size: int = 64
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = False
+    results: str | None = None  # None: runs/eval/<checkpoint>_<dataset>_<split>_keypoints.json
+
+
+@dataclass(frozen=True)
+class CheckpointSetup:
+    """What an evaluation of a checkpoint runs with."""
+
+    model: str
+    model_kwargs: dict[str, Any]
+    input_size: tuple[int, int]
+    codec: str
+    training_state: dict[str, Any] | None = field(default=None, repr=False)  # None for a model-zoo file
+
+
+def checkpoint_setup(cfg: EvalConfig) -> CheckpointSetup:
+    """Model, overrides, input size and codec of ``cfg``: given, else recorded in the checkpoint, else defaults."""
+    from ..data import get_info
+    from ..models import model_info
+
+    state = training_state_or_none(cfg.checkpoint)
+    saved = state["config"] if state else {}
+    model_name = cfg.model or saved.get("model")
+    if not model_name:
+        raise ValueError(f"{cfg.checkpoint} is not a `mamkpd train` checkpoint: pass --model NAME")
+    model_kwargs = (
+        cfg.model_kwargs
+        if cfg.model_kwargs is not None
+        else (saved.get("model_kwargs", {}) if model_name == saved.get("model") else {})
+    )
+    info = get_info(cfg.dataset)
+    input_size = tuple(cfg.input_size or saved.get("input_size") or info.input_size)
+    codec_name = cfg.codec or saved.get("codec") or model_info(model_name).codec
+    return CheckpointSetup(model_name, model_kwargs, input_size, codec_name, state)
+
+
+def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate ``cfg.checkpoint`` on ``cfg.dataset``; the report of :func:`mamkpd.engine.evaluate`, its
+    protocol completed with the checkpoint, model, overrides and split (the same on every rank)."""
+    from ..codecs import build_codec
+    from ..data import build_dataset, get_info
+    from ..data.roots import find_mpii_gt
+    from ..models import create_model, load_weights
+
+    setup = checkpoint_setup(cfg)
+    info = get_info(cfg.dataset)
+    codec = build_codec(setup.codec, setup.input_size)
+    dataset = build_dataset(
+        cfg.dataset,
+        cfg.split,
+        cfg.data_root,
+        train=False,
+        input_size=setup.input_size,
+        codec=codec,
+        box_file=cfg.box_file,
+        ann_file=cfg.ann_file,
+        image_dir=cfg.image_dir,
+    )
+    model = create_model(
+        setup.model, num_keypoints=info.num_keypoints, input_size=setup.input_size, **setup.model_kwargs
+    )
+    if setup.training_state:
+        model.load_state_dict(setup.training_state["model"])
+    else:
+        load_weights(model, cfg.checkpoint)
+    ctx = init_distributed(cfg.device)
+    model.to(ctx.device)
+    results = (
+        Path(cfg.results)
+        if cfg.results
+        else Path("runs/eval") / f"{Path(cfg.checkpoint).stem}_{cfg.dataset}_{cfg.split}_keypoints.json"
+    )
+    gt_mat = cfg.gt_mat
+    if gt_mat is None and (cfg.dataset, cfg.split) == ("mpii", "val"):
+        gt_mat = find_mpii_gt(cfg.data_root)
+    report = evaluate(
+        model,
+        dataset,
+        codec,
+        flip_test=cfg.flip_test,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        ctx=ctx,
+        amp=cfg.amp,
+        results_file=results,
+        box_source=cfg.box_file or "ground truth",
+        gt_mat=gt_mat,
+    )
+    report["protocol"].update(
+        checkpoint=str(cfg.checkpoint), model=setup.model, model_kwargs=setup.model_kwargs, split=cfg.split
+    )
+    return report
