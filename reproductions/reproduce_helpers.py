@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from mamkpd.harness.fps import REFERENCE_MODEL, FpsMeasurement, measure_model_fps, measure_models_isolated, record_fps
-from mamkpd.harness.reproduce import evaluate_checkpoint, recipe_for
+from mamkpd.harness.fps import REFERENCE_MODEL, FpsMeasurement, measure_model_fps
+from mamkpd.harness.fps_isolated import measure_models_isolated
+from mamkpd.harness.fps_records import record_fps
+from mamkpd.harness.reproduce import evaluate_recipe, recipe_for
 from mamkpd.harness.results import ResultsStore, default_store_path
 
 
@@ -39,4 +41,4 @@ def evaluate_row(table: str, row: str, model: str, data_root, checkpoint, record
     """Evaluate a checkpoint with the row's recipe and record every metric the paper prints."""
     recipe = recipe_for(table, row)
     assert recipe.model == model
-    return evaluate_checkpoint(recipe, data_root, checkpoint, record)
+    return evaluate_recipe(recipe, data_root, checkpoint, record)

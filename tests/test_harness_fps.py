@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
-from mamkpd.harness.fps import (
-    PRESETS,
-    FpsMeasurement,
-    TimingProtocol,
-    measure_model_fps,
-    record_fps,
-    speed_ratios,
-    time_callable,
-)
+from mamkpd.engine import TrainConfig
+from mamkpd.harness.fps import FpsMeasurement, measure_model_fps, speed_ratios
+from mamkpd.harness.fps_isolated import measure_models_isolated
+from mamkpd.harness.fps_records import record_fps
+from mamkpd.harness.launch import TimingJob, TrainJob, launch_command
+from mamkpd.harness.presets import PRESETS
 from mamkpd.harness.results import ResultsStore
+from mamkpd.harness.timing import TimingProtocol, time_callable
 
 TINY = TimingProtocol(
     name="tiny",
@@ -80,3 +79,26 @@ def test_measurement_round_trip_and_store_rows(tmp_path):
 def test_ratio_needs_the_reference_in_the_run():
     with pytest.raises(ValueError, match="hrnet_w32 was not timed"):
         speed_ratios([])
+
+
+def test_launch_runs_the_worker_module_never_the_cli():
+    job = TimingJob("mamkpd_s", input_size=(64, 48))
+    one = launch_command(job)
+    assert one[1:4] == ["-m", "mamkpd.harness.worker", "time_model"] and "mamkpd.cli" not in one
+    assert TimingJob.from_dict(json.loads(one[-1])) == job
+    several = launch_command(TrainJob(TrainConfig(model="mamkpd_s")), processes=2)
+    assert several[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert several[5:8] == ["-m", "mamkpd.harness.worker", "train"]
+
+
+def test_isolated_timing_comes_back_from_a_child_process():
+    (m,) = measure_models_isolated(["mamkpd_s"], batch=2, protocol="smoke", input_size=(64, 48))
+    assert (m.model, m.batch, m.input_size, m.scan_backend, m.result.protocol) == (
+        "mamkpd_s",
+        2,
+        (64, 48),
+        "torch",
+        "smoke",
+    )
+    with pytest.raises(RuntimeError, match="timing mamkpd_xxl in its own process failed.*unknown model"):
+        measure_models_isolated(["mamkpd_xxl"], protocol="smoke")

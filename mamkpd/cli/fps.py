@@ -6,7 +6,11 @@ import argparse
 import dataclasses
 import json
 
-from ..harness.fps import PRESETS, PROTOCOLS, measure_model_fps, measure_models_isolated, record_fps, speed_ratios
+from ..harness.fps import measure_model_fps, speed_ratios
+from ..harness.fps_isolated import measure_models_isolated
+from ..harness.fps_records import record_fps
+from ..harness.presets import PRESETS
+from ..harness.timing import PROTOCOLS
 from ..models import model_info
 
 

@@ -33,15 +33,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import write_report
+    from ..report import run_log_section, write_report
 
     store = args.store or str(default_store_path())
     sections = []
     if args.run:
-        from ..report.run import RunPlan, run_measurements
+        from ..harness.run_plan import RunPlan, run_measurements
 
         plan = RunPlan(budget_s=args.budget_s, device=args.device, readings=not args.no_readings)
-        sections = run_measurements(store, plan, echo=lambda line: print(line, flush=True))
+        sections = [run_log_section(run_measurements(store, plan, echo=lambda line: print(line, flush=True)))]
     elif not os.path.exists(store):
         raise FileNotFoundError(
             f"results store {store} not found: run `mamkpd report --run`, the pytest reproductions, or pass --store"

@@ -1,27 +1,37 @@
 """Train and evaluate paper rows with each row's own recipe (``mamkpd reproduce`` and the reproductions).
 
-Training runs ``mamkpd train`` (under torchrun when ``gpus > 1``) into ``runs/reproduce/<table>/<row>``
-with ``--resume auto``, so an interrupted reproduction continues where it stopped; evaluation runs
-``mamkpd evaluate`` on the best (else last) checkpoint and records every metric the paper prints.
+Training calls :func:`mamkpd.engine.train` in this process (on several GPUs, in processes that
+:func:`mamkpd.harness.launch.launch` starts under torchrun) into ``runs/reproduce/<table>/<row>`` with
+``resume="auto"``, so an interrupted reproduction continues where it stopped; evaluation calls
+:func:`mamkpd.engine.evaluate_checkpoint` on the best (else last) checkpoint and records every metric
+the paper prints.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.checkpoint_eval import EvalConfig, evaluate_checkpoint
+from ..engine.config import TrainConfig
 from ..models import model_info
 from ..paper import TABLES, load_table
 from ..paper.tolerances import tolerance_for
 from .availability import checkpoint_status, dataset_status, reproduce_dir, sha256_of, slug
+from .launch import TrainJob, launch
 
-__all__ = ["Recipe", "recipe_for", "reproducible_rows", "run_cli", "train_row", "evaluate_checkpoint", "reproduce_row"]
+__all__ = [
+    "Recipe",
+    "recipe_for",
+    "reproducible_rows",
+    "train_config",
+    "train_row",
+    "evaluate_recipe",
+    "reproduce_row",
+]
 
 # The paper's recipe (section 4.1): Adam, lr 1e-3, ×0.1 at epochs 170 and 200, 210 epochs; the
 # input sizes it does not state are the data sets' standard ones (COCO 256×192, MPII and AP-10K 256×256).
@@ -75,50 +85,33 @@ def reproducible_rows(table: str) -> list[str]:
     return t.loc[t["registry_name"] != "", "row"].tolist()
 
 
-def run_cli(args: list[str], gpus: int = 1, timeout_s: float | None = None) -> dict[str, Any]:
-    """Run ``mamkpd ARGS --json`` in a child process (under torchrun for ``gpus > 1``); its JSON result."""
-    launcher = (
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", "-m", "mamkpd.cli"]
-        if gpus > 1
-        else [sys.executable, "-m", "mamkpd.cli"]
+def train_config(recipe: Recipe, data_root: str | os.PathLike, batch_size: int = 64, **overrides: Any) -> TrainConfig:
+    """The training run of ``recipe`` (resumable: ``resume="auto"``); ``overrides`` set other TrainConfig fields."""
+    return TrainConfig(
+        model=recipe.model,
+        dataset=recipe.dataset,
+        data_root=str(data_root),
+        codec=recipe.codec,
+        epochs=recipe.epochs,
+        batch_size=batch_size,
+        out_dir=str(recipe.out_dir()),
+        resume="auto",
+        input_size=recipe.input_size,
+        **overrides,
     )
-    # the child must import this same checkout whether or not it is installed
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([*launcher, *args, "--json"], capture_output=True, text=True, timeout=timeout_s, env=env)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-3:]
-        raise RuntimeError(f"mamkpd {args[0]} failed: {' | '.join(tail)}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def train_row(
-    recipe: Recipe, data_root: str | os.PathLike, gpus: int = 1, batch_size: int = 64, extra: list[str] | None = None
+    recipe: Recipe, data_root: str | os.PathLike, gpus: int = 1, batch_size: int = 64, **overrides: Any
 ) -> Path:
-    """Train (or resume) ``recipe`` and return its best (else last) checkpoint."""
-    args = [
-        "train",
-        "--model",
-        recipe.model,
-        "--dataset",
-        recipe.dataset,
-        "--data-root",
-        str(data_root),
-        "--codec",
-        recipe.codec,
-        "--epochs",
-        str(recipe.epochs),
-        "--batch-size",
-        str(batch_size),
-        "--out-dir",
-        str(recipe.out_dir()),
-        "--resume",
-        "auto",
-        *(extra or []),
-    ]
-    if recipe.input_size:
-        args += ["--input-size", *map(str, recipe.input_size)]
-    summary = run_cli(args, gpus)
+    """Train (or resume) ``recipe`` and return its best (else last) checkpoint; several GPUs under torchrun."""
+    cfg = train_config(recipe, data_root, batch_size, **overrides)
+    if gpus > 1:
+        summary = launch(TrainJob(cfg), processes=gpus)
+    else:
+        from ..engine.trainer import train
+
+        summary = train(cfg).summary()
     return Path(summary.get("best_checkpoint") or summary["checkpoint"])
 
 
@@ -129,7 +122,7 @@ def _paper_metric_values(dataset: str, metrics: dict[str, float]) -> dict[str, f
     return {k: 100.0 * v for k, v in metrics.items()}
 
 
-def evaluate_checkpoint(
+def evaluate_recipe(
     recipe: Recipe,
     data_root: str | os.PathLike,
     checkpoint: str | os.PathLike,
@@ -137,24 +130,17 @@ def evaluate_checkpoint(
     box_file: str | None = None,
 ) -> list[dict]:
     """Evaluate ``checkpoint`` on the row's data set and record each metric the paper prints."""
-    args = [
-        "evaluate",
-        "--checkpoint",
-        str(checkpoint),
-        "--dataset",
-        recipe.dataset,
-        "--data-root",
-        str(data_root),
-        "--split",
-        recipe.split,
-        "--model",
-        recipe.model,
-        "--codec",
-        recipe.codec,
-    ]
-    if box_file:
-        args += ["--box-file", box_file]
-    report = run_cli(args)
+    report = evaluate_checkpoint(
+        EvalConfig(
+            checkpoint=str(checkpoint),
+            dataset=recipe.dataset,
+            model=recipe.model,
+            data_root=str(data_root),
+            split=recipe.split,
+            codec=recipe.codec,
+            box_file=box_file,
+        )
+    )
     values = _paper_metric_values(recipe.dataset, report["metrics"])
     protocol = report["protocol"]
     paper = load_table(recipe.table).set_index("row").loc[recipe.row]
@@ -225,4 +211,4 @@ def reproduce_row(
             f"resumable) into {recipe.out_dir()}"
         )
         path = train_row(recipe, data.path, gpus=gpus, batch_size=batch_size)
-    return evaluate_checkpoint(recipe, data.path, path, store.record)
+    return evaluate_recipe(recipe, data.path, path, store.record)

@@ -17,7 +17,7 @@ from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, tabl
 from .findings import Finding, collect_findings
 from .plots import plot_fig1, plot_fps_vs_ap
 
-__all__ = ["Report", "build_report", "write_report"]
+__all__ = ["Report", "build_report", "run_log_section", "write_report"]
 
 _MARK = {"reproduced": "✓", "differs": "✗", "measured": "·"}
 _HEADERS = {"params_m": "#Params (M)", "gflops": "GFLOPs", "fps": "FPS", RATIO_METRIC: "× HRNet-W32 FPS"}
@@ -205,6 +205,11 @@ def render_markdown(report: Report, figures: dict[str, str]) -> str:
     out.append("## Figures\n")
     out += [f"![{title}]({path})\n" for title, path in figures.items()]
     return "\n".join(out) + "\n"
+
+
+def run_log_section(run_log: list[str]) -> tuple[str, str]:
+    """The section listing what ``mamkpd report --run`` measured (the log of the harness's ``run_measurements``)."""
+    return ("What `mamkpd report --run` measured on this machine", "\n".join(run_log) + "\n")
 
 
 def write_report(

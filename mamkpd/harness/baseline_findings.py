@@ -12,19 +12,19 @@ import functools
 
 import torch
 
-from mamkpd.harness.complexity import (
+from baselines.vitpose import vitpose
+
+from ..models import count_params, create_model
+from ..paper import load_table
+from ..paper.published import OFFICIAL_VITPOSE_HEADS
+from ..paper.tolerances import PRINTED_UNIT
+from .complexity import (
     HRNET_REPO_CONVENTION,
     Complexity,
     measure_complexity,
     measure_complexity_hrnet_repo,
     measure_model,
 )
-from mamkpd.models import count_params, create_model
-from mamkpd.paper import load_table
-from mamkpd.paper.published import OFFICIAL_VITPOSE_HEADS
-from mamkpd.paper.tolerances import PRINTED_UNIT
-
-from .vitpose import vitpose
 
 FVCORE_PROTOCOL = "fvcore FlopCountAnalysis, batch 1, forward without decoding, MACs / 1e9"
 PARAMS_PROTOCOL = "exact count of nn.Module.parameters()"

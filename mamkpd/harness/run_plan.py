@@ -1,11 +1,12 @@
-"""``mamkpd report --run``: measure what this machine can, record it, then write the report.
+"""What ``mamkpd report --run`` measures before the report is written: what this machine can, into the store.
 
 On a CPU machine with no data sets this means: params and GFLOPs of every paper row (fvcore, and the
 HRNet repository's counter for the rows the paper counted with it), Table 1 under the alternative
 architecture readings, CPU speed of a few models with HRNet-W32 as the common reference, a short
 training and evaluation on the built-in pose samples, the baselines' findings, and a ``not run`` row
 with its reason for every accuracy cell. Steps run in order of importance under a time budget; a
-step that would start after the budget is spent is recorded as skipped, with that reason.
+step that would start after the budget is spent is recorded as skipped, with that reason. The report
+(:mod:`mamkpd.report`) only renders what was stored, and the run log :func:`run_measurements` returns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import math
 import multiprocessing
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,11 +22,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..harness.availability import cuda_status, dataset_status, sha256_of
-from ..harness.reproduce import run_cli
-from ..harness.results import ResultsStore
 from ..paper import TABLES, load_table
 from ..paper.tolerances import tolerance_for
+from .availability import cuda_status, dataset_status, sha256_of
+from .results import ResultsStore
 
 __all__ = ["RunPlan", "run_measurements"]
 
@@ -89,7 +88,7 @@ def _count_one(model: str, threads: int, overrides: dict):
     """Worker: fvcore count of one model (fvcore's tracing is mostly single-threaded Python)."""
     import torch
 
-    from ..harness.complexity import measure_complexity
+    from .complexity import measure_complexity
 
     torch.set_num_threads(threads)
     return measure_complexity(model, **overrides)
@@ -162,7 +161,7 @@ def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, o
 
 def _measure_hrnet_counter(store: ResultsStore, progress: _Progress) -> None:
     """The rows the paper counted with the HRNet repository's counter, counted the same way."""
-    from ..harness.complexity import measure_complexity_hrnet_repo
+    from .complexity import measure_complexity_hrnet_repo
 
     t2 = load_table("table2")
     rows = t2[t2["notes"].str.contains("HRNet repository's counter", regex=False) & (t2["registry_name"] != "")]
@@ -222,7 +221,9 @@ def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
 
 
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
-    from ..harness.fps import measure_models_isolated, record_fps, speed_ratios
+    from .fps import speed_ratios
+    from .fps_isolated import measure_models_isolated
+    from .fps_records import record_fps
 
     names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
     done = measure_models_isolated(
@@ -250,76 +251,46 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
     if not ann.is_file():
         progress(f"training on samples skipped: pose samples not found at {coco} (set MAMKPD_SAMPLES)")
         return
-    size = [str(v) for v in plan.train_input_size]
+    from ..engine import EvalConfig, TrainConfig, evaluate_checkpoint, train
+
     with tempfile.TemporaryDirectory(prefix="mamkpd-report-run-") as out:
-        summary = run_cli(
-            [
-                "train",
-                "--model",
-                plan.train_model,
-                "--model-kwargs",
-                json.dumps(plan.train_model_kwargs),
-                "--dataset",
-                "coco",
-                "--train-ann-file",
-                str(ann),
-                "--train-image-dir",
-                str(coco),
-                "--augment",
-                "false",
-                "--val-interval",
-                "0",
-                "--epochs",
-                str(plan.train_epochs),
-                "--lr",
-                str(plan.train_lr),
-                "--lr-steps",
-                str(int(plan.train_epochs * 0.8)),
-                "--batch-size",
-                str(plan.train_batch),
-                "--checkpoint-interval",
-                "0",
-                "--seed",
-                "0",
-                "--workers",
-                "0",
-                "--device",
-                plan.device,
-                "--input-size",
-                *size,
-                "--warmup-iters",
-                "0",
-                "--out-dir",
-                out,
-            ],
-            timeout_s=900,
-        )
+        summary = train(
+            TrainConfig(
+                model=plan.train_model,
+                model_kwargs=dict(plan.train_model_kwargs),
+                dataset="coco",
+                train_ann_file=str(ann),
+                train_image_dir=str(coco),
+                augment=False,
+                val_interval=0,
+                epochs=plan.train_epochs,
+                lr=plan.train_lr,
+                lr_steps=(int(plan.train_epochs * 0.8),),
+                batch_size=plan.train_batch,
+                checkpoint_interval=0,
+                seed=0,
+                workers=0,
+                device=plan.device,
+                input_size=plan.train_input_size,
+                warmup_iters=0,
+                out_dir=out,
+            )
+        ).summary()
         checkpoint = summary["checkpoint"]
         progress(f"trained a reduced {plan.train_model} for {summary['global_step']} step(s) on the COCO samples")
-        evaluation = run_cli(
-            [
-                "evaluate",
-                "--checkpoint",
-                checkpoint,
-                "--dataset",
-                "coco",
-                "--split",
-                "train",
-                "--ann-file",
-                str(ann),
-                "--image-dir",
-                str(coco),
-                "--device",
-                plan.device,
-                "--workers",
-                "0",
-                "--batch-size",
-                "8",
-                "--no-flip",
-                "--results",
-                str(Path(out) / "keypoints.json"),
-            ],
-            timeout_s=900,
+        evaluation = evaluate_checkpoint(
+            EvalConfig(
+                checkpoint=checkpoint,
+                dataset="coco",
+                split="train",
+                ann_file=str(ann),
+                image_dir=str(coco),
+                device=plan.device,
+                workers=0,
+                batch_size=8,
+                flip_test=False,
+                results=str(Path(out) / "keypoints.json"),
+            )
         )
         sha = sha256_of(checkpoint)
     metrics = evaluation.get("metrics", evaluation)
@@ -350,7 +321,7 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
 
 def _record_baseline_findings(store: ResultsStore, progress: _Progress) -> None:
     try:
-        from baselines.findings import baseline_findings
+        from .baseline_findings import baseline_findings
     except ImportError as exc:
         progress(f"baseline findings skipped: {exc}")
         return
@@ -406,8 +377,8 @@ def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress)
 
 def run_measurements(
     store_path: str | os.PathLike, plan: RunPlan | None = None, echo: Callable[[str], None] = print
-) -> list[tuple[str, str]]:
-    """Run every step of ``plan`` into the store; return a run-log section for the report."""
+) -> list[str]:
+    """Run every step of ``plan`` into the store; return the run log, one line per step (markdown items)."""
     plan = plan or RunPlan()
     store = ResultsStore(store_path)
     progress = _Progress(echo, plan.budget_s)
@@ -433,8 +404,8 @@ def run_measurements(
         try:
             step()
             log.append(f"- {title}: done in {progress.elapsed - started:.0f} s")
-        except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
             log.append(f"- {title}: failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
             progress(f"{title} failed: {exc}")
     log.append(f"- total {progress.elapsed:.0f} s on {os.cpu_count()} CPU core(s); budget {plan.budget_s:.0f} s")
-    return [("What `mamkpd report --run` measured on this machine", "\n".join(log) + "\n")]
+    return log
