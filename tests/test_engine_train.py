@@ -189,3 +189,34 @@ def test_amp_training_on_cuda_checkpoints_the_grad_scaler(tmp_path):
     result = run(small_config(tmp_path, device="cuda", amp=True, deterministic=False, epochs=1))
     state = load_training_state(result.checkpoint)
     assert state["scaler"] is not None and state["model"]["body.0.weight"].device.type == "cpu"
+
+
+def test_validation_scores_each_due_epoch_and_keeps_the_best(tmp_path):
+    """Validation on the COCO samples: metrics in the history, best.pth written from the best epoch."""
+    from mamkpd.data.samples import sample_file
+
+    ann = sample_file("coco", "test_coco.json")
+    cfg = TrainConfig(
+        model="mamkpd_s",
+        model_kwargs={"depths": [1, 1, 1], "dims": [16, 32, 64]},
+        dataset="coco",
+        input_size=(64, 48),
+        train_ann_file=str(ann),
+        train_image_dir=str(ann.parent),
+        val_ann_file=str(ann),
+        val_image_dir=str(ann.parent),
+        epochs=2,
+        batch_size=8,
+        val_interval=2,  # due at epoch 2 only (and always at the last epoch)
+        eval_batch_size=8,
+        workers=0,
+        device="cpu",
+        out_dir=str(tmp_path / "run"),
+        checkpoint_interval=0,
+    )
+    result = train(cfg)
+    assert [("val" in r) for r in result.history] == [False, True]
+    assert set(result.history[1]["val"]) >= {"AP", "AR"} and result.best_metric == result.history[1]["val"]["AP"]
+    assert result.best_checkpoint == tmp_path / "run" / "best.pth" and result.best_checkpoint.is_file()
+    assert (tmp_path / "run" / "val_results_epoch_2.json").is_file()
+    assert load_training_state(result.best_checkpoint)["best_metric"] == result.best_metric

@@ -26,6 +26,10 @@ from .loss import JointsMSELoss
 
 __all__ = [
     "train",
+    "setup_training",
+    "train_one_epoch",
+    "validate_and_checkpoint",
+    "TrainingRun",
     "TrainResult",
     "NonFiniteLossError",
     "WarmupMultiStep",
@@ -262,10 +266,47 @@ def train(
             handler.close()
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, val_set) -> TrainResult:
+@dataclass
+class TrainingRun:
+    """What :func:`setup_training` builds for a run: the objects one epoch needs, and where the run stands."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    out_dir: Path
+    model: nn.Module  # the module itself (its state_dict and parameters)
+    ddp_model: nn.Module  # what the forward pass goes through: DistributedDataParallel, or the model
+    train_set: Dataset
+    val_set: Dataset | None
+    sampler: DistributedSampler
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    criterion: nn.Module
+    codec: Any  # the validation codec; None without validation
+    metric_name: str
+    input_size: tuple[int, int]
+    use_amp: bool
+    start_epoch: int = 0
+    global_step: int = 0
+    best: float | None = None
+    last_good: Path | None = None  # the newest complete checkpoint, named when the loss turns non-finite
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pth"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pth"
+
+
+def setup_training(
+    cfg: TrainConfig, ctx: DistContext, out_dir: Path, model: nn.Module | None, train_set, val_set
+) -> TrainingRun:
+    """Seed, data, model (DDP-wrapped under torchrun), optimizer, LR schedule, AMP scaler; resume when asked."""
     from ..codecs import build_codec
     from ..data import collate
-    from ..data.roots import find_mpii_gt
     from ..models import create_model
 
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
@@ -306,18 +347,32 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
     if cfg.amp and not use_amp:
         log.warning("amp requested on %s: AMP is CUDA-only, training in float32", ctx.device)
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    criterion = JointsMSELoss()
-    codec = build_codec(resolve_codec(cfg), input_size) if val_set is not None else None
-    metric_name = primary_metric(info.name)
-
-    start_epoch, global_step, best = 0, 0, None
-    last_path, best_path = out_dir / "last.pth", out_dir / "best.pth"
-    last_good: Path | None = None
+    run = TrainingRun(
+        cfg=cfg,
+        ctx=ctx,
+        out_dir=out_dir,
+        model=model,
+        ddp_model=ddp_model,
+        train_set=train_set,
+        val_set=val_set,
+        sampler=sampler,
+        loader=loader,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        criterion=JointsMSELoss(),
+        codec=build_codec(resolve_codec(cfg), input_size) if val_set is not None else None,
+        metric_name=primary_metric(info.name),
+        input_size=input_size,
+        use_amp=use_amp,
+    )
     # "auto": continue from out_dir/last.pth when it exists, else start afresh (rerunning a command resumes it)
-    resume_path = (last_path if last_path.is_file() else None) if cfg.resume == "auto" else cfg.resume
+    resume_path = (run.last_path if run.last_path.is_file() else None) if cfg.resume == "auto" else cfg.resume
     if resume_path:
-        last_good = Path(resume_path)
-        start_epoch, global_step, best = _resume(cfg, ctx, last_good, model, optimizer, scheduler, scaler)
+        run.last_good = Path(resume_path)
+        run.start_epoch, run.global_step, run.best = _resume(
+            cfg, ctx, run.last_good, model, optimizer, scheduler, scaler
+        )
 
     log.info("config %s", cfg.to_dict())
     log.info(
@@ -328,138 +383,174 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         input_size,
         ctx.device,
     )
-    history: list[dict[str, Any]] = []
-    autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+    return run
+
+
+def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict[str, Any], bool]:
+    """One pass over the training set (or up to ``max_steps``); the epoch's record, and whether
+    ``max_steps`` stopped it before its end."""
+    cfg, ctx = run.cfg, run.ctx
+    iters_per_epoch = len(run.loader)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if run.use_amp else nullcontext()
     stopped_early = False
-    epoch = start_epoch
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        ddp_model.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ctx.is_main, dynamic_ncols=True)
-        loss_sum, seen, start = 0.0, 0, time.perf_counter()
-        for batch_index, batch in enumerate(bar):
-            images = batch["image"].to(ctx.device, non_blocking=True)
-            target = batch["target"].to(ctx.device, non_blocking=True)
-            weight = batch["target_weight"].to(ctx.device, non_blocking=True)
-            with autocast:
-                heatmaps = ddp_model(images)
-            loss = criterion(heatmaps, target, weight)
-            # the mean over ranks for the log; a NaN on any rank stops every rank at the same step
-            reported = loss.detach().clone()
-            if ctx.distributed:
-                torch.distributed.all_reduce(reported)
-                reported /= ctx.world_size
-            loss_value = reported.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"loss is {loss_value} at step {global_step + 1} (epoch {epoch + 1}, batch {batch_index}); "
-                    f"last good checkpoint: {last_good or 'none (no epoch completed yet)'}"
-                )
-            _optimizer_step(loss, model, optimizer, scaler, cfg.grad_clip)
-            scheduler.step()
-            global_step += 1
-            n = images.shape[0] * ctx.world_size
-            loss_sum += loss_value * n
-            seen += n
-            rate = seen / max(time.perf_counter() - start, 1e-9)
-            lr = optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{loss_value:.3e}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
-            if global_step % cfg.log_interval == 0:
-                log.info(
-                    "epoch %d step %d batch %d/%d loss %.6e lr %.3e samples/s %.1f",
-                    epoch + 1,
-                    global_step,
-                    batch_index + 1,
-                    iters_per_epoch,
-                    loss_value,
-                    lr,
-                    rate,
-                )
-            if cfg.max_steps is not None and global_step >= cfg.max_steps and batch_index + 1 < iters_per_epoch:
-                stopped_early = True
-                break
-        bar.close()
-        broadcast_buffers(ctx, model)
+    run.sampler.set_epoch(epoch)
+    if hasattr(run.train_set, "set_epoch"):
+        run.train_set.set_epoch(epoch)
+    run.ddp_model.train()
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ctx.is_main, dynamic_ncols=True)
+    loss_sum, seen, start = 0.0, 0, time.perf_counter()
+    for batch_index, batch in enumerate(bar):
+        images = batch["image"].to(ctx.device, non_blocking=True)
+        target = batch["target"].to(ctx.device, non_blocking=True)
+        weight = batch["target_weight"].to(ctx.device, non_blocking=True)
+        with autocast:
+            heatmaps = run.ddp_model(images)
+        loss = run.criterion(heatmaps, target, weight)
+        # the mean over ranks for the log; a NaN on any rank stops every rank at the same step
+        reported = loss.detach().clone()
+        if ctx.distributed:
+            torch.distributed.all_reduce(reported)
+            reported /= ctx.world_size
+        loss_value = reported.item()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"loss is {loss_value} at step {run.global_step + 1} (epoch {epoch + 1}, batch {batch_index}); "
+                f"last good checkpoint: {run.last_good or 'none (no epoch completed yet)'}"
+            )
+        _optimizer_step(loss, run.model, run.optimizer, run.scaler, cfg.grad_clip)
+        run.scheduler.step()
+        run.global_step += 1
+        n = images.shape[0] * ctx.world_size
+        loss_sum += loss_value * n
+        seen += n
+        rate = seen / max(time.perf_counter() - start, 1e-9)
+        lr = run.optimizer.param_groups[0]["lr"]
+        bar.set_postfix(loss=f"{loss_value:.3e}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
+        if run.global_step % cfg.log_interval == 0:
+            log.info(
+                "epoch %d step %d batch %d/%d loss %.6e lr %.3e samples/s %.1f",
+                epoch + 1,
+                run.global_step,
+                batch_index + 1,
+                iters_per_epoch,
+                loss_value,
+                lr,
+                rate,
+            )
+        if cfg.max_steps is not None and run.global_step >= cfg.max_steps and batch_index + 1 < iters_per_epoch:
+            stopped_early = True
+            break
+    bar.close()
+    broadcast_buffers(ctx, run.model)
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "global_step": run.global_step,
+        "loss": loss_sum / max(seen, 1),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "samples_per_s": seen / max(time.perf_counter() - start, 1e-9),
+    }
+    return record, stopped_early
+
+
+def validate_and_checkpoint(run: TrainingRun, record: dict[str, Any]) -> None:
+    """After a complete epoch: validate when due (``record["val"]``, ``record["best"]``), then write
+    last.pth, epoch_N.pth every ``checkpoint_interval`` epochs and best.pth on improvement."""
+    from ..data.roots import find_mpii_gt
+
+    cfg, ctx = run.cfg, run.ctx
+    epochs_done = record["epoch"]
+    if run.val_set is not None and (epochs_done % cfg.val_interval == 0 or epochs_done == cfg.epochs):
+        report = evaluate(
+            run.model,
+            run.val_set,
+            run.codec,
+            flip_test=cfg.flip_test,
+            batch_size=cfg.eval_batch_size,
+            workers=cfg.workers,
+            ctx=ctx,
+            amp=run.use_amp,
+            results_file=run.out_dir / f"val_results_epoch_{epochs_done}.json",
+            box_source=cfg.val_box_file or "ground truth",
+            gt_mat=find_mpii_gt(cfg.data_root) if run.train_set.info.name == "mpii" else None,
+        )
+        record["val"] = report["metrics"]
+        value = report["metrics"][run.metric_name]
+        if run.best is None or value > run.best:
+            run.best = value
+            record["best"] = True
+    # every rank's RNG state, so that a resumed multi-process run continues each stream
+    rng_states = [capture_rng_state()]
+    if ctx.distributed:
+        rng_states = [None] * ctx.world_size
+        torch.distributed.all_gather_object(rng_states, capture_rng_state())
+    if ctx.is_main:
+        state = _checkpoint_state(
+            cfg,
+            run.ddp_model,
+            run.optimizer,
+            run.scheduler,
+            run.scaler,
+            epochs_done,
+            run.global_step,
+            run.best,
+            rng_states,
+        )
+        save_checkpoint(run.last_path, state)
+        if cfg.checkpoint_interval and epochs_done % cfg.checkpoint_interval == 0:
+            save_checkpoint(run.out_dir / f"epoch_{epochs_done}.pth", state)
+        if record.get("best"):
+            save_checkpoint(run.best_path, state)
+    run.last_good = run.last_path
+
+
+def _save_partial(run: TrainingRun, epoch: int) -> Path:
+    """A ``max_steps`` stop inside an epoch: the weights to partial.pth, last.pth left as it was."""
+    checkpoint = run.out_dir / "partial.pth"
+    if run.ctx.is_main:
+        save_checkpoint(
+            checkpoint,
+            {
+                "model": unwrap_model(run.ddp_model).state_dict(),
+                "config": run.cfg.to_dict(),
+                "epoch": epoch,
+                "global_step": run.global_step,
+                "complete_epoch": False,
+            },
+        )
+    log.info(
+        "max_steps=%d reached mid-epoch %d: weights in %s, resume point %s",
+        run.cfg.max_steps,
+        epoch + 1,
+        checkpoint,
+        run.last_good,
+    )
+    barrier(run.ctx)
+    return checkpoint
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, val_set) -> TrainResult:
+    run = setup_training(cfg, ctx, out_dir, model, train_set, val_set)
+    history: list[dict[str, Any]] = []
+    stopped_early = False
+    epoch = run.start_epoch
+    for epoch in range(run.start_epoch, cfg.epochs):
+        record, stopped_early = train_one_epoch(run, epoch)
         if stopped_early:
             break
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "global_step": global_step,
-            "loss": loss_sum / max(seen, 1),
-            "lr": optimizer.param_groups[0]["lr"],
-            "samples_per_s": seen / max(time.perf_counter() - start, 1e-9),
-        }
-        epochs_done = epoch + 1
-        if val_set is not None and (epochs_done % cfg.val_interval == 0 or epochs_done == cfg.epochs):
-            report = evaluate(
-                model,
-                val_set,
-                codec,
-                flip_test=cfg.flip_test,
-                batch_size=cfg.eval_batch_size,
-                workers=cfg.workers,
-                ctx=ctx,
-                amp=use_amp,
-                results_file=out_dir / f"val_results_epoch_{epochs_done}.json",
-                box_source=cfg.val_box_file or "ground truth",
-                gt_mat=find_mpii_gt(cfg.data_root) if info.name == "mpii" else None,
-            )
-            record["val"] = report["metrics"]
-            value = report["metrics"][metric_name]
-            if best is None or value > best:
-                best = value
-                record["best"] = True
-        # every rank's RNG state, so that a resumed multi-process run continues each stream
-        rng_states = [capture_rng_state()]
-        if ctx.distributed:
-            rng_states = [None] * ctx.world_size
-            torch.distributed.all_gather_object(rng_states, capture_rng_state())
-        if ctx.is_main:
-            state = _checkpoint_state(
-                cfg, ddp_model, optimizer, scheduler, scaler, epochs_done, global_step, best, rng_states
-            )
-            save_checkpoint(last_path, state)
-            if cfg.checkpoint_interval and epochs_done % cfg.checkpoint_interval == 0:
-                save_checkpoint(out_dir / f"epoch_{epochs_done}.pth", state)
-            if record.get("best"):
-                save_checkpoint(best_path, state)
-        last_good = last_path
+        validate_and_checkpoint(run, record)
         history.append(record)
-        log.info("epoch %d done: %s", epochs_done, record)
+        log.info("epoch %d done: %s", record["epoch"], record)
         barrier(ctx)
-        if cfg.max_steps is not None and global_step >= cfg.max_steps:
+        if cfg.max_steps is not None and run.global_step >= cfg.max_steps:
             break
 
-    checkpoint: Path | None = last_good
-    if stopped_early:
-        checkpoint = out_dir / "partial.pth"
-        if ctx.is_main:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "model": unwrap_model(ddp_model).state_dict(),
-                    "config": cfg.to_dict(),
-                    "epoch": epoch,
-                    "global_step": global_step,
-                    "complete_epoch": False,
-                },
-            )
-        log.info(
-            "max_steps=%d reached mid-epoch %d: weights in %s, resume point %s",
-            cfg.max_steps,
-            epoch + 1,
-            checkpoint,
-            last_good,
-        )
-        barrier(ctx)
+    checkpoint = _save_partial(run, epoch) if stopped_early else run.last_good
     return TrainResult(
         out_dir=out_dir,
-        epochs_completed=len(history) + start_epoch,
-        global_step=global_step,
+        epochs_completed=len(history) + run.start_epoch,
+        global_step=run.global_step,
         checkpoint=checkpoint,
-        best_checkpoint=best_path if best is not None else None,
-        best_metric=best,
+        best_checkpoint=run.best_path if run.best is not None else None,
+        best_metric=run.best,
         history=history,
     )
