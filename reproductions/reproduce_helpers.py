@@ -12,14 +12,14 @@ from mamkpd.harness.results import ResultsStore, default_store_path
 
 
 @functools.cache
-def _reference(batch: int, device: str, protocol: str) -> FpsMeasurement:
+def reference_timing(batch: int, device: str, protocol: str) -> FpsMeasurement:
     # HRNet-W32 once per session and setting, in its own process like every timed model
     return measure_models_isolated([REFERENCE_MODEL], batch, "fp32", device, protocol)[0]
 
 
 def time_row(model: str, *, batch: int, device: str, protocol: str, benchmark=None) -> list[dict]:
     """Time ``model`` in its own process, record it with its ratio to HRNet-W32; benchmark it too if asked."""
-    reference = _reference(batch, device, protocol)
+    reference = reference_timing(batch, device, protocol)
     measured = (
         reference if model == REFERENCE_MODEL else measure_models_isolated([model], batch, "fp32", device, protocol)[0]
     )

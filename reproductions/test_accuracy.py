@@ -5,8 +5,9 @@ Every metric the paper prints for the row is recorded; the headline one is judge
 from __future__ import annotations
 
 import pytest
-from conftest import describe, paper_rows, require_accuracy_inputs, within
-from reproduce_helpers import evaluate_row
+
+from .reproduce_helpers import evaluate_row
+from .support import describe, paper_rows, require_accuracy_inputs, within
 
 # the metric each table is judged on: COCO/AP-10K AP, MPII PCKh Mean
 HEADLINE = {"table2": "AP", "table3": "mean", "table4": "AP", "table5": "mean", "fig3": "mean"}

@@ -4,9 +4,10 @@ by size; the measured sizes must order the models as the paper's do, and the fig
 from __future__ import annotations
 
 import pytest
-from conftest import paper_rows, params_of
 
 from mamkpd.paper import load_table
+
+from .support import paper_rows, params_of
 
 
 def _sizes() -> list[tuple[str, str, float, float]]:

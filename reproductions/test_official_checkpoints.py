@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import describe, require_cuda, within
 
 from mamkpd.harness.availability import dataset_status
 from mamkpd.paper import load_table
+
+from .support import describe, require_cuda, within
 
 REPO = Path(__file__).resolve().parents[1]
 DETECTOR_BOXES = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"

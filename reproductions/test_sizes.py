@@ -6,9 +6,10 @@ Test ids carry the table name: ``pytest reproductions -k table1`` selects Table 
 from __future__ import annotations
 
 import pytest
-from conftest import complexity_of, describe, paper_rows, params_of, within
 
 from mamkpd.paper import load_table
+
+from .support import complexity_of, describe, paper_rows, params_of, within
 
 
 def rows(tables: tuple[str, ...], metric: str) -> list:

@@ -5,8 +5,12 @@ Test ids carry the table name (``-k table2``)."""
 from __future__ import annotations
 
 import pytest
-from conftest import describe, paper_rows, require_cuda, within
-from reproduce_helpers import time_row
+
+from mamkpd.harness.fps import REFERENCE_MODEL
+from mamkpd.harness.timing import PROTOCOLS
+
+from .reproduce_helpers import reference_timing, time_row
+from .support import describe, paper_rows, require_cuda, within
 
 TABLE = "table2"
 
@@ -23,9 +27,15 @@ def test_fps_ratio_gpu(row, model, paper, batch, record):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("row, model, paper", paper_rows(TABLE, "fps"))
-def test_fps_cpu_benchmark(row, model, paper, benchmark, request):
+def test_fps_cpu_benchmark(row, model, paper, benchmark):
     """CPU speed, labelled CPU: recorded and benchmarked, never judged against the paper's GPU figures."""
-    if request.config.getoption("benchmark_disable"):
+    if benchmark.disabled:  # pyproject's addopts disable benchmarks; --benchmark-enable turns them back on
         pytest.skip("CPU timing is a benchmark: run with --benchmark-enable")
-    stored = time_row(model, batch=1, device="cpu", protocol="quick", benchmark=benchmark)
-    assert stored[0]["status"] == "measured" and float(stored[0]["measured_value"]) > 0
+    fps, ratio = time_row(model, batch=1, device="cpu", protocol="quick", benchmark=benchmark)
+    # recorded under the quick protocol, on the CPU, and never judged against the paper's GPU figures
+    assert (fps["metric"], fps["device"], fps["unit"], fps["status"]) == ("fps", "cpu", "samples/s", "measured")
+    assert fps["timed_rounds"] == str(PROTOCOLS["quick"].timed_rounds) and "CPU" in fps["status_reason"]
+    assert (ratio["metric"], ratio["status"]) == (f"fps_ratio_to_{REFERENCE_MODEL}", "measured")
+    # the ratio is this model's median over HRNet-W32's, timed in the same session
+    reference = reference_timing(1, "cpu", "quick").result.median
+    assert float(ratio["measured_value"]) == pytest.approx(float(fps["measured_value"]) / reference)
