@@ -9,26 +9,23 @@ Runs only where the user has the data and the checkpoints (and a GPU: a full COC
 - ``MAMKPD_HRNET_W32_CKPT`` (pose_hrnet_w32_256x192.pth), ``MAMKPD_VITPOSE_B_CKPT`` (official
   vitpose-b.pth, classic decoder), ``MAMKPD_RTMO_S_CKPT`` (MMPose rtmo-s COCO checkpoint).
 
-Top-down models go through ``mamkpd evaluate`` (flip test, the model's codec, rescoring, OKS-NMS);
+Top-down models go through ``mamkpd.engine.evaluate_checkpoint``, what ``mamkpd evaluate`` runs (flip
+test, the model's codec, rescoring, OKS-NMS);
 RTMO through its whole-image path (letterbox 640, score 0.1, NMS 0.65, box scores, no OKS-NMS).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from mamkpd.harness.availability import dataset_status
+from mamkpd.harness.availability import dataset_status, sha256_of
 from mamkpd.paper import load_table
 
 from .support import describe, require_cuda, within
 
-REPO = Path(__file__).resolve().parents[1]
 DETECTOR_BOXES = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
 
 pytestmark = [pytest.mark.data, pytest.mark.gpu]
@@ -68,34 +65,21 @@ def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, re
     if not boxes.is_file():
         pytest.skip(f"detector boxes (56.4 AP) not found at {boxes}: set MAMKPD_COCO_BOX_FILE")
     import mamkpd
+    from mamkpd.engine import EvalConfig, evaluate_checkpoint
 
     codec = mamkpd.model_info(model).codec  # ViTPose was trained and is decoded with UDP
-    cmd = [
-        sys.executable,
-        "-m",
-        "mamkpd.cli",
-        "evaluate",
-        "--model",
-        model,
-        "--checkpoint",
-        str(checkpoint),
-        "--dataset",
-        "coco",
-        "--data-root",
-        str(root),
-        "--box-file",
-        str(boxes),
-        "--codec",
-        codec,
-        "--device",
-        "cuda",
-        "--results",
-        str(tmp_path / "results.json"),
-        "--json",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = evaluate_checkpoint(
+        EvalConfig(
+            checkpoint=str(checkpoint),
+            dataset="coco",
+            model=model,
+            data_root=str(root),
+            box_file=str(boxes),
+            codec=codec,
+            device="cuda",
+            results=str(tmp_path / "results.json"),
+        )
+    )
     stored = record(
         table="table2",
         row=row,
@@ -103,10 +87,14 @@ def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, re
         metric="AP",
         paper=paper_value(row),
         measured=100 * report["metrics"]["AP"],
-        checkpoint=str(checkpoint),
-        codec=codec,
-        boxes=str(boxes),
+        # the store's own columns (record() refuses any other name)
+        dataset="coco",
+        split="val2017",
+        box_source=str(boxes),
         flip_test=True,
+        device="cuda",
+        checkpoint_sha256=sha256_of(checkpoint),
+        notes=f"official checkpoint {checkpoint.name}; codec {codec}",
     )
     assert within(stored), describe(stored)
 
@@ -121,8 +109,7 @@ def test_rtmo_s_official_checkpoint_whole_image_ap(record):
     from mamkpd.engine.rtmo_inference import rtmo_coco_results
     from mamkpd.evaluation import coco_keypoint_ap
 
-    model = mamkpd.create_model("rtmo_s")
-    mamkpd.load_weights(model, checkpoint)
+    model = mamkpd.create_model("rtmo_s", checkpoint_path=checkpoint)
     model = model.to(torch.device("cuda")).eval()
     ann = root / "annotations" / "person_keypoints_val2017.json"
     results = rtmo_coco_results(model, ann, root / "val2017")
@@ -134,7 +121,10 @@ def test_rtmo_s_official_checkpoint_whole_image_ap(record):
         metric="AP",
         paper=paper_value("RTMO-S"),
         measured=100 * metrics["AP"],
-        checkpoint=str(checkpoint),
-        pipeline="letterbox 640 pad 114 raw BGR, score 0.1, NMS 0.65, box scores, no OKS-NMS",
+        dataset="coco",
+        split="val2017",
+        device="cuda",
+        checkpoint_sha256=sha256_of(checkpoint),
+        notes="official checkpoint; letterbox 640 pad 114 raw BGR, score 0.1, NMS 0.65, box scores, no OKS-NMS",
     )
     assert within(stored), describe(stored)
