@@ -11,7 +11,8 @@ import mamkpd
 from mamkpd.harness.complexity import FREE_OPS, measure_complexity, measure_model
 from mamkpd.models.mamkpd import VARIANTS
 from mamkpd.ops import selective_scan_flops
-from mamkpd.paper.tolerances import PARAMS_REL_MAMKPD
+from mamkpd.paper.published import PUBLISHED_PARAMS
+from mamkpd.paper.tolerances import PARAMS_REL_BASELINE, PARAMS_REL_MAMKPD
 
 
 def expected_scan_flops(model, input_size):
@@ -102,4 +103,9 @@ def test_cli_all_lists_every_registered_model():
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
     assert [r["model"] for r in rows] == mamkpd.list_models()
-    assert all(r["params"] > 0 and r["gflops"] > 0 for r in rows)
+    assert all(r["gflops"] > 0 for r in rows)
+    # the baselines' counts against the ones their authors (or MMPose's configs) publish
+    published = {r["model"]: r["params"] / 1e6 for r in rows if r["model"] in PUBLISHED_PARAMS}
+    assert len(published) == len(PUBLISHED_PARAMS)
+    for name, params_m in published.items():
+        assert abs(params_m - PUBLISHED_PARAMS[name].params_m) <= PARAMS_REL_BASELINE * PUBLISHED_PARAMS[name].params_m
