@@ -26,7 +26,6 @@ __all__ = [
     "HRNET_REPO_CONVENTION",
     "measure_model_hrnet_repo",
     "measure_complexity_hrnet_repo",
-    "measure_readings",
 ]
 
 # Element-wise, comparison and data-movement ops whose cost is negligible next to the matrix work and
@@ -165,27 +164,6 @@ def measure_complexity(name: str, input_size: tuple[int, int] | None = None, bat
     and count it."""
     size = tuple(input_size) if input_size else model_info(name).input_size
     return measure_model(create_model(name, input_size=size, **overrides), size, name=name, batch=batch)
-
-
-def measure_readings(names=("mamkpd_s", "mamkpd_b", "mamkpd_l"), readings=None) -> list[dict]:
-    """Params and GFLOPs of each model under each alternative reading of the architecture."""
-    from ..models.mamkpd import ALTERNATIVE_READINGS
-
-    rows = []
-    for reading, overrides in (readings or ALTERNATIVE_READINGS).items():
-        for name in names:
-            c = measure_complexity(name, **overrides)
-            rows.append(
-                {
-                    "reading": reading,
-                    "overrides": dict(overrides),
-                    "model": name,
-                    "params": c.params,
-                    "gflops": c.gflops,
-                    "gflops_without_scan": c.gflops_without_scan,
-                }
-            )
-    return rows
 
 
 HRNET_REPO_CONVENTION = (
