@@ -7,6 +7,11 @@ tiles, so that every length below crosses a chunk and a channel block is partly 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from test_ops_selective_scan import NAMES, make_inputs, run
@@ -158,6 +163,17 @@ def test_custom_op_registration_with_triton(device):
         value.requires_grad_(True)
     args = tuple(inputs[k] for k in NAMES) + (True, "triton")
     torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, args)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TRITON_MISSING is not None, reason=TRITON_MISSING or "")
+def test_kernels_compile_for_a_gpu():
+    # the interpreter does not check what only the compiler refuses: compile for sm_90, in a process of its own
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = Path(__file__).with_name("triton_gpu_compile.py")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "backward, per group" in done.stdout and "forward, cross" in done.stdout
 
 
 def test_auto_prefers_mamba_ssm_then_triton_on_cuda():

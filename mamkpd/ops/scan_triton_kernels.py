@@ -7,7 +7,8 @@ One program owns ``BLOCK_D`` channels of one (batch, group) pair and walks the w
 ``BLOCK_T`` steps, keeping the (BLOCK_D, N) state in registers between chunks. Inside a chunk each state
 index n is a (BLOCK_D, BLOCK_T) tile scanned along time with ``tl.associative_scan`` on the composition of
 affine maps h -> a h + b; the chunk's start state is folded into its first step. Tiles stay 2-d with time
-innermost (the layout Triton's scan lowering is tested on); the N states are a static loop.
+innermost (the layout Triton's scan lowering is tested on); the N states are a loop, not unrolled (unrolled,
+the compiler hoists every state's loads and the backward kernel spills registers).
 
 Indexing is over (batch, k, channel, step): k is the B/C group, and every channel c = k * dim_g + d. In
 the cross form (``CROSS``) k is the scan direction of VMamba's cross scan: the shared input x, the output
@@ -135,7 +136,7 @@ def scan_fwd_kernel(
                 mask=state_mask,
             )
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)
-        for n in tl.static_range(N):
+        for n in range(N):
             # (columns of register tiles are taken by masked sums: registers cannot be indexed)
             a_n = tl.load(A_ptr + ch * sA_d + n * sA_n, mask=dmask, other=0.0).to(ACC)
             h_n = tl.sum(tl.where(cols[None, :] == n, h, 0.0), axis=1)
@@ -265,7 +266,7 @@ def scan_bwd_kernel(
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)  # the scan's output, for the z gate's gradient
         sum_GB = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)  # sum_n G B: gives du and part of ddelta
         ddl = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)
-        for n in tl.static_range(N):
+        for n in range(N):
             a_n = tl.load(A_ptr + ch * sA_d + n * sA_n, mask=dmask, other=0.0).to(ACC)
             h_start = tl.load(states_ptr + state_rows + c * N + n, mask=dmask, other=0.0)
             B_n = tl.load(B_row + n * sB_n + pos * sB_l, mask=tmask, other=0.0).to(ACC)
