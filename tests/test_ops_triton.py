@@ -165,6 +165,17 @@ def test_custom_op_registration_with_triton(device):
     torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, args)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_dynamo_traces_both_ops_in_one_graph(device):
+    # fullgraph: choosing the backend (its availability check) must not break the graph
+    inputs = on(device, make_inputs(batch=1, dim=4, d_state=2, length=9, groups=2, dtype=torch.float32))
+    scan = torch.compile(lambda **kw: selective_scan(**kw, backend="triton"), fullgraph=True, backend="eager")
+    torch.testing.assert_close(scan(**inputs), selective_scan(**inputs, backend="triton"))
+    cross = on(device, cross_inputs(batch=1, dim=2, height=3, width=4, d_state=2, dtype=torch.float32))
+    fused = torch.compile(lambda **kw: cross_selective_scan(**kw, backend="triton"), fullgraph=True, backend="eager")
+    torch.testing.assert_close(fused(**cross), cross_selective_scan(**cross, backend="triton"))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(TRITON_MISSING is not None, reason=TRITON_MISSING or "")
 def test_kernels_compile_for_a_gpu():

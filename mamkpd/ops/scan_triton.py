@@ -81,6 +81,10 @@ def _kernels():
 
 
 def _unavailable() -> str | None:
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace the import below; an eager call (or building the model) already asked, and the
+        # op itself says why if the kernels cannot run
+        return None
     try:
         import triton  # noqa: F401
     except Exception as exc:  # ImportError, or a triton that does not match the installed torch
