@@ -162,10 +162,12 @@ def test_cross_scan(benchmark, shape, batch, path, pass_):
 
 
 @pytest.mark.benchmark(group="scan-cuda-triton-tiles")
-@pytest.mark.parametrize("tiles", ["1x256w4", "2x128w4", "4x128w4", "4x128w8", "8x64w8"])
+@pytest.mark.parametrize("pass_", ["forward", "backward"])
+@pytest.mark.parametrize("tiles", ["1x256w4", "2x128w4", "2x256w4", "1x512w4", "4x128w8", "1x2048w8"])
 @pytest.mark.parametrize("batch", BATCHES)
-def test_triton_tile_sizes(benchmark, batch, tiles):
-    """The triton kernels' tile sizes (channels x steps, warps) at stage 1, forward and backward."""
+def test_triton_tile_sizes(benchmark, batch, tiles, pass_):
+    """The triton kernels' tile sizes (channels x steps, warps) at stage 1, forward and backward apart
+    (their defaults differ: GPU_CONFIG, GPU_BACKWARD_CONFIG)."""
     from mamkpd.ops.scan_triton import KernelConfig, triton_scan_backward, triton_scan_forward
 
     skip_unless_runs("triton")
@@ -173,14 +175,13 @@ def test_triton_tile_sizes(benchmark, batch, tiles):
     block_t, warps = rest.split("w")
     config = KernelConfig(block_d=int(block_d), block_t=int(block_t), num_warps=int(warps))
     inputs = make_inputs("stage1", batch, torch.float32)
-    gout = torch.randn_like(inputs["u"])
     s = SHAPES["stage1"]
-    args = (batch, 4 * s["dim"], s["height"] * s["width"], s["d_state"], 4)
-    moved = scan_bytes_moved(*args) + scan_bytes_moved(*args, backward=True)
-    info(benchmark, "stage1", batch, "fp32", backend="triton", tiles=tiles, bytes_moved=moved)
-
-    def step():
-        triton_scan_forward(**inputs, delta_softplus=True, config=config)
-        triton_scan_backward(gout, **inputs, delta_softplus=True, config=config)
-
-    timed(benchmark, step, "triton")
+    moved = scan_bytes_moved(
+        batch, 4 * s["dim"], s["height"] * s["width"], s["d_state"], 4, backward=pass_ == "backward"
+    )
+    info(benchmark, "stage1", batch, "fp32", backend="triton", tiles=tiles, pass_=pass_, bytes_moved=moved)
+    if pass_ == "forward":
+        timed(benchmark, lambda: triton_scan_forward(**inputs, delta_softplus=True, config=config), "triton")
+        return
+    gout = torch.randn_like(inputs["u"])
+    timed(benchmark, lambda: triton_scan_backward(gout, **inputs, delta_softplus=True, config=config), "triton")

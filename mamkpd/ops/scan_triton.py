@@ -24,6 +24,7 @@ from .scan_contract import ScanBackend, check_inputs, compute_dtype, grouped
 
 __all__ = [
     "BACKEND",
+    "GPU_BACKWARD_CONFIG",
     "GPU_CONFIG",
     "INTERPRETER_CONFIG",
     "KernelConfig",
@@ -43,8 +44,8 @@ TRITON_INSTALL_HINT = "pip install triton (CUDA builds of torch ship it)"
 class KernelConfig:
     """Tile sizes of the kernels: ``block_d`` channels x ``block_t`` time steps per program and chunk."""
 
-    block_d: int = 2
-    block_t: int = 128
+    block_d: int
+    block_t: int
     num_warps: int = 4
 
     def __post_init__(self):
@@ -54,10 +55,12 @@ class KernelConfig:
                 raise ValueError(f"KernelConfig.{name} must be a power of two, got {value}")
 
 
-# Defaults on a GPU, chosen without one: 2 x 128 tiles on 4 warps keep the backward kernel at 87 registers
-# a thread (ptxas, sm_90; 4 x 128 tiles need 168) and give a stage-1 scan at batch 1 (4 x 192 channels)
-# 384 programs for 132 SMs. The GPU check times others through the ``config`` argument of the entry points.
-GPU_CONFIG = KernelConfig()
+# Defaults on a GPU, chosen without one from ptxas's register counts (sm_90) and the programs a stage-1
+# scan at batch 1 gives (4 x 192 channels / block_d): the forward at 2 x 256 tiles needs 72 registers a
+# thread; the backward keeps more tiles alive, 87 registers at 2 x 128 (255 and spills at 4 x 256). The GPU
+# check times others through the ``config`` argument of the entry points.
+GPU_CONFIG = KernelConfig(block_d=2, block_t=256, num_warps=4)
+GPU_BACKWARD_CONFIG = KernelConfig(block_d=2, block_t=128, num_warps=4)
 # The interpreter runs the programs one after another, each tile op one numpy call (~0.1 ms, whatever the
 # tile's size): few programs and short chunks keep it fast, and let tests at small shapes cross chunks.
 INTERPRETER_CONFIG = KernelConfig(block_d=8, block_t=16, num_warps=1)
@@ -97,7 +100,7 @@ def _unavailable() -> str | None:
     )
 
 
-def _config(config: KernelConfig | None, device: torch.device) -> KernelConfig:
+def _config(config: KernelConfig | None, device: torch.device, backward: bool) -> KernelConfig:
     if device.type != "cuda" and not interpreting():
         raise RuntimeError(
             f"the 'triton' scan backend got tensors on {device}: it runs on CUDA tensors, and on CPU tensors only "
@@ -105,7 +108,9 @@ def _config(config: KernelConfig | None, device: torch.device) -> KernelConfig:
         )
     if config is not None:
         return config
-    return INTERPRETER_CONFIG if interpreting() else GPU_CONFIG
+    if interpreting():
+        return INTERPRETER_CONFIG
+    return GPU_BACKWARD_CONFIG if backward else GPU_CONFIG
 
 
 def _block_t(config: KernelConfig, length: int) -> int:
@@ -152,12 +157,13 @@ def _scan(
     (batch, groups*dim_g, L); B4, C4: (batch, groups, N, L). Returns out, or the tuple of gradients.
     """
     kernels, _ = _kernels()
-    config = _config(config, u.device)
+    config = _config(config, u.device, backward=gout is not None)
     batch, groups, n_state, length = B4.shape
     dim_g = delta.shape[1] // groups
     acc = compute_dtype(u)
+    # B, C and A are read through their strides; everything else is indexed as contiguous
     u, delta = u.contiguous(), delta.contiguous()
-    z = None if z is None else z.contiguous()
+    z, D, delta_bias = (None if t is None else t.contiguous() for t in (z, D, delta_bias))
     block_t = _block_t(config, length)
     dummy = A  # stands for absent tensors; the kernels never read them (their HAS_* flag is off)
     opt = lambda t: dummy if t is None else t  # noqa: E731

@@ -136,6 +136,8 @@ def scan_fwd_kernel(
                 mask=state_mask,
             )
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)
+        if WRITE_OUT and HAS_D:
+            y += tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)[:, None] * u  # now: u is dead in the loop
         for n in range(N):
             # (columns of register tiles are taken by masked sums: registers cannot be indexed)
             a_n = tl.load(A_ptr + ch * sA_d + n * sA_n, mask=dmask, other=0.0).to(ACC)
@@ -152,8 +154,6 @@ def scan_fwd_kernel(
             h_end = tl.sum(tl.where(ts[None, :] == BLOCK_T - 1, hs, 0.0), axis=1)
             h = tl.where(cols[None, :] == n, h_end[:, None], h)
         if WRITE_OUT:
-            if HAS_D:
-                y += tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)[:, None] * u
             if HAS_Z:
                 z = tl.load(z_ptr + rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
                 y = y * z * tl.sigmoid(z)
