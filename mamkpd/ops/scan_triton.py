@@ -124,30 +124,6 @@ def _acc_dtype(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _launch(kernel, config, args, *, dim_g, groups, batch, length, height, width, n_state, block_t, **flags):
-    """Launch ``kernel`` over (channel blocks, groups, batch) with the shape arguments every kernel takes."""
-    grid = (-(-dim_g // config.block_d), groups, batch)
-    kernel[grid](
-        *args,
-        dim_g,
-        length,
-        height,
-        width,
-        -(-length // block_t),
-        N=n_state,
-        NP=1 << max(n_state - 1, 0).bit_length(),
-        BLOCK_D=config.block_d,
-        BLOCK_T=block_t,
-        num_warps=config.num_warps,
-        **flags,
-    )
-
-
-def _bc_strides(B4: Tensor, C4: Tensor, A: Tensor) -> tuple[int, ...]:
-    # B and C may be views (SS2D splits them off one projection), read through their strides
-    return (*B4.stride(), *C4.stride(), *A.stride())
-
-
 def _scan(
     u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, *, cross, height, width, config, gout=None
 ) -> Tensor | tuple:
@@ -167,10 +143,11 @@ def _scan(
     block_t = _block_t(config, length)
     dummy = A  # stands for absent tensors; the kernels never read them (their HAS_* flag is off)
     opt = lambda t: dummy if t is None else t  # noqa: E731
-    shape_args = dict(
-        dim_g=dim_g, groups=groups, batch=batch, length=length, height=height, width=width, n_state=n_state
-    )
     flags = dict(
+        N=n_state,
+        NP=1 << max(n_state - 1, 0).bit_length(),
+        BLOCK_D=config.block_d,
+        BLOCK_T=block_t,
         HAS_D=D is not None,
         HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None,
@@ -178,36 +155,25 @@ def _scan(
         CROSS=cross,
         ACC=_acc_dtype(acc),
     )
-    strides = _bc_strides(B4, C4, A)
     inputs = (u, delta, A, B4, C4, opt(D), opt(z), opt(delta_bias))
+    strides = (*B4.stride(), *C4.stride(), *A.stride())  # B and C may be views (SS2D splits them off)
+    n_chunks = -(-length // block_t)
+
+    def launch(kernel, *outputs, **mode):
+        # programs: (channel blocks of a group, groups, batch)
+        grid = (-(-dim_g // config.block_d), groups, batch)
+        kernel[grid](*inputs, *outputs, *strides, dim_g, length, height, width, n_chunks,
+                     num_warps=config.num_warps, **flags, **mode)  # fmt: skip
+
     if gout is None:
         # the cross form sums its four directions into one output with atomics: accumulate in fp32
         out = u.new_zeros(u.shape, dtype=acc) if cross else torch.empty_like(u)
-        _launch(
-            kernels.scan_fwd_kernel,
-            config,
-            (*inputs, out, dummy, *strides),
-            block_t=block_t,
-            WRITE_OUT=True,
-            STORE_STATES=False,
-            **shape_args,
-            **flags,
-        )
+        launch(kernels.scan_fwd_kernel, out, dummy, WRITE_OUT=True, STORE_STATES=False)
         return out.to(u.dtype)
 
     # backward: one forward pass stores the state at the start of every chunk, then the reverse pass
-    n_chunks = -(-length // block_t)
     states = u.new_empty(batch, groups * dim_g, n_chunks, n_state, dtype=acc)
-    _launch(
-        kernels.scan_fwd_kernel,
-        config,
-        (*inputs, dummy, states, *strides),
-        block_t=block_t,
-        WRITE_OUT=False,
-        STORE_STATES=True,
-        **shape_args,
-        **flags,
-    )
+    launch(kernels.scan_fwd_kernel, dummy, states, WRITE_OUT=False, STORE_STATES=True)
     gout = gout.contiguous()
     du = u.new_zeros(u.shape, dtype=acc) if cross else torch.empty_like(u)
     ddelta = torch.empty_like(delta)
@@ -217,14 +183,7 @@ def _scan(
     dbias = u.new_empty(batch, groups * dim_g, dtype=acc) if delta_bias is not None else None
     dB = u.new_zeros(batch, groups, n_state, length, dtype=acc)  # summed over channels with atomics
     dC = torch.zeros_like(dB)
-    _launch(
-        kernels.scan_bwd_kernel,
-        config,
-        (*inputs, gout, states, du, ddelta, opt(dz), dA, opt(dD), opt(dbias), dB, dC, *strides),
-        block_t=block_t,
-        **shape_args,
-        **flags,
-    )
+    launch(kernels.scan_bwd_kernel, gout, states, du, ddelta, opt(dz), dA, opt(dD), opt(dbias), dB, dC)
     total = lambda part, like: None if part is None else part.sum(0).to(like.dtype)  # noqa: E731
     return (
         du.to(u.dtype),

@@ -59,6 +59,35 @@ def _load_delta(delta_ptr, rows, pos, mask, bias, HAS_BIAS: tl.constexpr, SOFTPL
 
 
 @triton.jit
+def _program(dim_g, BLOCK_D: tl.constexpr, CROSS: tl.constexpr):
+    """This program's batch b, group k and channels d (mask dmask); ch = k * dim_g + d indexes A, D and
+    delta_bias; ``row`` the channels' rows in per-group (batch, groups * dim_g, L) tensors and ``shared``
+    in the cross form's shared (batch, dim_g, L) ones (x, the output and their gradients)."""
+    k = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
+    row = (b * tl.num_programs(1) + k) * dim_g + d
+    shared = row
+    if CROSS:
+        shared = b * dim_g + d
+    return k, b, d < dim_g, k * dim_g + d, row, shared
+
+
+@triton.jit
+def _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length, height, width,
+           BLOCK_T: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CROSS: tl.constexpr,
+           ACC: tl.constexpr):  # fmt: skip
+    """Chunk c's steps t, their positions, masks, u, raw and effective delta."""
+    t = c * BLOCK_T + tl.arange(0, BLOCK_T)
+    tmask = t < length
+    pos = _positions(t, k, length, height, width, CROSS)
+    mask = dmask[:, None] & tmask[None, :]
+    u = tl.load(u_ptr + shared_rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
+    raw, dl = _load_delta(delta_ptr, rows, pos, mask, bias, HAS_BIAS, SOFTPLUS, ACC)
+    return t, tmask, pos, mask, u, raw, dl
+
+
+@triton.jit
 def scan_fwd_kernel(
     u_ptr,
     delta_ptr,
@@ -100,41 +129,23 @@ def scan_fwd_kernel(
 ):
     """out = scan (plus D u, times silu(z)); with STORE_STATES the state at the start of every chunk is
     written to ``states`` (batch, groups * dim_g, n_chunks, N) for the backward pass."""
-    k = tl.program_id(1)
-    groups = tl.num_programs(1)
-    b = tl.program_id(2).to(tl.int64)
-    d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = d < dim_g
-    ch = k * dim_g + d  # channel of A, D and delta_bias
+    k, b, dmask, ch, row, shared = _program(dim_g, BLOCK_D, CROSS)
+    rows, shared_rows = row * length, shared * length
     cols = tl.arange(0, NP)
     ts = tl.arange(0, BLOCK_T)
     state_mask = dmask[:, None] & (cols[None, :] < N)
     bias = tl.zeros([BLOCK_D], dtype=ACC)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    # row offsets of the (batch, k, d) rows: per-group tensors are (batch, groups * dim_g, L), shared ones
-    # (the cross form's x and output) are (batch, dim_g, L)
-    rows = ((b * groups + k) * dim_g + d) * length
-    shared_rows = rows
-    if CROSS:
-        shared_rows = (b * dim_g + d) * length
     B_row = B_ptr + b * sB_b + k * sB_k
     C_row = C_ptr + b * sC_b + k * sC_k
     h = tl.zeros([BLOCK_D, NP], dtype=ACC)
     for c in range(n_chunks):
-        t = c * BLOCK_T + ts
-        tmask = t < length
-        pos = _positions(t, k, length, height, width, CROSS)
-        mask = dmask[:, None] & tmask[None, :]
-        u = tl.load(u_ptr + shared_rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
-        _, dl = _load_delta(delta_ptr, rows, pos, mask, bias, HAS_BIAS, SOFTPLUS, ACC)
+        t, tmask, pos, mask, u, _, dl = _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length,
+                                               height, width, BLOCK_T, HAS_BIAS, SOFTPLUS, CROSS, ACC)  # fmt: skip
         du = dl * u
         if STORE_STATES:
-            tl.store(
-                states_ptr + ((b * groups + k) * dim_g + d)[:, None] * (n_chunks * N) + c * N + cols[None, :],
-                h,
-                mask=state_mask,
-            )
+            tl.store(states_ptr + row[:, None] * (n_chunks * N) + c * N + cols[None, :], h, mask=state_mask)
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)
         if WRITE_OUT and HAS_D:
             y += tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)[:, None] * u  # now: u is dead in the loop
@@ -217,12 +228,8 @@ def scan_bwd_kernel(
     dB and dC are summed over the channels of a group with atomics (fp32 buffers); dA, dD and d(delta_bias)
     are summed over time here and over the batch by the caller.
     """
-    k = tl.program_id(1)
-    groups = tl.num_programs(1)
-    b = tl.program_id(2).to(tl.int64)
-    d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = d < dim_g
-    ch = k * dim_g + d
+    k, b, dmask, ch, row, shared = _program(dim_g, BLOCK_D, CROSS)
+    rows, shared_rows = row * length, shared * length
     cols = tl.arange(0, NP)
     ts = tl.arange(0, BLOCK_T)
     state_mask = dmask[:, None] & (cols[None, :] < N)
@@ -232,29 +239,21 @@ def scan_bwd_kernel(
     Dv = tl.zeros([BLOCK_D], dtype=ACC)
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    rows = ((b * groups + k) * dim_g + d) * length
-    shared_rows = rows
-    if CROSS:
-        shared_rows = (b * dim_g + d) * length
-    state_rows = ((b * groups + k) * dim_g + d) * (n_chunks * N)
+    state_rows = row * (n_chunks * N)
     B_row = B_ptr + b * sB_b + k * sB_k
     C_row = C_ptr + b * sC_b + k * sC_k
-    dBC_row = (b * groups + k) * N * length  # dB, dC: contiguous (batch, groups, N, L)
+    dBC_row = (b * tl.num_programs(1) + k) * N * length  # dB, dC: contiguous (batch, groups, N, L)
     G_next = tl.zeros([BLOCK_D, NP], dtype=ACC)  # G at the first step of the chunk after this one
     dA = tl.zeros([BLOCK_D, NP], dtype=ACC)
     dD = tl.zeros([BLOCK_D], dtype=ACC)
     dbias = tl.zeros([BLOCK_D], dtype=ACC)
     for i in range(n_chunks):
         c = n_chunks - 1 - i
-        t = c * BLOCK_T + ts
-        tmask = t < length
-        pos = _positions(t, k, length, height, width, CROSS)
-        mask = dmask[:, None] & tmask[None, :]
+        t, tmask, pos, mask, u, raw, dl = _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length,
+                                                 height, width, BLOCK_T, HAS_BIAS, SOFTPLUS, CROSS, ACC)  # fmt: skip
         # the decay of the next step, a_{t+1}, multiplies G_{t+1} in G_t
         next_mask = dmask[:, None] & ((t + 1) < length)[None, :]
         pos_next = _positions(t + 1, k, length, height, width, CROSS)
-        u = tl.load(u_ptr + shared_rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
-        raw, dl = _load_delta(delta_ptr, rows, pos, mask, bias, HAS_BIAS, SOFTPLUS, ACC)
         _, dl_next = _load_delta(delta_ptr, rows, pos_next, next_mask, bias, HAS_BIAS, SOFTPLUS, ACC)
         gout = tl.load(gout_ptr + shared_rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
         g = gout
@@ -309,9 +308,8 @@ def scan_bwd_kernel(
         else:
             tl.store(du_ptr + rows[:, None] + pos[None, :], du_out.to(du_ptr.dtype.element_ty), mask=mask)
     # per-batch partial sums, (batch, groups * dim_g[, N]); the caller sums over the batch
-    part_rows = (b * groups + k) * dim_g + d
-    tl.store(dA_ptr + part_rows[:, None] * N + cols[None, :], dA, mask=state_mask)
+    tl.store(dA_ptr + row[:, None] * N + cols[None, :], dA, mask=state_mask)
     if HAS_D:
-        tl.store(dD_ptr + part_rows, dD, mask=dmask)
+        tl.store(dD_ptr + row, dD, mask=dmask)
     if HAS_BIAS:
-        tl.store(dbias_ptr + part_rows, dbias, mask=dmask)
+        tl.store(dbias_ptr + row, dbias, mask=dmask)
