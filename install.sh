@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
-# Install mamkpd and everything its tests need.   ./install.sh          CPU machine (torch CPU build)
-#                                                  ./install.sh --cuda   GPU machine (+ mamba-ssm from source)
+# Install mamkpd and everything its tests need.
+#   ./install.sh                            CPU machine (torch CPU build)
+#   ./install.sh --cuda                     GPU machine (torch CUDA build; its triton runs the `triton` scan backend)
+#   ./install.sh --cuda --with-mamba-ssm    ... and mamba-ssm's CUDA kernel, the reference `cuda` backend, built
+#                                           from source: 10-30 minutes with ninja on a many-core machine, longer
+#                                           on few cores (MAX_JOBS limits its parallel compiles)
 # On a machine whose pip cannot see a CPU torch wheel, set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 pip() { "$PY" -m pip install --disable-pip-version-check "$@"; }
 
-if [[ "${1:-}" == "--cuda" ]]; then
+cuda=0
+mamba_ssm=0
+for arg in "$@"; do
+    case "$arg" in
+        --cuda) cuda=1 ;;
+        --with-mamba-ssm) mamba_ssm=1 ;;
+        *) echo "install.sh: unknown option '$arg' (use --cuda, --with-mamba-ssm)" >&2; exit 2 ;;
+    esac
+done
+if [[ $mamba_ssm == 1 && $cuda == 0 ]]; then
+    echo "install.sh: --with-mamba-ssm builds a CUDA extension: use it with --cuda on a GPU machine" >&2
+    exit 2
+fi
+
+if [[ $cuda == 1 ]]; then
     pip "torch==2.13.0"
 else
     # the CPU build: a plain `torch` would pull a CUDA build of several GB
@@ -17,8 +35,9 @@ fi
 pip numpy cython setuptools wheel
 pip --no-build-isolation --no-binary xtcocotools "xtcocotools==1.14.3"
 pip -e ".[dev]"
-if [[ "${1:-}" == "--cuda" ]]; then
-    # released mamba-ssm sdists download a prebuilt wheel unless forced to build
+if [[ $mamba_ssm == 1 ]]; then
+    # released mamba-ssm sdists download a prebuilt wheel unless forced to build; ninja parallelises the build
+    pip ninja
     MAMBA_FORCE_BUILD=TRUE pip --no-build-isolation -e ".[cuda]"
 fi
 "$PY" -c "import mamkpd, xtcocotools.coco; print('mamkpd', mamkpd.__version__, 'installed')"

@@ -2,7 +2,7 @@
 # Nightly GPU reproductions (under an hour on one GPU). Called by .github/workflows/nightly-gpu.yml;
 # runs the same way by hand on any CUDA machine:   scripts/nightly_gpu.sh [OUT_DIR]
 #
-# 1. installs the suite with the CUDA extra (mamba-ssm built from source, see install.sh);
+# 1. installs the suite for CUDA with mamba-ssm built from source (the reference CUDA kernel, see install.sh);
 # 2. runs the GPU reproductions (FPS of every Table 2 row at batch 1 and 64 as a ratio to HRNet-W32,
 #    timed each in its own process) and params/GFLOPs of every row. Accuracy (marker `data`: full
 #    COCO/MPII/AP-10K evaluations, tens of minutes each) is left to the full-training workflow and to
@@ -16,7 +16,7 @@ export MAMKPD_RESULTS="$OUT/results.csv"
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
 if [[ "${MAMKPD_SKIP_INSTALL:-0}" != "1" ]]; then
-    ./install.sh --cuda
+    ./install.sh --cuda --with-mamba-ssm
 fi
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device on this runner'"
 

@@ -1,4 +1,4 @@
-"""mamba-ssm's CUDA kernel against the reference (GPU machines with the [cuda] extra only)."""
+"""mamba-ssm's CUDA kernel against the reference (GPU machines with mamba-ssm built: install.sh --with-mamba-ssm)."""
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
     pytest.mark.skipif(
         torch.cuda.is_available() and not cuda_backend_available(),
-        reason="mamba-ssm's CUDA extension is not installed (pip install '.[cuda]')",
+        reason="mamba-ssm's CUDA extension is not built (./install.sh --cuda --with-mamba-ssm)",
     ),
 ]
 

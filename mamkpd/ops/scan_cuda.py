@@ -1,7 +1,8 @@
 """The ``cuda`` backend: mamba-ssm's compiled kernel (``selective_scan_cuda``), imported lazily.
 
-Released mamba-ssm cannot be imported without its CUDA extension, which needs a source build
-(see install.sh); nothing here imports it until the backend is asked for.
+Released mamba-ssm cannot be imported without its CUDA extension, which needs a source build of 10-30
+minutes (``./install.sh --cuda --with-mamba-ssm``); nothing here imports it until the backend is asked for.
+Without it, ``auto`` on a CUDA device runs the ``triton`` backend.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from .scan_contract import ScanBackend, grouped
 __all__ = ["BACKEND", "CUDA_INSTALL_HINT", "cuda_backend_available"]
 
 CUDA_INSTALL_HINT = (
-    "the 'cuda' scan backend needs mamba-ssm's compiled CUDA extension and a CUDA device; install it on a "
-    "GPU machine with `MAMBA_FORCE_BUILD=TRUE pip install --no-build-isolation '.[cuda]'`"
+    "the 'cuda' scan backend needs mamba-ssm's compiled CUDA extension and a CUDA device; build it on a GPU "
+    "machine with `./install.sh --cuda --with-mamba-ssm` (a source build of 10-30 minutes), or use the 'triton' "
+    "backend, which needs no build"
 )
 
 

@@ -1,0 +1,173 @@
+"""SS2D's four-direction cross scan, selective scan and merge as one op (VMamba's fused form).
+
+    y = cross_merge(selective_scan(cross_scan(x), delta, A, B, C, D, delta_bias))
+
+with the directions of VMamba's cross scan: row-major, column-major, and both reversed. Because the
+projections that produce delta, B and C act on each position alone, they can be computed on x in its own
+(row-major) order; this op takes them that way, so that x is read once and y written once:
+
+- ``x``: (batch, dim, H, W), the input all four directions scan;
+- ``delta``: (batch, 4, dim, H, W), direction k's time step at each spatial position;
+- ``A``: (4*dim, N); ``B``, ``C``: (batch, 4, N, H, W); ``D``, ``delta_bias``: (4*dim,), direction-major,
+  as in SS2D's parameters;
+- returns y: (batch, dim, H, W), the four directions' outputs summed, in x's dtype.
+
+On the ``triton`` backend the whole of it is one kernel (:func:`.scan_triton.triton_cross_scan_forward`)
+inside the custom op ``mamkpd::cross_selective_scan`` (autograd and fake kernel registered, so
+``torch.compile`` and ``torch.export`` see one node). Every other backend gathers the four scan orders,
+runs :func:`.selective_scan` on them and scatters the outputs back: the same numbers, the unfused traffic.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import scan_triton
+from .selective_scan import resolve_backend, selective_scan, selective_scan_flops
+
+__all__ = [
+    "DIRECTIONS",
+    "cross_scan_positions",
+    "cross_selective_scan",
+    "cross_selective_scan_flop_jit",
+    "cross_selective_scan_unfused",
+]
+
+DIRECTIONS = 4
+
+
+def check_cross_inputs(x, delta, A, B, C, D, delta_bias) -> None:
+    """Validate the cross scan's shapes; one line naming the argument that is wrong."""
+    if x.dim() != 4:
+        raise ValueError(f"cross_selective_scan: x must be (batch, dim, H, W), got shape {tuple(x.shape)}")
+    bsz, dim, height, width = x.shape
+    if A.dim() != 2 or A.shape[0] != DIRECTIONS * dim:
+        raise ValueError(f"cross_selective_scan: A must be (4*dim={DIRECTIONS * dim}, N), got shape {tuple(A.shape)}")
+    n = A.shape[1]
+    expected = {"delta": (bsz, DIRECTIONS, dim, height, width), "B": (bsz, DIRECTIONS, n, height, width)}
+    expected["C"] = expected["B"]
+    for name, t in (("delta", delta), ("B", B), ("C", C)):
+        if tuple(t.shape) != expected[name]:
+            raise ValueError(f"cross_selective_scan: {name} must be {expected[name]}, got shape {tuple(t.shape)}")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and tuple(t.shape) != (DIRECTIONS * dim,):
+            raise ValueError(f"cross_selective_scan: {name} must be (4*dim={DIRECTIONS * dim},), got {tuple(t.shape)}")
+
+
+def cross_scan_positions(height: int, width: int, device=None) -> Tensor:
+    """(4, H*W) long: the row-major spatial position of step t of each direction of the cross scan."""
+    rows = torch.arange(height * width, device=device)
+    cols = rows.reshape(height, width).t().flatten()
+    return torch.stack([rows, cols, rows.flip(0), cols.flip(0)])
+
+
+def cross_selective_scan_unfused(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend="auto"):
+    """The cross scan as gather -> :func:`.selective_scan` -> scatter-add, on any backend (autograd through it)."""
+    bsz, dim, height, width = x.shape
+    n, length = A.shape[1], height * width
+    order = cross_scan_positions(height, width, x.device)  # (4, L)
+
+    def in_scan_order(t: Tensor, channels: int) -> Tensor:  # (batch, 4, channels, L) by each direction's order
+        return t.flatten(3).gather(3, order[None, :, None, :].expand(bsz, DIRECTIONS, channels, length))
+
+    xs = x.flatten(2)[:, :, order].transpose(1, 2)  # (batch, 4, dim, L)
+    ys = selective_scan(
+        xs.reshape(bsz, DIRECTIONS * dim, length),
+        in_scan_order(delta, dim).reshape(bsz, DIRECTIONS * dim, length),
+        A,
+        in_scan_order(B, n),
+        in_scan_order(C, n),
+        D,
+        None,
+        delta_bias,
+        delta_softplus,
+        backend=backend,
+    )
+    # y[b, d, order[k, t]] += ys[b, k, d, t]
+    ys = ys.view(bsz, DIRECTIONS, dim, length).transpose(1, 2).reshape(bsz, dim, DIRECTIONS * length)
+    index = order.flatten()[None, None, :].expand(bsz, dim, DIRECTIONS * length)
+    y = ys.new_zeros(bsz, dim, length).scatter_add(2, index, ys)
+    return y.view(bsz, dim, height, width)
+
+
+# ------------------------------------------------------------------------------------------ custom op
+
+
+@torch.library.custom_op("mamkpd::cross_selective_scan", mutates_args=())
+def _cross_op(
+    x: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> Tensor:
+    return scan_triton.triton_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus).contiguous()
+
+
+@_cross_op.register_fake
+def _(x, delta, A, B, C, D, delta_bias, delta_softplus):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("mamkpd::cross_selective_scan_backward", mutates_args=())
+def _cross_backward_op(
+    gout: Tensor,
+    x: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    delta_softplus: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    grads = scan_triton.triton_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus)
+    return tuple(x.new_empty(0) if g is None else g.contiguous() for g in grads)  # empty: "no such input"
+
+
+@_cross_backward_op.register_fake
+def _(gout, x, delta, A, B, C, D, delta_bias, delta_softplus):
+    return tuple(x.new_empty(0) if t is None else t.new_empty(t.shape) for t in (x, delta, A, B, C, D, delta_bias))
+
+
+def _setup_context(ctx, inputs, output):
+    x, delta, A, B, C, D, delta_bias, delta_softplus = inputs
+    ctx.save_for_backward(x, delta, A, B, C, D, delta_bias)
+    ctx.delta_softplus = delta_softplus
+
+
+def _autograd_backward(ctx, gout):
+    saved = ctx.saved_tensors
+    grads = torch.ops.mamkpd.cross_selective_scan_backward(gout, *saved, ctx.delta_softplus)
+    return tuple(None if p is None else g for g, p in zip(grads, saved, strict=True)) + (None,)
+
+
+_cross_op.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
+def cross_selective_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend="auto"):
+    """SS2D's cross scan, selective scan and merge in one call (shapes in the module docstring).
+
+    ``backend`` as :func:`.selective_scan`; on ``triton`` (``auto`` on a CUDA device without mamba-ssm) the
+    fused kernel runs, reading x once and writing y once; elsewhere the scan runs on the gathered orders.
+    """
+    check_cross_inputs(x, delta, A, B, C, D, delta_bias)
+    name = resolve_backend(backend, x.device)
+    if name == "triton":
+        return torch.ops.mamkpd.cross_selective_scan(x, delta, A, B, C, D, delta_bias, delta_softplus)
+    return cross_selective_scan_unfused(x, delta, A, B, C, D, delta_bias, delta_softplus, backend=name)
+
+
+def cross_selective_scan_flop_jit(inputs, outputs) -> int:
+    """fvcore handle for ``mamkpd::cross_selective_scan``: the scan of 4*dim channels, as the unfused op counts."""
+    from fvcore.nn.jit_handles import get_shape
+
+    bsz, dim, height, width = get_shape(inputs[0])
+    d_state = get_shape(inputs[2])[1]
+    return selective_scan_flops(
+        bsz, DIRECTIONS * dim, height * width, d_state, with_D=get_shape(inputs[5]) is not None, with_z=False
+    )

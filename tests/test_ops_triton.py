@@ -1,0 +1,343 @@
+"""The ``triton`` scan backend and the fused cross scan against the reference: outputs and every gradient.
+
+Without a GPU the kernels run in Triton's interpreter on CPU tensors (small shapes, the interpreter's small
+tiles, so that every length below crosses a chunk and a channel block is partly masked); with one, the
+``gpu`` variants run the compiled kernels on the same cases.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_ops_selective_scan import NAMES, make_inputs, run
+from triton_interpreter import (  # sets TRITON_INTERPRET where there is no GPU, before the kernels are defined
+    TRITON_MISSING,
+    interpreters_own_scan,
+    requires_cuda,
+    requires_interpreter,
+    vectorised_interpreter_scan,
+)
+
+from mamkpd.models.layers.cross_scan import cross_merge, cross_scan
+from mamkpd.ops import (
+    AUTO_ORDER,
+    cross_scan_bytes_moved,
+    cross_selective_scan,
+    scan_bytes_moved,
+    selective_scan,
+    selective_scan_ref,
+)
+from mamkpd.ops.cross_selective_scan import cross_selective_scan_unfused
+
+DEVICES = [pytest.param("cpu", marks=requires_interpreter), pytest.param("cuda", marks=requires_cuda)]
+
+# Tolerance relative to the largest magnitude of each compared tensor. float64: the same arithmetic as the
+# reference up to association (exact formulas). float32: rounding of ~10^2 accumulated fp32 steps. fp16 and
+# bf16: both sides compute in fp32 from the same half inputs and round the result once, so they differ by
+# at most an ulp of the output dtype (2^-11, 2^-8 relative): two ulps.
+TOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+@pytest.fixture(autouse=True)
+def _fast_interpreter():
+    with vectorised_interpreter_scan():
+        yield
+
+
+def assert_scaled_close(got, want, dtype, name):
+    assert got.dtype == want.dtype, f"{name}: dtype {got.dtype} != {want.dtype}"
+    scale = want.double().abs().max().item()
+    torch.testing.assert_close(
+        got.double(), want.double(), rtol=TOL[dtype], atol=TOL[dtype] * max(scale, 1e-30), msg=f"{name}"
+    )
+
+
+def on(device, inputs, dtype=None, param_dtype=None):
+    """Inputs moved to ``device``; u, delta, B, C, z cast to ``dtype``, A, D, delta_bias to ``param_dtype``."""
+    params = ("A", "D", "delta_bias")
+    cast = lambda k, v: v.to(param_dtype if k in params and param_dtype else dtype or v.dtype)  # noqa: E731
+    return {k: None if v is None else cast(k, v).to(device) for k, v in inputs.items()}
+
+
+def check_against_reference(inputs, softplus, dtype):
+    ref_out, ref_grads = run("reference", inputs, softplus)
+    out, grads = run("triton", inputs, softplus)
+    assert_scaled_close(out, ref_out, dtype, "output")
+    assert set(grads) == set(ref_grads)
+    for name, g in grads.items():
+        assert g.shape == inputs[name].shape
+        assert_scaled_close(g, ref_grads[name], dtype, f"gradient of {name}")
+
+
+# ------------------------------------------------------------------------------------ per-group scan
+
+
+@requires_interpreter
+@pytest.mark.parametrize("reverse", [False, True])
+def test_vectorised_interpreter_scan_matches_the_interpreters(reverse):
+    from triton_interpreter import recurrence_kernel as recurrence
+
+    a, b = torch.rand(4, 16, dtype=torch.float64), torch.randn(4, 16, dtype=torch.float64)
+    fast, slow = torch.empty_like(a), torch.empty_like(a)
+    recurrence[(1,)](a, b, fast, 4, 16, reverse)  # inside the autouse fixture: vectorised
+    with interpreters_own_scan():
+        recurrence[(1,)](a, b, slow, 4, 16, reverse)
+    h, want = torch.zeros(4, dtype=torch.float64), torch.empty_like(a)
+    for t in reversed(range(16)) if reverse else range(16):
+        h = a[:, t] * h + b[:, t]
+        want[:, t] = h
+    torch.testing.assert_close(slow, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+# one step; exactly one chunk (16 steps); two chunks, the last partial. One state, and a number of states
+# that is not a power of two (a padded tile).
+@pytest.mark.parametrize("length, d_state", [(1, 5), (16, 1), (23, 5)])
+def test_triton_matches_reference(device, length, d_state):
+    # 12 channels in 2 groups: 6 a group, a partly masked channel block of 8
+    inputs = on(device, make_inputs(dim=12, d_state=d_state, length=length, groups=2))
+    check_against_reference(inputs, softplus=True, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "groups, options, softplus",
+    [
+        (None, dict(D=False, z=False, delta_bias=False), False),  # 3-d B and C, no optional input
+        (1, dict(D=True, z=False, delta_bias=False), True),
+        (4, dict(D=False, z=True, delta_bias=True), False),
+        (None, dict(D=True, z=True, delta_bias=True), True),
+    ],
+)
+def test_optional_inputs_and_groups(device, groups, options, softplus):
+    inputs = on(device, make_inputs(batch=1, length=13, groups=groups, **options))
+    check_against_reference(inputs, softplus, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_single_and_half_precision(device, dtype):
+    # SS2D's mix: activations in the compute dtype, A, D and delta_bias in float32
+    inputs = on(device, make_inputs(batch=1, length=23, groups=2), dtype=dtype, param_dtype=torch.float32)
+    check_against_reference(inputs, softplus=True, dtype=dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_three_d_B_with_one_group_C(device):
+    inputs = on(device, make_inputs(batch=1, length=20))
+    ref_out, ref_grads = run("reference", inputs, softplus=True)
+    out, grads = run("triton", {**inputs, "C": inputs["C"].unsqueeze(1)}, softplus=True)
+    assert_scaled_close(out, ref_out, torch.float64, "output")
+    assert grads["C"].shape == (1, 1, 8, 20)
+    assert_scaled_close(grads["C"].squeeze(1), ref_grads["C"], torch.float64, "gradient of C")
+    assert_scaled_close(grads["B"], ref_grads["B"], torch.float64, "gradient of B")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_other_tile_sizes(device):
+    # two channel blocks a group (their dB and dC meet in the atomics), one chunk longer than the sequence
+    from mamkpd.ops.scan_triton import KernelConfig, triton_scan_backward, triton_scan_forward
+
+    config = KernelConfig(block_d=4, block_t=32)
+    inputs = on(device, make_inputs(batch=1, dim=12, length=23, groups=2))
+    ref_out, ref_grads = run("reference", inputs, softplus=True)
+    args = [inputs[k] for k in NAMES]
+    gout = torch.linspace(-1, 1, ref_out.numel(), dtype=torch.float64, device=device).reshape(ref_out.shape)
+    out = triton_scan_forward(*args, delta_softplus=True, config=config)
+    assert_scaled_close(out, ref_out, torch.float64, "output")
+    grads = triton_scan_backward(gout, *args, delta_softplus=True, config=config)
+    for name, g in zip(NAMES, grads, strict=True):
+        assert_scaled_close(g, ref_grads[name], torch.float64, f"gradient of {name}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_custom_op_registration_with_triton(device):
+    inputs = on(device, make_inputs(batch=1, dim=4, d_state=2, length=5, groups=2, dtype=torch.float32))
+    for value in inputs.values():
+        value.requires_grad_(True)
+    args = tuple(inputs[k] for k in NAMES) + (True, "triton")
+    torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dynamo_traces_both_ops_in_one_graph(device):
+    # fullgraph: choosing the backend (its availability check) must not break the graph
+    inputs = on(device, make_inputs(batch=1, dim=4, d_state=2, length=9, groups=2, dtype=torch.float32))
+    scan = torch.compile(lambda **kw: selective_scan(**kw, backend="triton"), fullgraph=True, backend="eager")
+    torch.testing.assert_close(scan(**inputs), selective_scan(**inputs, backend="triton"))
+    cross = on(device, cross_inputs(batch=1, dim=2, height=3, width=4, d_state=2, dtype=torch.float32))
+    fused = torch.compile(lambda **kw: cross_selective_scan(**kw, backend="triton"), fullgraph=True, backend="eager")
+    torch.testing.assert_close(fused(**cross), cross_selective_scan(**cross, backend="triton"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TRITON_MISSING is not None, reason=TRITON_MISSING or "")
+def test_kernels_compile_for_a_gpu():
+    # the interpreter does not check what only the compiler refuses: compile for sm_90, in a process of its own
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = Path(__file__).with_name("triton_gpu_compile.py")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "backward, per group" in done.stdout and "forward, cross" in done.stdout
+
+
+def test_auto_prefers_mamba_ssm_then_triton_on_cuda():
+    assert AUTO_ORDER["cuda"] == ("cuda", "triton", "torch")
+    assert AUTO_ORDER["cpu"] == ("torch",)  # the interpreter is for tests, never picked by auto
+
+
+@pytest.mark.skipif(TRITON_MISSING is not None, reason=TRITON_MISSING or "")
+def test_unavailable_says_why(monkeypatch):
+    from mamkpd.ops import backend_unavailable, scan_triton
+
+    monkeypatch.setattr(scan_triton, "interpreting", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "needs a CUDA device, or TRITON_INTERPRET=1" in backend_unavailable("triton", "cpu")
+    inputs = make_inputs(batch=1, dim=2, length=3, dtype=torch.float32)
+    with pytest.raises(RuntimeError, match="CPU tensors only with TRITON_INTERPRET=1"):
+        scan_triton.triton_scan_forward(**inputs)
+
+
+# ---------------------------------------------------------------------------------- fused cross scan
+
+
+def cross_inputs(batch=2, dim=3, height=5, width=7, d_state=4, dtype=torch.float64, D=True, delta_bias=True):
+    g = torch.Generator().manual_seed(2)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
+    return dict(
+        x=r(batch, dim, height, width),
+        delta=0.5 * r(batch, 4, dim, height, width),
+        A=-(torch.rand(4 * dim, d_state, generator=g, dtype=dtype) + 0.1),
+        B=r(batch, 4, d_state, height, width),
+        C=r(batch, 4, d_state, height, width),
+        D=r(4 * dim) if D else None,
+        delta_bias=0.1 * r(4 * dim) if delta_bias else None,
+    )
+
+
+def scan_order(t):
+    """(batch, 4, c, H, W) at spatial positions -> (batch, 4, c, H*W) each in its own direction's order, as
+    SS2D's projections of cross_scan(x) produce them."""
+    return torch.stack([cross_scan(t[:, k])[:, k] for k in range(4)], dim=1)
+
+
+def models_cross_path(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+    """SS2D's unfused path: cross_scan -> selective_scan (reference) -> cross_merge."""
+    bsz, dim, height, width = x.shape
+    ys = selective_scan(
+        cross_scan(x).flatten(1, 2),
+        scan_order(delta).flatten(1, 2),
+        A,
+        scan_order(B),
+        scan_order(C),
+        D,
+        delta_bias=delta_bias,
+        delta_softplus=delta_softplus,
+        backend="reference",
+    )
+    return cross_merge(ys.view(bsz, 4, dim, height * width), height, width)
+
+
+def run_cross(fn, inputs, softplus, **kwargs):
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items() if v is not None}
+    out = fn(**{**inputs, **leaves}, delta_softplus=softplus, **kwargs)
+    weight = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
+    grads = torch.autograd.grad((out * weight).sum(), list(leaves.values()))
+    return out, dict(zip(leaves, grads, strict=True))
+
+
+def check_cross(inputs, softplus, dtype, **kwargs):
+    ref_inputs = {k: None if v is None else v.double().cpu() for k, v in inputs.items()}
+    ref_out, ref_grads = run_cross(models_cross_path, ref_inputs, softplus)
+    out, grads = run_cross(cross_selective_scan, inputs, softplus, **kwargs)
+    assert out.dtype == inputs["x"].dtype and out.shape == inputs["x"].shape
+    assert_scaled_close(out.double().cpu(), ref_out, dtype, "output")
+    assert set(grads) == set(ref_grads)
+    for name, g in grads.items():
+        assert g.dtype == inputs[name].dtype
+        assert_scaled_close(g.double().cpu(), ref_grads[name], dtype, f"gradient of {name}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "shape, options, softplus",
+    [
+        ((1, 5, 7), dict(), True),  # odd, non-square: columns and rows differ; 35 steps, three chunks
+        ((2, 4, 4), dict(D=False, delta_bias=False), False),  # two images: the batch offsets
+        ((1, 1, 3), dict(), True),  # one row: the column-major directions are the row-major ones
+    ],
+)
+def test_fused_cross_scan_matches_the_unfused_path(device, shape, options, softplus):
+    batch, height, width = shape
+    inputs = on(device, cross_inputs(batch=batch, height=height, width=width, **options))
+    check_cross(inputs, softplus, torch.float64, backend="triton")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_cross_scan_in_single_and_half_precision(device, dtype):
+    inputs = on(device, cross_inputs(batch=1, height=3, width=5), dtype=dtype, param_dtype=torch.float32)
+    # the reference runs in float64 on the same (rounded) inputs: what differs is the fp32 arithmetic and
+    # the rounding of the results to the inputs' dtype
+    check_cross(inputs, True, dtype, backend="triton")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_cross_op_registration(device):
+    inputs = on(device, cross_inputs(batch=1, dim=2, height=2, width=3, d_state=2, dtype=torch.float32))
+    for value in inputs.values():
+        value.requires_grad_(True)
+    args = (*inputs.values(), True)
+    torch.library.opcheck(torch.ops.mamkpd.cross_selective_scan.default, args)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_cross_scan_on_other_backends_is_the_unfused_path(backend):
+    # no triton needed: gather, scan, scatter-add
+    inputs = cross_inputs(height=3, width=5)
+    ref_out, ref_grads = run_cross(models_cross_path, inputs, True)
+    for fn in (cross_selective_scan, cross_selective_scan_unfused):
+        out, grads = run_cross(fn, inputs, True, backend=backend)
+        assert_scaled_close(out, ref_out, torch.float64, "output")
+        for name, g in grads.items():
+            assert_scaled_close(g, ref_grads[name], torch.float64, f"gradient of {name}")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(x=torch.zeros(2, 3, 35)), "x must be"),
+        (dict(A=torch.zeros(3, 4)), "A must be"),
+        (dict(delta=torch.zeros(2, 3, 5, 7)), "delta must be"),
+        (dict(B=torch.zeros(2, 4, 4, 7, 5)), "B must be"),
+        (dict(D=torch.zeros(3)), "D must be"),
+    ],
+)
+def test_cross_scan_bad_shapes_name_the_argument(change, message):
+    with pytest.raises(ValueError, match=message):
+        cross_selective_scan(**{**cross_inputs(dtype=torch.float32), **change}, backend="torch")
+
+
+# ------------------------------------------------------------------------------------ memory traffic
+
+
+def test_bytes_moved_counts_every_input_and_output_once():
+    inputs = make_inputs(batch=2, dim=8, length=30, d_state=4, groups=2, dtype=torch.float16, z=True)
+    inputs = {k: v.float() if k in ("A", "D", "delta_bias") else v for k, v in inputs.items()}
+    out = selective_scan_ref(**inputs)
+    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    assert scan_bytes_moved(2, 8, 30, 4, groups=2, itemsize=2, with_z=True) == nbytes([*inputs.values(), out])
+    # backward: the inputs and gout read, a gradient of every input written
+    assert scan_bytes_moved(2, 8, 30, 4, groups=2, itemsize=2, with_z=True, backward=True) == 2 * nbytes(
+        inputs.values()
+    ) + nbytes([out])
+    cross = cross_inputs(batch=2, dim=3, height=5, width=7, d_state=4, dtype=torch.float32)
+    y = cross["x"]  # same shape and dtype as the output
+    assert cross_scan_bytes_moved(2, 3, 5, 7, 4) == nbytes([*cross.values(), y])
+    assert cross_scan_bytes_moved(2, 3, 5, 7, 4, backward=True) == 2 * nbytes(cross.values()) + nbytes([y])
