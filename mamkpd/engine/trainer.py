@@ -272,7 +272,7 @@ def train(
 
 def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, val_set) -> TrainResult:
     from ..codecs import build_codec
-    from ..data import collate
+    from ..data import collate, worker_init
 
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
     if train_set is None:
@@ -299,6 +299,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.workers,
+        worker_init_fn=worker_init,
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",
         drop_last=False,
