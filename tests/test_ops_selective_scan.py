@@ -200,7 +200,7 @@ def test_numba_backend_is_optional():
 
 def test_numba_backend_uses_several_threads_and_gives_the_same_result():
     # task ranges run on torch's thread count; the split must not change a single bit
-    inputs = make_inputs(batch=3, dim=16, length=50, dtype=torch.float32, groups=4)
+    inputs = make_inputs(batch=3, dim=64, length=50, dtype=torch.float32, groups=4)
     previous = torch.get_num_threads()
     outs = []
     try:

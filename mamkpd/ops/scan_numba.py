@@ -32,7 +32,10 @@ from .scan_contract import ScanBackend, compute_dtype, grouped
 __all__ = ["BACKEND", "NUMBA_INSTALL_HINT"]
 
 NUMBA_INSTALL_HINT = "the 'numba' scan backend needs numba; install it with `pip install numba`"
-TASKS_PER_THREAD = 4  # task ranges (and backward channel blocks) per thread, for load balance
+TASKS_PER_THREAD = 4  # task ranges per thread, for load balance
+# backward tasks: each group's channels are cut into blocks until batch x groups x blocks reaches this; a
+# count fixed by the shapes alone (not the threads), so that gradients do not depend on the thread count
+BACKWARD_TASKS = 64
 
 
 def _unavailable() -> str | None:
@@ -118,9 +121,7 @@ def _numba_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     g = gout.detach().to(t["u"].dtype).contiguous()
     bsz, dim, length = u.shape
     groups, n_state = t["Bt"].shape[1], A.shape[1]
-    # split each group's channels into blocks when batch x groups alone would leave threads idle
-    pieces = TASKS_PER_THREAD * torch.get_num_threads()
-    blocks = max(1, min(dim // groups, math.ceil(pieces / (bsz * groups))))
+    blocks = max(1, min(dim // groups, math.ceil(BACKWARD_TASKS / (bsz * groups))))
     like = t["u"]
     grads = dict(
         gu=torch.empty_like(like),
@@ -136,7 +137,7 @@ def _numba_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     _run(
         kernels.scan_backward,
         bsz * groups * blocks,
-        pieces,
+        TASKS_PER_THREAD * torch.get_num_threads(),
         g.numpy(),
         *_np(t),
         bool(delta_softplus),
