@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from .scan_contract import ScanBackend, compute_dtype, grouped
+from .scan_contract import ScanBackend, compute_dtype, gradients_like, grouped
 
 __all__ = ["BACKEND", "NUMBA_INSTALL_HINT"]
 
@@ -145,20 +145,10 @@ def _numba_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         **out_arrays,
     )
     gB, gC = (grads[k].sum(2).transpose(-1, -2) for k in ("gB", "gC"))
-    if B.dim() == 3:
-        gB = gB.squeeze(1)
-    if C.dim() == 3:
-        gC = gC.squeeze(1)
-    cast = lambda grad, like: None if like is None else grad.to(like.dtype)  # noqa: E731
-    return (
-        cast(grads["gu"], u),
-        cast(grads["gdelta"], delta),
-        cast(grads["gA"].sum(0), A),
-        cast(gB, B),
-        cast(gC, C),
-        cast(grads["gD"].sum(0), D),
-        cast(grads["gz"], z),
-        cast(grads["gbias"].sum(0), delta_bias),
+    summed = (grads["gA"].sum(0), gB, gC, grads["gD"].sum(0))
+    return gradients_like(
+        (grads["gu"], grads["gdelta"], *summed, grads["gz"], grads["gbias"].sum(0)),
+        (u, delta, A, B, C, D, z, delta_bias),
     )
 
 
