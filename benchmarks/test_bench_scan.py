@@ -1,64 +1,112 @@
-"""Selective-scan backends at MamKPD stage-1 shape, and whole-model CPU throughput.
+"""Selective-scan backends at MamKPD stage-1 shape, and whole-model CPU throughput against HRNet-W32.
 
 Benchmarks, not tests: run with ``python -m pytest benchmarks --benchmark-enable``. pytest-benchmark
-prints the backends of one group side by side; compare them as ratios within one run.
+prints the backends of one group side by side; compare them as ratios within one run. The model group
+times MamKPD-B and HRNet-W32 alternately inside one benchmark, so that both see the same machine load;
+their img/s and ratio are in extra_info (``--benchmark-json``) and printed at the end of the run.
 """
+
+import time
 
 import pytest
 import torch
 
 import mamkpd
-from mamkpd.ops import selective_scan
+from mamkpd.ops import resolve_backend, selective_scan
 
-# stage 1 of MamKPD-B at 256x192: 4 directions x 192 inner channels, L = 64*48, d_state 8
-STAGE1 = dict(batch=8, dim=4 * 192, length=64 * 48, d_state=8, groups=4)
+# stage 1 of MamKPD-B at 256x192: 4 directions x 192 inner channels, L = 64*48, d_state 8, 4 groups
+STAGE1 = dict(dim=4 * 192, length=64 * 48, d_state=8, groups=4)
+MODEL_ROUNDS = 5
 
 
-@pytest.fixture(scope="module")
-def stage1_inputs():
+def stage1_inputs(batch):
     g = torch.Generator().manual_seed(0)
-    b, d, L, n, k = (STAGE1[key] for key in ("batch", "dim", "length", "d_state", "groups"))
+    d, L, n, k = (STAGE1[key] for key in ("dim", "length", "d_state", "groups"))
     return dict(
-        u=torch.randn(b, d, L, generator=g),
-        delta=0.5 * torch.randn(b, d, L, generator=g),
+        u=torch.randn(batch, d, L, generator=g),
+        delta=0.5 * torch.randn(batch, d, L, generator=g),
         A=-torch.rand(d, n, generator=g) * 2,
-        B=torch.randn(b, k, n, L, generator=g),
-        C=torch.randn(b, k, n, L, generator=g),
+        B=torch.randn(batch, k, n, L, generator=g),
+        C=torch.randn(batch, k, n, L, generator=g),
         D=torch.randn(d, generator=g),
         delta_bias=0.1 * torch.randn(d, generator=g),
     )
 
 
 @pytest.mark.benchmark(group="scan-stage1-forward")
-@pytest.mark.parametrize("backend", ["reference", "torch"])
-def test_scan_forward(benchmark, stage1_inputs, backend):
-    benchmark.extra_info.update(STAGE1, backend=backend, threads=torch.get_num_threads())
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("backend", ["reference", "torch", "numba"])
+def test_scan_forward(benchmark, backend, batch):
+    if backend == "reference" and batch > 1:
+        pytest.skip("the reference is timed at batch 1 only (minutes at batch 8)")
+    inputs = stage1_inputs(batch)
+    benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     with torch.inference_mode():
         benchmark.pedantic(
-            selective_scan, kwargs=dict(stage1_inputs, delta_softplus=True, backend=backend), rounds=3, warmup_rounds=1
+            selective_scan, kwargs=dict(inputs, delta_softplus=True, backend=backend), rounds=3, warmup_rounds=1
         )
 
 
 @pytest.mark.benchmark(group="scan-stage1-forward-backward")
-@pytest.mark.parametrize("backend", ["reference", "torch"])
-def test_scan_forward_backward(benchmark, stage1_inputs, backend):
-    leaves = {k: v.clone().requires_grad_(True) for k, v in stage1_inputs.items()}
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_scan_forward_backward(benchmark, backend, batch):
+    leaves = {k: v.requires_grad_(True) for k, v in stage1_inputs(batch).items()}
 
     def step():
         selective_scan(**leaves, delta_softplus=True, backend=backend).sum().backward()
 
-    benchmark.extra_info.update(STAGE1, backend=backend, threads=torch.get_num_threads())
+    benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     benchmark.pedantic(step, rounds=2, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="model-cpu-forward-vs-hrnet")
+@pytest.mark.parametrize("batch", [1, 8])
+def test_mamkpd_b_vs_hrnet_w32(benchmark, batch):
+    """fp32 forward, 256x192, MamKPD-B (auto scan backend) and HRNet-W32 timed alternately; the benchmark's
+    own time is one round of both."""
+    models = {name: mamkpd.create_model(name).eval() for name in ("mamkpd_b", "hrnet_w32")}
+    x = torch.randn(batch, 3, 256, 192, generator=torch.Generator().manual_seed(0))
+    seconds = {name: [] for name in models}
+
+    def one_round():
+        for name, model in models.items():
+            start = time.perf_counter()
+            model(x)
+            seconds[name].append(time.perf_counter() - start)
+
+    with torch.inference_mode():
+        for model in models.values():
+            model(x)  # warm-up (and the scan's JIT)
+        benchmark.pedantic(one_round, rounds=MODEL_ROUNDS, warmup_rounds=0)
+    ips = {name: batch / sorted(s)[len(s) // 2] for name, s in seconds.items()}  # median round
+    benchmark.extra_info.update(
+        batch=batch,
+        input_size=[256, 192],
+        threads=torch.get_num_threads(),
+        scan_backend=resolve_backend(models["mamkpd_b"].scan_backend, "cpu"),
+        mamkpd_b_img_per_s=round(ips["mamkpd_b"], 3),
+        hrnet_w32_img_per_s=round(ips["hrnet_w32"], 3),
+        ratio_mamkpd_over_hrnet=round(ips["mamkpd_b"] / ips["hrnet_w32"], 3),
+    )
+    print(
+        f"\nbatch {batch}: MamKPD-B {ips['mamkpd_b']:.2f} img/s, HRNet-W32 {ips['hrnet_w32']:.2f} img/s, "
+        f"ratio {ips['mamkpd_b'] / ips['hrnet_w32']:.2f} ({torch.get_num_threads()} threads)"
+    )
 
 
 @pytest.mark.benchmark(group="model-cpu-forward")
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("name", ["mamkpd_s", "mamkpd_b", "mamkpd_l"])
 def test_model_forward(benchmark, name, batch):
-    model = mamkpd.create_model(name, scan_backend="torch").eval()
+    model = mamkpd.create_model(name).eval()
     x = torch.randn(batch, 3, 256, 192)
     benchmark.extra_info.update(
-        model=name, batch=batch, input_size=[256, 192], scan_backend="torch", unit="samples per round = batch"
+        model=name,
+        batch=batch,
+        input_size=[256, 192],
+        scan_backend=resolve_backend(model.scan_backend, "cpu"),
+        unit="samples per round",
     )
     with torch.inference_mode():
         benchmark.pedantic(model, args=(x,), rounds=3, warmup_rounds=1)

@@ -25,7 +25,7 @@ def test_fps_json_and_store(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["model"] == "mamkpd_s" and out["median_samples_per_s"] > 0 and out["scan_backend"] == "torch"
+    assert out["model"] == "mamkpd_s" and out["median_samples_per_s"] > 0 and out["scan_backend"] == "numba"
     assert out["preset"]["name"] == "fp32" and out["input_size"] == [64, 48]
     assert "mamkpd_s" in store.read_text()
 

@@ -63,7 +63,7 @@ def test_cuda_device_without_cuda_is_an_error():
 
 def test_measurement_round_trip_and_store_rows(tmp_path):
     m = measure_model_fps("mamkpd_s", batch=2, input_size=(64, 48), protocol=TINY)
-    assert m.scan_backend == "torch" and m.input_size == (64, 48) and m.result.sample_count == 2
+    assert m.scan_backend == "numba" and m.input_size == (64, 48) and m.result.sample_count == 2
     back = FpsMeasurement.from_dict(m.as_dict())
     assert back.result.samples_per_s == m.result.samples_per_s and back.preset == m.preset
     store = ResultsStore(tmp_path / "r.csv")
@@ -72,7 +72,7 @@ def test_measurement_round_trip_and_store_rows(tmp_path):
     frame = store.read().frame
     # not at the paper's 256x192, so not keyed to Table 2
     assert set(frame["table"]) == {"fps"} and set(frame["status"]) == {"measured"}
-    assert frame["scan_backend"].iloc[0] == "torch" and frame["batch_size"].iloc[0] == 2
+    assert frame["scan_backend"].iloc[0] == "numba" and frame["batch_size"].iloc[0] == 2
     assert frame["sample"].iloc[0] == "person crop" and not math.isnan(frame["iqr"].iloc[0])
 
 

@@ -86,6 +86,22 @@ def test_backends_agree_on_a_whole_model():
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_numba_and_torch_backends_agree_on_a_whole_model_forward_and_backward():
+    model = mamkpd.create_model("mamkpd_t5a", input_size=(64, 48)).train()
+    x = torch.randn(2, 3, 64, 48)
+    results = {}
+    for backend in ("torch", "numba"):
+        model.scan_backend = backend
+        model.zero_grad()
+        out = model(x)
+        out.square().sum().backward()
+        results[backend] = (out.detach(), {k: p.grad.clone() for k, p in model.named_parameters()})
+    (out_t, grads_t), (out_n, grads_n) = results["torch"], results["numba"]
+    torch.testing.assert_close(out_n, out_t, rtol=1e-4, atol=1e-5)
+    for name, grad in grads_t.items():
+        torch.testing.assert_close(grads_n[name], grad, rtol=1e-4, atol=1e-5, msg=f"gradient of {name}")
+
+
 def test_scan_backend_reaches_every_block():
     model = mamkpd.create_model("mamkpd_t5a", scan_backend="reference")
     blocks = [m for m in model.modules() if isinstance(m, SS2D)]

@@ -1,9 +1,13 @@
-"""The ``torch`` scan against the reference: outputs and every gradient, per dtype."""
+"""The CPU scan backends (``torch``, ``numba``) against the reference: outputs and every gradient, per dtype."""
+
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from mamkpd.ops import (
+    backend_unavailable,
     resolve_backend,
     selective_scan,
     selective_scan_chunked,
@@ -14,6 +18,7 @@ from mamkpd.ops import (
 
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-9), torch.float32: dict(rtol=2e-4, atol=2e-4)}
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+CPU_BACKENDS = ("torch", "numba")
 
 
 def make_inputs(
@@ -44,13 +49,14 @@ def run(backend, inputs, softplus):
     return out, dict(zip(leaves, grads, strict=True))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("d_state", [1, 8, 16])
 @pytest.mark.parametrize("length", [1, 63, 130])  # one step, under one chunk (64), over two chunks
-def test_torch_matches_reference(dtype, d_state, length):
+def test_backend_matches_reference(backend, dtype, d_state, length):
     inputs = make_inputs(d_state=d_state, length=length, dtype=dtype, groups=2)
     ref_out, ref_grads = run("reference", inputs, softplus=True)
-    out, grads = run("torch", inputs, softplus=True)
+    out, grads = run(backend, inputs, softplus=True)
     torch.testing.assert_close(out, ref_out, **TOL[dtype])
     assert set(grads) == set(NAMES)
     for name in NAMES:
@@ -67,10 +73,11 @@ def test_torch_matches_reference(dtype, d_state, length):
 )
 @pytest.mark.parametrize("groups", [None, 1, 4])
 @pytest.mark.parametrize("softplus", [False, True])
-def test_optional_inputs_and_groups(options, groups, softplus):
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_optional_inputs_and_groups(backend, options, groups, softplus):
     inputs = make_inputs(length=65, groups=groups, **options)
     ref_out, ref_grads = run("reference", inputs, softplus)
-    out, grads = run("torch", inputs, softplus)
+    out, grads = run(backend, inputs, softplus)
     torch.testing.assert_close(out, ref_out, **TOL[torch.float64])
     assert set(grads) == set(ref_grads)
     for name, g in grads.items():
@@ -87,12 +94,13 @@ def test_other_formulations_match_reference(fn, length):
     )
 
 
-def test_half_precision_inputs_compute_in_float32():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_half_precision_inputs_compute_in_float32(backend):
     inputs = {
         k: (v.to(torch.bfloat16) if k in ("u", "delta", "z") else v.float()) if v is not None else None
         for k, v in make_inputs(length=40).items()
     }
-    out = selective_scan(**inputs, delta_softplus=True, backend="torch")
+    out = selective_scan(**inputs, delta_softplus=True, backend=backend)
     ref = selective_scan_ref(
         **{k: (v.float() if v is not None else None) for k, v in inputs.items()}, delta_softplus=True
     )
@@ -100,16 +108,17 @@ def test_half_precision_inputs_compute_in_float32():
     torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
 
 
-def test_custom_op_registration_is_consistent():
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_custom_op_registration_is_consistent(backend):
     inputs = make_inputs(length=20, dtype=torch.float32, groups=2)
-    args = tuple(inputs[k] for k in NAMES) + (True, "torch")
+    args = tuple(inputs[k] for k in NAMES) + (True, backend)
     for name in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
         inputs[name].requires_grad_(True)
     torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, args)
 
 
 def test_backend_selection():
-    assert resolve_backend("auto", "cpu") == "torch"
+    assert resolve_backend("auto", "cpu") == "numba"  # numba is a dependency: the compiled scan is the default
     assert resolve_backend("reference", "cpu") == "reference"
     with pytest.raises(ValueError, match="unknown scan backend 'fast'"):
         resolve_backend("fast", "cpu")
@@ -131,7 +140,7 @@ def test_backend_selection():
 )
 def test_bad_shapes_name_the_argument(change, message):
     inputs = {**make_inputs(dtype=torch.float32), **change}
-    for backend in ("reference", "torch"):
+    for backend in ("reference", *CPU_BACKENDS):
         with pytest.raises(ValueError, match=message):
             selective_scan(**inputs, backend=backend)
 
@@ -140,17 +149,18 @@ def test_three_d_B_pairs_only_with_a_one_group_C():
     # mamba-ssm reads a 3-d B or C as one group: a 3-d B with a 2-group C is refused before any backend runs
     inputs = make_inputs(length=30, dtype=torch.float32)
     two_groups = inputs["C"].reshape(2, 1, 8, 30).expand(2, 2, 8, 30).contiguous()
-    for backend in ("reference", "torch"):
+    for backend in ("reference", *CPU_BACKENDS):
         with pytest.raises(ValueError, match="B has 1 group.*but C has 2"):
             selective_scan(**{**inputs, "C": two_groups}, backend=backend)
     # ... while a one-group 4-d C is the same scan as the 3-d one, gradients in each argument's own shape
     inputs = make_inputs(length=30)
     ref_out, ref_grads = run("reference", inputs, softplus=True)
-    out, grads = run("torch", {**inputs, "C": inputs["C"].unsqueeze(1)}, softplus=True)
-    torch.testing.assert_close(out, ref_out, **TOL[torch.float64])
-    assert grads["C"].shape == (2, 1, 8, 30)
-    torch.testing.assert_close(grads["C"].squeeze(1), ref_grads["C"], **TOL[torch.float64])
-    torch.testing.assert_close(grads["B"], ref_grads["B"], **TOL[torch.float64])
+    for backend in CPU_BACKENDS:
+        out, grads = run(backend, {**inputs, "C": inputs["C"].unsqueeze(1)}, softplus=True)
+        torch.testing.assert_close(out, ref_out, **TOL[torch.float64])
+        assert grads["C"].shape == (2, 1, 8, 30)
+        torch.testing.assert_close(grads["C"].squeeze(1), ref_grads["C"], **TOL[torch.float64])
+        torch.testing.assert_close(grads["B"], ref_grads["B"], **TOL[torch.float64])
 
 
 def test_flop_formula():
@@ -169,3 +179,37 @@ def test_parallel_form_any_chunk(chunk):
         selective_scan_ref(**inputs, delta_softplus=True),
         **TOL[torch.float64],
     )
+
+
+def test_numba_backend_is_optional():
+    # without numba the package imports, ``auto`` falls back to ``torch`` and asking for ``numba`` says how to get it
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import importlib.util; find = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'numba' else find(name, *a)\n"
+        "from mamkpd.ops import resolve_backend\n"
+        "print(resolve_backend('auto', 'cpu'))\n"
+        "resolve_backend('numba', 'cpu')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "torch"
+    assert "pip install numba" in result.stderr.strip().splitlines()[-1]
+    assert backend_unavailable("numba", "cpu") is None
+    assert "only on CPU" in backend_unavailable("numba", "cuda")
+
+
+def test_numba_backend_uses_several_threads_and_gives_the_same_result():
+    # task ranges run on torch's thread count; the split must not change a single bit
+    inputs = make_inputs(batch=3, dim=64, length=50, dtype=torch.float32, groups=4)
+    previous = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            outs.append(run("numba", inputs, softplus=True))
+    finally:
+        torch.set_num_threads(previous)
+    (out1, grads1), (out3, grads3) = outs
+    assert torch.equal(out1, out3)
+    for name in grads1:
+        assert torch.equal(grads1[name], grads3[name]), name

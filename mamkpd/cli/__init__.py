@@ -19,7 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..data.threads import set_main_process_threads
+
     args = build_parser().parse_args(argv)
+    set_main_process_threads()  # OMP_NUM_THREADS if set, else torch's default within this process's CPUs
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:

@@ -2,5 +2,17 @@
 
 from mamkpd.data.dataset import TopDownDataset, build_dataset, collate
 from mamkpd.data.infos import DATASETS, AugmentConfig, DatasetInfo, get_info
+from mamkpd.data.threads import main_process_threads, set_main_process_threads, worker_init
 
-__all__ = ["DATASETS", "AugmentConfig", "DatasetInfo", "TopDownDataset", "build_dataset", "collate", "get_info"]
+__all__ = [
+    "DATASETS",
+    "AugmentConfig",
+    "DatasetInfo",
+    "TopDownDataset",
+    "build_dataset",
+    "collate",
+    "get_info",
+    "main_process_threads",
+    "set_main_process_threads",
+    "worker_init",
+]

@@ -306,7 +306,7 @@ def setup_training(
 ) -> TrainingRun:
     """Seed, data, model (DDP-wrapped under torchrun), optimizer, LR schedule, AMP scaler; resume when asked."""
     from ..codecs import build_codec
-    from ..data import collate
+    from ..data import collate, worker_init
     from ..models import create_model
 
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
@@ -334,6 +334,7 @@ def setup_training(
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.workers,
+        worker_init_fn=worker_init,
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",
         drop_last=False,

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ScanBackend", "check_inputs", "compute_dtype", "effective_delta", "finish", "grouped"]
+__all__ = ["ScanBackend", "check_inputs", "compute_dtype", "effective_delta", "finish", "gradients_like", "grouped"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,13 @@ def finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
     if z is not None:
         y = y * F.silu(z)
     return y
+
+
+def gradients_like(grads, inputs) -> tuple:
+    """Backend gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias), dB and dC 4-d, returned each in its
+    input's shape and dtype (3-d for a 3-d B or C), None for an absent input."""
+    grads = list(grads)
+    for i in (3, 4):  # B, C
+        if inputs[i].dim() == 3:
+            grads[i] = grads[i].squeeze(1)
+    return tuple(None if x is None else g.to(x.dtype) for g, x in zip(grads, inputs, strict=True))

@@ -11,7 +11,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .scan_contract import ScanBackend, always_available, check_inputs, compute_dtype, effective_delta, finish, grouped
+from .scan_contract import (
+    ScanBackend,
+    always_available,
+    check_inputs,
+    compute_dtype,
+    effective_delta,
+    finish,
+    gradients_like,
+    grouped,
+)
 
 __all__ = ["BACKEND", "CHUNK", "selective_scan_chunked"]
 
@@ -140,21 +149,7 @@ def _chunked_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if delta_softplus:
         gd = gd * torch.sigmoid(raw)
     gbias = None if delta_bias is None else gd.sum((0, 2))
-    if B.dim() == 3:
-        gB = gB.squeeze(1)
-    if C.dim() == 3:
-        gC = gC.squeeze(1)
-    cast = lambda grad, like: None if grad is None else grad.to(like.dtype)  # noqa: E731
-    return (
-        cast(gu, u),
-        cast(gd, delta),
-        cast(gA, A),
-        cast(gB, B),
-        cast(gC, C),
-        cast(gD, D),
-        cast(gz, z),
-        cast(gbias, delta_bias),
-    )
+    return gradients_like((gu, gd, gA, gB, gC, gD, gz, gbias), (u, delta, A, B, C, D, z, delta_bias))
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):

@@ -9,6 +9,8 @@ Arguments and shapes are mamba-ssm's (see :mod:`.scan_contract`). Backends:
   the oracle.
 - ``torch``: a chunked scan in plain PyTorch with a hand-written backward (:mod:`.scan_torch`); runs
   anywhere.
+- ``numba``: the loops over time compiled by numba, parallel over batch x channels (:mod:`.scan_numba`);
+  what ``auto`` picks on a CPU where numba is installed.
 - ``cuda``: mamba-ssm's compiled kernel (:mod:`.scan_cuda`).
 - ``triton``: Triton kernels, forward and backward (:mod:`.scan_triton`); any CUDA device where triton
   imports, and CPU tensors under ``TRITON_INTERPRET=1`` (Triton's interpreter, for tests).
@@ -25,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import scan_cuda, scan_torch, scan_triton
+from . import scan_cuda, scan_numba, scan_torch, scan_triton
 from .scan_contract import ScanBackend, check_inputs
 from .scan_reference import selective_scan_ref
 
@@ -42,10 +44,10 @@ __all__ = [
 
 # Backends that run inside the custom op, by name.
 SCAN_BACKENDS: dict[str, ScanBackend] = {
-    b.name: b for b in (scan_torch.BACKEND, scan_cuda.BACKEND, scan_triton.BACKEND)
+    b.name: b for b in (scan_torch.BACKEND, scan_numba.BACKEND, scan_cuda.BACKEND, scan_triton.BACKEND)
 }
 # What ``auto`` tries, in order, for tensors on each device type.
-AUTO_ORDER: dict[str, tuple[str, ...]] = {"cpu": ("torch",), "cuda": ("cuda", "triton", "torch")}
+AUTO_ORDER: dict[str, tuple[str, ...]] = {"cpu": ("numba", "torch"), "cuda": ("cuda", "triton", "torch")}
 BACKENDS = ("auto", "reference", *SCAN_BACKENDS)
 
 

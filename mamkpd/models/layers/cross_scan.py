@@ -1,17 +1,26 @@
 """VMamba's four-direction cross scan and its merge."""
 
-import torch
 from torch import Tensor
 
 
 def cross_scan(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, 4, C, H*W): row-major, column-major, and both reversed."""
+    """(B, C, H, W) -> (B, 4, C, H*W): row-major, column-major, and both reversed. x may be in any memory
+    layout (channels-last too): each order is read from it where it lies."""
     if x.dim() != 4:
         raise ValueError(f"cross_scan expects (B, C, H, W), got shape {tuple(x.shape)}")
-    rows = x.flatten(2)
-    cols = x.transpose(2, 3).flatten(2)
-    forward = torch.stack([rows, cols], dim=1)
-    return torch.cat([forward, forward.flip(-1)], dim=1)
+    return cross_scan_per_direction(x.unsqueeze(1).expand(-1, 4, -1, -1, -1))
+
+
+def cross_scan_per_direction(x: Tensor) -> Tensor:
+    """(B, 4, C, H, W) -> (B, 4, C, H*W): direction k of x put in scan order k (row-major, column-major, both
+    reversed), each written once into the output, whatever the memory layout of x."""
+    bsz, _, ch, height, width = x.shape
+    out = x.new_empty(bsz, 4, ch, height * width)
+    out[:, 0].view(bsz, ch, height, width).copy_(x[:, 0])
+    out[:, 1].view(bsz, ch, width, height).copy_(x[:, 1].transpose(2, 3))
+    out[:, 2].view(bsz, ch, height, width).copy_(x[:, 2].flip(-2, -1))
+    out[:, 3].view(bsz, ch, width, height).copy_(x[:, 3].transpose(2, 3).flip(-2, -1))
+    return out
 
 
 def cross_merge(y: Tensor, height: int, width: int) -> Tensor:

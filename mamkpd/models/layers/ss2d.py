@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...ops import selective_scan
-from .cross_scan import cross_merge, cross_scan
+from .cross_scan import cross_merge, cross_scan, cross_scan_per_direction
 
 DIRECTIONS = 4  # cross scan: rows, columns, and both reversed
 
@@ -72,13 +72,17 @@ class SS2D(nn.Module):
         x = self.in_proj(x)
         if self.z_gate:
             x, z = x.chunk(2, dim=-1)
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
-        xs = cross_scan(x)  # (B, 4, d_inner, L)
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        # the depthwise conv keeps the channels-last memory of its input: x stays (B, H, W, d_inner) in memory
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        # x_proj of all four directions as one GEMM on the image in its own order; only its few output channels
+        # (dt_rank + 2 d_state per direction) are then put in each direction's order, not the d_inner inputs
+        x_dbl = F.linear(x.reshape(bsz, height * width, self.d_inner), self.x_proj_weight.flatten(0, 1))
+        x_dbl = cross_scan_per_direction(x_dbl.view(bsz, height, width, DIRECTIONS, -1).permute(0, 3, 4, 1, 2))
         dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        # (B, 4, d_inner, L) straight out of the batched GEMM, contiguous as the scan takes it
+        dts = torch.matmul(self.dt_projs_weight.expand(bsz, -1, -1, -1), dts)
         ys = selective_scan(
-            xs.flatten(1, 2),
+            cross_scan(x.permute(0, 3, 1, 2)).flatten(1, 2),
             dts.flatten(1, 2),
             -torch.exp(self.A_logs.float()),
             Bs,
