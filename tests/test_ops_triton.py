@@ -189,7 +189,7 @@ def test_kernels_compile_for_a_gpu():
 
 def test_auto_prefers_mamba_ssm_then_triton_on_cuda():
     assert AUTO_ORDER["cuda"] == ("cuda", "triton", "torch")
-    assert AUTO_ORDER["cpu"] == ("torch",)  # the interpreter is for tests, never picked by auto
+    assert "triton" not in AUTO_ORDER["cpu"]  # the interpreter is for tests, never picked by auto
 
 
 @pytest.mark.skipif(TRITON_MISSING is not None, reason=TRITON_MISSING or "")
