@@ -8,12 +8,16 @@ environment. Here the suite's own functions run on the same inputs and must give
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mamkpd.codecs import MSRAHeatmap, UDPHeatmap
+from mamkpd.data import DATASETS
 from mamkpd.data.samples import samples_root
 from mamkpd.data.transforms import crop_to_image, get_affine_transform
 
@@ -100,6 +104,14 @@ def _prediction_arrays(inputs: dict) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- AP-10K
+def test_ap10k_sigmas_and_flip_pairs_match_mmpose():
+    ref = _json("ap10k_constants.json")
+    info = DATASETS["ap10k"]
+    assert info.num_keypoints == len(ref["keypoint_names"])
+    np.testing.assert_allclose(info.sigmas, ref["sigmas"], rtol=1e-7)  # MMPose keeps them as float32
+    assert {tuple(sorted(p)) for p in info.flip_pairs} == {tuple(sorted(p)) for p in ref["flip_pairs"]}
+
+
 class ScriptedRng:
     """Replays the random draws a reference recorded, checking that each is asked for in its order."""
 
@@ -122,6 +134,39 @@ class ScriptedRng:
 
     def uniform(self, low=0.0, high=1.0, size=None):
         return np.asarray(self._next("uniform"))
+
+
+@needs_ap10k_samples
+def test_eval_results_ap10k_matches_xtcocotools_with_mmpose_sigmas():
+    ref = _json("ap10k_samples_ap.json")
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mamkpd.cli",
+            "eval-results",
+            "--dataset",
+            "ap10k",
+            "--ann-file",
+            str(SAMPLES / "ap10k" / "test_ap10k.json"),
+            "--results",
+            str(FIXTURES / ref["results_file"]),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    for name, value in ref["stats"].items():
+        if value == -1:  # COCOeval's "no ground truth in this area range"; the CLI prints null
+            assert out[name] is None, name
+        else:
+            assert out[name] == pytest.approx(value, abs=1e-12), name
 
 
 # --------------------------------------------------------------------------------------------- MPII

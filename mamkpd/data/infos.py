@@ -108,8 +108,8 @@ AP10K_KEYPOINTS = (
     "right_knee",
     "right_back_paw",
 )
-# MMPose configs/_base_/datasets/ap10k.py: AP-10K's paper gives no sigmas, MMPose adapted COCO's;
-# these are the values ViTPose and the AP-10K baselines were evaluated with.
+# MMPose configs/_base_/datasets/ap10k.py, in AP-10K's keypoint order (not COCO's): AP-10K's paper gives no
+# sigmas; these are the values MMPose's AP-10K evaluation, its OKS-NMS and ViTPose use.
 AP10K_SIGMAS = np.array(
     [
         0.025,
@@ -118,16 +118,16 @@ AP10K_SIGMAS = np.array(
         0.035,
         0.035,
         0.079,
+        0.072,
+        0.062,
         0.079,
         0.072,
-        0.072,
-        0.062,
         0.062,
         0.107,
-        0.107,
-        0.087,
         0.087,
         0.089,
+        0.107,
+        0.087,
         0.089,
     ],
     dtype=np.float64,
