@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from mamkpd.codecs import MSRAHeatmap, UDPHeatmap
-from mamkpd.data import DATASETS
+from mamkpd.data import DATASETS, build_dataset
 from mamkpd.data.samples import samples_root
-from mamkpd.data.transforms import crop_to_image, get_affine_transform
+from mamkpd.data.transforms import affine_points, crop_to_image, flip_keypoints, get_affine_transform
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +112,31 @@ def test_ap10k_sigmas_and_flip_pairs_match_mmpose():
     assert {tuple(sorted(p)) for p in info.flip_pairs} == {tuple(sorted(p)) for p in ref["flip_pairs"]}
 
 
+def test_ap10k_recipe_matches_mmpose0_config():
+    """Half-body's upper/lower split (right front paw, 10, is lower), the box-centre shift, the other
+    factors, and the order of the steps of MMPose 0.x's AP-10K training pipeline."""
+    ref = _json("ap10k_constants.json")
+    info = DATASETS["ap10k"]
+    assert sorted(info.upper_body_ids) == ref["upper_body_ids"]
+    assert sorted(set(range(info.num_keypoints)) - set(info.upper_body_ids)) == ref["lower_body_ids"]
+    steps = {s["type"]: s for s in ref["train_pipeline"]}
+    aug = info.augment
+    assert (aug.center_shift_factor, aug.center_shift_prob) == (
+        steps["TopDownRandomShiftBboxCenter"]["shift_factor"],
+        steps["TopDownRandomShiftBboxCenter"]["prob"],
+    )
+    assert aug.flip_prob == steps["TopDownRandomFlip"]["flip_prob"]
+    assert (aug.half_body_min_joints, aug.half_body_prob) == (
+        steps["TopDownHalfBodyTransform"]["num_joints_half_body"],
+        steps["TopDownHalfBodyTransform"]["prob_half_body"],
+    )
+    rot = steps["TopDownGetRandomScaleRotation"]
+    assert (aug.rotation_factor, aug.scale_factor) == (rot["rot_factor"], rot["scale_factor"])
+    order = [s["type"] for s in ref["train_pipeline"]]
+    flip_first = order.index("TopDownRandomFlip") < order.index("TopDownHalfBodyTransform")
+    assert aug.order == ("mmpose" if flip_first else "hrnet")
+
+
 class ScriptedRng:
     """Replays the random draws a reference recorded, checking that each is asked for in its order."""
 
@@ -134,6 +159,42 @@ class ScriptedRng:
 
     def uniform(self, low=0.0, high=1.0, size=None):
         return np.asarray(self._next("uniform"))
+
+
+@needs_ap10k_samples
+def test_ap10k_augmentation_replays_mmpose0_pipeline(monkeypatch):
+    """MMPose 0.x's AP-10K recipe, draw for draw: box-centre shift, flip, half-body (paw 10 typed
+    lower), scale and rotation, in that order; the crop's centre, size, rotation and joints agree."""
+    ref = _json("ap10k_augmentation.json")
+    ann = SAMPLES / "ap10k" / ref["ann_file"]
+    ds = build_dataset("ap10k", "train", ann_file=str(ann), image_dir=str(ann.parent), train=True, seed=0)
+    gt = json.loads(ann.read_text())
+    target = next(a for a in gt["annotations"] if a["id"] == ref["annotation_id"])
+    index = next(
+        i
+        for i, r in enumerate(ds.records)
+        if r.image_id == target["image_id"]
+        and np.allclose(r.keypoints[:, :2], np.reshape(target["keypoints"], (-1, 3))[:, :2])
+    )
+    rec = ds.records[index]
+    np.testing.assert_allclose(rec.center, ref["initial_center"], atol=1e-3)
+    np.testing.assert_allclose(rec.scale, ref["initial_scale_px"], rtol=1e-5)
+    w, h = ref["image_size_wh"]
+    image = np.zeros((h, w, 3), dtype=np.uint8)
+    for trial in ref["trials"]:
+        rng = ScriptedRng(trial["draws"])
+        monkeypatch.setattr(ds, "_rng", lambda i, rng=rng: rng)
+        meta = ds._make_item(index, rec, image)["meta"]
+        assert not rng.draws, f"the reference drew {len(rng.draws)} more number(s): {rng.draws}"
+        assert meta["flipped"] == trial["flipped"]
+        assert meta["rotation"] == pytest.approx(trial["rotation"])
+        np.testing.assert_allclose(meta["center"], trial["center"], atol=1e-3)
+        np.testing.assert_allclose(meta["scale"], trial["scale_px"], rtol=1e-5)
+        kp = flip_keypoints(rec.keypoints, w, ds.info.flip_pairs) if meta["flipped"] else rec.keypoints
+        crop = get_affine_transform(meta["center"], meta["scale"], meta["rotation"], (256, 256))
+        visible = np.asarray(trial["visible"]) > 0
+        joints = affine_points(kp[:, :2], crop)
+        np.testing.assert_allclose(joints[visible], np.asarray(trial["joints"])[visible], atol=2e-3)
 
 
 @needs_ap10k_samples

@@ -155,21 +155,37 @@ class TopDownDataset(Dataset):
         flipped = False
         if self.train:
             rng = self._rng(index)
-            visible = keypoints[:, 2] > 0
-            if (
-                aug.half_body_prob > 0
-                and visible.sum() > aug.half_body_min_joints
-                and rng.random() < aug.half_body_prob
-            ):
-                half = half_body_center_scale(keypoints, visible, info.upper_body_ids, w / h, rng)
-                if half is not None:
-                    center, scale = half
-            factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor, aug.rotation_prob)
+
+            def half_body(keypoints, center, scale):
+                visible = keypoints[:, 2] > 0
+                if (
+                    aug.half_body_prob > 0
+                    and visible.sum() > aug.half_body_min_joints
+                    and rng.random() < aug.half_body_prob
+                ):
+                    half = half_body_center_scale(keypoints, visible, info.upper_body_ids, w / h, rng)
+                    if half is not None:
+                        return half
+                return center, scale
+
+            def flip(keypoints, center):
+                if rng.random() <= aug.flip_prob:
+                    keypoints = flip_keypoints(keypoints, image.shape[1], info.flip_pairs)
+                    center = np.array([image.shape[1] - 1 - center[0], center[1]], dtype=center.dtype)
+                    return keypoints, center, True
+                return keypoints, center, False
+
+            if aug.order == "mmpose":  # MMPose 0.x: centre shift, flip, half-body, scale/rotation
+                if aug.center_shift_prob > 0 and rng.random() < aug.center_shift_prob:
+                    center = center + rng.uniform(-1, 1, 2) * aug.center_shift_factor * scale
+                keypoints, center, flipped = flip(keypoints, center)
+                center, scale = half_body(keypoints, center, scale)
+                factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor, aug.rotation_prob)
+            else:  # HRNet's JointsDataset: half-body, scale/rotation, flip
+                center, scale = half_body(keypoints, center, scale)
+                factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor, aug.rotation_prob)
+                keypoints, center, flipped = flip(keypoints, center)
             scale = scale * factor
-            if rng.random() <= aug.flip_prob:
-                flipped = True
-                keypoints = flip_keypoints(keypoints, image.shape[1], info.flip_pairs)
-                center[0] = image.shape[1] - 1 - center[0]
         crop = get_affine_transform(center, scale, rotation, (w, h), udp=self.codec.use_udp)
         warp = crop
         if flipped:  # crop of the mirrored image == crop matrix composed with the mirror
