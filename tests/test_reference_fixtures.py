@@ -46,6 +46,23 @@ def test_affine_transform_matches_hrnet():
         np.testing.assert_allclose(ours, case["matrix"], rtol=1e-5, atol=1e-3, err_msg=str(case))
 
 
+@pytest.mark.parametrize("version", ["mmpose1", "mmpose0"])
+def test_udp_warp_matches_mmpose(version):
+    """ViTPose's UDP crop: separate x and y factors, (W-1)/w and (H-1)/h, and MMPose's rotation direction."""
+    for case in _json("udp_warp_matrix.json")["cases"]:
+        ours = get_affine_transform(case["center"], case["scale"], case["rotation"], case["output_size"], udp=True)
+        ref = np.asarray(case[version])
+        # compare where the crop's corners come from: crop pixels -> image pixels
+        w, h = case["output_size"]
+        corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1], [(w - 1) / 2, (h - 1) / 2]])
+        inv_ref = np.linalg.inv(np.vstack([ref, [0, 0, 1]]))[:2]
+        inv_ours = get_affine_transform(
+            case["center"], case["scale"], case["rotation"], case["output_size"], inverse=True, udp=True
+        )
+        np.testing.assert_allclose(affine_points(corners, inv_ours), affine_points(corners, inv_ref), atol=1e-3)
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-4, err_msg=str(case))
+
+
 # ------------------------------------------------------------------------------------------- codecs
 @pytest.fixture(scope="module")
 def codec_ref():
@@ -72,6 +89,30 @@ def _decode_to_image(codec_ref, name):
     crop_xy, scores = codec.decode(codec_ref["decode_heatmaps"][None])
     image_xy = crop_to_image(crop_xy[0], codec_ref["center"], codec_ref["scale"], (256, 192), udp=codec.use_udp)
     return image_xy, scores[0]
+
+
+@pytest.mark.parametrize(("name", "reference"), [("dark", "dark"), ("udp", "udp0")])
+def test_codec_decoding_matches_reference(codec_ref, name, reference):
+    """Decoded points in image pixels, for peaks inside and at the border. DARK: MMPose 1.x's codec and
+    its top-down estimator's mapping back through the box. UDP: MMPose 0.x's keypoints_from_heatmaps
+    with post_dark_udp, the path ViTPose's numbers come from."""
+    image_xy, scores = _decode_to_image(codec_ref, name)
+    np.testing.assert_allclose(scores, codec_ref[f"{reference}_scores"], rtol=1e-6)
+    np.testing.assert_allclose(image_xy, codec_ref[f"{reference}_image_xy"], atol=2e-3)
+
+
+def test_udp_decoding_matches_mmpose1_away_from_the_border(codec_ref):
+    """MMPose 1.x's UDPHeatmap blurs with zero padding and restores each map's maximum before its
+    Newton step, 0.x (ViTPose) blurs with cv2's reflected border: the two agree only for peaks at
+    least the blur radius (5 px) from the border, where they must agree with the suite too."""
+    image_xy, scores = _decode_to_image(codec_ref, "udp")
+    heatmaps = codec_ref["decode_heatmaps"]
+    h, w = heatmaps.shape[1:]
+    peak = np.stack(np.unravel_index(heatmaps.reshape(len(heatmaps), -1).argmax(1), (h, w))[::-1], -1)
+    inside = np.all((peak >= 5) & (peak <= np.array([w, h]) - 6), axis=1)
+    assert inside.any()
+    np.testing.assert_allclose(scores, codec_ref["udp_scores"], rtol=1e-6)
+    np.testing.assert_allclose(image_xy[inside], codec_ref["udp_image_xy"][inside], atol=2e-3)
 
 
 def test_msra_decoding_matches_hrnet_final_preds():
