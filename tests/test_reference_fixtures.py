@@ -20,6 +20,8 @@ from mamkpd.codecs import MSRAHeatmap, UDPHeatmap
 from mamkpd.data import DATASETS, build_dataset
 from mamkpd.data.samples import samples_root
 from mamkpd.data.transforms import affine_points, crop_to_image, flip_keypoints, get_affine_transform
+from mamkpd.engine.inference import OKS_NMS_THR, RESCORE_THR, build_coco_results
+from mamkpd.evaluation import oks_nms, oks_nms_indices, rescore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -142,6 +144,35 @@ def _prediction_arrays(inputs: dict) -> dict:
         "box_score": boxes[:, 5],
         "area": boxes[:, 4],
     }
+
+
+def test_rescoring_and_oks_nms_match_hrnet():
+    """The suite's COCO post-processing (as engine.inference.evaluate runs it) against HRNet's
+    evaluate: the same people kept, in the same order, with the same rescored scores. Keypoint
+    scores just above the 0.2 threshold must count, so nothing may be rounded before this step."""
+    ref = _json("hrnet_rescore_oks_nms.json")
+    results = build_coco_results(_prediction_arrays(ref["inputs"]))
+    kept = oks_nms(rescore(results, thr=RESCORE_THR), thr=OKS_NMS_THR, sigmas=DATASETS["coco"].sigmas)
+    assert [r["image_id"] for r in kept] == [r["image_id"] for r in ref["kept"]]
+    np.testing.assert_allclose([r["score"] for r in kept], [r["score"] for r in ref["kept"]], rtol=1e-6)
+    np.testing.assert_allclose([r["keypoints"] for r in kept], [r["keypoints"] for r in ref["kept"]], atol=1e-4)
+
+
+def test_oks_nms_with_ap10k_sigmas_matches_mmpose():
+    ref = _json("hrnet_rescore_oks_nms.json")
+    results = rescore(build_coco_results(_prediction_arrays(ref["inputs"])), thr=RESCORE_THR)
+    by_image: dict[int, list[dict]] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    groups = list(by_image.values())
+    assert len(groups) == len(ref["ap10k_kept"])
+    for group, scores, kept in zip(groups, ref["ap10k_rescored_scores"], ref["ap10k_kept"], strict=True):
+        np.testing.assert_allclose([r["score"] for r in group], scores, rtol=1e-6)
+        kp = np.array([np.reshape(r["keypoints"], (-1, 3)) for r in group])
+        ours = oks_nms_indices(
+            kp, np.array(scores), np.array([r["area"] for r in group]), 0.9, DATASETS["ap10k"].sigmas
+        )
+        assert ours == kept
 
 
 # -------------------------------------------------------------------------------------------- AP-10K
