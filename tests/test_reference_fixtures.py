@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mamkpd.codecs import MSRAHeatmap, UDPHeatmap
 from mamkpd.data import DATASETS, build_dataset
@@ -304,3 +305,34 @@ def test_eval_results_ap10k_matches_xtcocotools_with_mmpose_sigmas():
 
 # --------------------------------------------------------------------------------------------- MPII
 # --------------------------------------------------------------------------------------------- RTMO
+def test_rtmo_decoding_matches_mmpose():
+    """RTMOHead.predict's people (boxes, scores, DCC keypoints) for fixed head outputs: priors of
+    MlvlPointGenerator(centralize_points=True), x*stride + (stride-1)/2."""
+    import mamkpd
+    from baselines.rtmo import _priors
+
+    ref = _npz("rtmo_decode.npz")
+    h, w = (int(v) for v in ref["input_hw"])
+    model = mamkpd.create_model("rtmo_s", input_size=(h, w)).eval()
+    priors, _ = _priors([(h // s, w // s) for s in (16, 32)], torch.device("cpu"))
+    np.testing.assert_allclose(priors.numpy(), ref["priors"], atol=1e-6)
+    state = model.head.dcc.state_dict()
+    names = [str(n) for n in ref["dcc_names"]]
+    assert set(names) <= set(state), sorted(set(names) - set(state))
+    rng = np.random.default_rng(int(ref["dcc_seed"]))  # the fixture's DCC weights, drawn as its source says
+    with torch.no_grad():
+        for k in names:
+            shape = tuple(state[k].shape)
+            if k.endswith("running_var"):
+                value = rng.uniform(0.5, 1.5, size=shape)
+            elif k.endswith("running_mean"):
+                value = rng.normal(0, 0.1, size=shape)
+            else:
+                value = rng.normal(0, 0.05, size=shape)
+            state[k].copy_(torch.from_numpy(value))
+    outputs = tuple(torch.from_numpy(ref[k]) for k in ("cls", "bbox", "vis", "pose"))
+    (people,) = model.decode(outputs)
+    np.testing.assert_allclose(people["scores"].numpy(), ref["scores"], rtol=1e-6)
+    np.testing.assert_allclose(people["bboxes"].numpy(), ref["bboxes"], atol=1e-3)
+    np.testing.assert_allclose(people["keypoints"].numpy(), ref["keypoints"], atol=2e-3)
+    np.testing.assert_allclose(people["keypoint_scores"].numpy(), ref["keypoint_scores"], rtol=1e-6)
