@@ -22,7 +22,7 @@ from mamkpd.data import DATASETS, build_dataset
 from mamkpd.data.samples import samples_root
 from mamkpd.data.transforms import affine_points, crop_to_image, flip_keypoints, get_affine_transform
 from mamkpd.engine.inference import OKS_NMS_THR, RESCORE_THR, build_coco_results
-from mamkpd.evaluation import oks_nms, oks_nms_indices, rescore
+from mamkpd.evaluation import mpii_pckh, oks_nms, oks_nms_indices, rescore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -304,6 +304,22 @@ def test_eval_results_ap10k_matches_xtcocotools_with_mmpose_sigmas():
 
 
 # --------------------------------------------------------------------------------------------- MPII
+def test_mpii_pckh_matches_hrnet_with_its_mean_at_0_1_named_truthfully():
+    """HRNet's PCKh columns exactly; its 'Mean@0.1' is PCKh at 0.11 and is reported under a name that
+    says so, beside a true Mean@0.1."""
+    ref = _json("hrnet_mpii_pckh.json")
+    ours = mpii_pckh(np.asarray(ref["preds0"], dtype=np.float64), str(FIXTURES / ref["gt_mat"]))
+    hrnet = dict(ref["name_value"])
+    hrnet_mean01 = hrnet.pop("Mean@0.1")
+    for name, value in hrnet.items():
+        assert ours[name] == pytest.approx(value, abs=1e-9), name
+    assert ref["mean01_threshold"] == pytest.approx(0.11)
+    assert ours["HRNet Mean@0.1 (PCKh@0.11)"] == pytest.approx(hrnet_mean01, abs=1e-9)
+    at_01 = mpii_pckh(np.asarray(ref["preds0"], dtype=np.float64), str(FIXTURES / ref["gt_mat"]), threshold=0.1)
+    assert ours["Mean@0.1"] == pytest.approx(at_01["Mean"], abs=1e-9)
+    assert ours["Mean@0.1"] != pytest.approx(hrnet_mean01, abs=1e-3)  # the fixture separates them
+
+
 # --------------------------------------------------------------------------------------------- RTMO
 def test_rtmo_decoding_matches_mmpose():
     """RTMOHead.predict's people (boxes, scores, DCC keypoints) for fixed head outputs: priors of
