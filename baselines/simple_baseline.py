@@ -48,7 +48,11 @@ def simple_baseline(
         backbone,
         head,
         codec="msra",
-        checkpoint_layouts=topdown_layouts(("deconv_layers", "final_layer"), "original SimpleBaseline (pose_resnet)"),
+        # the original release (and HRNet's resnet experiments, COLOR_RGB false) fed cv2's BGR images
+        # normalised with the RGB ImageNet statistics
+        checkpoint_layouts=topdown_layouts(
+            ("deconv_layers", "final_layer"), "original SimpleBaseline (pose_resnet)", original_channels="bgr"
+        ),
     )
 
 

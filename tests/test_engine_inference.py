@@ -117,3 +117,25 @@ def test_mpii_pckh_from_annotations_and_head_sizes(tmp_path):
     report = evaluate(Oracle(ds), ds, codec, codec_name="msra", workers=0, results_file=out, progress=False)
     assert report["metrics"]["Mean"] > 99.0
     assert np.asarray(json.loads(out.read_text())).shape == (len(ds), 16, 2)
+
+
+def test_images_follow_the_channel_order_the_weights_expect():
+    """BGR (the original SimpleBaseline release): cv2's channel order, normalised with the RGB statistics;
+    evaluate refuses a dataset whose order differs from the model's and records the order it used."""
+    ann_file = sample_file("coco", "test_coco.json")
+    kwargs = dict(train=False, ann_file=str(ann_file), image_dir=str(ann_file.parent))
+    rgb = build_dataset("coco", "val", **kwargs)[0]["image"].numpy()
+    bgr_ds = build_dataset("coco", "val", channel_order="bgr", **kwargs)
+    bgr = bgr_ds[0]["image"].numpy()
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    raw_rgb = rgb * std[:, None, None] + mean[:, None, None]
+    expected = (raw_rgb[::-1] - mean[:, None, None]) / std[:, None, None]
+    np.testing.assert_allclose(bgr, expected, atol=1e-5)
+
+    codec = build_codec("msra", (256, 192))
+    oracle = Oracle(bgr_ds)
+    with pytest.raises(ValueError, match="expects RGB images.*gives BGR"):
+        evaluate(oracle, bgr_ds, codec, codec_name="msra", workers=0, progress=False)
+    oracle.input_channels = "bgr"
+    report = evaluate(oracle, bgr_ds, codec, codec_name="msra", workers=0, progress=False)
+    assert report["metrics"]["AP"] > 0.95 and report["protocol"]["input_channels"].startswith("BGR")

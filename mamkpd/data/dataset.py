@@ -27,6 +27,7 @@ from mamkpd.data.transforms import (
 log = logging.getLogger("mamkpd.data")
 
 Split = Literal["train", "val", "test"]
+ChannelOrder = Literal["rgb", "bgr"]
 
 # Standard layouts under the data root; the first candidate that exists is used.
 ANN_FILES = {
@@ -82,7 +83,9 @@ def _first_existing(root: str, candidates: list[str], info: DatasetInfo, what: s
 class TopDownDataset(Dataset):
     """Instances of one split, each cropped around its box into the model input.
 
-    Items are dicts with ``image`` (3, H, W) float32 normalised RGB, ``target`` (K, h, w) heatmaps,
+    Items are dicts with ``image`` (3, H, W) float32, normalised with the RGB ImageNet statistics, its
+    channels in ``channel_order`` ("rgb"; "bgr" for weights trained on cv2's BGR images, such as the
+    original SimpleBaseline release, HRNet's COLOR_RGB false), ``target`` (K, h, w) heatmaps,
     ``target_weight`` (K,), and ``meta`` (see ``_meta``). With ``train=True`` HRNet's augmentations
     run (half-body, scale, rotation, flip) from a generator seeded by (seed, epoch, index), so a
     run is reproducible whatever the number of workers or ranks; call ``set_epoch`` every epoch.
@@ -101,7 +104,11 @@ class TopDownDataset(Dataset):
         skipped: int = 0,
         on_bad: OnBad = "skip",
         seed: int | None = None,
+        channel_order: ChannelOrder = "rgb",
     ):
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        self.channel_order = channel_order
         self.info = info
         self.records = records
         self.train = train
@@ -129,7 +136,9 @@ class TopDownDataset(Dataset):
 
     def _read_image(self, rec: Record) -> np.ndarray | None:
         img = cv2.imread(rec.image_path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if img is None or self.channel_order == "bgr":
+            return img
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def __getitem__(self, index: int) -> dict:
         for attempt in range(len(self.records)):
@@ -234,6 +243,7 @@ def build_dataset(
     ann_file: str | None = None,
     image_dir: str | None = None,
     seed: int | None = None,
+    channel_order: ChannelOrder = "rgb",
 ) -> TopDownDataset:
     """Dataset ``name`` ("coco", "mpii", "ap10k") split ``split`` from ``data_root`` (or the env var).
 
@@ -241,7 +251,8 @@ def build_dataset(
     images are looked up beside it). ``box_file`` is a COCO detector results file (COCO only);
     otherwise ground-truth boxes are used. ``codec`` defaults to MSRA heatmaps for ``input_size``
     (default: the dataset's). ``on_bad="skip"`` skips and counts broken records (``ds.skipped``),
-    ``"error"`` raises at the first one.
+    ``"error"`` raises at the first one. ``channel_order`` is the order the model's weights expect
+    (a loaded model's ``input_channels``).
     """
     info = get_info(name)
     if split not in ("train", "val", "test"):
@@ -290,6 +301,7 @@ def build_dataset(
         skipped=skipped,
         on_bad=on_bad,
         seed=seed,
+        channel_order=channel_order,
     )
 
 

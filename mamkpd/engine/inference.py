@@ -248,6 +248,13 @@ def evaluate(
     from .. import evaluation
 
     ctx = ctx or DistContext()
+    channels = getattr(dataset, "channel_order", "rgb")
+    expected = getattr(unwrap_model(model), "input_channels", "rgb")
+    if channels != expected:
+        raise ValueError(
+            f"the model expects {expected.upper()} images (the layout its weights were loaded from) but the "
+            f"dataset gives {channels.upper()}: build it with channel_order={expected!r}"
+        )
     pred = run_inference(
         model,
         dataset,
@@ -269,6 +276,7 @@ def evaluate(
         "flip_test": flip_test,
         "flip_shift": flip_test and _flip_shift(codec_name),
         "codec": codec_name,
+        "input_channels": f"{channels.upper()}, normalised with the RGB ImageNet mean/std",
         "input_size": list(_crop_size(dataset)),
         "scan_backend": getattr(inner, "scan_backend", None),
         "amp": bool(amp and ctx.device.type == "cuda"),
