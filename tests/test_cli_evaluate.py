@@ -77,3 +77,20 @@ def test_evaluate_errors_are_one_clear_line(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     proc = mamkpd_cli("evaluate", "--checkpoint", str(foreign), "--dataset", "coco", cwd=tmp_path)
     assert proc.returncode == 2 and "pass --model" in proc.stderr
+
+
+def test_original_simplebaseline_checkpoint_is_evaluated_on_bgr_images(tmp_path):
+    """A checkpoint in the original SimpleBaseline layout (no prefixes) runs on BGR images, as its release."""
+    import mamkpd
+
+    model = mamkpd.create_model("sbl_res50")
+    state = {k.removeprefix("backbone.").removeprefix("head."): v for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "pose_resnet_50.pth"
+    torch.save({"state_dict": state}, ckpt)
+    ann = sample_file("coco", "test_coco.json")
+    args = ["evaluate", "--checkpoint", str(ckpt), "--model", "sbl_res50", "--dataset", "coco"]
+    args += ["--ann-file", str(ann), "--image-dir", str(ann.parent), "--device", "cpu", "--workers", "0"]
+    proc = mamkpd_cli(*args, "--no-flip", "--results", str(tmp_path / "kpts.json"), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["protocol"]["input_channels"].startswith("BGR")

@@ -89,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
     codec_name = args.codec or saved.get("codec") or model_info(model_name).codec
     codec = build_codec(codec_name, input_size)
+    model = build_model(model_name, info.num_keypoints, input_size, model_kwargs)
+    if state:
+        model.load_state_dict(state["model"])
+    else:
+        load_checkpoint(model, args.checkpoint)
     dataset = build_dataset(
         args.dataset,
         args.split,
@@ -99,12 +104,8 @@ def run(args: argparse.Namespace) -> int:
         box_file=args.box_file,
         ann_file=args.ann_file,
         image_dir=args.image_dir,
+        channel_order=getattr(model, "input_channels", "rgb"),  # what the loaded layout expects
     )
-    model = build_model(model_name, info.num_keypoints, input_size, model_kwargs)
-    if state:
-        model.load_state_dict(state["model"])
-    else:
-        load_checkpoint(model, args.checkpoint)
     ctx = init_distributed(args.device)
     model.to(ctx.device)
     results = (
