@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mamkpd.models.init import hrnet_init
 from mamkpd.models.layers.heads import DeconvHead
 from mamkpd.models.registry import register_model
 
@@ -44,7 +45,7 @@ def simple_baseline(
     check_input_size(input_size, 32, name)
     backbone = ResNet(depth)
     head = DeconvHead(backbone.out_channels, width=256, num_deconv=3, num_keypoints=num_keypoints)
-    return TopDownHeatmapModel(
+    model = TopDownHeatmapModel(
         backbone,
         head,
         codec="msra",
@@ -54,6 +55,7 @@ def simple_baseline(
             ("deconv_layers", "final_layer"), "original SimpleBaseline (pose_resnet)", original_channels="bgr"
         ),
     )
+    return hrnet_init(model)  # pose_resnet's init_weights without pretraining, HRNet's for every conv
 
 
 @register_model("simple_baseline", tags=("table2", "codec:msra"))
