@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from mamkpd.models.init import hrnet_init
 from mamkpd.models.registry import register_model
 
 from .topdown import (
@@ -146,11 +147,12 @@ def hrnet(
     check_input_size(input_size, 32, name)
     backbone = HRNet(HRNetConfig(width=width))
     head = HRNetHead(backbone.out_channels, num_keypoints)
-    return TopDownHeatmapModel(
+    model = TopDownHeatmapModel(
         backbone,
         head,
         checkpoint_layouts=topdown_layouts(("final_layer",), "original HRNet (pose_hrnet)"),
     )
+    return hrnet_init(model)  # HRNet's init_weights, for training from scratch
 
 
 class HRNetHead(nn.Module):

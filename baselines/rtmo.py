@@ -424,6 +424,13 @@ class GAUEncoder(nn.Module):
         return self.res_scale(x) + self.o(u * (kernel @ v))
 
 
+def _dcc_softmax(logits: Tensor) -> Tensor:
+    """The official DCC's softmax: logits clamped to +-5e4, exp(x - max) / (sum + 1e-8)."""
+    x = logits.clamp(-5e4, 5e4)
+    e = (x - x.amax(-1, keepdim=True)).exp()
+    return e / (e.sum(-1, keepdim=True) + 1e-8)
+
+
 class DCC(nn.Module):
     """Dynamic coordinate classifier: pose vector -> per-keypoint features -> 1-D x/y heatmaps over bins
     spread across the (padded) box, encoded with sine features; keypoints are the heatmaps' expectation."""
@@ -461,8 +468,8 @@ class DCC(nn.Module):
         y_enc = self.y_fc(self.spe.encode(y_bins - grids[:, 1:]))
         kpt = self.pose_to_kpts(pose_vecs).reshape(-1, self.num_keypoints, self.feat_channels)
         kpt = self.gau(kpt, self.pos_enc)
-        x_prob = (kpt @ x_enc.transpose(1, 2)).clamp(-5e4, 5e4).softmax(-1)  # (M, K, Bx)
-        y_prob = (kpt @ y_enc.transpose(1, 2)).clamp(-5e4, 5e4).softmax(-1)
+        x_prob = _dcc_softmax(kpt @ x_enc.transpose(1, 2))  # (M, K, Bx)
+        y_prob = _dcc_softmax(kpt @ y_enc.transpose(1, 2))
         x = (x_prob * x_bins.unsqueeze(1)).sum(-1)
         y = (y_prob * y_bins.unsqueeze(1)).sum(-1)
         return torch.stack((x, y), dim=-1)
@@ -492,11 +499,16 @@ RTMO_SIZES = {
 
 
 def _priors(feat_sizes: list[tuple[int, int]], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Grid-cell centres (P, 2) in input pixels and their strides (P,), level by level, row-major."""
+    """Grid points (P, 2) in input pixels and their strides (P,), level by level, row-major.
+
+    The official configs' ``MlvlPointGenerator(centralize_points=True)``: x * stride + (stride - 1) / 2,
+    the centre of the cell's pixels in pixel-index coordinates (not (x + 0.5) * stride).
+    """
     points, strides = [], []
     for (h, w), s in zip(feat_sizes, STRIDES, strict=True):
         ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-        points.append(torch.stack(((xs.flatten() + 0.5) * s, (ys.flatten() + 0.5) * s), dim=-1).float())
+        offset = (s - 1) / 2.0
+        points.append(torch.stack((xs.flatten() * s + offset, ys.flatten() * s + offset), dim=-1).float())
         strides.append(torch.full((h * w,), float(s), device=device))
     return torch.cat(points), torch.cat(strides)
 

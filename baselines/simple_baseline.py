@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mamkpd.models.init import hrnet_init
 from mamkpd.models.layers.heads import DeconvHead
 from mamkpd.models.registry import register_model
 
@@ -44,11 +45,16 @@ def simple_baseline(
     check_input_size(input_size, 32, name)
     backbone = ResNet(depth)
     head = DeconvHead(backbone.out_channels, width=256, num_deconv=3, num_keypoints=num_keypoints)
-    return TopDownHeatmapModel(
+    model = TopDownHeatmapModel(
         backbone,
         head,
-        checkpoint_layouts=topdown_layouts(("deconv_layers", "final_layer"), "original SimpleBaseline (pose_resnet)"),
+        # the original release (and HRNet's resnet experiments, COLOR_RGB false) fed cv2's BGR images
+        # normalised with the RGB ImageNet statistics
+        checkpoint_layouts=topdown_layouts(
+            ("deconv_layers", "final_layer"), "original SimpleBaseline (pose_resnet)", original_channels="bgr"
+        ),
     )
+    return hrnet_init(model)  # pose_resnet's init_weights without pretraining, HRNet's for every conv
 
 
 @register_model("simple_baseline", tags=("table2",))

@@ -73,24 +73,31 @@ def make_res_layer(
     return nn.Sequential(*layers)
 
 
-def topdown_layouts(original_head_modules: Sequence[str], original_repo: str) -> tuple[KeyLayout, ...]:
+def topdown_layouts(
+    original_head_modules: Sequence[str], original_repo: str, original_channels: str = "rgb"
+) -> tuple[KeyLayout, ...]:
     """Layouts of a ``backbone`` + ``head`` top-down model as the zoos ship it.
 
     MMPose 1.x uses ``backbone.*`` / ``head.*``, this suite's own names (the ``native`` layout); MMPose
     0.x (and the official ViTPose release, built on it) ``backbone.*`` / ``keypoint_head.*``; the original
     SimpleBaseline and HRNet repositories put everything at the top level, the head modules being
-    ``original_head_modules``.
+    ``original_head_modules``. MMPose trains on RGB images; the original repositories' channel order is
+    ``original_channels`` (their ``DATASET.COLOR_RGB``).
     """
     head = "|".join(original_head_modules)
     return (
-        KeyLayout("native", "this suite's names, which are MMPose 1.x's: backbone.*, head.*"),
+        KeyLayout("native", "this suite's names, which are MMPose 1.x's: backbone.*, head.*", input_channels="rgb"),
         KeyLayout(
-            "mmpose0", "MMPose 0.x: backbone.*, keypoint_head.*", rules=prefix_rules([("keypoint_head.", "head.")])
+            "mmpose0",
+            "MMPose 0.x: backbone.*, keypoint_head.*",
+            rules=prefix_rules([("keypoint_head.", "head.")]),
+            input_channels="rgb",
         ),
         KeyLayout(
             "original",
             f"{original_repo}: no prefix, head modules {', '.join(original_head_modules)}",
             rules=((rf"^(({head})\.)", r"head.\1"), (r"^", "backbone.")),
+            input_channels=original_channels,
         ),
     )
 
@@ -99,7 +106,11 @@ class TopDownHeatmapModel(nn.Module):
     """``backbone`` then ``head``: a person crop (N, 3, H, W) -> heatmaps (N, K, H/4, W/4).
 
     ``checkpoint_layouts`` lists the published key layouts :func:`mamkpd.load_weights` accepts.
+    ``input_channels`` is the channel order of the images it expects ("rgb"; a checkpoint's layout can
+    say otherwise when it is loaded).
     """
+
+    input_channels = "rgb"
 
     def __init__(self, backbone: nn.Module, head: nn.Module, checkpoint_layouts: Sequence[KeyLayout]):
         super().__init__()

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mamkpd.models.checkpoint import KeyLayout, prefix_rules
+from mamkpd.models.init import trunc_normal_init
 from mamkpd.models.layers.heads import DeconvHead
+from mamkpd.models.layers.ss2d import DropPath
 from mamkpd.models.registry import register_model
 
 from .topdown import TopDownHeatmapModel, check_input_size, topdown_layouts
@@ -30,9 +32,15 @@ class ViTConfig:
     depth: int
     num_heads: int
     mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.0  # stochastic depth of the last block, rising linearly from 0 (training only)
 
 
-VIT_SIZES = {"s": ViTConfig(384, 12, 12), "b": ViTConfig(768, 12, 12), "l": ViTConfig(1024, 24, 16)}
+# drop-path rates of the official ViTPose_{small,base,large}_coco_256x192.py configs
+VIT_SIZES = {
+    "s": ViTConfig(384, 12, 12, drop_path_rate=0.1),
+    "b": ViTConfig(768, 12, 12, drop_path_rate=0.3),
+    "l": ViTConfig(1024, 24, 16, drop_path_rate=0.5),
+}
 
 
 class PatchEmbed(nn.Module):
@@ -73,16 +81,17 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
         self.attn = Attention(cfg.embed_dim, cfg.num_heads)
         self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
         self.mlp = Mlp(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio))
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class ViT(nn.Module):
@@ -94,7 +103,9 @@ class ViT(nn.Module):
         self.grid = (input_size[0] // PATCH_SIZE, input_size[1] // PATCH_SIZE)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], cfg.embed_dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        # the official stochastic-depth rule: torch.linspace(0, drop_path_rate, depth)
+        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(Block(cfg, rate) for rate in rates)
         self.last_norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
         self.out_channels = cfg.embed_dim
 
@@ -114,6 +125,8 @@ class SimpleHead(nn.Module):
         super().__init__()
         self.scale = scale
         self.final_layer = nn.Conv2d(in_channels, num_keypoints, 3, padding=1)
+        nn.init.normal_(self.final_layer.weight, std=0.001)  # TopdownHeatmapSimpleHead.init_weights
+        nn.init.zeros_(self.final_layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.interpolate(F.relu(x), scale_factor=self.scale, mode="bilinear", align_corners=False)
@@ -165,7 +178,7 @@ def vitpose(
     size: str, decoder: str, name: str, num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)
 ) -> TopDownHeatmapModel:
     input_size = check_input_size(input_size, PATCH_SIZE, name)
-    backbone = ViT(VIT_SIZES[size], input_size)
+    backbone = trunc_normal_init(ViT(VIT_SIZES[size], input_size))  # the official backbone init_weights
     if decoder == "classic":  # two 256-wide 4x4 deconvs + 1x1
         head: nn.Module = DeconvHead(backbone.out_channels, width=256, num_deconv=2, num_keypoints=num_keypoints)
     else:

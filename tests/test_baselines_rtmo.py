@@ -34,10 +34,12 @@ def synthetic_outputs(model) -> tuple[torch.Tensor, ...]:
     pose = torch.randn(1, cells, 256)
     a, b, c, d, e = 10 * 40 + 20, 10 * 40 + 21, CELLS16 + 3 * 20 + 4, 30 * 40 + 5, 35 * 40 + 35
     cls[0, [a, b, c, d, e], 0] = torch.tensor([5.0, 3.0, 2.0, -1.5, -3.0])  # e is under the 0.1 threshold
-    # a: centre (336, 164), size 64 x 128 -> box (304, 100, 368, 228); b predicts almost the same box
+    # priors at x * stride + (stride - 1) / 2 (MlvlPointGenerator(centralize_points=True)): a's cell (20, 10)
+    # at stride 16 -> (327.5, 167.5); a: centre (335.5, 163.5), size 64 x 128 -> box (303.5, 99.5, 367.5, 227.5);
+    # b predicts almost the same box
     bbox[0, a] = torch.tensor([0.5, -0.25, math.log(4), math.log(8)])
     bbox[0, b] = torch.tensor([-0.5, -0.25, math.log(4), math.log(8)])
-    bbox[0, c] = torch.tensor([0.0, 0.0, math.log(2), math.log(3)])  # stride 32: (144, 112), 64 x 96
+    bbox[0, c] = torch.tensor([0.0, 0.0, math.log(2), math.log(3)])  # stride 32: (143.5, 111.5), 64 x 96
     vis[0, a] = 2.0
     return cls, bbox, vis, pose
 
@@ -48,14 +50,14 @@ def test_decode_synthetic_output():
     scores = people["scores"]
     assert len(scores) == 3  # b suppressed by NMS (same box as a), e under the threshold
     assert torch.allclose(scores, torch.sigmoid(torch.tensor([5.0, 2.0, -1.5])))
-    assert torch.allclose(people["bboxes"][0], torch.tensor([304.0, 100.0, 368.0, 228.0]))
-    assert torch.allclose(people["bboxes"][1], torch.tensor([112.0, 64.0, 176.0, 160.0]))
+    assert torch.allclose(people["bboxes"][0], torch.tensor([303.5, 99.5, 367.5, 227.5]))
+    assert torch.allclose(people["bboxes"][1], torch.tensor([111.5, 63.5, 175.5, 159.5]))
     assert torch.allclose(people["keypoint_scores"][0], torch.sigmoid(torch.tensor(2.0)).expand(17))
     kpts = people["keypoints"]
     assert kpts.shape == (3, 17, 2)
     # DCC keypoints are expectations over bins spread across the box padded by 1.25
-    lo = torch.tensor([336 - 0.625 * 64, 164 - 0.625 * 128])
-    hi = torch.tensor([336 + 0.625 * 64, 164 + 0.625 * 128])
+    lo = torch.tensor([335.5 - 0.625 * 64, 163.5 - 0.625 * 128])
+    hi = torch.tensor([335.5 + 0.625 * 64, 163.5 + 0.625 * 128])
     assert ((kpts[0] >= lo - 1e-3) & (kpts[0] <= hi + 1e-3)).all()
 
 

@@ -8,7 +8,9 @@ official key names (with their shapes) are checked as literals, so a drift in ou
 from __future__ import annotations
 
 import functools
+import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -232,3 +234,18 @@ def test_bad_files_and_layout_names_are_clear_errors(tmp_path):
         mamkpd.load_weights(scrambled_copy("sbl_res50"), tmp_path / "empty.pth")
     with pytest.raises(ValueError, match="unknown layout 'timm'"):
         load_weights_from_state(scrambled_copy("sbl_res50"), built("sbl_res50").state_dict(), layout="timm")
+
+
+@pytest.mark.parametrize(("hrnet_model", "name"), [("pose_resnet", "sbl_res50"), ("pose_hrnet", "hrnet_w32")])
+def test_channel_order_follows_the_layout_as_the_original_experiments_set_it(hrnet_model, name):
+    """HRNet's experiments set COLOR_RGB false for SimpleBaseline (pose_resnet), true for pose_hrnet: a
+    checkpoint in the original layout expects images in that order; MMPose's layouts are RGB."""
+    experiments = json.loads((Path(__file__).parent / "fixtures" / "hrnet_color_rgb.json").read_text())["experiments"]
+    orders = {e["COLOR_RGB"] for e in experiments.values() if e["model"] == hrnet_model}
+    assert len(orders) == 1, orders
+    original = "rgb" if orders.pop() else "bgr"
+    model = scrambled_copy(name)
+    for layout, expected in (("original", original), ("mmpose0", "rgb"), ("original", original), ("native", "rgb")):
+        report = load_weights_from_state(model, to_layout(name, layout))
+        assert (report.layout, model.input_channels) == (layout, expected)
+    assert mamkpd.create_model(name).input_channels == "rgb"  # a fresh model: what this suite trains on

@@ -93,3 +93,20 @@ def test_checkpoint_setup_comes_from_the_arguments_then_the_checkpoint_then_the_
     # a model-zoo file records nothing: the named model's codec and the data set's input size
     setup = checkpoint_setup(EvalConfig(checkpoint=str(zoo), dataset="mpii", model="vitpose_b"))
     assert (setup.model_kwargs, setup.input_size, setup.codec, setup.training_state) == ({}, (256, 256), "udp", None)
+
+
+def test_original_simplebaseline_checkpoint_is_evaluated_on_bgr_images(tmp_path):
+    """A checkpoint in the original SimpleBaseline layout (no prefixes) runs on BGR images, as its release."""
+    import mamkpd
+
+    model = mamkpd.create_model("sbl_res50")
+    state = {k.removeprefix("backbone.").removeprefix("head."): v for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "pose_resnet_50.pth"
+    torch.save({"state_dict": state}, ckpt)
+    ann = sample_file("coco", "test_coco.json")
+    args = ["evaluate", "--checkpoint", str(ckpt), "--model", "sbl_res50", "--dataset", "coco"]
+    args += ["--ann-file", str(ann), "--image-dir", str(ann.parent), "--device", "cpu", "--workers", "0"]
+    proc = mamkpd_cli(*args, "--no-flip", "--results", str(tmp_path / "kpts.json"), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["protocol"]["input_channels"].startswith("BGR")

@@ -80,6 +80,8 @@ def test_oracle_heatmaps_score_full_coco_ap(tmp_path, flip_test):
     results = json.loads(out.read_text())
     assert results and all(set(r) == {"image_id", "category_id", "keypoints", "score"} for r in results)
     assert all(len(r["keypoints"]) == 17 * 3 and r["category_id"] == 1 for r in results)
+    # rounded only in the file (3 decimals); rescoring and OKS-NMS saw full precision
+    assert all(v == round(v, 3) for r in results for v in r["keypoints"])
 
 
 def test_udp_codec_sets_the_flip_convention_of_the_protocol():
@@ -120,3 +122,25 @@ def test_mpii_pckh_from_annotations_and_head_sizes(tmp_path):
     report = evaluate(Oracle(ds), ds, codec, workers=0, results_file=out, progress=False)
     assert report["metrics"]["Mean"] > 99.0
     assert np.asarray(json.loads(out.read_text())).shape == (len(ds), 16, 2)
+
+
+def test_images_follow_the_channel_order_the_weights_expect():
+    """BGR (the original SimpleBaseline release): cv2's channel order, normalised with the RGB statistics;
+    evaluate refuses a dataset whose order differs from the model's and records the order it used."""
+    ann_file = sample_file("coco", "test_coco.json")
+    kwargs = dict(train=False, ann_file=str(ann_file), image_dir=str(ann_file.parent))
+    rgb = build_dataset("coco", "val", **kwargs)[0]["image"].numpy()
+    bgr_ds = build_dataset("coco", "val", channel_order="bgr", **kwargs)
+    bgr = bgr_ds[0]["image"].numpy()
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    raw_rgb = rgb * std[:, None, None] + mean[:, None, None]
+    expected = (raw_rgb[::-1] - mean[:, None, None]) / std[:, None, None]
+    np.testing.assert_allclose(bgr, expected, atol=1e-5)
+
+    codec = build_codec("msra", (256, 192))
+    oracle = Oracle(bgr_ds)
+    with pytest.raises(ValueError, match="expects RGB images.*gives BGR"):
+        evaluate(oracle, bgr_ds, codec, workers=0, progress=False)
+    oracle.input_channels = "bgr"
+    report = evaluate(oracle, bgr_ds, codec, workers=0, progress=False)
+    assert report["metrics"]["AP"] > 0.95 and report["protocol"]["input_channels"].startswith("BGR")

@@ -148,6 +148,8 @@ def test_findings_come_from_the_data(fixture_store):
     assert any("different GPUs" in t for t in titles)
     assert any("hrnet_w48" in t and "params_m" in t for t in titles)  # Table 2 vs Table 4
     assert any("copy of the classic one" in text for text in titles.values())
+    assert "threshold 0.11" in titles["HRNet's MPII Mean@0.1 is PCKh at 0.11"]
+    assert "BGR images normalised with the RGB" in titles["SimpleBaseline's original checkpoints expect BGR images"]
 
 
 def test_written_report_csvs_and_figures(fixture_store, tmp_path):

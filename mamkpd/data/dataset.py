@@ -28,12 +28,15 @@ from mamkpd.data.transforms import (
 log = logging.getLogger("mamkpd.data")
 
 Split = Literal["train", "val", "test"]
+ChannelOrder = Literal["rgb", "bgr"]
 
 
 class TopDownDataset(Dataset):
     """Instances of one split, each cropped around its box into the model input.
 
-    Items are dicts with ``image`` (3, H, W) float32 normalised RGB, ``target`` (K, h, w) heatmaps,
+    Items are dicts with ``image`` (3, H, W) float32, normalised with the RGB ImageNet statistics, its
+    channels in ``channel_order`` ("rgb"; "bgr" for weights trained on cv2's BGR images, such as the
+    original SimpleBaseline release, HRNet's COLOR_RGB false), ``target`` (K, h, w) heatmaps,
     ``target_weight`` (K,), and ``meta`` (see ``_meta``). With ``train=True`` HRNet's augmentations
     run (half-body, scale, rotation, flip) from a generator seeded by (seed, epoch, index), so a
     run is reproducible whatever the number of workers or ranks; call ``set_epoch`` every epoch.
@@ -52,7 +55,11 @@ class TopDownDataset(Dataset):
         skipped: int = 0,
         on_bad: OnBad = "skip",
         seed: int | None = None,
+        channel_order: ChannelOrder = "rgb",
     ):
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+        self.channel_order = channel_order
         self.info = info
         self.records = records
         self.train = train
@@ -80,7 +87,9 @@ class TopDownDataset(Dataset):
 
     def _read_image(self, rec: Record) -> np.ndarray | None:
         img = cv2.imread(rec.image_path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if img is None or self.channel_order == "bgr":
+            return img
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
     def __getitem__(self, index: int) -> dict:
         for attempt in range(len(self.records)):
@@ -106,21 +115,37 @@ class TopDownDataset(Dataset):
         flipped = False
         if self.train:
             rng = self._rng(index)
-            visible = keypoints[:, 2] > 0
-            if (
-                aug.half_body_prob > 0
-                and visible.sum() > aug.half_body_min_joints
-                and rng.random() < aug.half_body_prob
-            ):
-                half = half_body_center_scale(keypoints, visible, info.upper_body_ids, w / h, rng)
-                if half is not None:
-                    center, scale = half
-            factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor, aug.rotation_prob)
+
+            def half_body(keypoints, center, scale):
+                visible = keypoints[:, 2] > 0
+                if (
+                    aug.half_body_prob > 0
+                    and visible.sum() > aug.half_body_min_joints
+                    and rng.random() < aug.half_body_prob
+                ):
+                    half = half_body_center_scale(keypoints, visible, info.upper_body_ids, w / h, rng)
+                    if half is not None:
+                        return half
+                return center, scale
+
+            def flip(keypoints, center):
+                if rng.random() <= aug.flip_prob:
+                    keypoints = flip_keypoints(keypoints, image.shape[1], info.flip_pairs)
+                    center = np.array([image.shape[1] - 1 - center[0], center[1]], dtype=center.dtype)
+                    return keypoints, center, True
+                return keypoints, center, False
+
+            if aug.order == "mmpose":  # MMPose 0.x: centre shift, flip, half-body, scale/rotation
+                if aug.center_shift_prob > 0 and rng.random() < aug.center_shift_prob:
+                    center = center + rng.uniform(-1, 1, 2) * aug.center_shift_factor * scale
+                keypoints, center, flipped = flip(keypoints, center)
+                center, scale = half_body(keypoints, center, scale)
+                factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor, aug.rotation_prob)
+            else:  # HRNet's JointsDataset: half-body, scale/rotation, flip
+                center, scale = half_body(keypoints, center, scale)
+                factor, rotation = random_scale_rotation(rng, aug.scale_factor, aug.rotation_factor, aug.rotation_prob)
+                keypoints, center, flipped = flip(keypoints, center)
             scale = scale * factor
-            if rng.random() <= aug.flip_prob:
-                flipped = True
-                keypoints = flip_keypoints(keypoints, image.shape[1], info.flip_pairs)
-                center[0] = image.shape[1] - 1 - center[0]
         crop = get_affine_transform(center, scale, rotation, (w, h), udp=self.codec.use_udp)
         warp = crop
         if flipped:  # crop of the mirrored image == crop matrix composed with the mirror
@@ -169,6 +194,7 @@ def build_dataset(
     ann_file: str | None = None,
     image_dir: str | None = None,
     seed: int | None = None,
+    channel_order: ChannelOrder = "rgb",
 ) -> TopDownDataset:
     """Dataset ``name`` ("coco", "mpii", "ap10k") split ``split`` from ``data_root`` (or the env var).
 
@@ -176,7 +202,8 @@ def build_dataset(
     images are looked up beside it). ``box_file`` is a COCO detector results file (COCO only);
     otherwise ground-truth boxes are used. ``codec`` defaults to MSRA heatmaps for ``input_size``
     (default: the dataset's). ``on_bad="skip"`` skips and counts broken records (``ds.skipped``),
-    ``"error"`` raises at the first one.
+    ``"error"`` raises at the first one. ``channel_order`` is the order the model's weights expect
+    (a loaded model's ``input_channels``).
     """
     info = get_info(name)
     if split not in ("train", "val", "test"):
@@ -224,6 +251,7 @@ def build_dataset(
         skipped=skipped,
         on_bad=on_bad,
         seed=seed,
+        channel_order=channel_order,
     )
 
 

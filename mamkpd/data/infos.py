@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -15,6 +16,12 @@ class AugmentConfig:
     clip(N(1, sf), 1 - sf, 1 + sf); rotation clip(N(0, rf), -2 rf, 2 rf) degrees, applied with
     probability ``rotation_prob``. Half-body is tried when more than ``half_body_min_joints``
     joints are visible (HRNet's NUM_JOINTS_HALF_BODY = 8, i.e. at least 9 visible).
+
+    ``order`` is the order of the random steps, which fixes what each random draw means: "hrnet"
+    (HRNet's JointsDataset: half-body, scale/rotation, flip) or "mmpose" (MMPose 0.x pipelines: box-centre
+    shift, flip, half-body, scale/rotation). The box-centre shift (MMPose's TopDownRandomShiftBboxCenter)
+    moves the centre by uniform(-1, 1) x ``center_shift_factor`` x the box size per axis, with probability
+    ``center_shift_prob``; it runs only in the "mmpose" order, as only MMPose has it.
     """
 
     flip_prob: float = 0.5
@@ -23,6 +30,9 @@ class AugmentConfig:
     scale_factor: float = 0.35
     rotation_factor: float = 45.0
     rotation_prob: float = 0.6
+    center_shift_factor: float = 0.0
+    center_shift_prob: float = 0.0
+    order: Literal["hrnet", "mmpose"] = "hrnet"
 
 
 @dataclass(frozen=True)
@@ -108,8 +118,8 @@ AP10K_KEYPOINTS = (
     "right_knee",
     "right_back_paw",
 )
-# MMPose configs/_base_/datasets/ap10k.py: AP-10K's paper gives no sigmas, MMPose adapted COCO's;
-# these are the values ViTPose and the AP-10K baselines were evaluated with.
+# MMPose configs/_base_/datasets/ap10k.py, in AP-10K's keypoint order (not COCO's): AP-10K's paper gives no
+# sigmas; these are the values MMPose's AP-10K evaluation, its OKS-NMS and ViTPose use.
 AP10K_SIGMAS = np.array(
     [
         0.025,
@@ -118,16 +128,16 @@ AP10K_SIGMAS = np.array(
         0.035,
         0.035,
         0.079,
+        0.072,
+        0.062,
         0.079,
         0.072,
-        0.072,
-        0.062,
         0.062,
         0.107,
-        0.107,
-        0.087,
         0.087,
         0.089,
+        0.107,
+        0.087,
         0.089,
     ],
     dtype=np.float64,
@@ -169,9 +179,14 @@ DATASETS: dict[str, DatasetInfo] = {
         sigmas=AP10K_SIGMAS,
         input_size=(256, 256),
         default_root_env="MAMKPD_AP10K_ROOT",
-        upper_body_ids=(0, 1, 2, 3, 5, 6, 7, 8, 9, 10),
-        # MMPose 0.x hrnet_w32_ap10k_256x256.py: half-body (8, 0.3), rotation 40, scale 0.5
-        augment=AugmentConfig(scale_factor=0.5, rotation_factor=40.0),
+        # MMPose's ap10k.py types: eyes, nose, neck, shoulders, elbows and the left front paw are
+        # 'upper'; the right front paw (10) is typed 'lower' there, and half-body follows those types
+        upper_body_ids=(0, 1, 2, 3, 5, 6, 7, 8, 9),
+        # MMPose 0.x hrnet_w32_ap10k_256x256.py: centre shift (0.16, 0.3), flip, half-body (8, 0.3), then
+        # rotation 40 and scale 0.5, in that order
+        augment=AugmentConfig(
+            scale_factor=0.5, rotation_factor=40.0, center_shift_factor=0.16, center_shift_prob=0.3, order="mmpose"
+        ),
         source="AP-10K (https://github.com/AlexTheBad/AP-10K: annotations/ap10k-*-split1.json and data/ images)",
     ),
 }

@@ -40,20 +40,26 @@ def get_affine_transform(
 ) -> np.ndarray:
     """2x3 matrix mapping image pixels to the (W, H) = ``output_size`` crop (or back if ``inverse``).
 
-    The box of width ``scale[0]`` around ``center``, rotated by ``rotation`` degrees in HRNet's
-    direction (its three-point construction is the similarity k * R(-rotation)), fills the crop
-    width; the height follows from the same factor since ``scale`` is aspect-fixed.
+    HRNet's crop (``udp=False``): the box of width ``scale[0]`` around ``center``, rotated by
+    ``rotation`` degrees in HRNet's direction (its three-point construction is the similarity
+    k * R(-rotation)), fills the crop width; the height follows from the same factor k = W / scale[0].
+    UDP's crop (``udp=True``, MMPose's ``get_warp_matrix`` / ``get_udp_warp_matrix``): the box maps onto
+    the grid of pixel centres with one factor per axis, (W - 1) / scale[0] and (H - 1) / scale[1], and
+    MMPose rotates it the other way, R(+rotation), which the UDP pipelines' rotated targets are built with.
     """
     out_w, out_h = float(output_size[0]), float(output_size[1])
-    if udp:
-        out_w, out_h = out_w - 1.0, out_h - 1.0
-    dst_center = np.array([out_w * 0.5, out_h * 0.5])
-    if float(scale[0]) <= 0:
+    if float(scale[0]) <= 0 or (udp and float(scale[1]) <= 0):
         raise ValueError(f"scale must be positive, got {tuple(scale)}")
-    k = out_w / float(scale[0])
     theta = math.radians(float(rotation))
     cs, sn = math.cos(theta), math.sin(theta)
-    lin = k * np.array([[cs, sn], [-sn, cs]])
+    if udp:
+        kx, ky = (out_w - 1.0) / float(scale[0]), (out_h - 1.0) / float(scale[1])
+        lin = np.array([[kx * cs, -kx * sn], [ky * sn, ky * cs]])
+        dst_center = np.array([(out_w - 1.0) * 0.5, (out_h - 1.0) * 0.5])
+    else:
+        k = out_w / float(scale[0])
+        lin = k * np.array([[cs, sn], [-sn, cs]])
+        dst_center = np.array([out_w * 0.5, out_h * 0.5])
     c = np.asarray(center, dtype=np.float64)[:2]
     fwd = np.concatenate([lin, (dst_center - lin @ c)[:, None]], axis=1)
     if not inverse:

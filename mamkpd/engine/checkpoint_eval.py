@@ -86,6 +86,13 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
     setup = checkpoint_setup(cfg)
     info = get_info(cfg.dataset)
     codec = build_codec(setup.codec, setup.input_size)
+    model = create_model(
+        setup.model, num_keypoints=info.num_keypoints, input_size=setup.input_size, **setup.model_kwargs
+    )
+    if setup.training_state:
+        model.load_state_dict(setup.training_state["model"])
+    else:
+        load_weights(model, cfg.checkpoint)
     dataset = build_dataset(
         cfg.dataset,
         cfg.split,
@@ -96,14 +103,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
         box_file=cfg.box_file,
         ann_file=cfg.ann_file,
         image_dir=cfg.image_dir,
+        channel_order=getattr(model, "input_channels", "rgb"),  # what the loaded layout expects
     )
-    model = create_model(
-        setup.model, num_keypoints=info.num_keypoints, input_size=setup.input_size, **setup.model_kwargs
-    )
-    if setup.training_state:
-        model.load_state_dict(setup.training_state["model"])
-    else:
-        load_weights(model, cfg.checkpoint)
     ctx = init_distributed(cfg.device)
     model.to(ctx.device)
     results = (

@@ -22,6 +22,7 @@ __all__ = [
     "predict_heatmaps",
     "run_inference",
     "build_coco_results",
+    "results_for_file",
     "evaluate",
     "primary_metric",
     "RESCORE_THR",
@@ -157,7 +158,8 @@ def build_coco_results(pred: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """COCO keypoint results (``image_id``, ``category_id``, ``keypoints`` flat [x, y, s]·K, ``score``).
 
     ``score`` is the box score here; rescoring happens in :func:`evaluate`. ``area`` rides along for
-    OKS-NMS and is dropped before the file is written.
+    OKS-NMS and is dropped before the file is written. Nothing is rounded here: rescoring, OKS-NMS and
+    the metric see full precision, as in HRNet and MMPose; :func:`results_for_file` rounds for the file.
     """
     results = []
     for i in range(len(pred["instance_index"])):
@@ -166,12 +168,17 @@ def build_coco_results(pred: dict[str, np.ndarray]) -> list[dict[str, Any]]:
             {
                 "image_id": int(pred["image_id"][i]),
                 "category_id": int(pred["category_id"][i]),
-                "keypoints": [round(float(v), 3) for v in kpts.reshape(-1)],
+                "keypoints": [float(v) for v in kpts.reshape(-1)],
                 "score": float(pred["box_score"][i]),
                 "area": float(pred["area"][i]),
             }
         )
     return results
+
+
+def results_for_file(results: list[dict[str, Any]], decimals: int = 3) -> list[dict[str, Any]]:
+    """The results as the file holds them: keypoints rounded to ``decimals`` (a smaller file)."""
+    return [{**r, "keypoints": [round(v, decimals) for v in r["keypoints"]]} for r in results]
 
 
 def primary_metric(dataset_name: str) -> str:
@@ -227,6 +234,13 @@ def evaluate(
     from .. import evaluation
 
     ctx = ctx or DistContext()
+    channels = getattr(dataset, "channel_order", "rgb")
+    expected = getattr(unwrap_model(model), "input_channels", "rgb")
+    if channels != expected:
+        raise ValueError(
+            f"the model expects {expected.upper()} images (the layout its weights were loaded from) but the "
+            f"dataset gives {channels.upper()}: build it with channel_order={expected!r}"
+        )
     pred = run_inference(
         model,
         dataset,
@@ -247,6 +261,7 @@ def evaluate(
         "flip_test": flip_test,
         "flip_shift": flip_test and codec.flip_shift,
         "codec": codec.name,
+        "input_channels": f"{channels.upper()}, normalised with the RGB ImageNet mean/std",
         "input_size": list(_crop_size(dataset)),
         "scan_backend": getattr(inner, "scan_backend", None),
         "amp": bool(amp and ctx.device.type == "cuda"),
@@ -279,7 +294,7 @@ def evaluate(
                 metrics = evaluation.coco_keypoint_ap(
                     dataset.ann_file, results, sigmas=info.sigmas, evaluator="pycocotools"
                 )
-            file_content = results
+            file_content = results_for_file(results)
         if results_file is not None:
             write_json(results_file, file_content)
         report = {

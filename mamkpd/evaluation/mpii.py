@@ -7,6 +7,10 @@ Shoulder, Elbow, Wrist, Hip, Knee, Ankle (left/right averaged), Mean over the 14
 pelvis (6) and thorax (7) weighted by their visible counts, and Mean@0.1. Predictions are 0-based
 pixels; mpii_gt_val.mat is MATLAB 1-based, so 1 is added to predictions before comparing (HRNet).
 
+HRNet's own "Mean@0.1" column is not at 0.1: it reads row 11 of PCKh over the thresholds
+np.arange(0, 0.51, 0.01), i.e. threshold 0.11 (an index off by one). Both are reported: ``Mean@0.1``
+at 0.1, and HRNet's column under a name that says what it is, ``HRNET_MEAN01_NAME``.
+
 MMPose 1.x evaluates MPII through a different code path (MpiiPCKAccuracy on head sizes stored in
 its converted annotations), not this .mat-based computation; the numbers the paper's baselines
 report come from this older protocol.
@@ -41,6 +45,9 @@ MPII_MAT_JOINTS = (
     "lelb",
     "lwri",
 )
+# HRNet's construction of its "Mean@0.1" threshold: rng = np.arange(0, 0.5 + 0.01, 0.01); pckAll[11]
+HRNET_MEAN01_THRESHOLD = float(np.arange(0, 0.5 + 0.01, 0.01)[11])
+HRNET_MEAN01_NAME = f"HRNet Mean@0.1 (PCKh@{HRNET_MEAN01_THRESHOLD:g})"
 PCKH_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
 _PAIRS = {
     "Shoulder": ("lsho", "rsho"),
@@ -91,6 +98,7 @@ def mpii_pckh(pred: np.ndarray, gt, threshold: float = PCKH_THRESHOLD) -> dict[s
         scaled = err / np.asarray(head, dtype=np.float64)[:, None]
     pck = _pck_per_joint(scaled, visible, threshold)
     pck01 = _pck_per_joint(scaled, visible, 0.1)
+    pck_hrnet01 = _pck_per_joint(scaled, visible, HRNET_MEAN01_THRESHOLD)
     counts = visible.sum(axis=0).astype(np.float64)
     used = np.ones(16, bool)
     used[6:8] = False  # pelvis and thorax are not part of the Mean (HRNet masks indices 6:8)
@@ -100,4 +108,5 @@ def mpii_pckh(pred: np.ndarray, gt, threshold: float = PCKH_THRESHOLD) -> dict[s
         out[col] = float(0.5 * (pck[idx[left]] + pck[idx[right]]))
     out["Mean"] = float(np.nansum(np.where(used, pck * ratio, 0.0)))
     out["Mean@0.1"] = float(np.nansum(np.where(used, pck01 * ratio, 0.0)))
+    out[HRNET_MEAN01_NAME] = float(np.nansum(np.where(used, pck_hrnet01 * ratio, 0.0)))
     return out

@@ -50,7 +50,9 @@ class KeyLayout:
     matches renames it (``re.sub`` with count 1). Keys matching ``drop`` (training-only state such as a
     data preprocessor's buffers) are discarded before matching. ``fixes`` maps a target key to a function
     ``(tensor, expected_shape) -> (tensor, note)`` that adapts a tensor whose stored form differs from the
-    model's (the note is recorded in the report).
+    model's (the note is recorded in the report). ``input_channels`` is the channel order of the images the
+    release was trained and tested on ("rgb" or "bgr"; always with the RGB ImageNet statistics), where the
+    layout implies one: loading sets the model's ``input_channels`` to it.
     """
 
     name: str
@@ -58,6 +60,7 @@ class KeyLayout:
     rules: tuple[tuple[str, str], ...] = ()
     drop: tuple[str, ...] = ()
     fixes: Mapping[str, TensorFix] = field(default_factory=dict)
+    input_channels: str | None = None
 
     def rename(self, key: str) -> str | None:
         if any(re.search(pattern, key) for pattern in self.drop):
@@ -231,6 +234,9 @@ def load_weights_from_state(
     result = model.load_state_dict(to_load, strict=False)
     report.loaded = len(to_load)
     assert not result.unexpected_keys, result.unexpected_keys  # filtered above
+    if best.input_channels is not None:  # the images these weights expect follow from where they came from
+        model.input_channels = best.input_channels
+        report.notes.append(f"input images in {best.input_channels.upper()} order, as the {best.name} release")
     return report
 
 

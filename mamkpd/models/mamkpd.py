@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import BACKENDS
+from .init import INITS
 from .layers import ContextModeling, DeconvHead, LinearPatchEmbed, PatchMerging, SS2DBlock
 from .registry import register_model
 
@@ -39,6 +40,7 @@ class MamKPDConfig:
     decoder_width: int | None = None  # None: dims[-1] // 4
     drop_path_rate: float = 0.0
     scan_backend: str = "auto"
+    init: str = "vmamba"  # model-level init: VMamba's ("vmamba") or PyTorch's defaults ("pytorch")
 
     def __post_init__(self):
         self.depths, self.dims = tuple(self.depths), tuple(self.dims)
@@ -53,6 +55,8 @@ class MamKPDConfig:
             raise ValueError(f"input_size {self.input_size} must be (H, W), each divisible by {self.stride}")
         if self.num_keypoints < 1:
             raise ValueError(f"num_keypoints must be positive, got {self.num_keypoints}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {tuple(INITS)}, got {self.init!r}")
 
     @property
     def stride(self) -> int:
@@ -146,6 +150,7 @@ class MamKPD(nn.Module):
             num_deconv=len(cfg.dims) - 1,
             num_keypoints=cfg.num_keypoints,
         )
+        INITS[cfg.init](self)  # after every block's own init (SS2D's A_logs, Ds, dt keep VMamba's)
 
     @property
     def scan_backend(self) -> str:
@@ -217,6 +222,8 @@ ALTERNATIVE_READINGS: dict[str, dict] = {
     "MLP ratio 4 after each SS2D": {"mlp_ratio": 4.0},
     "decoder 256 wide (SimpleBaseline/ViTPose)": {"decoder_width": 256},
     "no SS2D-CMM gate": {"context_gate": False},
+    # the paper trains from scratch without saying how it initialises; moves no count, only training
+    "PyTorch default init (not VMamba's)": {"init": "pytorch"},
 }
 
 

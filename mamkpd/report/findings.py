@@ -147,6 +147,39 @@ def run_quality(store: pd.DataFrame) -> list[Finding]:
     return out
 
 
+def reference_conventions() -> list[Finding]:
+    """Conventions of the reference code that its names hide, read from the protocols the suite follows."""
+    import torch
+
+    from ..evaluation.mpii import HRNET_MEAN01_NAME, HRNET_MEAN01_THRESHOLD
+    from ..models import create_model
+
+    out = [
+        Finding(
+            "HRNet's MPII Mean@0.1 is PCKh at 0.11",
+            f"HRNet's mpii.py reads its 'Mean@0.1' from row 11 of PCKh over np.arange(0, 0.51, 0.01), i.e. "
+            f"at threshold {HRNET_MEAN01_THRESHOLD:g}, not 0.1 (MMPose 0.x copied it). MPII results here give "
+            f"both: Mean@0.1 at 0.1 and '{HRNET_MEAN01_NAME}' as HRNet computes it.",
+            "HRNet lib/dataset/mpii.py, mamkpd.evaluation.mpii",
+        )
+    ]
+    with torch.device("meta"):
+        layouts = {lay.name: lay for lay in create_model("sbl_res50").checkpoint_layouts}
+    original, mmpose = layouts["original"].input_channels, layouts["mmpose0"].input_channels
+    if original and mmpose and original != mmpose:
+        out.append(
+            Finding(
+                "SimpleBaseline's original checkpoints expect BGR images",
+                f"The original SimpleBaseline release, like HRNet's resnet experiments (COLOR_RGB false), feeds "
+                f"cv2's {original.upper()} images normalised with the RGB ImageNet mean and std; MMPose's "
+                f"SimpleBaseline checkpoints take {mmpose.upper()}. Evaluations here use the order of the layout a "
+                "checkpoint was loaded from and record it in their protocol.",
+                "HRNet experiments/*/resnet/*.yaml, checkpoint layouts",
+            )
+        )
+    return out
+
+
 def recorded(store: pd.DataFrame) -> list[Finding]:
     rows = store[store["metric"] == FINDING_METRIC].drop_duplicates(["table", "row", "notes"], keep="last")
     return [
@@ -161,6 +194,7 @@ def collect_findings(comparisons: dict[str, pd.DataFrame], store: pd.DataFrame) 
         *small_gflops(store),
         *gpu_mix(),
         *cross_table_inconsistencies(),
+        *reference_conventions(),
         *recorded(store),
         *run_quality(store),
     ]
