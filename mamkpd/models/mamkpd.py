@@ -40,6 +40,9 @@ class MamKPDConfig:
     decoder_width: int | None = None  # None: dims[-1] // 4
     drop_path_rate: float = 0.0
     scan_backend: str = "auto"
+    # on the triton backend, SS2D's cross scan, scan and merge run as one kernel (VMamba's fused form); False
+    # keeps the unfused, mamba-ssm-compatible op there too (the GPU check times both)
+    fused_cross_scan: bool = True
     init: str = "vmamba"  # model-level init: VMamba's ("vmamba") or PyTorch's defaults ("pytorch")
 
     def __post_init__(self):
@@ -116,6 +119,7 @@ class Stage(nn.Module):
                     d_conv=cfg.d_conv,
                     z_gate=cfg.z_gate,
                     scan_backend=cfg.scan_backend,
+                    fused_cross_scan=cfg.fused_cross_scan,
                 )
                 for i in range(cfg.depths[index])
             ]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...ops import selective_scan
+from ...ops import cross_selective_scan, resolve_backend, selective_scan
 from .cross_scan import cross_merge, cross_scan, cross_scan_per_direction
 
 DIRECTIONS = 4  # cross scan: rows, columns, and both reversed
@@ -27,6 +27,7 @@ class SS2D(nn.Module):
         d_conv: int = 3,
         z_gate: bool = False,
         scan_backend: str = "auto",
+        fused_cross_scan: bool = True,
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         dt_init_floor: float = 1e-4,
@@ -35,7 +36,7 @@ class SS2D(nn.Module):
         d_inner = int(ssm_ratio * d_model)
         dt_rank = dt_rank or math.ceil(d_model / 16)
         self.d_inner, self.d_state, self.dt_rank, self.z_gate = d_inner, d_state, dt_rank, z_gate
-        self.scan_backend = scan_backend
+        self.scan_backend, self.fused_cross_scan = scan_backend, fused_cross_scan
         self.in_proj = nn.Linear(d_model, d_inner * (2 if z_gate else 1), bias=False)
         self.conv2d = (
             nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner)
@@ -77,22 +78,40 @@ class SS2D(nn.Module):
         # x_proj of all four directions as one GEMM on the image in its own order; only its few output channels
         # (dt_rank + 2 d_state per direction) are then put in each direction's order, not the d_inner inputs
         x_dbl = F.linear(x.reshape(bsz, height * width, self.d_inner), self.x_proj_weight.flatten(0, 1))
-        x_dbl = cross_scan_per_direction(x_dbl.view(bsz, height, width, DIRECTIONS, -1).permute(0, 3, 4, 1, 2))
-        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-        # (B, 4, d_inner, L) straight out of the batched GEMM, contiguous as the scan takes it
-        dts = torch.matmul(self.dt_projs_weight.expand(bsz, -1, -1, -1), dts)
-        ys = selective_scan(
-            cross_scan(x.permute(0, 3, 1, 2)).flatten(1, 2),
-            dts.flatten(1, 2),
-            -torch.exp(self.A_logs.float()),
-            Bs,
-            Cs,
-            self.Ds.float(),
+        x_dbl = x_dbl.view(bsz, height, width, DIRECTIONS, -1).permute(0, 3, 4, 1, 2)  # (B, 4, R + 2N, H, W)
+        scan_args = dict(
+            A=-torch.exp(self.A_logs.float()),
+            D=self.Ds.float(),
             delta_bias=self.dt_projs_bias.flatten().float(),
             delta_softplus=True,
-            backend=self.scan_backend,
         )
-        y = cross_merge(ys.view(bsz, DIRECTIONS, self.d_inner, height * width), height, width)
+        if self.fused_cross_scan and resolve_backend(self.scan_backend, x.device) == "triton":
+            # one kernel reads x once and writes the merged y; delta, B and C stay at spatial positions
+            dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
+            dts = torch.matmul(self.dt_projs_weight.expand(bsz, -1, -1, -1), dts.flatten(3))
+            y = cross_selective_scan(
+                x.permute(0, 3, 1, 2),
+                dts.view(bsz, DIRECTIONS, self.d_inner, height, width),
+                B=Bs,
+                C=Cs,
+                backend="triton",
+                **scan_args,
+            )
+        else:
+            dts, Bs, Cs = torch.split(
+                cross_scan_per_direction(x_dbl), [self.dt_rank, self.d_state, self.d_state], dim=2
+            )
+            # (B, 4, d_inner, L) straight out of the batched GEMM, contiguous as the scan takes it
+            dts = torch.matmul(self.dt_projs_weight.expand(bsz, -1, -1, -1), dts)
+            ys = selective_scan(
+                cross_scan(x.permute(0, 3, 1, 2)).flatten(1, 2),
+                dts.flatten(1, 2),
+                B=Bs,
+                C=Cs,
+                backend=self.scan_backend,
+                **scan_args,
+            )
+            y = cross_merge(ys.view(bsz, DIRECTIONS, self.d_inner, height * width), height, width)
         y = self.out_norm(y.permute(0, 2, 3, 1))
         if self.z_gate:
             y = y * F.silu(z)
