@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from .checkpoint import unwrap_model, write_json
 from .distributed import DistContext, broadcast_object, gather_by_index
@@ -121,6 +120,8 @@ def run_inference(
     }
     was_training = model.training
     model.eval()
+    from tqdm import tqdm  # here, not at the top: the GPU check imports the engine on machines without tqdm
+
     bar = tqdm(loader, desc="inference", disable=not (progress and ctx.is_main), dynamic_ncols=True)
     with torch.inference_mode():
         for batch in bar:

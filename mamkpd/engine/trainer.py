@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from .checkpoint import capture_rng_state, load_training_state, restore_rng_state, save_checkpoint, unwrap_model
 from .config import TrainConfig
@@ -398,6 +397,8 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict[str, Any], bool]
     if hasattr(run.train_set, "set_epoch"):
         run.train_set.set_epoch(epoch)
     run.ddp_model.train()
+    from tqdm import tqdm  # here, not at the top: the GPU check imports this module on machines without tqdm
+
     bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ctx.is_main, dynamic_ncols=True)
     loss_sum, seen, start = 0.0, 0, time.perf_counter()
     for batch_index, batch in enumerate(bar):

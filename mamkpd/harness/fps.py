@@ -108,11 +108,13 @@ def measure_model_fps(
     input_size: tuple[int, int] | None = None,
     scan_backend: str = "auto",
     model_overrides: dict[str, Any] | None = None,
+    compile_backend: str = "inductor",
 ) -> FpsMeasurement:
     """Time the registered model ``name`` under ``preset`` on ``device`` (in this process).
 
     Models with a selective scan run on ``scan_backend`` resolved for ``device``; the ``reference``
-    backend (a Python loop, the correctness oracle) is refused.
+    backend (a Python loop, the correctness oracle) is refused. ``compile_backend`` is the dynamo backend
+    of compiling presets.
     """
     from ..models import create_model, model_info
     from ..ops import resolve_backend
@@ -143,7 +145,12 @@ def measure_model_fps(
     memory_format = torch.channels_last if chosen.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=memory_format)
-    forward = torch.compile(model, mode=chosen.compile_mode) if chosen.compile_mode else model
+    if not chosen.compile_mode:
+        forward = model
+    elif compile_backend == "inductor":
+        forward = torch.compile(model, mode=chosen.compile_mode)
+    else:  # another dynamo backend (the GPU check's dry run traces with "eager"): modes are inductor's
+        forward = torch.compile(model, backend=compile_backend)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     autocast = (
         torch.autocast(device_type, dtype=AUTOCAST_DTYPES[chosen.precision])
@@ -165,6 +172,8 @@ def measure_model_fps(
         scan_backend=backend_used,
         sample=info.sample,
         result=result,
+        # a compiled cell that generated no code says so (the store's compile_mode alone would not)
+        runtime="eager" if not chosen.compile_mode or compile_backend == "inductor" else f"dynamo-{compile_backend}",
     )
 
 

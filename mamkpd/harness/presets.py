@@ -59,6 +59,12 @@ PRESETS: dict[str, Preset] = {
             description="torch.compile (default mode) under float16 autocast",
         ),
         Preset(
+            "bf16-compile",
+            precision="bf16",
+            compile_mode="default",
+            description="torch.compile (default mode) under bfloat16 autocast",
+        ),
+        Preset(
             "compile-max-autotune",
             compile_mode="max-autotune",
             cuda_only=True,

@@ -16,13 +16,13 @@ import csv
 import io
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from filelock import FileLock
 
 from .machine import environment_info, machine_info
 
@@ -127,6 +127,43 @@ FINDING_METRIC = "finding"  # rows whose notes column holds a finding sentence
 _STATUSES = (STATUS_REPRODUCED, STATUS_DIFFERS, STATUS_MEASURED, STATUS_NOT_RUN)
 
 
+class _Flock:
+    """An exclusive ``flock`` on a lock file, what filelock's FileLock takes on Unix: for machines without
+    filelock (a bare GPU machine running scripts/gpu_check.sh). One object, many ``with`` blocks."""
+
+    def __init__(self, path: str, timeout: float):
+        self.path, self.timeout, self._fd = path, timeout, None
+
+    def __enter__(self):
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise TimeoutError(f"lock {self.path} still held after {self.timeout:.0f} s") from None
+                time.sleep(0.05)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self._fd)  # closing the file releases the lock
+        self._fd = None
+
+
+def _store_lock(path: str, timeout: float):
+    try:
+        from filelock import FileLock
+    except ImportError:
+        return _Flock(path, timeout)
+    return FileLock(path, timeout=timeout)
+
+
 def default_store_path() -> Path:
     """The store path: ``$MAMKPD_RESULTS`` or ``results/results.csv`` (gitignored)."""
     return Path(os.environ.get("MAMKPD_RESULTS", "results/results.csv"))
@@ -182,7 +219,7 @@ class ResultsStore:
 
     def __init__(self, path: str | os.PathLike | None = None, lock_timeout_s: float = 120.0):
         self.path = Path(path) if path is not None else default_store_path()
-        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout_s)
+        self._lock = _store_lock(str(self.path) + ".lock", lock_timeout_s)
 
     # -- writing -------------------------------------------------------------------------------
     def record(

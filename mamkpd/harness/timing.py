@@ -54,6 +54,26 @@ PROTOCOLS: dict[str, TimingProtocol] = {
             max_warmup_rounds=8,
             max_warmup_seconds=10.0,
         ),
+        # kernels of microseconds to milliseconds (the GPU check's scan cells): short rounds, a steady check
+        TimingProtocol(
+            name="kernel",
+            round_seconds=0.02,
+            timed_rounds=5,
+            steady_window=2,
+            min_warmup_rounds=4,
+            max_warmup_rounds=10,
+            max_warmup_seconds=1.0,
+        ),
+        # the GPU check's dry run: the path runs, one call a round and no warm-up; numbers mean nothing
+        TimingProtocol(
+            name="dry",
+            round_seconds=0.0,
+            timed_rounds=2,
+            steady_window=1,
+            min_warmup_rounds=0,
+            max_warmup_rounds=0,
+            max_warmup_seconds=0.0,
+        ),
         # checks that the timing pipeline runs (tests, slow CPUs): numbers are indicative only
         TimingProtocol(
             name="smoke",

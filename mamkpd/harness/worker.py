@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from .launch import JOB_KINDS, TimingJob, TrainJob
+from .launch import JOB_KINDS, CheckJob, TimingJob, TrainJob
 
 
 def run_job(job: TrainJob | TimingJob) -> dict[str, Any]:
@@ -34,7 +34,14 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in JOB_KINDS:
         print(f"usage: python -m {__spec__.name} {{{','.join(JOB_KINDS)}}} JSON", file=sys.stderr)
         return 2
-    result = run_job(JOB_KINDS[argv[0]].from_dict(json.loads(argv[1])))
+    job = JOB_KINDS[argv[0]].from_dict(json.loads(argv[1]))
+    if isinstance(job, CheckJob):
+        from .gpu_check import run_part
+
+        for result in run_part(job.part, job.params):  # one line each, as they come: a stopped child keeps them
+            print(json.dumps(result), flush=True)
+        return 0
+    result = run_job(job)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(result))
     return 0

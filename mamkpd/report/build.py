@@ -15,7 +15,6 @@ from ..harness.results import ResultsStore
 from ..paper import TABLES, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings
-from .plots import plot_fig1, plot_fps_vs_ap
 
 __all__ = ["Report", "build_report", "run_log_section", "write_report"]
 
@@ -175,7 +174,7 @@ def _samples_section(store: pd.DataFrame) -> str:
     return _md_table(["Run", "Metric", "Measured", "Split", "Input", "Device", "Notes", "What it shows"], body) + "\n"
 
 
-def render_markdown(report: Report, figures: dict[str, str]) -> str:
+def render_markdown(report: Report, figures: dict[str, str], figures_note: str = "") -> str:
     store = report.store
     counts = pd.concat(report.comparisons.values())["status"].value_counts()
     machines = sorted({(r.gpu_name or f"CPU {r.cpu_model}") for r in store.itertuples()} - {"CPU "})
@@ -204,6 +203,8 @@ def render_markdown(report: Report, figures: dict[str, str]) -> str:
     out += ["## End-to-end training and evaluation on the built-in samples\n", _samples_section(store)]
     out.append("## Figures\n")
     out += [f"![{title}]({path})\n" for title, path in figures.items()]
+    if figures_note:
+        out.append(figures_note + "\n")
     return "\n".join(out) + "\n"
 
 
@@ -224,12 +225,18 @@ def write_report(
     written: dict[str, Path] = {}
     for name, cells in report.comparisons.items():
         written[name] = atomic_write(out / f"{name}.csv", lambda h, c=cells: c.to_csv(h, index=False), mode="w")
-    written["fig1"] = plot_fig1(report.comparisons["table2"], out / "fig1_ap_vs_params.png")
-    written["fps_vs_ap"] = plot_fps_vs_ap(report.comparisons["table2"], out / "fps_vs_ap.png")
-    figures = {
-        "Figure 1: AP against parameters, paper and measured": written["fig1"].name,
-        "FPS against AP": written["fps_vs_ap"].name,
-    }
-    text = render_markdown(report, figures)
+    figures, figures_note = {}, ""
+    try:
+        from .plots import plot_fig1, plot_fps_vs_ap
+    except ImportError as exc:  # matplotlib missing (a bare GPU machine): the report without figures, saying why
+        figures_note = f"No figures: matplotlib does not import here ({exc}); the tables above hold every value."
+    else:
+        written["fig1"] = plot_fig1(report.comparisons["table2"], out / "fig1_ap_vs_params.png")
+        written["fps_vs_ap"] = plot_fps_vs_ap(report.comparisons["table2"], out / "fps_vs_ap.png")
+        figures = {
+            "Figure 1: AP against parameters, paper and measured": written["fig1"].name,
+            "FPS against AP": written["fps_vs_ap"].name,
+        }
+    text = render_markdown(report, figures, figures_note)
     written["report"] = atomic_write(out / "REPORT.md", lambda h: h.write(text), mode="w")
     return written

@@ -1,0 +1,185 @@
+"""The selective scan's kernels timed against the memory-bandwidth bound.
+
+A scan moves little arithmetic per byte, so its speed limit is memory traffic: a call that must move
+``bytes_moved`` bytes (every input read once, every output written once: :func:`mamkpd.ops.scan_bytes_moved`,
+:func:`mamkpd.ops.cross_scan_bytes_moved`) cannot take less than ``bytes_moved / peak bandwidth``. The
+peak is measured in the same run, as a device-to-device copy (:func:`copy_bandwidth`), and the vendor's
+datasheet figure is shown beside it where the device is known (:data:`DATASHEET_BANDWIDTH`).
+
+The shapes are MamKPD-B's at 256x192 (:data:`SCAN_SHAPES`); :func:`scan_inputs` makes the inputs of
+either form, and :func:`unfused_cross_scan` is SS2D's unfused path (cross scan, scan, merge). Used by
+the GPU check (:mod:`mamkpd.harness.gpu_check`) and by ``benchmarks/test_bench_scan_cuda.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..models.layers.cross_scan import cross_merge, cross_scan
+from ..ops import cross_scan_bytes_moved, cross_selective_scan, scan_bytes_moved, selective_scan
+from .timing import time_callable
+
+__all__ = [
+    "DATASHEET_BANDWIDTH",
+    "DTYPES",
+    "SCAN_SHAPES",
+    "ScanShape",
+    "copy_bandwidth",
+    "datasheet_bandwidth",
+    "scan_cell_bytes",
+    "scan_cell_call",
+    "scan_inputs",
+    "seconds_per_call",
+    "unfused_cross_scan",
+]
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ScanShape:
+    """One SS2D scan: ``dim`` channels a direction (d_inner), ``height`` x ``width`` positions, four
+    directions, each its own B/C group of ``d_state`` states."""
+
+    name: str
+    dim: int
+    height: int
+    width: int
+    d_state: int = 8
+
+    @property
+    def length(self) -> int:
+        return self.height * self.width
+
+    def sliced(self, steps: int) -> ScanShape:
+        """The first ``steps`` positions only (one row of them): for the reference, too slow to time whole."""
+        steps = min(steps, self.length)
+        return ScanShape(f"{self.name}[:{steps}]", self.dim, 1, steps, self.d_state)
+
+
+# MamKPD-B at 256x192: stage 1 is 64x48 positions with d_inner 192, stage 3 is 16x12 with d_inner 768
+SCAN_SHAPES = {
+    "stage1": ScanShape("stage1", dim=192, height=64, width=48),
+    "stage3": ScanShape("stage3", dim=768, height=16, width=12),
+}
+
+# Peak memory bandwidth in bytes/s from the vendors' datasheets, by a piece of the name torch reports; the
+# first match wins (H100 NVL and PCIe before the SXM part, A100-SXM4-80GB before the other A100s).
+DATASHEET_BANDWIDTH: tuple[tuple[str, float], ...] = (
+    ("H200", 4.8e12),
+    ("H100 NVL", 3.9e12),
+    ("H100 PCIe", 2.0e12),
+    ("H100", 3.35e12),
+    ("A100-SXM4-80GB", 2.039e12),
+    ("A100 80GB PCIe", 1.935e12),
+    ("A100", 1.555e12),
+    ("RTX 4090", 1.008e12),
+    ("L40S", 0.864e12),
+    ("V100", 0.9e12),
+    ("B200", 8.0e12),
+)
+
+
+def datasheet_bandwidth(device_name: str) -> float | None:
+    """The datasheet's peak bandwidth (bytes/s) of the device called ``device_name``; None if unknown."""
+    return next((bw for key, bw in DATASHEET_BANDWIDTH if key in device_name), None)
+
+
+def seconds_per_call(fn: Callable[[], Any], device: str, protocol: str) -> float:
+    """Median seconds a call of ``fn`` takes under the timing ``protocol`` (calls back to back, the device
+    synchronised at the end of each round)."""
+    return 1.0 / time_callable(fn, 1, device, protocol).median
+
+
+def copy_bandwidth(device: str, nbytes: int, protocol: str) -> tuple[float, float]:
+    """(bytes/s, seconds a call) of a copy of ``nbytes`` bytes within ``device``'s memory: read and
+    write, 2 x nbytes moved. The achievable peak that the bound divides by."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    seconds = seconds_per_call(lambda: dst.copy_(src), device, protocol)
+    return 2 * src.numel() * 4 / seconds, seconds
+
+
+def scan_inputs(shape: ScanShape, batch: int, dtype: torch.dtype, device: str, spatial: bool = False):
+    """Inputs of one call, activations in ``dtype`` and A, D, delta_bias in float32 (SS2D's mix).
+
+    Per direction (``spatial=False``): u, delta (batch, 4*dim, L), B, C (batch, 4, N, L), as
+    :func:`mamkpd.ops.selective_scan` takes them. Spatial: x (batch, dim, H, W), delta (batch, 4, dim,
+    H, W), B, C (batch, 4, N, H, W), as :func:`mamkpd.ops.cross_selective_scan` takes them.
+    """
+    g = torch.Generator(device=device).manual_seed(0)
+    dim, n = shape.dim, shape.d_state
+    r = lambda *s: torch.randn(*s, generator=g, device=device).to(dtype)  # noqa: E731
+    params = dict(
+        A=-torch.rand(4 * dim, n, generator=g, device=device) - 0.1,
+        D=torch.randn(4 * dim, generator=g, device=device),
+        delta_bias=0.1 * torch.randn(4 * dim, generator=g, device=device),
+    )
+    if spatial:
+        hw = (shape.height, shape.width)
+        activations = dict(x=r(batch, dim, *hw), delta=0.5 * r(batch, 4, dim, *hw))
+        activations.update(B=r(batch, 4, n, *hw), C=r(batch, 4, n, *hw))
+    else:
+        length = shape.length
+        activations = dict(u=r(batch, 4 * dim, length), delta=0.5 * r(batch, 4 * dim, length))
+        activations.update(B=r(batch, 4, n, length), C=r(batch, 4, n, length))
+    return {**activations, **params}
+
+
+def unfused_cross_scan(x, delta, A, B, C, D, delta_bias, backend: str):
+    """SS2D's unfused path (``fused_cross_scan=False``) on the per-direction delta, B and C its projections
+    give: cross_scan(x) -> selective_scan -> cross_merge."""
+    bsz, dim, height, width = x.shape
+    ys = selective_scan(
+        cross_scan(x).flatten(1, 2), delta, A, B, C, D, delta_bias=delta_bias, delta_softplus=True, backend=backend
+    )
+    return cross_merge(ys.view(bsz, 4, dim, height * width), height, width)
+
+
+def scan_cell_bytes(op: str, shape: ScanShape, batch: int, dtype: str, backward: bool) -> int:
+    """Bytes a call must move at least: the scan's, or for the cross scan (fused or not) the fused op's,
+    the least the whole operation needs (so both paths are held to the same bound)."""
+    itemsize = DTYPES[dtype].itemsize
+    if op == "cross":
+        args = (batch, shape.dim, shape.height, shape.width, shape.d_state)
+        moved = cross_scan_bytes_moved(*args, itemsize=itemsize)
+        return moved + (cross_scan_bytes_moved(*args, itemsize=itemsize, backward=True) if backward else 0)
+    args = (batch, 4 * shape.dim, shape.length, shape.d_state, 4)
+    moved = scan_bytes_moved(*args, itemsize=itemsize)
+    return moved + (scan_bytes_moved(*args, itemsize=itemsize, backward=True) if backward else 0)
+
+
+def scan_cell_call(
+    op: str, shape: ScanShape, batch: int, dtype: str, backend: str, backward: bool, device: str
+) -> Callable[[], Any]:
+    """One call of a cell, inputs made once: ``op`` "scan" (:func:`selective_scan` on ``backend``),
+    "cross-fused" (:func:`cross_selective_scan`, one kernel on triton) or "cross-unfused"
+    (:func:`unfused_cross_scan`); with ``backward``, forward and backward of the sum."""
+    spatial = op != "scan"
+    inputs = scan_inputs(shape, batch, DTYPES[dtype], device, spatial=spatial)
+    if op == "cross-unfused":  # per-direction delta, B and C, as SS2D's unfused path projects them
+        per_direction = scan_inputs(shape, batch, DTYPES[dtype], device)
+        inputs = dict(per_direction, x=inputs["x"])
+        del inputs["u"]
+    if op == "scan":
+        fn = lambda **kw: selective_scan(**kw, delta_softplus=True, backend=backend)  # noqa: E731
+    elif op == "cross-fused":
+        fn = lambda **kw: cross_selective_scan(**kw, delta_softplus=True, backend=backend)  # noqa: E731
+    elif op == "cross-unfused":
+        fn = lambda **kw: unfused_cross_scan(**kw, backend=backend)  # noqa: E731
+    else:
+        raise ValueError(f"unknown scan op {op!r}: scan, cross-fused or cross-unfused")
+    if not backward:
+
+        def forward():
+            with torch.inference_mode():
+                return fn(**inputs)
+
+        return forward
+    leaves = {k: v.requires_grad_(True) for k, v in inputs.items()}
+    # gradients returned, not accumulated into .grad (which would add a read and a write of each per call)
+    return lambda: torch.autograd.grad(fn(**leaves).float().sum(), list(leaves.values()))

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The GPU check: one prepared run on a bare CUDA machine (CUDA torch, triton, numpy, pandas; no network, no
+# mamba-ssm), under 8 minutes on one GPU. See README.md, "Checking a GPU machine".
+#   scripts/gpu_check.sh [--wheels DIR] OUT_DIR     on a CUDA machine
+#   scripts/gpu_check.sh --dry-run OUT_DIR          every step on the CPU at tiny sizes (CI, tests/test_gpu_check.py)
+# Steps: install the suite offline into this Python (no torch reinstall), the `gpu`-marked tests, then the
+# harness (python -m mamkpd.harness.gpu_check: scan kernels, Table 2's models, one training step, each part in
+# its own process under a budget), then the report. Everything lands in OUT_DIR; skipped work is printed with
+# its reason. The exit status is non-zero only when the tests fail or a step breaks, never for a goal missed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+dry=0
+wheels=""
+out=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --dry-run) dry=1 ;;
+        --wheels) wheels=${2:?--wheels needs a folder}; shift ;;
+        -*) echo "gpu_check.sh: unknown option '$1' (use --dry-run, --wheels DIR)" >&2; exit 2 ;;
+        *) out=$1 ;;
+    esac
+    shift
+done
+if [[ -z $out ]]; then
+    echo "usage: scripts/gpu_check.sh [--dry-run] [--wheels DIR] OUT_DIR" >&2
+    exit 2
+fi
+if [[ -n $wheels && ! -d $wheels ]]; then
+    echo "gpu_check.sh: --wheels $wheels is not a folder" >&2
+    exit 2
+fi
+start=$(date +%s)
+total_s=450  # under 8 minutes, with room for the process starts and the final prints
+mkdir -p "$out"
+: >"$out/steps.tsv"
+step() {  # step STATUS DETAIL: one line of the summary's "Steps" table, echoed
+    printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$out/steps.tsv"
+    echo "[gpu-check] $1: $2${3:+ ($3)}"
+}
+left() { echo $((total_s - ($(date +%s) - start))); }
+# the children import this checkout whether or not the install worked
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export MAMKPD_RESULTS="$out/results.csv"
+status=0
+
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv >"$out/gpu.txt" 2>&1
+fi
+
+# 1. install: offline, no dependencies, no torch reinstall (a dry run asks pip what it would do, changing nothing)
+install=(-m pip install --disable-pip-version-check --no-index --no-deps --no-build-isolation -e .)
+[[ $dry == 1 ]] && install+=(--dry-run)
+if timeout 90 "$PY" "${install[@]}" >"$out/install.log" 2>&1; then
+    step install ok "pip install --no-deps -e .$([[ $dry == 1 ]] && echo ' --dry-run')"
+else
+    step install failed "see install.log; the check runs from the checkout through PYTHONPATH"
+fi
+# the suite's dependencies that do not import here: from --wheels where given, else listed (none is on the FPS path)
+missing=$("$PY" - <<'EOF'
+import importlib.util
+modules = {"numpy": "numpy", "pandas": "pandas", "scipy": "scipy", "opencv-python-headless": "cv2",
+           "pycocotools": "pycocotools", "fvcore": "fvcore", "matplotlib": "matplotlib", "tqdm": "tqdm",
+           "filelock": "filelock", "onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime",
+           "nvidia-ml-py": "pynvml", "numba": "numba", "pytest": "pytest", "triton": "triton"}
+print(" ".join(d for d, m in modules.items() if importlib.util.find_spec(m) is None))
+EOF
+)
+if [[ -n $missing && -n $wheels ]]; then
+    # shellcheck disable=SC2086
+    if timeout 120 "$PY" -m pip install --disable-pip-version-check --no-index --find-links "$wheels" $missing \
+        >>"$out/install.log" 2>&1; then
+        step dependencies ok "installed from $wheels: $missing"
+    else
+        step dependencies partial "not all of '$missing' are in $wheels (install.log)"
+    fi
+elif [[ -n $missing ]]; then
+    step dependencies absent "$missing (none is imported on the check's path; give --wheels DIR to install them)"
+fi
+
+# 2. the gpu-marked tests (addopts reset: pytest-benchmark may be absent; a module that cannot import is listed)
+tests_s=100
+[[ $dry == 1 ]] && tests_s=60
+timeout "$tests_s" "$PY" -m pytest tests -m gpu -q -p no:cacheprovider -o addopts=-ra \
+    --continue-on-collection-errors --junitxml="$out/gpu-tests.xml" >"$out/gpu-tests.log" 2>&1
+rc=$?
+summary=$(tail -n 1 "$out/gpu-tests.log")
+case $rc in
+    0) step tests passed "$summary" ;;
+    5) step tests "none ran" "no gpu-marked test collected" ;;
+    124) step tests skipped "ran past ${tests_s} s and was stopped (gpu-tests.log)"; status=1 ;;
+    *) step tests failed "$summary (gpu-tests.log)"; status=1 ;;
+esac
+
+# 3. the harness: scan kernels, model speed, training step (its own budgets; stopped at what is left)
+harness_s=$(($(left) - 30))
+if [[ $harness_s -lt 30 ]]; then
+    step harness skipped "only $(left) s of the 8 minutes left"
+    status=1
+else
+    args=("$out" --seconds "$harness_s")
+    [[ $dry == 1 ]] && args+=(--dry-run)
+    timeout $((harness_s + 20)) "$PY" -m mamkpd.harness.gpu_check "${args[@]}" 2>&1 | tee "$out/harness.log"
+    rc=${PIPESTATUS[0]}
+    [[ $rc != 0 ]] && { step harness failed "exit status $rc (harness.log)"; status=1; }
+fi
+
+# 4. the report from the store
+if [[ -s $out/results.csv ]]; then
+    if timeout 60 "$PY" -m mamkpd.cli report --store "$out/results.csv" --out "$out/report" >"$out/report.log" 2>&1; then
+        step report ok "$out/report/REPORT.md"
+    else
+        step report failed "$(tail -n 1 "$out/report.log")"
+        status=1
+    fi
+else
+    step report skipped "no results store was written"
+fi
+echo "[gpu-check] done in $(($(date +%s) - start)) s; summary $out/gpu_check.md; exit status $status"
+grep -v -P '\t(ok|passed)\t' "$out/steps.tsv" | sed 's/^/[gpu-check] not clean: /' || true
+exit "$status"
