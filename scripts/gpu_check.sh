@@ -107,7 +107,7 @@ fi
 
 # 4. the report from the store
 if [[ -s $out/results.csv ]]; then
-    if timeout 60 "$PY" -m mamkpd.cli report --store "$out/results.csv" --out "$out/report" >"$out/report.log" 2>&1; then
+    if timeout 25 "$PY" -m mamkpd.cli report --store "$out/results.csv" --out "$out/report" >"$out/report.log" 2>&1; then
         step report ok "$out/report/REPORT.md"
     else
         step report failed "$(tail -n 1 "$out/report.log")"

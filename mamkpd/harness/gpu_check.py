@@ -99,7 +99,7 @@ def plan_for(dry_run: bool, device: str, half: str, scan_backends: tuple[str, ..
             batches=(1,),
             compile_backend="eager",  # dynamo traces the model (graph breaks, the custom op); no C++ build
             model_scan_backend="torch",  # numba would compile its kernels first: minutes on a shared CPU
-            input_size=(64, 64),
+            input_size=(32, 32),  # the smallest HRNet takes (multiples of 32); BatchNorm needs batch 2 to train
             train_models=("mamkpd_s",),
             train_batch=2,
             fps_protocol="dry",

@@ -77,8 +77,9 @@ def measure_train_step(
     backend = overrides.get("scan_backend", "")
     g = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, *size, generator=g).to(device)
-    with torch.no_grad():
-        out_shape = model(images[:1]).shape[1:]
+    with torch.no_grad():  # in eval mode: BatchNorm cannot train on one sample at a 1x1 stage
+        out_shape = model.eval()(images[:1]).shape[1:]
+    model.train()
     target = torch.rand(batch, *out_shape, generator=g).to(device)
     weight = torch.ones(batch, out_shape[0], 1, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)  # the paper's optimiser and learning rate

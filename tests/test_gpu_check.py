@@ -1,0 +1,101 @@
+"""The GPU check (scripts/gpu_check.sh): its dry run on the CPU, and the FPS path with absent packages blocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mamkpd.harness.gpu_check import TABLE2_MODELS, plan_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# absent on a bare CUDA machine; the check's path must import none of them
+ABSENT = ("fvcore", "pycocotools", "xtcocotools", "mamba_ssm", "matplotlib", "tqdm", "cv2", "scipy")
+
+
+@pytest.mark.slow
+def test_dry_run_writes_store_summary_and_report_with_concrete_backends(tmp_path):
+    out = tmp_path / "check"
+    env = {**os.environ, "PYTHON": sys.executable}
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    store = pd.read_csv(out / "results.csv", keep_default_na=False)
+    scans = store[store["table"] == "kernels"]
+    assert set(scans["scan_backend"]) == {"triton", "reference"}, set(scans["scan_backend"])
+    assert set(scans["metric"]) == {"seconds_per_call", "fraction_of_bandwidth_bound"}
+    fps = store[store["metric"] == "fps"]
+    assert {"hrnet_w32", "mamkpd_s"} <= set(fps["model"]), "the dry run's FPS cells wrote no rows"
+    assert set(fps[fps["model"] == "mamkpd_s"]["scan_backend"]) == {"torch"}
+    assert "auto" not in set(store["scan_backend"]), "a stored figure names `auto`, not the backend that ran"
+    ratios = store[(store["metric"] == "fps_ratio_to_hrnet_w32") & (store["model"] == "mamkpd_s")]
+    assert len(ratios) >= 1 and (ratios["measured_value"].astype(float) > 0).all()
+    compiled = fps[fps["compile_mode"] != ""]
+    assert set(compiled["runtime"]) == {"dynamo-eager"}, "the dry run's compiled cell must say it generated no code"
+    train = store[store["table"] == "training"]
+    assert set(train["metric"]) == {"train_images_per_s", "train_peak_memory_bytes"}, "no training step was stored"
+    assert set(train["scan_backend"]) == {"torch"}
+    summary = (out / "gpu_check.md").read_text()
+    for heading in ("## Goals (reported, not asserted)", "## Skipped, and why", "## One training step"):
+        assert heading in summary
+    steps = (out / "steps.tsv").read_text()
+    assert "install\tok" in steps and "tests\t" in steps and "report\tok" in steps
+    assert (out / "report" / "REPORT.md").exists()
+    assert "[gpu-check] goals (reported, not asserted):" in proc.stdout
+
+
+def test_check_path_imports_no_absent_package(tmp_path):
+    """The check's parts (an FPS cell, a training step, a scan cell) run with the packages a bare CUDA
+    machine lacks made unimportable, as the worker runs them."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        for name in {ABSENT!r}:
+            sys.modules[name] = None  # `import name` now fails as if it were not installed
+        from mamkpd.harness.gpu_check import run_part
+        from mamkpd.harness.results import ResultsStore
+        size = [32, 32]
+        fps = dict(model="mamkpd_s", preset="fp32", batches=[1], device="cpu", input_size=size, protocol="dry",
+                   scan_backend="torch")
+        assert [r["kind"] for r in run_part("fps", fps)] == ["fps"]
+        train = dict(model="hrnet_w32", batch=2, device="cpu", amp="", protocol="dry", input_size=size)
+        assert [r["kind"] for r in run_part("train", train)] == ["train"]
+        scan = dict(device="cpu", shapes={{"s": dict(dim=4, height=2, width=2)}}, batch=1, dtypes=["fp32"],
+                    backends=["reference"], backward=[False], reference_steps=4, protocol="dry")
+        kinds = [r["kind"] for r in run_part("scan", scan)]
+        assert kinds == ["bandwidth", "scan", "scan"], kinds
+        ResultsStore(sys.argv[1]).record(table="t", row="r", model="m", metric="x", measured=1.0)
+        leaked = sorted(n for n in {ABSENT!r} if sys.modules.get(n) is not None)
+        assert not leaked, leaked
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "store.csv")], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("half", ["bf16", "fp16"])
+def test_full_plan_times_every_table2_model_eager_and_compiled_at_both_precisions(half):
+    plan = plan_for(dry_run=False, device="cuda", half=half, scan_backends=("triton", "reference"))
+    cells = set(plan.fps_cells)
+    for model in TABLE2_MODELS:
+        assert {(model, "fp32"), (model, half), (model, f"{half}-compile")} <= cells, model
+    assert plan.fps_cells[0] == ("hrnet_w32", "fp32"), "HRNet-W32 goes first: every ratio needs it"
+    assert set(plan.batches) == {1, 64}
+    assert plan.train_models == ("mamkpd_b", "hrnet_w32") and plan.train_batch == 64
+    assert set(plan.scan_shapes) == {"stage1", "stage3"} and plan.scan_backward == (False, True)
+    # the harness's steps leave the install, the tests and the report their share of 8 minutes
+    assert sum(plan.budgets.values()) <= 480 - 120
