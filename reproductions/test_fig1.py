@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mamkpd.paper import load_table
+from mamkpd.paper import compared_model, load_table
 
 from .support import paper_rows, params_of
 
@@ -13,7 +13,8 @@ from .support import paper_rows, params_of
 def _sizes() -> list[tuple[str, str, float, float]]:
     t2 = load_table("table2")
     rows = t2[(t2["registry_name"] != "") & t2["params_m"].notna() & t2["AP"].notna()]
-    return [(r.row, r.registry_name, r.params_m, params_of(r.registry_name) / 1e6) for r in rows.itertuples()]
+    models = [(r.row, compared_model(r, "params_m"), r.params_m) for r in rows.itertuples()]
+    return [(row, model, printed, params_of(model) / 1e6) for row, model, printed in models]
 
 
 @pytest.mark.parametrize("row, model, paper", paper_rows("table2", "params_m", test="fig1"))

@@ -16,6 +16,7 @@ from mamkpd.harness.launch import TimingJob, TrainJob, launch_command
 from mamkpd.harness.presets import PRESETS
 from mamkpd.harness.results import ResultsStore
 from mamkpd.harness.timing import TimingProtocol, time_callable
+from mamkpd.ops.selective_scan import AUTO_ORDER, resolve_backend
 
 TINY = TimingProtocol(
     name="tiny",
@@ -93,12 +94,14 @@ def test_launch_runs_the_worker_module_never_the_cli():
 
 def test_isolated_timing_comes_back_from_a_child_process():
     (m,) = measure_models_isolated(["mamkpd_s"], batch=2, protocol="smoke", input_size=(64, 48))
+    # The child records the backend that ran (the first available one in auto's CPU order), never "auto".
     assert (m.model, m.batch, m.input_size, m.scan_backend, m.result.protocol) == (
         "mamkpd_s",
         2,
         (64, 48),
-        "torch",
+        resolve_backend("auto", "cpu"),
         "smoke",
     )
+    assert m.scan_backend in AUTO_ORDER["cpu"]
     with pytest.raises(RuntimeError, match="timing mamkpd_xxl in its own process failed.*unknown model"):
         measure_models_isolated(["mamkpd_xxl"], protocol="smoke")

@@ -121,3 +121,24 @@ def test_foreign_header_is_refused(tmp_path):
         ResultsStore(path).read()
     with pytest.raises(ValueError, match="differ"):
         ResultsStore(path).record(table="t", row="r", model="m", metric="x", measured=1.0)
+
+
+def test_hand_edited_values_are_flagged_and_skipped_like_torn_lines(tmp_path):
+    """Issue 13, item 6: "bogus" in a number column or as a status is reported with its line, never read as data."""
+    path = tmp_path / "r.csv"
+    store = ResultsStore(path)
+    for row in ("a", "b", "c", "d"):
+        store.record(table="t", row=row, model="m", metric="x", paper=1.0, measured=1.0, tolerance=0.1)
+    lines = path.read_text().split("\n")
+    status, measured = COLUMNS.index("status"), COLUMNS.index("measured_value")
+    for number, column, value in ((3, measured, "bogus"), (4, status, "bogus")):
+        cells = lines[number - 1].split(",")
+        cells[column] = value
+        lines[number - 1] = ",".join(cells)
+    path.write_text("\n".join(lines))
+    contents = store.read()
+    assert contents.frame["row"].tolist() == ["a", "d"]
+    assert [n for n, _ in contents.invalid_lines] == [3, 4]
+    assert "measured_value 'bogus' is not a number" in contents.invalid_lines[0][1]
+    assert "status 'bogus'" in contents.invalid_lines[1][1]
+    assert contents.torn_lines == []

@@ -26,11 +26,26 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask sets as it reads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Write ``path`` through ``write(file)`` into a temp file in the same folder, then os.replace.
 
     A failure (or a kill) while writing leaves the previous file untouched and no temp file behind
-    (a kill can leave a ``.tmp`` file, never a half-written ``path``).
+    (a kill can leave a ``.tmp`` file, never a half-written ``path``). The file gets the mode a plain
+    ``open(path, "w")`` would give it (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

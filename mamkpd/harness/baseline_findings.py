@@ -192,12 +192,15 @@ def rtmo_params_finding(
     }
 
 
+BASELINE_FINDERS = (
+    vitpose_b_params_finding,
+    vitpose_b_gflops_finding,
+    hrnet_repo_counter_finding,
+    vitpose_small_simple_config_finding,
+    rtmo_params_finding,
+)
+
+
 def baseline_findings() -> list[dict]:
     """Every finding about the baselines, measured now (the fvcore counts take a minute on a CPU)."""
-    return [
-        vitpose_b_params_finding(),
-        vitpose_b_gflops_finding(),
-        hrnet_repo_counter_finding(),
-        vitpose_small_simple_config_finding(),
-        rtmo_params_finding(),
-    ]
+    return [finder() for finder in BASELINE_FINDERS]

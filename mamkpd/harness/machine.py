@@ -129,8 +129,9 @@ def _git_state() -> tuple[str, str]:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
+        # the code's state: changes to the committed example report (which a run may be regenerating) are not
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"],
             cwd=root,
             capture_output=True,
             text=True,

@@ -7,7 +7,9 @@ its ``row`` key and the paper CSV's column name as ``metric`` (``params_m``, ``g
 Safe for several processes at once (pytest-xdist workers, ``mamkpd reproduce`` jobs): every append
 takes a file lock and writes one complete line in a single ``os.write`` followed by ``fsync``, so a
 killed writer leaves either its whole row or none of it. A reader still tolerates a torn line (a
-disk-full write, a copy cut short) and reports it instead of failing.
+disk-full write, a copy cut short) and reports it instead of failing; so it does a line a hand edit
+broke (a number column that holds no number, a status that is none of :data:`STATUSES`): such rows
+are skipped and listed, never shown as data.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "COLUMNS",
     "NUMERIC_COLUMNS",
     "FINDING_METRIC",
+    "STATUSES",
     "STATUS_REPRODUCED",
     "STATUS_DIFFERS",
     "STATUS_MEASURED",
@@ -37,7 +40,9 @@ __all__ = [
     "StoreContents",
     "ResultsStore",
     "default_store_path",
+    "finding_notes",
     "judge",
+    "split_finding",
     "machine_info",
     "environment_info",
 ]
@@ -123,8 +128,25 @@ STATUS_REPRODUCED = "reproduced"  # within tolerance of the paper
 STATUS_DIFFERS = "differs"  # outside tolerance; status_reason says how
 STATUS_MEASURED = "measured"  # no paper value to compare with (CPU FPS, a ratio, a second convention)
 STATUS_NOT_RUN = "not run"  # status_reason says why (no GPU, no data, no checkpoint)
-FINDING_METRIC = "finding"  # rows whose notes column holds a finding sentence
-_STATUSES = (STATUS_REPRODUCED, STATUS_DIFFERS, STATUS_MEASURED, STATUS_NOT_RUN)
+FINDING_METRIC = "finding"  # rows whose notes column holds a finding: "<title>: <text>"
+STATUSES = (STATUS_REPRODUCED, STATUS_DIFFERS, STATUS_MEASURED, STATUS_NOT_RUN)
+_TITLE_SEPARATOR = ": "
+
+
+def finding_notes(title: str, text: str) -> str:
+    """The notes cell of a finding row: its title (a sentence, no colon) and its text."""
+    if _TITLE_SEPARATOR in title:
+        raise ValueError(f"a finding's title may not contain {_TITLE_SEPARATOR!r}: {title!r}")
+    return f"{title}{_TITLE_SEPARATOR}{text}" if text else title
+
+
+def split_finding(notes: str) -> tuple[str, str]:
+    """(title, text) of a finding row's notes; a note without a title is titled by its first sentence."""
+    title, sep, text = notes.partition(_TITLE_SEPARATOR)
+    if not sep:
+        title, sep, text = notes.partition(". ")
+    title, text = title.strip().rstrip("."), text.strip()
+    return title[:1].upper() + title[1:], text
 
 
 class _Flock:
@@ -208,10 +230,24 @@ def _cell(value: Any) -> str:
 
 @dataclass
 class StoreContents:
-    """What a read found: the rows, and any torn lines (1-based line number, text) it skipped."""
+    """What a read found: the rows, any torn lines (1-based line number, text) and any lines whose
+    values are not data (1-based line number, what is wrong), both skipped."""
 
     frame: pd.DataFrame
     torn_lines: list[tuple[int, str]] = field(default_factory=list)
+    invalid_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _invalid_values(frame: pd.DataFrame) -> pd.Series:
+    """Per row of a store read as text: what is not data in it ("" when nothing)."""
+    problems = pd.Series("", index=frame.index, dtype=str)
+    for name in NUMERIC_COLUMNS:
+        text = frame[name].str.strip()
+        bad = (text != "") & pd.to_numeric(text, errors="coerce").isna()
+        problems[bad] = problems[bad] + f"{name} " + frame.loc[bad, name].map(repr) + " is not a number; "
+    bad = ~frame["status"].isin(STATUSES)
+    problems[bad] = problems[bad] + "status " + frame.loc[bad, "status"].map(repr) + " is not a known status; "
+    return problems.str.rstrip("; ")
 
 
 class ResultsStore:
@@ -245,8 +281,8 @@ class ResultsStore:
         """
         if status is None:
             status, delta = judge(paper, measured, tolerance, tolerance_kind)
-        elif status not in _STATUSES:
-            raise ValueError(f"status must be one of {_STATUSES}, got {status!r}")
+        elif status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         else:  # the caller decided (e.g. figures from different GPUs are shown, not judged)
             delta = None if _missing(paper) or _missing(measured) else float(measured) - float(paper)
         values: dict[str, Any] = {**machine_info(str(protocol.get("device") or "cpu")), **environment_info()}
@@ -267,14 +303,18 @@ class ResultsStore:
         )
         return self.append(values)
 
-    def record_finding(self, *, table: str, row: str, model: str, text: str, **protocol: Any) -> dict[str, str]:
-        """Append a finding about the paper (a sentence the report lists under Findings).
+    def record_finding(
+        self, *, table: str, row: str, model: str, text: str, title: str = "", **protocol: Any
+    ) -> dict[str, str]:
+        """Append a finding about the paper: a title (a sentence) and its text, which the report lists
+        under Findings; ``row`` is the finding's key.
 
-        The sentence should be built from measured values at the time they are measured, so the
-        report never carries a number in prose that was not measured in that run.
+        The text should be built from measured values at the time they are measured, so the report
+        never carries a number in prose that was not measured in that run.
         """
+        notes = finding_notes(title, text) if title else text
         return self.record(
-            table=table, row=row, model=model, metric=FINDING_METRIC, status=STATUS_MEASURED, notes=text, **protocol
+            table=table, row=row, model=model, metric=FINDING_METRIC, status=STATUS_MEASURED, notes=notes, **protocol
         )
 
     def append(self, values: dict[str, Any]) -> dict[str, str]:
@@ -286,7 +326,7 @@ class ResultsStore:
         line = pd.DataFrame([cells], columns=list(COLUMNS)).to_csv(index=False, header=False, lineterminator="\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # less the umask
             try:
                 size = os.fstat(fd).st_size
                 prefix = ""
@@ -332,7 +372,7 @@ class ResultsStore:
                 f"results store {self.path}: unexpected header; expected the {len(COLUMNS)} "
                 f"columns of mamkpd.harness.results.COLUMNS"
             )
-        good, torn = [], []
+        good, numbers, torn = [], [], []
         last = len(lines) - 1
         for number, line in enumerate(lines[1:], start=2):
             if not line:
@@ -343,7 +383,11 @@ class ResultsStore:
                 torn.append((number, line))
             else:
                 good.append(line)
+                numbers.append(number)
         frame = pd.read_csv(io.StringIO("\n".join([header, *good]) + "\n"), dtype=str, keep_default_na=False)
+        problems = _invalid_values(frame)
+        invalid = [(numbers[i], problems.iloc[i]) for i in range(len(frame)) if problems.iloc[i]]
+        frame = frame[problems == ""].reset_index(drop=True)
         for name in NUMERIC_COLUMNS:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
-        return StoreContents(frame, torn)
+        return StoreContents(frame, torn, invalid)

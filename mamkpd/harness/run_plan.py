@@ -22,15 +22,23 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paper import TABLES, load_table
+from tqdm import tqdm
+
+from ..paper import TABLES, compared_model, load_table
 from ..paper.tolerances import tolerance_for
 from .availability import cuda_status, dataset_status, sha256_of
 from .results import ResultsStore
 
-__all__ = ["RunPlan", "run_measurements"]
+__all__ = ["RunPlan", "run_measurements", "worker_layout", "SAME_FUNCTION_REASON", "UNCOUNTED_MULTIPLIES"]
 
 COMPLEXITY_SHARE = 0.5  # of the budget, for counting every row; speed, training and extras get the rest
 TABLE1_ROWS = {"mamkpd_s": "MamKPD-Small", "mamkpd_b": "MamKPD-Base", "mamkpd_l": "MamKPD-Large"}
+# a reading that, given the default's weights, computes the default's outputs changes only initialisation
+SAME_FUNCTION_REASON = (
+    "given the default's weights it computes the default's outputs (checked on a random input): it changes "
+    "only how training starts, so no count can differ"
+)
+UNCOUNTED_MULTIPLIES = "uncounted_multiplies"  # metric: element-wise multiplies per sample, reading minus default
 
 
 @dataclass
@@ -43,10 +51,13 @@ class RunPlan:
     speed_protocol: str = "smoke"
     device: str = "cpu"
     # a MamKPD-S cut to one block per stage and 32/64/128 channels memorises the 12 sample people in ~200
-    # epochs on CPU: a check that training and evaluation work end to end, not an accuracy claim
+    # passes on CPU: a check that training and evaluation work end to end, not an accuracy claim
     train_model: str = "mamkpd_s"
     train_model_kwargs: dict = field(default_factory=lambda: {"depths": [1, 1, 1], "dims": [32, 64, 128]})
-    train_epochs: int = 200
+    train_epochs: int = 200  # passes over the samples
+    # an epoch goes over the samples this many times, so that the trainer's progress bar has steps to show
+    # (one batch per epoch would make 200 one-step bars) and last.pth is written 10 times, not 200
+    train_passes_per_epoch: int = 20
     train_batch: int = 12
     train_lr: float = 5e-3
     train_input_size: tuple[int, int] = (64, 48)
@@ -72,19 +83,18 @@ class _Progress:
         self.echo(f"[{self.elapsed:6.1f}s] {message}")
 
 
-def _complexity_cells() -> list[tuple[str, str, str, tuple[str, ...]]]:
-    """(table, row, model, complexity metrics) for every paper row with a registered model."""
+def _complexity_cells() -> list[tuple[str, str, str, str]]:
+    """(table, row, metric, model) for every complexity cell of a paper row with a registered model; the
+    model is the one the paper table says the cell is compared with (:func:`mamkpd.paper.compared_model`)."""
     cells = []
     for name, spec in TABLES.items():
-        if not spec.complexity_columns:
-            continue
         for r in load_table(name).itertuples():
             if r.registry_name:
-                cells.append((name, r.row, r.registry_name, spec.complexity_columns))
+                cells += [(name, r.row, metric, compared_model(r, metric)) for metric in spec.complexity_columns]
     return cells
 
 
-def _count_one(model: str, threads: int, overrides: dict):
+def _count_one(threads: int, model: str, overrides: dict):
     """Worker: fvcore count of one model (fvcore's tracing is mostly single-threaded Python)."""
     import torch
 
@@ -94,68 +104,96 @@ def _count_one(model: str, threads: int, overrides: dict):
     return measure_complexity(model, **overrides)
 
 
-def _count_parallel(jobs: list[tuple[str, str, dict]], progress: _Progress, share: float, what: str) -> dict:
-    """Count ``(label, model, overrides)`` jobs in worker processes; stop submitting once ``share`` of the
-    budget is spent."""
-    workers = max(1, min(2, os.cpu_count() or 1))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    counted, queue, pending = {}, list(jobs), {}
+def _measure_one_reading(threads: int, model: str, reading: str, overrides: dict):
+    """Worker: one model under one architecture reading (:func:`mamkpd.harness.readings.measure_reading`)."""
+    import torch
+
+    from .readings import measure_reading
+
+    torch.set_num_threads(threads)
+    return measure_reading(model, reading, overrides)
+
+
+def worker_layout() -> tuple[int, int]:
+    """(worker processes, torch threads each) for counting: together no more threads than this process runs
+    (``torch.get_num_threads()``: ``OMP_NUM_THREADS`` where set, else the CPUs the process may use), so that
+    ``OMP_NUM_THREADS=1`` on a shared machine gives one worker on one thread."""
+    import torch
+
+    total = max(1, torch.get_num_threads())
+    workers = min(2, total)
+    return workers, max(1, total // workers)
+
+
+def _run_parallel(
+    jobs: list[tuple[str, Callable, tuple]],
+    progress: _Progress,
+    share: float,
+    what: str,
+    describe: Callable[[object], str],
+) -> dict:
+    """Run ``(label, worker, args)`` jobs in worker processes as ``worker(threads, *args)``;
+    stop submitting once ``share`` of the budget is spent. One progress line per finished job."""
+    workers, threads = worker_layout()
+    results, queue, pending = {}, list(jobs), {}
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         while queue or pending:
             while queue and len(pending) < workers and not progress.over_budget(share):
-                label, model, overrides = queue.pop(0)
-                pending[pool.submit(_count_one, model, threads, overrides)] = label
+                label, worker, args = queue.pop(0)
+                pending[pool.submit(worker, threads, *args)] = label
             if not pending:
                 progress(f"{what}: budget spent, {len(queue)} left uncounted")
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 label = pending.pop(future)
-                c = counted[label] = future.result()
-                progress(
-                    f"{what} {len(counted)}/{len(jobs)} {label}: {c.params / 1e6:.2f}M params, {c.gflops:.2f} GFLOPs"
-                )
-    return counted
+                result = results[label] = future.result()
+                progress(f"{what} {len(results)}/{len(jobs)} {label}: {describe(result)}")
+    return results
+
+
+def _describe_count(c) -> str:
+    return f"{c.params / 1e6:.2f}M params, {c.gflops:.2f} GFLOPs"
 
 
 def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, object]:
     cells = _complexity_cells()
-    models = list(dict.fromkeys(m for _, _, m, _ in cells))
+    models = list(dict.fromkeys(m for _, _, _, m in cells))
     paper = {n: load_table(n).set_index("row") for n in TABLES}
-    measured = _count_parallel([(m, m, {}) for m in models], progress, COMPLEXITY_SHARE, "complexity")
-    for table, row, model, metrics in cells:
-        for metric in metrics:
-            printed = paper[table].loc[row].get(metric, math.nan)
-            printed = None if isinstance(printed, float) and math.isnan(printed) else float(printed)
-            if model not in measured:
-                store.record(
-                    table=table,
-                    row=row,
-                    model=model,
-                    metric=metric,
-                    paper=printed,
-                    status="not run",
-                    status_reason="report --run time budget spent before this model was counted",
-                )
-                continue
-            c = measured[model]
-            tol, kind = tolerance_for(table, metric, model)
+    jobs = [(m, _count_one, (m, {})) for m in models]
+    measured = _run_parallel(jobs, progress, COMPLEXITY_SHARE, "complexity", _describe_count)
+    for table, row, metric, model in cells:
+        printed = paper[table].loc[row].get(metric, math.nan)
+        printed = None if isinstance(printed, float) and math.isnan(printed) else float(printed)
+        if model not in measured:
             store.record(
                 table=table,
                 row=row,
                 model=model,
                 metric=metric,
                 paper=printed,
-                measured=c.params / 1e6 if metric == "params_m" else c.gflops,
-                tolerance=tol if printed is not None else None,
-                tolerance_kind=kind,
-                flops_convention=f"{c.flops_convention} ({c.counter})",
-                input_size=c.input_size,
-                batch_size=c.batch,
-                scan_backend=c.scan_backend or "",
-                device="cpu",
-                notes="uncounted ops: " + (", ".join(sorted(c.unsupported_ops)) or "none"),
+                status="not run",
+                status_reason="report --run time budget spent before this model was counted",
             )
+            continue
+        c = measured[model]
+        tol, kind = tolerance_for(table, metric, model)
+        store.record(
+            table=table,
+            row=row,
+            model=model,
+            metric=metric,
+            paper=printed,
+            measured=c.params / 1e6 if metric == "params_m" else c.gflops,
+            tolerance=tol if printed is not None else None,
+            tolerance_kind=kind,
+            flops_convention=f"{c.flops_convention} ({c.counter})",
+            input_size=c.input_size,
+            batch_size=c.batch,
+            scan_backend=c.scan_backend or "",
+            device="cpu",
+            notes="uncounted ops: " + (", ".join(sorted(c.unsupported_ops)) or "none"),
+        )
     return measured
 
 
@@ -185,39 +223,63 @@ def _measure_hrnet_counter(store: ResultsStore, progress: _Progress) -> None:
         progress(f"HRNet-repository counter {r.registry_name}: {c.gflops:.2f} GFLOPs (paper {r.gflops})")
 
 
+def _describe_reading(e) -> str:
+    if e.same_function:
+        return "computes the default's function given its weights: not counted"
+    line = _describe_count(e.complexity)
+    if e.counts_as_default:
+        line += f"; counts as the default, {e.uncounted_multiplies:+d} element-wise multiplies fvcore does not count"
+    return line
+
+
 def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
     from ..models.mamkpd import ALTERNATIVE_READINGS
 
     paper = load_table("table1").set_index("row")
     # the default reading is the Table 1 measurement itself
     jobs = [
-        (f"{model} / {reading}", model, overrides)
+        (f"{model} / {reading}", _measure_one_reading, (model, reading, overrides))
         for reading, overrides in ALTERNATIVE_READINGS.items()
         if overrides
         for model in TABLE1_ROWS
     ]
-    counted = _count_parallel(jobs, progress, 1.0, "reading")
-    for reading, overrides in ALTERNATIVE_READINGS.items():
-        for model, row in TABLE1_ROWS.items():
-            c = counted.get(f"{model} / {reading}")
+    effects = _run_parallel(jobs, progress, 1.0, "reading", _describe_reading)
+    for e in effects.values():
+        row, c = TABLE1_ROWS[e.model], e.complexity
+        common = dict(
+            table="table1", row=row, model=e.model, reading=e.reading, notes=f"overrides {json.dumps(e.overrides)}"
+        )
+        for metric in ("params_m", "gflops"):
+            paper_value = float(paper.loc[row, metric])
             if c is None:
-                continue
-            for metric, value in (("params_m", c.params / 1e6), ("gflops", c.gflops)):
                 store.record(
-                    table="table1",
-                    row=row,
-                    model=model,
-                    reading=reading,
-                    metric=metric,
-                    paper=float(paper.loc[row, metric]),
-                    measured=value,
-                    status="measured",
-                    flops_convention=f"{c.flops_convention} ({c.counter})",
-                    input_size=c.input_size,
-                    scan_backend=c.scan_backend or "",
-                    device="cpu",
-                    notes=f"overrides {json.dumps(overrides)}",
+                    metric=metric, paper=paper_value, status="not run", status_reason=SAME_FUNCTION_REASON, **common
                 )
+                continue
+            store.record(
+                metric=metric,
+                paper=paper_value,
+                measured=c.params / 1e6 if metric == "params_m" else c.gflops,
+                status="measured",
+                flops_convention=f"{c.flops_convention} ({c.counter})",
+                input_size=c.input_size,
+                scan_backend=c.scan_backend or "",
+                device="cpu",
+                **common,
+            )
+        if e.uncounted_multiplies is not None:
+            store.record(
+                metric=UNCOUNTED_MULTIPLIES,
+                measured=float(e.uncounted_multiplies),
+                status="measured",
+                status_reason="params and fvcore MACs equal the default's; these element-wise multiplies "
+                "(aten::mul, one per output element) are what fvcore leaves out",
+                unit="multiplies per sample",
+                input_size=c.input_size,
+                batch_size=1,
+                device="cpu",
+                **common,
+            )
 
 
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
@@ -242,6 +304,24 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
         record_fps(store, m, ratios[m.model], plan.speed_reference)
 
 
+class _Repeated:
+    """A data set seen ``times`` times per epoch (index i is item i mod len); everything else is the data set's."""
+
+    def __init__(self, dataset, times: int):
+        self.dataset, self.times = dataset, times
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.times
+
+    def __getitem__(self, index: int):
+        return self.dataset[index % len(self.dataset)]
+
+    def __getattr__(self, name: str):
+        if name == "dataset":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
     """A few optimiser steps on the COCO-format samples, then evaluation on them: the pipeline works end to end."""
     from ..data.samples import samples_root
@@ -252,30 +332,36 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
         progress(f"training on samples skipped: pose samples not found at {coco} (set MAMKPD_SAMPLES)")
         return
     from ..engine import EvalConfig, TrainConfig, evaluate_checkpoint, train
+    from ..engine.trainer import build_datasets
 
+    epochs = max(1, plan.train_epochs // plan.train_passes_per_epoch)
     with tempfile.TemporaryDirectory(prefix="mamkpd-report-run-") as out:
-        summary = train(
-            TrainConfig(
-                model=plan.train_model,
-                model_kwargs=dict(plan.train_model_kwargs),
-                dataset="coco",
-                train_ann_file=str(ann),
-                train_image_dir=str(coco),
-                augment=False,
-                val_interval=0,
-                epochs=plan.train_epochs,
-                lr=plan.train_lr,
-                lr_steps=(int(plan.train_epochs * 0.8),),
-                batch_size=plan.train_batch,
-                checkpoint_interval=0,
-                seed=0,
-                workers=0,
-                device=plan.device,
-                input_size=plan.train_input_size,
-                warmup_iters=0,
-                out_dir=out,
-            )
-        ).summary()
+        config = TrainConfig(
+            model=plan.train_model,
+            model_kwargs=dict(plan.train_model_kwargs),
+            dataset="coco",
+            train_ann_file=str(ann),
+            train_image_dir=str(coco),
+            augment=False,
+            val_interval=0,
+            epochs=epochs,
+            lr=plan.train_lr,
+            lr_steps=(int(epochs * 0.8),),
+            batch_size=plan.train_batch,
+            checkpoint_interval=0,
+            seed=0,
+            workers=0,
+            device=plan.device,
+            input_size=plan.train_input_size,
+            warmup_iters=0,
+            out_dir=out,
+        )
+        samples, _ = build_datasets(config)
+        progress(
+            f"training a reduced {plan.train_model} on {len(samples)} sample people: {epochs} epochs of "
+            f"{plan.train_passes_per_epoch} passes (progress bars on stderr)"
+        )
+        summary = train(config, train_set=_Repeated(samples, plan.train_passes_per_epoch)).summary()
         checkpoint = summary["checkpoint"]
         progress(f"trained a reduced {plan.train_model} for {summary['global_step']} step(s) on the COCO samples")
         evaluation = evaluate_checkpoint(
@@ -321,18 +407,20 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
 
 def _record_baseline_findings(store: ResultsStore, progress: _Progress) -> None:
     try:
-        from .baseline_findings import baseline_findings
+        from .baseline_findings import BASELINE_FINDERS
     except ImportError as exc:
         progress(f"baseline findings skipped: {exc}")
         return
-    for f in baseline_findings():
+    for finder in tqdm(BASELINE_FINDERS, desc="baseline findings", unit="finding", dynamic_ncols=True):
+        f = finder()
         store.record_finding(
             table="table2",
             row=f["id"],
             model="baselines",
-            text=f"{f['title']}: {f['finding']} (protocol: {f['protocol']})",
+            title=f["title"],
+            text=f"{f['finding']} (protocol: {f['protocol']})",
         )
-    progress("baseline findings recorded")
+    progress(f"{len(BASELINE_FINDERS)} baseline findings recorded")
 
 
 def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
@@ -359,6 +447,7 @@ def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress)
                     split=spec.split,
                 )
     if not cuda.ok:
+        timed = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
         t2 = load_table("table2")
         for r in t2[(t2["registry_name"] != "") & t2["fps"].notna()].itertuples():
             if r.registry_name not in plan.speed_models and r.registry_name != plan.speed_reference:
@@ -369,8 +458,8 @@ def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress)
                     metric="fps",
                     paper=r.fps,
                     status="not run",
-                    status_reason=f"{cuda.reason}; not timed on CPU by report --run "
-                    f"(run: mamkpd fps --model {r.registry_name})",
+                    status_reason=f"{cuda.reason}; report --run times only {', '.join(timed)} on the CPU "
+                    "(time another with `mamkpd fps --model NAME`)",
                 )
     progress("recorded the reasons for what this machine cannot measure")
 

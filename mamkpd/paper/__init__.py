@@ -4,6 +4,9 @@ Each CSV holds the rows exactly as the paper prints them: ``row`` is a unique ke
 ``method`` the printed name, empty cells are the paper's "-", ``registry_name`` names the registered
 model that reproduces the row (empty where the suite does not implement the method), ``notes`` says
 what the paper leaves implicit (which GPU timed it, which counter counted it, printing errors).
+``compare_with`` (optional) names, per metric, the registered model a cell is compared with where it is
+not ``registry_name``: ``params_m=vitpose_b_simple`` where the printed count is the simple decoder's
+(the suite's finding), while the row's accuracy belongs to ``registry_name``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["TableSpec", "TABLES", "load_table", "table_names"]
+__all__ = ["TableSpec", "TABLES", "compared_model", "load_table", "table_names"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,19 @@ _TEXT_COLUMNS = (
     "stem",
     "known",
     "reproduced_by_authors",
+    "compare_with",
 )
+
+
+def compared_model(paper_row, metric: str) -> str:
+    """The registered model the ``metric`` cell of a paper row (a row of :func:`load_table`, as a Series or
+    a namedtuple) is compared with: its ``compare_with`` entry for that metric, else its ``registry_name``."""
+    get = paper_row.get if hasattr(paper_row, "get") else lambda key, default: getattr(paper_row, key, default)
+    for entry in str(get("compare_with", "") or "").split(";"):
+        key, sep, model = entry.partition("=")
+        if sep and key.strip() == metric:
+            return model.strip()
+    return get("registry_name", "")
 
 
 def table_names() -> list[str]:

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from ..harness.results import FINDING_METRIC, STATUS_MEASURED, STATUS_NOT_RUN
-from ..paper import TABLES, load_table
+from ..paper import TABLES, compared_model, load_table
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -107,11 +107,8 @@ def protocol_summary(m: pd.Series) -> str:
             f"batch {int(m['batch_size'])}" if _present(m.get("batch_size")) else "",
             f"input {m.get('input_size')}" if m.get("input_size") else "",
             f"scan {m['scan_backend']}" if m.get("scan_backend") else "",
-            (
-                f"median of {int(m['timed_rounds'])} rounds, IQR {m['iqr']:.3g} {m.get('unit', '')}"
-                if _present(m.get("timed_rounds")) and _present(m.get("iqr"))
-                else ""
-            ),
+            # the spread is a result, shown beside the median; the protocol is how many rounds gave it
+            f"median of {int(m['timed_rounds'])} rounds" if _present(m.get("timed_rounds")) else "",
             f"1 sample = {m['sample']}" if m.get("sample") else "",
             "THROTTLED" if m.get("throttled") == "true" else "",
         ]
@@ -141,14 +138,17 @@ def _pick(candidates: pd.DataFrame, metric: str) -> pd.Series:
     return ranked.iloc[-1]
 
 
-def _default_reason(paper_row: pd.Series) -> str:
-    if not paper_row["registry_name"]:
+def _default_reason(model: str) -> str:
+    if not model:
         return "method not implemented by the suite"
-    return f"no measurement of {paper_row['registry_name']} in the results store"
+    return f"no measurement of {model} in the results store"
 
 
 def compare_table(name: str, store: pd.DataFrame) -> pd.DataFrame:
-    """Long-form comparison of paper table ``name`` with the store (one row per paper cell)."""
+    """Long-form comparison of paper table ``name`` with the store (one row per paper cell).
+
+    A cell is compared with measurements of the model :func:`mamkpd.paper.compared_model` names for it
+    (the row's registered model unless the paper table says another variant printed that figure)."""
     paper = _paper_values(name)
     mine = store[(store["table"] == name) & (store["reading"].fillna("") == "") & (store["metric"] != FINDING_METRIC)]
     records = []
@@ -156,15 +156,16 @@ def compare_table(name: str, store: pd.DataFrame) -> pd.DataFrame:
         row_meas = mine[mine["row"] == prow["row"]]
         for metric in table_metrics(name):
             paper_value = prow.get(metric, math.nan)
+            model = compared_model(prow, metric)
             cell = dict(
                 table=name,
                 row=prow["row"],
                 method=prow["method"],
-                model=prow["registry_name"],
+                model=model,
                 metric=metric,
                 paper=paper_value,
             )
-            cands = row_meas[row_meas["metric"] == metric]
+            cands = row_meas[(row_meas["metric"] == metric) & (row_meas["model"] == model)]
             done = cands[cands["status"] != STATUS_NOT_RUN]
             if len(done):
                 m = _pick(done, metric)
@@ -185,7 +186,7 @@ def compare_table(name: str, store: pd.DataFrame) -> pd.DataFrame:
                 m = cands.sort_values("timestamp").iloc[-1]
                 cell.update(status=STATUS_NOT_RUN, reason=m["status_reason"] or "recorded as not run")
             elif _present(paper_value):
-                cell.update(status=STATUS_NOT_RUN, reason=_default_reason(prow))
+                cell.update(status=STATUS_NOT_RUN, reason=_default_reason(model))
             else:
                 cell.update(status=NOT_IN_PAPER, reason="")
             records.append(cell)

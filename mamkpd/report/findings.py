@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..harness.results import FINDING_METRIC
+from ..harness.results import FINDING_METRIC, split_finding
 from ..paper import TABLES, load_table
 
 __all__ = ["Finding", "collect_findings"]
@@ -19,9 +19,18 @@ __all__ = ["Finding", "collect_findings"]
 
 @dataclass(frozen=True)
 class Finding:
-    title: str
+    title: str  # a sentence, in words (no identifiers)
     text: str
     source: str  # what it was derived from
+
+
+_METRIC_WORDS = {"params_m": "parameter count", "gflops": "GFLOPs"}
+_METRIC_UNITS = {"params_m": "M", "gflops": " GFLOPs"}
+
+
+def _table_name(name: str) -> str:
+    """``table2`` → ``Table 2``, ``fig3`` → ``Figure 3`` (as the paper names them)."""
+    return TABLES[name].title.split(".")[0]
 
 
 def _fmt(x: float) -> str:
@@ -103,21 +112,25 @@ def gpu_mix() -> list[Finding]:
 
 def cross_table_inconsistencies() -> list[Finding]:
     """The same model printed with different params/GFLOPs in different tables."""
-    seen: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    seen: dict[tuple[str, str], list[tuple[str, str, float]]] = {}
     for name in TABLES:
         table = load_table(name)
         for metric in ("params_m", "gflops"):
             if metric not in table.columns:
                 continue
             for r in table[(table["registry_name"] != "") & table[metric].notna()].itertuples():
-                seen.setdefault((r.registry_name, metric), []).append((f"{name} {r.row}", getattr(r, metric)))
+                seen.setdefault((r.registry_name, metric), []).append((name, r.method, getattr(r, metric)))
     out = []
-    for (model, metric), places in sorted(seen.items()):
-        if len({v for _, v in places}) > 1:
-            listing = "; ".join(f"{where}: {_fmt(v)}" for where, v in places)
-            out.append(
-                Finding(f"{model}: the paper prints different {metric} in different tables", listing, "paper tables")
+    for (_model, metric), places in sorted(seen.items()):
+        if len({v for _, _, v in places}) > 1:
+            method = places[0][1].replace(" (Ours)", "")
+            tables = list(dict.fromkeys(_table_name(name) for name, _, _ in places))
+            listing = "; ".join(
+                f"{_table_name(name)} ({row}): {_fmt(v)}{_METRIC_UNITS[metric]}" for name, row, v in places
             )
+            tables = tables[0] if len(tables) == 1 else ", ".join(tables[:-1]) + " and " + tables[-1]
+            title = f"The paper prints {method}'s {_METRIC_WORDS[metric]} differently in {tables}"
+            out.append(Finding(title, listing, "paper tables"))
     return out
 
 
@@ -128,7 +141,7 @@ def run_quality(store: pd.DataFrame) -> list[Finding]:
     if len(throttled):
         out.append(
             Finding(
-                "Throttled timings",
+                "Some timings ran while the GPU throttled",
                 f"{len(throttled)} timing(s) ran while the GPU reported throttling: "
                 + ", ".join(sorted(set(throttled["model"]))),
                 "gpu clocks",
@@ -181,10 +194,10 @@ def reference_conventions() -> list[Finding]:
 
 
 def recorded(store: pd.DataFrame) -> list[Finding]:
-    rows = store[store["metric"] == FINDING_METRIC].drop_duplicates(["table", "row", "notes"], keep="last")
-    return [
-        Finding(f"{r.table} {r.row}".strip(), r.notes, f"recorded by the suite ({r.model})") for r in rows.itertuples()
-    ]
+    """Findings other parts of the suite stored (their notes: "<title>: <text>"), the latest per key."""
+    rows = store[store["metric"] == FINDING_METRIC].sort_values("timestamp", kind="stable")
+    rows = rows.drop_duplicates(["table", "row"], keep="last")
+    return [Finding(*split_finding(r.notes), f"recorded by the suite ({r.model})") for r in rows.itertuples()]
 
 
 def collect_findings(comparisons: dict[str, pd.DataFrame], store: pd.DataFrame) -> list[Finding]:
