@@ -100,3 +100,21 @@ def test_full_plan_times_every_table2_model_eager_and_compiled_at_both_precision
     assert set(plan.scan_shapes) == {"stage1", "stage3"} and plan.scan_backward == (False, True)
     # the harness's steps leave the install, the tests and the report their share of 8 minutes
     assert sum(plan.budgets.values()) <= 480 - 120
+
+
+def test_goals_are_reported_against_the_measured_figures_met_or_short():
+    from mamkpd.harness.gpu_check import _goal_lines, _Run
+
+    def fps(model, preset, value):
+        m = dict(model=model, batch=64, preset=dict(name=preset), median_samples_per_s=value)
+        return dict(kind="fps", reading="", measurement=m)
+
+    run = _Run(plan_for(True, "cpu", "bf16", ("triton",)), None, None, None)
+    run.results = [fps("hrnet_w32", "bf16", 1000.0), fps("mamkpd_b", "bf16", 2000.0), fps("mamkpd_l", "bf16", 4000.0)]
+    run.results.append(fps("mamkpd_l", "bf16-compile", 5000.0))
+    scan = dict(kind="scan", shape="stage1", backend="triton", backward=False, op="scan", dtype="bf16")
+    run.results.append(dict(scan, fraction=0.25, seconds=4e-3, bound_seconds=1e-3))
+    lines = _goal_lines(run)
+    assert "5,000 img/s (batch 64, preset bf16-compile): met" in lines[0]
+    assert "2.00x: short (75% of the goal)" in lines[1]
+    assert "25.0%" in lines[2] and "short (50% of the goal)" in lines[2]

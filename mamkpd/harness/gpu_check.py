@@ -454,7 +454,7 @@ def _goal_lines(run: _Run) -> list[str]:
     where = f" (batch {best[1][1]}, preset {best[1][2]})" if best else ""
     lines.append(
         f"- MamKPD-L >= {goal:,.0f} img/s at the best preset (goal set for one H200): "
-        f"{f'{best[0]:,.0f} img/s' if best else 'not measured'}{where}: {verdict(best[0] if best else None, goal)}"
+        + (f"{best[0]:,.0f} img/s{where}: {verdict(best[0], goal)}" if best else "not measured")
     )
     ratios = []
     for (model, batch, preset), value in by.items():
