@@ -11,21 +11,24 @@ of ``torch.get_num_threads()`` threads, so one thread setting governs torch and 
 ``parallel=True`` doubles the first-call compile time and brings a threading layer that is either not
 fork-safe (GNU OpenMP: a forked DataLoader worker hangs) or not thread-safe (workqueue).)
 
-The backward recomputes the states of one channel at a time into scratch buffers of (L, N) per thread, not
-per channel: nothing of size L x N per channel is kept between the forward and the backward.
+The kernels take channels innermost (:mod:`.scan_numba_kernels`): the call puts u, delta, z and gout in
+(batch, groups, L, channels) order, each group's channels padded to whole blocks, and the outputs back; a
+task is one (batch, block of channels), its channels in SIMD lanes (:mod:`.scan_numba_vectors`). The backward
+recomputes the states chunk by chunk from the states kept at chunk starts: nothing of size L x N per channel
+is kept between the forward and the backward.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .scan_contract import ScanBackend, compute_dtype, gradients_like, grouped
 
@@ -33,9 +36,6 @@ __all__ = ["BACKEND", "NUMBA_INSTALL_HINT"]
 
 NUMBA_INSTALL_HINT = "the 'numba' scan backend needs numba; install it with `pip install numba`"
 TASKS_PER_THREAD = 4  # task ranges per thread, for load balance
-# backward tasks: each group's channels are cut into blocks until batch x groups x blocks reaches this; a
-# count fixed by the shapes alone (not the threads), so that gradients do not depend on the thread count
-BACKWARD_TASKS = 64
 
 
 def _unavailable() -> str | None:
@@ -83,71 +83,101 @@ def _run(kernel, tasks: int, pieces: int, *args, **kwargs) -> None:
         future.result()
 
 
+def _channels_last(t: Tensor | None, groups: int, padded: int, dtype: torch.dtype) -> Tensor:
+    """(batch, groups * C, L) -> (batch, groups, L, padded) in ``dtype``, channels innermost, the padding zero;
+    None -> the kernels' empty (0, 0, 0, 0) array."""
+    if t is None:
+        return torch.empty(0, 0, 0, 0, dtype=dtype)
+    bsz, dim, length = t.shape
+    per_group = dim // groups
+    rows = t.detach().reshape(bsz, groups, per_group, length).transpose(-1, -2)
+    if padded == per_group:
+        return rows.to(dtype, memory_format=torch.contiguous_format).contiguous()
+    out = torch.zeros(bsz, groups, length, padded, dtype=dtype)
+    out[..., :per_group] = rows
+    return out
+
+
+def _per_channel(t: Tensor | None, groups: int, padded: int, dtype: torch.dtype) -> Tensor:
+    """(groups * C, ...) -> (groups, ..., padded): A as (groups, N, padded), D and delta_bias as (groups,
+    padded); absent -> zeros (no skip term, no bias)."""
+    out = torch.zeros(groups, *(() if t is None else t.shape[1:]), padded, dtype=dtype)
+    if t is not None:
+        per_group = t.shape[0] // groups
+        out[..., :per_group] = t.detach().reshape(groups, per_group, *t.shape[1:]).movedim(1, -1)
+    return out
+
+
+def _from_channels_last(t: Tensor, dim: int) -> Tensor:
+    """(batch, groups, L, padded) -> (batch, dim, L)."""
+    bsz, groups, length, _ = t.shape
+    return t[..., : dim // groups].transpose(-1, -2).reshape(bsz, dim, length)
+
+
 def _arrays(u, delta, A, B, C, D, z, delta_bias):
-    """Contiguous arrays in the compute dtype, B and C time-major (batch, groups, L, N); absent inputs as
-    the neutral values the kernels expect."""
+    """The kernels' arguments (layouts in :mod:`.scan_numba_kernels`): one sequence per group, each group's
+    channels padded to whole blocks (a padded channel has u = A = 0: its state stays zero)."""
+    kernels = _kernels()
     ct = compute_dtype(u)
-    c = lambda t: t.detach().to(ct).contiguous()  # noqa: E731
-    dim = u.shape[1]
+    groups = grouped(B).shape[1]
+    padded = -(-(u.shape[1] // groups) // kernels.BLOCK) * kernels.BLOCK
+    rows = lambda t: _channels_last(t, groups, padded, ct)  # noqa: E731
+    per_channel = lambda t: _per_channel(t, groups, padded, ct)  # noqa: E731
+    time_major = lambda t: grouped(t).detach().transpose(-1, -2).to(ct).contiguous()  # noqa: E731
+    a = per_channel(A)
     return dict(
-        u=c(u),
-        delta=c(delta),
-        A=c(A),
-        Bt=c(grouped(B).transpose(-1, -2)),
-        Ct=c(grouped(C).transpose(-1, -2)),
-        D=c(D) if D is not None else u.new_zeros(dim, dtype=ct),
-        z=c(z) if z is not None else u.new_empty(0, 0, 0, dtype=ct),
-        bias=c(delta_bias) if delta_bias is not None else u.new_zeros(dim, dtype=ct),
+        x=rows(u),
+        delta=rows(delta),
+        z=rows(z),
+        A2=a * kernels.LOG2E,
+        A=a,
+        Bt=time_major(B),
+        Ct=time_major(C),
+        D=per_channel(D),
+        bias=per_channel(delta_bias),
+        order=torch.arange(u.shape[2]).expand(groups, -1).contiguous(),
     )
-
-
-def _np(tensors: dict) -> list:
-    return [v.numpy() for v in tensors.values()]
 
 
 def _numba_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     kernels = _kernels()
     t = _arrays(u, delta, A, B, C, D, z, delta_bias)
-    out = torch.empty_like(t["u"])
-    tasks = u.shape[0] * u.shape[1]
-    pieces = TASKS_PER_THREAD * torch.get_num_threads()
-    _run(kernels.scan_forward, tasks, pieces, *_np(t), bool(delta_softplus), out=out.numpy())
-    return out.to(u.dtype)
+    out = torch.empty_like(t["x"])
+    args = [t[k].numpy() for k in ("x", "delta", "z", "A2", "Bt", "Ct", "D", "bias", "order")]
+    tasks = u.shape[0] * (t["x"].shape[-1] // kernels.BLOCK)
+    _run(kernels.scan_forward, tasks, TASKS_PER_THREAD * torch.get_num_threads(), *args, bool(delta_softplus),
+         out=out.numpy())  # fmt: skip
+    return _from_channels_last(out, u.shape[1]).to(u.dtype)
 
 
 def _numba_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     kernels = _kernels()
     t = _arrays(u, delta, A, B, C, D, z, delta_bias)
-    g = gout.detach().to(t["u"].dtype).contiguous()
-    bsz, dim, length = u.shape
-    groups, n_state = t["Bt"].shape[1], A.shape[1]
-    blocks = max(1, min(dim // groups, math.ceil(BACKWARD_TASKS / (bsz * groups))))
-    like = t["u"]
+    groups, length, padded = t["x"].shape[1:]
+    bsz, dim, n_state = u.shape[0], u.shape[1], A.shape[1]
+    blocks = padded // kernels.BLOCK
+    like = t["x"]
     grads = dict(
-        gu=torch.empty_like(like),
+        gx=torch.empty_like(like),
         gdelta=torch.empty_like(like),
-        gA=like.new_empty(bsz, dim, n_state),
-        gB=like.new_empty(bsz, groups, blocks, length, n_state),
-        gC=like.new_empty(bsz, groups, blocks, length, n_state),
-        gD=like.new_empty(bsz, dim),
-        gz=torch.empty_like(like) if z is not None else like.new_empty(0, 0, 0),
-        gbias=like.new_empty(bsz, dim),
+        gz=torch.empty_like(like) if z is not None else t["z"],
+        gA=like.new_empty(bsz, groups, n_state, padded),
+        gB=like.new_empty(bsz, blocks, groups, length, n_state),
+        gC=like.new_empty(bsz, blocks, groups, length, n_state),
+        gD=like.new_empty(bsz, groups, padded),
+        gbias=like.new_empty(bsz, groups, padded),
     )
-    out_arrays = dict(zip(grads, _np(grads), strict=True))
-    _run(
-        kernels.scan_backward,
-        bsz * groups * blocks,
-        TASKS_PER_THREAD * torch.get_num_threads(),
-        g.numpy(),
-        *_np(t),
-        bool(delta_softplus),
-        blocks,
-        **out_arrays,
-    )
-    gB, gC = (grads[k].sum(2).transpose(-1, -2) for k in ("gB", "gC"))
-    summed = (grads["gA"].sum(0), gB, gC, grads["gD"].sum(0))
+    g = _channels_last(gout, groups, padded, like.dtype)
+    args = [t[k].numpy() for k in ("x", "delta", "z", "A2", "A", "Bt", "Ct", "D", "bias", "order")]
+    _run(kernels.scan_backward, bsz * blocks, TASKS_PER_THREAD * torch.get_num_threads(), g.numpy(), *args,
+         bool(delta_softplus), **{k: v.numpy() for k, v in grads.items()})  # fmt: skip
+    per_group = dim // groups
+    gA = grads["gA"].sum(0)[..., :per_group].transpose(-1, -2).reshape(dim, n_state)
+    gB, gC = (grads[k].sum(1).transpose(-1, -2) for k in ("gB", "gC"))
+    gD, gbias = (grads[k].sum(0)[:, :per_group].reshape(dim) for k in ("gD", "gbias"))
+    rows = lambda k: _from_channels_last(grads[k], dim)  # noqa: E731
     return gradients_like(
-        (grads["gu"], grads["gdelta"], *summed, grads["gz"], grads["gbias"].sum(0)),
+        (rows("gx"), rows("gdelta"), gA, gB, gC, gD, rows("gz") if z is not None else None, gbias),
         (u, delta, A, B, C, D, z, delta_bias),
     )
 
