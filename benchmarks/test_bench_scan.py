@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import mamkpd
-from mamkpd.ops import resolve_backend, selective_scan
+from mamkpd.ops import cross_selective_scan, resolve_backend, selective_scan
 
 # stage 1 of MamKPD-B at 256x192: 4 directions x 192 inner channels, L = 64*48, d_state 8, 4 groups
 STAGE1 = dict(dim=4 * 192, length=64 * 48, d_state=8, groups=4)
@@ -55,6 +55,40 @@ def test_scan_forward_backward(benchmark, backend, batch):
 
     def step():
         selective_scan(**leaves, delta_softplus=True, backend=backend).sum().backward()
+
+    benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
+    benchmark.pedantic(step, rounds=2, warmup_rounds=1)
+
+
+def stage1_cross_inputs(batch, channels_last):
+    """SS2D's cross scan at stage 1: x (batch, 192, 64, 48), delta, B, C at spatial positions; with
+    ``channels_last`` in the memory SS2D gives them on the numba path."""
+    g = torch.Generator().manual_seed(0)
+    dim, n, (h, w) = STAGE1["dim"] // 4, STAGE1["d_state"], (64, 48)
+    x, delta = torch.randn(batch, dim, h, w, generator=g), 0.5 * torch.randn(batch, 4, dim, h, w, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        delta = delta.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    return dict(
+        x=x,
+        delta=delta,
+        A=-torch.rand(4 * dim, n, generator=g) * 2,
+        B=torch.randn(batch, 4, n, h, w, generator=g),
+        C=torch.randn(batch, 4, n, h, w, generator=g),
+        D=torch.randn(4 * dim, generator=g),
+        delta_bias=0.1 * torch.randn(4 * dim, generator=g),
+    )
+
+
+@pytest.mark.benchmark(group="cross-scan-stage1-forward-backward")
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_cross_scan_forward_backward(benchmark, backend, batch):
+    """SS2D's whole cross scan (gather, scan, merge) as the model runs it: fused on numba, unfused on torch."""
+    leaves = {k: v.requires_grad_(True) for k, v in stage1_cross_inputs(batch, backend == "numba").items()}
+
+    def step():
+        cross_selective_scan(**leaves, delta_softplus=True, backend=backend).sum().backward()
 
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     benchmark.pedantic(step, rounds=2, warmup_rounds=1)

@@ -293,7 +293,7 @@ def test_cross_op_registration(device):
     inputs = on(device, cross_inputs(batch=1, dim=2, height=2, width=3, d_state=2, dtype=torch.float32))
     for value in inputs.values():
         value.requires_grad_(True)
-    args = (*inputs.values(), True)
+    args = (*inputs.values(), True, "triton")
     torch.library.opcheck(torch.ops.mamkpd.cross_selective_scan.default, args)
 
 

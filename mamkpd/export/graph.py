@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..models import model_info
 from ..models.layers import SS2D
-from ..ops import selective_scan_parallel
+from ..ops import resolve_backend, selective_scan_parallel
 
 __all__ = [
     "SCAN_OP",
@@ -37,12 +37,22 @@ MAX_DYNAMIC_BATCH = 1024
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
-    """``model`` in eval mode with its scans (if any) on the ``torch`` backend; build it with
-    :func:`mamkpd.create_model` (``checkpoint_path=`` loads its weights)."""
+    """``model`` in eval mode with its scans (if any) on a concrete backend that traces as one op node: the
+    model's own, or, for ``auto`` and ``reference``, what ``auto`` picks on the model's device (``numba`` on a
+    CPU with numba installed). Build it with :func:`mamkpd.create_model` (``checkpoint_path=`` loads its
+    weights)."""
     if hasattr(model, "scan_backend"):
-        # "reference" would unroll a Python loop over time into the graph; the op's backend name is
-        # only a constant argument of its node, so any exportable backend gives the same graph
-        model.scan_backend = "torch"
+        # "reference" would unroll a Python loop over time into the graph. The backend name is a constant
+        # argument of each scan node: the graph is the same for every backend, and a compiled or exported
+        # program runs the scan on the one named there (the ONNX lowering replaces the node whatever it names)
+        if model.scan_backend in ("auto", "reference"):
+            device = next(model.parameters()).device
+            model.scan_backend = resolve_backend("auto", device)
+        # one mamkpd::selective_scan node per SS2D, the node lower_scan replaces for ONNX (the fused cross
+        # scan, mamkpd::cross_selective_scan, has no lowering)
+        for module in model.modules():
+            if isinstance(module, SS2D):
+                module.fused_cross_scan = False
     return model.eval()
 
 

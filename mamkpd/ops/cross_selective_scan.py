@@ -12,10 +12,12 @@ projections that produce delta, B and C act on each position alone, they can be 
   as in SS2D's parameters;
 - returns y: (batch, dim, H, W), the four directions' outputs summed, in x's dtype.
 
-On the ``triton`` backend the whole of it is one kernel (:func:`.scan_triton.triton_cross_scan_forward`)
-inside the custom op ``mamkpd::cross_selective_scan`` (autograd and fake kernel registered, so
-``torch.compile`` and ``torch.export`` see one node). Every other backend gathers the four scan orders,
-runs :func:`.selective_scan` on them and scatters the outputs back: the same numbers, the unfused traffic.
+On the ``triton`` backend the whole of it is one kernel (:func:`.scan_triton.triton_cross_scan_forward`),
+on ``numba`` one kernel call that reads x in channels-last memory (:func:`.scan_numba.numba_cross_scan_forward`,
+y returned channels-last too), both inside the custom op ``mamkpd::cross_selective_scan`` (autograd and fake
+kernel registered, so ``torch.compile`` and ``torch.export`` see one node). Every other backend gathers the
+four scan orders, runs :func:`.selective_scan` on them and scatters the outputs back: the same numbers, the
+unfused traffic.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import scan_triton
+from . import scan_numba, scan_triton
 from .selective_scan import resolve_backend, selective_scan, selective_scan_flops
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 DIRECTIONS = 4
+FUSED_BACKENDS = ("triton", "numba")  # the backends with a fused cross scan
 
 
 def check_cross_inputs(x, delta, A, B, C, D, delta_bias) -> None:
@@ -104,13 +107,19 @@ def _cross_op(
     D: Tensor | None,
     delta_bias: Tensor | None,
     delta_softplus: bool,
+    backend: str,
 ) -> Tensor:
+    if backend == "numba":
+        order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
+        return scan_numba.numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, order)
     return scan_triton.triton_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus).contiguous()
 
 
 @_cross_op.register_fake
-def _(x, delta, A, B, C, D, delta_bias, delta_softplus):
-    return x.new_empty(x.shape)
+def _(x, delta, A, B, C, D, delta_bias, delta_softplus, backend):
+    # numba returns y channels-last, the layout SS2D's next op reads; the fake says so (inductor checks strides)
+    layout = torch.channels_last if backend == "numba" else torch.contiguous_format
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=layout)
 
 
 @torch.library.custom_op("mamkpd::cross_selective_scan_backward", mutates_args=())
@@ -124,26 +133,31 @@ def _cross_backward_op(
     D: Tensor | None,
     delta_bias: Tensor | None,
     delta_softplus: bool,
+    backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    grads = scan_triton.triton_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus)
+    if backend == "numba":
+        order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
+        grads = scan_numba.numba_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, order)
+    else:
+        grads = scan_triton.triton_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus)
     return tuple(x.new_empty(0) if g is None else g.contiguous() for g in grads)  # empty: "no such input"
 
 
 @_cross_backward_op.register_fake
-def _(gout, x, delta, A, B, C, D, delta_bias, delta_softplus):
+def _(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, backend):
     return tuple(x.new_empty(0) if t is None else t.new_empty(t.shape) for t in (x, delta, A, B, C, D, delta_bias))
 
 
 def _setup_context(ctx, inputs, output):
-    x, delta, A, B, C, D, delta_bias, delta_softplus = inputs
+    x, delta, A, B, C, D, delta_bias, delta_softplus, backend = inputs
     ctx.save_for_backward(x, delta, A, B, C, D, delta_bias)
-    ctx.delta_softplus = delta_softplus
+    ctx.delta_softplus, ctx.backend = delta_softplus, backend
 
 
 def _autograd_backward(ctx, gout):
     saved = ctx.saved_tensors
-    grads = torch.ops.mamkpd.cross_selective_scan_backward(gout, *saved, ctx.delta_softplus)
-    return tuple(None if p is None else g for g, p in zip(grads, saved, strict=True)) + (None,)
+    grads = torch.ops.mamkpd.cross_selective_scan_backward(gout, *saved, ctx.delta_softplus, ctx.backend)
+    return tuple(None if p is None else g for g, p in zip(grads, saved, strict=True)) + (None, None)
 
 
 _cross_op.register_autograd(_autograd_backward, setup_context=_setup_context)
@@ -153,12 +167,13 @@ def cross_selective_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softp
     """SS2D's cross scan, selective scan and merge in one call (shapes in the module docstring).
 
     ``backend`` as :func:`.selective_scan`; on ``triton`` (``auto`` on a CUDA device without mamba-ssm) the
-    fused kernel runs, reading x once and writing y once; elsewhere the scan runs on the gathered orders.
+    fused kernel runs, reading x once and writing y once, and so on ``numba`` (``auto`` on a CPU); elsewhere
+    the scan runs on the gathered orders.
     """
     check_cross_inputs(x, delta, A, B, C, D, delta_bias)
     name = resolve_backend(backend, x.device)
-    if name == "triton":
-        return torch.ops.mamkpd.cross_selective_scan(x, delta, A, B, C, D, delta_bias, delta_softplus)
+    if name in FUSED_BACKENDS:
+        return torch.ops.mamkpd.cross_selective_scan(x, delta, A, B, C, D, delta_bias, delta_softplus, name)
     return cross_selective_scan_unfused(x, delta, A, B, C, D, delta_bias, delta_softplus, backend=name)
 
 

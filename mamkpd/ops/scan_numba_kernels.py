@@ -1,12 +1,22 @@
 """numba kernels of the ``numba`` scan backend. Imported only by :mod:`.scan_numba`, and only once numba is
 known to be installed (this module imports it at the top).
 
-Each kernel runs a range of tasks with the GIL released; the caller runs ranges on several threads. A task is
-one (batch, channel) in the forward, one (batch, group, block of channels) in the backward (B and C are shared
-by a group's channels, so their gradients are summed inside a task with no write races). Inside a task the
-loop over time is sequential and the loop over the N states is written so that LLVM vectorises it: B and C
-come time-major, (batch, groups, L, N), and ``exp`` is a branch-free polynomial with an exact power-of-two
-scaling (libm's scalar exp would not vectorise and would cost most of the time).
+Layout: channels innermost. A kernel scans ``K`` sequences at once (the groups of a grouped scan, or the four
+directions of SS2D's cross scan) over rows of ``C`` channels:
+
+- ``x``, ``out``, ``gout``, ``gx``: (batch, Kx, P, C) with Kx = K (one input row set per sequence) or Kx = 1
+  (one shared by the K sequences, and the K outputs summed into one: the cross scan);
+- ``delta``, ``z``, ``gdelta``, ``gz``: (batch, K, P, C); an absent z is a (0, 0, 0, 0) array;
+- ``order``: (K, L), the row that step t of sequence k reads and writes (the identity for a grouped scan);
+- ``A2``, ``A``: (K, N, C), A log2(e) (the exponent the recurrence takes in base 2) and A;
+- ``Bt``, ``Ct``: (batch, K, L, N), time-major in scan order; ``D``, ``bias``: (K, C).
+
+A task is one (batch, block of ``BLOCK`` channels) and runs all K sequences, in order, so that the sums over
+them are the same bits whatever the thread count. Inside a task the vectors of :mod:`.scan_numba_vectors`
+carry ``LANES`` channels each; every lane does the same scalar arithmetic, so a channel's result does not
+depend on the lane it lands in. Time runs in chunks of ``CHUNK`` steps: a first pass loads the chunk's
+rows (prefetching those ahead: the column-major directions jump a whole image row per step) and computes
+dt = softplus(delta + bias), a second runs the recurrence.
 """
 
 from __future__ import annotations
@@ -14,294 +24,397 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
-__all__ = ["scan_backward", "scan_forward"]
+from .scan_numba_vectors import (
+    LANES,
+    hsum,
+    pow2i,
+    prefetch,
+    splat,
+    vabs,
+    veq,
+    vfma,
+    vge,
+    vgt,
+    vload,
+    vlog,
+    vmax,
+    vmin,
+    vrint,
+    vstore,
+    where,
+)
 
-JIT = dict(cache=True, fastmath=False, error_model="numpy")  # numpy: no ZeroDivisionError branch (it blocks SIMD)
+__all__ = ["BLOCK", "CHUNK", "LOG2E", "scan_backward", "scan_forward"]
 
+JIT = dict(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
+VECTORS = 2  # vectors per task: two independent recurrences interleave, and a row's 128 bytes are read at once
+BLOCK = VECTORS * LANES  # channels per task
+CHUNK = 32  # time steps per chunk
+AHEAD = 32  # steps between a row's prefetch and its use
+LOG2E = 1.4426950408889634
 
-# ---------------------------------------------------------------------------------- a vectorisable exp
-@intrinsic
-def _bits_to_float(typingctx, bits):
-    """Reinterpret an int32 (int64) as the float32 (float64) with those bits."""
-    target = {types.int32: types.float32, types.int64: types.float64}.get(bits)
-    if target is None:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType() if target == types.float32 else ir.DoubleType())
-
-    return target(bits), codegen
-
-
-@intrinsic
-def fma(typingctx, a, b, c):
-    """a * b + c rounded once (llvm.fma): the exp polynomial and the recurrence take half the instructions."""
-    if not (a == b == c and a in (types.float32, types.float64)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return a(a, b, c), codegen
-
-
-# Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, then exp(r) by a polynomial and 2^k from its bits.
-_F32 = dict(
-    log2e=np.float32(1.44269504088896341),
-    ln2_hi=np.float32(0.693359375),
-    ln2_lo=np.float32(-2.12194440e-4),
-    # x is clamped to [lo, hi], branch-free: below lo exp(x) < 1.2e-38 and comes out as about that, above hi
-    # it would overflow and comes out as 2.4e38
-    lo=np.float32(-87.3),
-    hi=np.float32(88.7),
-    # Cephes expf: exp(r) = 1 + r + r^2 (p0 + p1 r + ...), relative error about 1 ulp
-    p=tuple(np.float32(c) for c in (5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3,
-                                   1.3981999507e-3, 1.9875691500e-4)),
+# ------------------------------------------------------------------------------------------- vector math
+# exp2(x) = 2^k 2^f, k = rint(x), |f| <= 1/2. float32: minimax polynomial of degree 6 (relative error below
+# 1e-7, within an ulp); float64: Taylor of exp(f ln 2) to degree 13 (error below 1e-17). x is clamped,
+# branch-free, to the normal range first: exp2 of less comes out as the smallest normal number, of more as
+# the largest finite power.
+_EXP2_F32 = tuple(
+    np.float32(c)
+    for c in (1.0, 0.6931471824645996, 0.24022646248340607, 0.05550328642129898, 0.009618489071726799,
+              0.0013399932067841291, 0.00015345794963650405)
 )  # fmt: skip
-_F64_INV_FACT = tuple(1.0 / math.factorial(i) for i in range(14))  # Taylor to r^13: error < 1e-17 on |r| <= ln2/2
+_EXP2_F64 = tuple(math.log(2.0) ** i / math.factorial(i) for i in range(14))
+# log1p(w) = w P(w) on [0, 1], minimax relative error 1.5e-7 in float32 (the rounding floor)
+_LOG1P_F32 = tuple(
+    np.float32(c)
+    for c in (1.0, -0.4999990165233612, 0.3332996070384979, -0.2495412826538086, 0.19675911962985992,
+              -0.1530551165342331, 0.10603514313697815, -0.05695812776684761, 0.019850706681609154,
+              -0.0032438556663691998)
+)  # fmt: skip
 
 
-def fast_exp(x):  # pragma: no cover - replaced by the overload below inside numba
-    return math.exp(x)
+def _horner(coefficients):
+    """p(x) = c0 + x (c1 + x (...)) by Horner's rule with one rounding per step (fma), for vectors; nested
+    functions rather than a loop over the constants (numba's unrolled tuple loop leaves dead variables)."""
+    c0 = coefficients[0]
+    if len(coefficients) == 1:
+        return njit(inline="always")(lambda x: splat(c0))
+    rest = _horner(coefficients[1:])
+
+    @njit(inline="always")
+    def poly(x):
+        return vfma(rest(x), x, splat(c0))
+
+    return poly
 
 
-@overload(fast_exp, inline="always")
-def _fast_exp_overload(x):
-    if x == types.float32:
-        log2e, ln2_hi, ln2_lo, lo, hi = (_F32[k] for k in ("log2e", "ln2_hi", "ln2_lo", "lo", "hi"))
-        p0, p1, p2, p3, p4, p5 = _F32["p"]
-        half, one = np.float32(0.5), np.float32(1.0)
-
-        def exp32(x):
-            xc = min(max(x, lo), hi)
-            k = np.floor(xc * log2e + half)
-            r = fma(k, -ln2_lo, fma(k, -ln2_hi, xc))
-            poly = fma(fma(fma(fma(fma(p5, r, p4), r, p3), r, p2), r, p1), r, p0)
-            e = fma(poly, r * r, r) + one
-            scale = _bits_to_float(np.int32((np.int32(k) + np.int32(127)) << np.int32(23)))
-            return e * scale
-
-        return exp32
-    if x == types.float64:
-        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = _F64_INV_FACT
-
-        def exp64(x):
-            xc = min(max(x, -708.0), 709.0)  # as in float32: clamped, branch-free
-            k = np.floor(xc * 1.4426950408889634 + 0.5)
-            r = fma(k, -1.90821492927058770002e-10, fma(k, -6.93147180369123816490e-01, xc))
-            e = fma(fma(fma(fma(fma(fma(c13, r, c12), r, c11), r, c10), r, c9), r, c8), r, c7)
-            e = fma(fma(fma(fma(fma(fma(fma(e, r, c6), r, c5), r, c4), r, c3), r, c2), r, c1), r, c0)
-            scale = _bits_to_float(np.int64((np.int64(k) + np.int64(1023)) << np.int64(52)))
-            return e * scale
-
-        return exp64
-    return None
+_exp2_poly32, _exp2_poly64, _log1p_poly32 = (_horner(c) for c in (_EXP2_F32, _EXP2_F64, _LOG1P_F32))
 
 
-# Cephes logf on [sqrt(1/2), sqrt(2)): log(1 + f) = f - f^2/2 + f^3 P(f), relative error about 1 ulp
-_LOGF_P = tuple(np.float32(c) for c in (3.3333331174e-1, -2.4999993993e-1, 2.0000714765e-1, -1.6668057665e-1,
-                                        1.4249322787e-1, -1.2420140846e-1, 1.1676998740e-1, -1.1514610310e-1,
-                                        7.0376836292e-2))  # fmt: skip
-
-
-def softplus_and_sigmoid(x):  # pragma: no cover - replaced by the overload below inside numba
+def exp2(x):  # pragma: no cover - replaced by the overload below inside numba
     raise NotImplementedError
 
 
-@overload(softplus_and_sigmoid, inline="always")
-def _softplus_and_sigmoid_overload(x):
-    """(softplus(x), sigmoid(x)) as torch computes them (softplus threshold 20). float32: branch-free, from one
-    exp(-|x|), so that a loop over time vectorises; float64 (tests) uses libm."""
-    if x == types.float32:
-        q0, q1, q2, q3, q4, q5, q6, q7, q8 = _LOGF_P
-        one, half, zero, twenty = np.float32(1.0), np.float32(0.5), np.float32(0.0), np.float32(20.0)
-        sqrt2, ln2_hi, ln2_lo = np.float32(1.41421356), np.float32(0.693359375), np.float32(-2.12194440e-4)
+@overload(exp2, inline="always")
+def _exp2(x):
+    if x.dtype == types.float32:
+        lo, hi = np.float32(-126.0), np.float32(127.0)
 
-        def f32(x):
-            w = fast_exp(-abs(x))  # in (0, 1]
-            s = one + w  # in [1, 2]: log1p(w) = log(s) * w / (s - 1), exact where s rounds to 1
-            big = s > sqrt2
-            e = one if big else zero
-            f = (s * half if big else s) - one
-            ff = f * f
-            poly = ((((((((q8 * f + q7) * f + q6) * f + q5) * f + q4) * f + q3) * f + q2) * f + q1) * f + q0) * f * ff
-            log_s = f + ((poly + e * ln2_lo) - half * ff) + e * ln2_hi
-            log1p_w = w if s == one else log_s * (w / (s - one))
-            softplus = x if x > twenty else max(x, zero) + log1p_w
-            sigmoid = one / s if x >= zero else w / s
-            return softplus, sigmoid
+        def exp2_32(x):
+            xc = vmin(vmax(x, splat(lo)), splat(hi))
+            k = vrint(xc)
+            return _exp2_poly32(xc - k) * pow2i(k)
 
-        return f32
-    if x == types.float64:
+        return exp2_32
 
-        def f64(x):
-            return (x if x > 20.0 else math.log1p(math.exp(x))), 1.0 / (1.0 + math.exp(-x))
+    def exp2_64(x):
+        xc = vmin(vmax(x, splat(-1022.0)), splat(1023.0))
+        k = vrint(xc)
+        return _exp2_poly64(xc - k) * pow2i(k)
 
-        return f64
-    return None
+    return exp2_64
 
 
-def _silu_parts(z):  # pragma: no cover - replaced by the overload below inside numba
+def softplus_sigmoid(x):  # pragma: no cover - replaced by the overload below inside numba
     raise NotImplementedError
 
 
-@overload(_silu_parts, inline="always")
-def _silu_parts_overload(z):
-    """(silu(z), d silu / dz) with the vectorisable exp."""
-    one = np.float32(1.0) if z == types.float32 else 1.0
+@overload(softplus_sigmoid, inline="always")
+def _softplus_sigmoid(x):
+    """(softplus(x), sigmoid(x)) as torch computes them (softplus threshold 20), from one w = exp(-|x|):
+    softplus = max(x, 0) + log1p(w), sigmoid = 1 / (1 + w) or w / (1 + w). Where only softplus is used the
+    division is dead code."""
+    single = x.dtype == types.float32
+    c = np.float32 if single else float
+    one, zero, twenty, neg_log2e = c(1.0), c(0.0), c(20.0), c(-LOG2E)
+
+    def impl(x):
+        w = exp2(vabs(x) * splat(neg_log2e))
+        s = splat(one) + w
+        if single:
+            log1p_w = w * _log1p_poly32(w)
+        else:  # libm's log, lane by lane; exact where 1 + w rounds to 1
+            log1p_w = where(veq(s, splat(one)), w, vlog(s) * (w / (s - splat(one))))
+        softplus = where(vgt(x, splat(twenty)), x, vmax(x, splat(zero)) + log1p_w)
+        sigmoid = where(vge(x, splat(zero)), splat(one), w) / s
+        return softplus, sigmoid
+
+    return impl
+
+
+def silu_parts(z):  # pragma: no cover - replaced by the overload below inside numba
+    raise NotImplementedError
+
+
+@overload(silu_parts, inline="always")
+def _silu_parts(z):
+    """(silu(z), d silu / dz)."""
+    one = np.float32(1.0) if z.dtype == types.float32 else 1.0
 
     def impl(z):
-        sig = one / (one + fast_exp(-z))
-        return z * sig, sig * (one + z * (one - sig))
+        _, sig = softplus_sigmoid(z)
+        return z * sig, sig * (splat(one) + z * (splat(one) - sig))
 
     return impl
 
 
 # ------------------------------------------------------------------------------------------- kernels
-# Time loops are split into passes so that each vectorises: per time step (dt, dt*u, the epilogue) over t,
-# the recurrence over the N states. Sums over n stay in order (no reassociation), as in the reference.
+@njit(inline="always", **JIT)
+def _prefetch_rows(rows, row, c0):
+    prefetch(rows[row], c0)
+    prefetch(rows[row], c0 + LANES)
 
 
 @njit(inline="always", **JIT)
-def _prepare_channel(delta_bd, u_bd, bias_d, softplus, dt, dtu, dsig):
-    """dt = softplus(delta + bias) (or delta + bias), dtu = dt * u and d dt / d delta, for one channel."""
-    for t in range(delta_bd.shape[0]):
-        raw = delta_bd[t] + bias_d
+def _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, ahead, rows_p, prefetch_p, scratch):
+    """First pass over a chunk: dt = softplus(delta + bias) (or delta + bias), dt u, u and d dt / d delta into
+    ``scratch`` (dt, dt u, u, sigmoid; CHUNK x BLOCK each), prefetching the rows of step t + ``ahead`` (x,
+    delta and, with ``prefetch_p``, ``rows_p``)."""
+    length = steps.shape[0]
+    c1 = c0 + LANES
+    dt_s, dtu_s, u_s, sig_s = scratch
+    for i in range(n_steps):
+        t = t0 + i
+        if 0 <= t + ahead < length:
+            row = steps[t + ahead]
+            _prefetch_rows(rows_x, row, c0)
+            _prefetch_rows(rows_d, row, c0)
+            if prefetch_p:
+                _prefetch_rows(rows_p, row, c0)
+        row = steps[t]
+        xr, dr = rows_x[row], rows_d[row]
+        u0, u1 = vload(xr, c0), vload(xr, c1)
+        r0, r1 = vload(dr, c0) + bias0, vload(dr, c1) + bias1
+        j = i * BLOCK
         if softplus:
-            dt[t], dsig[t] = softplus_and_sigmoid(raw)
-        else:
-            dt[t] = raw
-        dtu[t] = dt[t] * u_bd[t]
+            r0, s0 = softplus_sigmoid(r0)
+            r1, s1 = softplus_sigmoid(r1)
+            vstore(sig_s, j, s0)
+            vstore(sig_s, j + LANES, s1)
+        vstore(dt_s, j, r0)
+        vstore(dt_s, j + LANES, r1)
+        vstore(dtu_s, j, r0 * u0)
+        vstore(dtu_s, j + LANES, r1 * u1)
+        vstore(u_s, j, u0)
+        vstore(u_s, j + LANES, u1)
 
 
 @njit(inline="always", **JIT)
-def _states(dt, dtu, a_d, B_bg, hs):
-    """hs[t + 1] = h_t = exp(dt_t A) h_{t-1} + dtu_t B_t, hs[0] = 0: the recurrence of one channel."""
-    hs[0, :] = 0
-    for t in range(dt.shape[0]):
-        for n in range(a_d.shape[0]):
-            hs[t + 1, n] = fma(fast_exp(dt[t] * a_d[n]), hs[t, n], dtu[t] * B_bg[t, n])
+def _step_states(a2k, Bk, t, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at, dec, dec_at):
+    """h_new = exp(dt A) h + dt u B_t for every state of the block (h and h_new may be the same buffer), the
+    decays exp(dt A) written to ``dec`` when it is not empty."""
+    c1 = c0 + LANES
+    keep = dec.shape[0] > 0
+    for n in range(a2k.shape[0]):
+        an, bn, o = a2k[n], splat(Bk[t, n]), n * BLOCK
+        e0 = exp2(dt0 * vload(an, c0))
+        e1 = exp2(dt1 * vload(an, c1))
+        vstore(h_new, h_new_at + o, vfma(e0, vload(h, h_at + o), dtu0 * bn))
+        vstore(h_new, h_new_at + o + LANES, vfma(e1, vload(h, h_at + o + LANES), dtu1 * bn))
+        if keep:
+            vstore(dec, dec_at + o, e0)
+            vstore(dec, dec_at + o + LANES, e1)
 
 
 @njit(nogil=True, **JIT)
-def scan_forward(u, delta, A, Bt, Ct, D, z, bias, softplus, first, last, out):
-    """out = selective scan, for tasks (batch * dim + channel) first .. last - 1. Bt, Ct: (batch, groups, L, N);
-    an absent z is a (0, 0, 0) array, an absent D or bias zeros."""
-    dim, length = u.shape[1], u.shape[2]
-    n_state = A.shape[1]
-    per_group = dim // Bt.shape[1]
-    has_z = z.shape[0] > 0
-    dt = np.empty(length, dtype=u.dtype)
-    dtu = np.empty(length, dtype=u.dtype)
-    dsig = np.empty(length, dtype=u.dtype)
-    hs = np.empty((length + 1, n_state), dtype=u.dtype)  # hs[t + 1] = h_t, hs[0] = 0
+def scan_forward(x, delta, z, A2, Bt, Ct, D, bias, order, softplus, first, last, out):
+    """``out`` for tasks first .. last - 1 (layouts in the module docstring)."""
+    n_seq, length = order.shape
+    blocks = delta.shape[3] // BLOCK
+    shared, has_z = x.shape[1] == 1, z.shape[0] > 0
+    dtype = x.dtype
+    scratch = (
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # dt
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # dt u
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # u
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # sigmoid (unused)
+    )
+    dt_s, dtu_s, u_s, _ = scratch
+    y_s = np.empty(CHUNK * BLOCK, dtype=dtype)
+    h = np.empty(A2.shape[1] * BLOCK, dtype=dtype)
+    none = np.empty(0, dtype=dtype)
     for task in range(first, last):
-        b, d = task // dim, task % dim
-        a_d, B_bg, C_bg, y = A[d], Bt[b, d // per_group], Ct[b, d // per_group], out[b, d]
-        _prepare_channel(delta[b, d], u[b, d], bias[d], softplus, dt, dtu, dsig)
-        _states(dt, dtu, a_d, B_bg, hs)
-        u_bd, D_d = u[b, d], D[d]
-        for t in range(length):
-            acc = C_bg[t, 0] * hs[t + 1, 0]
-            for n in range(1, n_state):
-                acc += C_bg[t, n] * hs[t + 1, n]
-            y[t] = acc + D_d * u_bd[t]
-        if has_z:
-            z_bd = z[b, d]
-            for t in range(length):
-                y[t] *= _silu_parts(z_bd[t])[0]
+        b, c0 = task // blocks, (task % blocks) * BLOCK
+        c1 = c0 + LANES
+        for k in range(n_seq):
+            kx = 0 if shared else k
+            accumulate = shared and k > 0  # the cross scan: outputs of the K sequences summed, in order
+            rows_x, rows_d, rows_o, steps = x[b, kx], delta[b, k], out[b, kx], order[k]
+            rows_z = z[b, k] if has_z else rows_d
+            bias0, bias1, D0, D1 = vload(bias[k], c0), vload(bias[k], c1), vload(D[k], c0), vload(D[k], c1)
+            a2k, Bk, Ck = A2[k], Bt[b, k], Ct[b, k]
+            h[:] = 0
+            for t0 in range(0, length, CHUNK):
+                n_steps = min(CHUNK, length - t0)
+                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, AHEAD, rows_o,
+                            accumulate, scratch)  # fmt: skip
+                for i in range(n_steps):
+                    t, j = t0 + i, i * BLOCK
+                    dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
+                    _step_states(a2k, Bk, t, c0, dt0, dt1, vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0, h, 0,
+                                 none, 0)  # fmt: skip
+                    y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
+                    for n in range(a2k.shape[0]):
+                        cn, o = splat(Ck[t, n]), n * BLOCK
+                        y0 = vfma(cn, vload(h, o), y0)
+                        y1 = vfma(cn, vload(h, o + LANES), y1)
+                    vstore(y_s, j, y0)
+                    vstore(y_s, j + LANES, y1)
+                for i in range(n_steps):
+                    row, j = steps[t0 + i], i * BLOCK
+                    y0, y1 = vload(y_s, j), vload(y_s, j + LANES)
+                    if has_z:
+                        y0 = y0 * silu_parts(vload(rows_z[row], c0))[0]
+                        y1 = y1 * silu_parts(vload(rows_z[row], c1))[0]
+                    orow = rows_o[row]
+                    if accumulate:
+                        y0 = vload(orow, c0) + y0
+                        y1 = vload(orow, c1) + y1
+                    vstore(orow, c0, y0)
+                    vstore(orow, c1, y1)
 
 
 @njit(nogil=True, **JIT)
 def scan_backward(
-    gout, u, delta, A, Bt, Ct, D, z, bias, softplus, blocks, first, last, gu, gdelta, gA, gB, gC, gD, gz, gbias
+    gout, x, delta, z, A2, A, Bt, Ct, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
 ):
-    """Gradients of sum(gout * out), for tasks first .. last - 1 of (batch, group, block of a group's channels),
-    ``blocks`` blocks per group. A task owns gB[b, g, block] and gC[b, g, block] ((L, N) partial sums over its
-    channels, summed over blocks by the caller), and gA[b, d], gD[b, d], gbias[b, d] (summed over the batch by
-    the caller)."""
-    dim, length = u.shape[1], u.shape[2]
-    n_state = A.shape[1]
-    groups = Bt.shape[1]
-    per_group = dim // groups
-    per_block = -(-per_group // blocks)
-    has_z = z.shape[0] > 0
+    """Gradients of sum(gout * out) for tasks first .. last - 1. A task (batch b, block) writes gA[b, k],
+    gD[b, k] and gbias[b, k] at its channels (the caller sums them over the batch) and gB[b, block, k],
+    gC[b, block, k]: (L, N) sums over its channels (the caller sums them over the blocks).
+
+    The states are recomputed: a forward sweep keeps the state at the start of every chunk, and the
+    backward sweep recomputes each chunk's states and decays from there before running it in reverse."""
+    n_seq, length = order.shape
+    n_state = A2.shape[1]
+    blocks = delta.shape[3] // BLOCK
+    shared, has_z = x.shape[1] == 1, z.shape[0] > 0
+    dtype = x.dtype
+    width = n_state * BLOCK  # one set of states of a block
+    chunks = -(-length // CHUNK)
+    scratch = (
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # dt
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # dt u
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # u
+        np.empty(CHUNK * BLOCK, dtype=dtype),  # d dt / d delta (sigmoid)
+    )
+    dt_s, dtu_s, u_s, sig_s = scratch
+    gy_s = np.empty(CHUNK * BLOCK, dtype=dtype)
+    starts = np.empty(chunks * width, dtype=dtype)  # the state entering every chunk
+    hs = np.empty((CHUNK + 1) * width, dtype=dtype)  # hs[i] enters step t0 + i, hs[i + 1] leaves it
+    dec = np.empty(CHUNK * width, dtype=dtype)  # exp(dt A) of every step of the chunk
+    h = np.empty(width, dtype=dtype)
+    carry = np.empty(width, dtype=dtype)  # dL/dh_t through h_{t+1}
+    gA_acc = np.empty(width, dtype=dtype)
+    none = np.empty(0, dtype=dtype)
+    zero = np.zeros(1, dtype=dtype)[0]
     for task in range(first, last):
-        b, g, blk = task // (groups * blocks), (task // blocks) % groups, task % blocks
-        B_bg, C_bg, gB_t, gC_t = Bt[b, g], Ct[b, g], gB[b, g, blk], gC[b, g, blk]
-        gB_t[:] = 0
-        gC_t[:] = 0
-        dt = np.empty(length, dtype=u.dtype)
-        dtu = np.empty(length, dtype=u.dtype)
-        dsig = np.empty(length, dtype=u.dtype)
-        gy = np.empty(length, dtype=u.dtype)
-        hs = np.empty((length + 1, n_state), dtype=u.dtype)  # hs[t + 1] = h_t, hs[0] = 0
-        decay = np.empty((length, n_state), dtype=u.dtype)  # exp(dt_t A), then dL/d(dt_t A)
-        gh = np.empty((length, n_state), dtype=u.dtype)  # dL/dh_t
-        carry = np.empty(n_state, dtype=u.dtype)
-        first = g * per_group + blk * per_block
-        for d in range(first, min(first + per_block, (g + 1) * per_group)):
-            a_d, u_bd, gout_bd = A[d], u[b, d], gout[b, d]
-            _prepare_channel(delta[b, d], u_bd, bias[d], softplus, dt, dtu, dsig)
-            hs[0, :] = 0
-            for t in range(length):
-                for n in range(n_state):
-                    decay[t, n] = fast_exp(dt[t] * a_d[n])
-                    hs[t + 1, n] = fma(decay[t, n], hs[t, n], dtu[t] * B_bg[t, n])
-            if has_z:  # out = y * silu(z), y = <C, h> + D u
-                z_bd, gz_bd, D_d = z[b, d], gz[b, d], D[d]
-                for t in range(length):
-                    acc = C_bg[t, 0] * hs[t + 1, 0]
-                    for n in range(1, n_state):
-                        acc += C_bg[t, n] * hs[t + 1, n]
-                    gy[t] = acc + D_d * u_bd[t]  # y, for now
-                for t in range(length):
-                    silu, dsilu = _silu_parts(z_bd[t])
-                    gz_bd[t] = gout_bd[t] * gy[t] * dsilu
-                    gy[t] = gout_bd[t] * silu
-            else:
-                gy[:] = gout_bd
-            # dL/dh_t = C_t gy_t + exp(dt_{t+1} A) dL/dh_{t+1}: the only pass that runs backwards in time.
-            # The others are split so that each loop writes few arrays (LLVM vectorises only then).
+        b, blk = task // blocks, task % blocks
+        c0 = blk * BLOCK
+        c1 = c0 + LANES
+        for k in range(n_seq):
+            kx = 0 if shared else k
+            accumulate = shared and k > 0
+            rows_x, rows_d, rows_g, rows_gx, steps = x[b, kx], delta[b, k], gout[b, kx], gx[b, kx], order[k]
+            rows_z = z[b, k] if has_z else rows_d
+            rows_gz = gz[b, k] if has_z else rows_d
+            bias0, bias1, D0, D1 = vload(bias[k], c0), vload(bias[k], c1), vload(D[k], c0), vload(D[k], c1)
+            a2k, ak, Bk, Ck = A2[k], A[k], Bt[b, k], Ct[b, k]
+            # forward sweep: the state entering every chunk
+            h[:] = 0
+            for ci in range(chunks):
+                t0 = ci * CHUNK
+                n_steps = min(CHUNK, length - t0)
+                starts[ci * width : (ci + 1) * width] = h
+                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, AHEAD, rows_g, False,
+                            scratch)  # fmt: skip
+                for i in range(n_steps):
+                    j = i * BLOCK
+                    _step_states(a2k, Bk, t0 + i, c0, vload(dt_s, j), vload(dt_s, j + LANES), vload(dtu_s, j),
+                                 vload(dtu_s, j + LANES), h, 0, h, 0, none, 0)  # fmt: skip
+            # backward sweep, chunk by chunk from the last
             carry[:] = 0
-            for t in range(length - 1, -1, -1):
-                for n in range(n_state):
-                    gh[t, n] = fma(gy[t], C_bg[t, n], carry[n])
-                    carry[n] = decay[t, n] * gh[t, n]
-            for t in range(length):  # h_t = decay_t h_{t-1} + dtu_t B_t
-                for n in range(n_state):
-                    gC_t[t, n] = fma(gy[t], hs[t + 1, n], gC_t[t, n])
-            for t in range(length):
-                for n in range(n_state):
-                    gB_t[t, n] = fma(gh[t, n], dtu[t], gB_t[t, n])
-            for t in range(length):
-                for n in range(n_state):
-                    decay[t, n] = gh[t, n] * decay[t, n] * hs[t, n]  # dL/d(dt_t A_n)
-            gA_bd = gA[b, d]
-            gA_bd[:] = 0
-            for t in range(length):
-                for n in range(n_state):
-                    gA_bd[n] = fma(decay[t, n], dt[t], gA_bd[n])
-            gu_bd, gdelta_bd, D_d = gu[b, d], gdelta[b, d], D[d]
-            for t in range(length):
-                sum_B = gh[t, 0] * B_bg[t, 0]
-                sum_x = decay[t, 0] * a_d[0]
-                for n in range(1, n_state):
-                    sum_B = fma(gh[t, n], B_bg[t, n], sum_B)
-                    sum_x = fma(decay[t, n], a_d[n], sum_x)
-                gu_bd[t] = fma(gy[t], D_d, dt[t] * sum_B)
-                gdelta_bd[t] = fma(u_bd[t], sum_B, sum_x)
-            if softplus:
-                for t in range(length):
-                    gdelta_bd[t] *= dsig[t]
-            gD_acc = gy[0] * u_bd[0]
-            gbias_acc = gdelta_bd[0]
-            for t in range(1, length):
-                gD_acc = fma(gy[t], u_bd[t], gD_acc)
-                gbias_acc += gdelta_bd[t]
-            gD[b, d] = gD_acc
-            gbias[b, d] = gbias_acc
+            gA_acc[:] = 0
+            gD0 = gD1 = gbias0 = gbias1 = splat(zero)
+            for ci in range(chunks - 1, -1, -1):
+                t0 = ci * CHUNK
+                n_steps = min(CHUNK, length - t0)
+                # rows of the chunk before are prefetched while this one loads
+                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, -CHUNK, rows_g, True,
+                            scratch)  # fmt: skip
+                hs[:width] = starts[ci * width : (ci + 1) * width]
+                for i in range(n_steps):
+                    j = i * BLOCK
+                    dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
+                    dtu0, dtu1 = vload(dtu_s, j), vload(dtu_s, j + LANES)
+                    _step_states(a2k, Bk, t0 + i, c0, dt0, dt1, dtu0, dtu1, hs, i * width, hs, (i + 1) * width, dec,
+                                 i * width)  # fmt: skip
+                # dL/dy: gout, through the z gate when there is one (out = y silu(z), y = <C, h> + D u)
+                for i in range(n_steps):
+                    t, j = t0 + i, i * BLOCK
+                    row = steps[t]
+                    g0, g1 = vload(rows_g[row], c0), vload(rows_g[row], c1)
+                    if has_z:
+                        y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
+                        for n in range(n_state):
+                            cn, o = splat(Ck[t, n]), (i + 1) * width + n * BLOCK
+                            y0 = vfma(cn, vload(hs, o), y0)
+                            y1 = vfma(cn, vload(hs, o + LANES), y1)
+                        silu0, dsilu0 = silu_parts(vload(rows_z[row], c0))
+                        silu1, dsilu1 = silu_parts(vload(rows_z[row], c1))
+                        vstore(rows_gz[row], c0, g0 * y0 * dsilu0)
+                        vstore(rows_gz[row], c1, g1 * y1 * dsilu1)
+                        g0, g1 = g0 * silu0, g1 * silu1
+                    vstore(gy_s, j, g0)
+                    vstore(gy_s, j + LANES, g1)
+                # dL/dh_t = C_t gy_t + exp(dt_{t+1} A) dL/dh_{t+1}, backwards in time
+                for i in range(n_steps - 1, -1, -1):
+                    t, j = t0 + i, i * BLOCK
+                    gy0, gy1 = vload(gy_s, j), vload(gy_s, j + LANES)
+                    dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
+                    dtu0, dtu1 = vload(dtu_s, j), vload(dtu_s, j + LANES)
+                    sum_b0 = sum_b1 = sum_x0 = sum_x1 = splat(zero)
+                    for n in range(n_state):
+                        o = n * BLOCK
+                        h_in, h_out, d_at = i * width + o, (i + 1) * width + o, i * width + o
+                        bn, cn = splat(Bk[t, n]), splat(Ck[t, n])
+                        gh0 = vfma(gy0, cn, vload(carry, o))
+                        gh1 = vfma(gy1, cn, vload(carry, o + LANES))
+                        gC[b, blk, k, t, n] = hsum(vfma(gy1, vload(hs, h_out + LANES), gy0 * vload(hs, h_out)))
+                        gB[b, blk, k, t, n] = hsum(vfma(gh1, dtu1, gh0 * dtu0))
+                        e0, e1 = vload(dec, d_at), vload(dec, d_at + LANES)
+                        # dL/d(dt A) = dL/dh_t exp(dt A) h_{t-1}
+                        x0 = gh0 * e0 * vload(hs, h_in)
+                        x1 = gh1 * e1 * vload(hs, h_in + LANES)
+                        vstore(gA_acc, o, vfma(x0, dt0, vload(gA_acc, o)))
+                        vstore(gA_acc, o + LANES, vfma(x1, dt1, vload(gA_acc, o + LANES)))
+                        an = ak[n]
+                        sum_x0 = vfma(x0, vload(an, c0), sum_x0)
+                        sum_x1 = vfma(x1, vload(an, c1), sum_x1)
+                        sum_b0 = vfma(gh0, bn, sum_b0)
+                        sum_b1 = vfma(gh1, bn, sum_b1)
+                        vstore(carry, o, e0 * gh0)
+                        vstore(carry, o + LANES, e1 * gh1)
+                    u0, u1 = vload(u_s, j), vload(u_s, j + LANES)
+                    gdt0, gdt1 = vfma(u0, sum_b0, sum_x0), vfma(u1, sum_b1, sum_x1)
+                    if softplus:
+                        gdt0, gdt1 = gdt0 * vload(sig_s, j), gdt1 * vload(sig_s, j + LANES)
+                    gbias0, gbias1 = gbias0 + gdt0, gbias1 + gdt1
+                    gD0, gD1 = vfma(gy0, u0, gD0), vfma(gy1, u1, gD1)
+                    row = steps[t]
+                    vstore(gdelta[b, k, row], c0, gdt0)
+                    vstore(gdelta[b, k, row], c1, gdt1)
+                    gu0, gu1 = vfma(gy0, D0, dt0 * sum_b0), vfma(gy1, D1, dt1 * sum_b1)
+                    gxr = rows_gx[row]
+                    if accumulate:
+                        gu0, gu1 = vload(gxr, c0) + gu0, vload(gxr, c1) + gu1
+                    vstore(gxr, c0, gu0)
+                    vstore(gxr, c1, gu1)
+            for n in range(n_state):
+                gA[b, k, n, c0 : c0 + BLOCK] = gA_acc[n * BLOCK : (n + 1) * BLOCK]
+            vstore(gD[b, k], c0, gD0)
+            vstore(gD[b, k], c1, gD1)
+            vstore(gbias[b, k], c0, gbias0)
+            vstore(gbias[b, k], c1, gbias1)

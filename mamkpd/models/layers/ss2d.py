@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...ops import cross_selective_scan, resolve_backend, selective_scan
+from ...ops.cross_selective_scan import FUSED_BACKENDS
 from .cross_scan import cross_merge, cross_scan, cross_scan_per_direction
 
 DIRECTIONS = 4  # cross scan: rows, columns, and both reversed
@@ -85,18 +86,17 @@ class SS2D(nn.Module):
             delta_bias=self.dt_projs_bias.flatten().float(),
             delta_softplus=True,
         )
-        if self.fused_cross_scan and resolve_backend(self.scan_backend, x.device) == "triton":
+        backend = resolve_backend(self.scan_backend, x.device)
+        if self.fused_cross_scan and backend in FUSED_BACKENDS:
             # one kernel reads x once and writes the merged y; delta, B and C stay at spatial positions
             dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-            dts = torch.matmul(self.dt_projs_weight.expand(bsz, -1, -1, -1), dts.flatten(3))
-            y = cross_selective_scan(
-                x.permute(0, 3, 1, 2),
-                dts.view(bsz, DIRECTIONS, self.d_inner, height, width),
-                B=Bs,
-                C=Cs,
-                backend="triton",
-                **scan_args,
-            )
+            if backend == "numba":  # delta channels innermost, as x: the numba kernels read rows of channels
+                dts = torch.matmul(dts.flatten(3).transpose(-1, -2), self.dt_projs_weight.transpose(-1, -2))
+                dts = dts.view(bsz, DIRECTIONS, height, width, self.d_inner).permute(0, 1, 4, 2, 3)
+            else:
+                dts = torch.matmul(self.dt_projs_weight.expand(bsz, -1, -1, -1), dts.flatten(3))
+                dts = dts.view(bsz, DIRECTIONS, self.d_inner, height, width)
+            y = cross_selective_scan(x.permute(0, 3, 1, 2), dts, B=Bs, C=Cs, backend=backend, **scan_args)
         else:
             dts, Bs, Cs = torch.split(
                 cross_scan_per_direction(x_dbl), [self.dt_rank, self.d_state, self.d_state], dim=2

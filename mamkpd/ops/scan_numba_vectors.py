@@ -1,0 +1,289 @@
+"""Explicit SIMD vectors for the numba kernels: a numba type lowered to an LLVM vector of ``LANES`` floats, and
+the few operations the scan needs. Imported only once numba is known to be installed.
+
+LLVM's loop vectoriser gives up on the scan's loops (numba's arrays carry no aliasing information, and its
+signed indices bring wrap-around checks), so the kernels say what they mean: a ``Vec`` is ``LANES``
+consecutive channels, loaded from and stored to a contiguous row, and every arithmetic operation acts on all
+lanes at once. LLVM then emits one AVX-512 register (or two AVX2 ones, or four SSE ones) per vector on any
+x86 machine, whatever the host. Lanes never mix except in :func:`hsum`, whose pairwise tree is fixed, so
+results do not depend on how channels are grouped into tasks.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, overload, register_model
+
+__all__ = [
+    "LANES",
+    "hsum",
+    "pow2i",
+    "prefetch",
+    "splat",
+    "vabs",
+    "veq",
+    "vfma",
+    "vge",
+    "vgt",
+    "vlog",
+    "vload",
+    "vmax",
+    "vmin",
+    "vrint",
+    "vstore",
+    "where",
+]
+
+LANES = 16  # channels per vector: one AVX-512 register of float32
+_FLOATS = (types.float32, types.float64)
+_I32 = ir.IntType(32)
+
+
+class Vec(types.Type):
+    """``LANES`` values of one float dtype."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        super().__init__(name=f"Vec[{dtype} x {LANES}]")
+
+
+class Mask(types.Type):
+    """``LANES`` booleans, the result of a comparison of two vectors."""
+
+    def __init__(self):
+        super().__init__(name=f"Mask[{LANES}]")
+
+
+MASK = Mask()
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(dmm.lookup(fe_type.dtype).get_value_type(), LANES))
+
+
+@register_model(Mask)
+class _MaskModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(ir.IntType(1), LANES))
+
+
+def _call_intrinsic(builder, name: str, args):
+    """Call the LLVM intrinsic ``name`` overloaded on the vector type of ``args[0]`` (e.g. llvm.fma.v16f32)."""
+    vtype = args[0].type
+    suffix = f"v{vtype.count}f{32 if isinstance(vtype.element, ir.FloatType) else 64}"
+    fnty = ir.FunctionType(vtype, [a.type for a in args])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, f"{name}.{suffix}"), args)
+
+
+def _element_pointer(context, builder, arrty, arr, index):
+    # the caller guarantees a unit stride along the row and index .. index + LANES within it
+    return builder.gep(context.make_array(arrty)(context, builder, arr).data, [index])
+
+
+def _is_row(arr, index) -> bool:
+    return isinstance(arr, types.Array) and arr.dtype in _FLOATS and isinstance(index, types.Integer)
+
+
+@intrinsic
+def vload(typingctx, row, index):
+    """``row[index:index + LANES]`` of a 1-d array with unit stride."""
+    if not _is_row(row, index):
+        return None
+    vt = Vec(row.dtype)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], *args)
+        vptr = builder.bitcast(ptr, context.get_value_type(vt).as_pointer())
+        return builder.load(vptr, align=row.dtype.bitwidth // 8)
+
+    return vt(row, index), codegen
+
+
+@intrinsic
+def vstore(typingctx, row, index, v):
+    """``row[index:index + LANES] = v``."""
+    if not (_is_row(row, index) and isinstance(v, Vec) and v.dtype == row.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(ptr, args[2].type.as_pointer()), align=row.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(row, index, v), codegen
+
+
+@intrinsic
+def prefetch(typingctx, row, index):
+    """Ask for the cache line of ``row[index]`` ahead of its use (rows the scan visits in a strided order)."""
+    if not _is_row(row, index):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], *args), ir.IntType(8).as_pointer())
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])  # read, keep, data
+        return context.get_dummy_value()
+
+    return types.none(row, index), codegen
+
+
+@intrinsic
+def splat(typingctx, x):
+    """A vector with ``x`` in every lane."""
+    if x not in _FLOATS:
+        return None
+    vt = Vec(x)
+
+    def codegen(context, builder, sig, args):
+        lt = context.get_value_type(vt)
+        one = builder.insert_element(ir.Constant(lt, ir.Undefined), args[0], ir.Constant(_I32, 0))
+        lanes = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)
+        return builder.shuffle_vector(one, ir.Constant(lt, ir.Undefined), lanes)
+
+    return vt(x), codegen
+
+
+def _binary(instruction: str):
+    @intrinsic
+    def op(typingctx, a, b):
+        if not (isinstance(a, Vec) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return getattr(builder, instruction)(*args)
+
+        return a(a, b), codegen
+
+    return op
+
+
+_vadd, _vsub, _vmul, _vdiv = (_binary(i) for i in ("fadd", "fsub", "fmul", "fdiv"))
+
+
+def _overload_operator(python_op, vector_op):
+    @overload(python_op)
+    def _(a, b):
+        if isinstance(a, Vec) and a == b:
+            return lambda a, b: vector_op(a, b)
+        return None
+
+
+for _python_op, _vector_op in (
+    (operator.add, _vadd),
+    (operator.sub, _vsub),
+    (operator.mul, _vmul),
+    (operator.truediv, _vdiv),
+):
+    _overload_operator(_python_op, _vector_op)
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """a * b + c rounded once, in every lane."""
+    if not (isinstance(a, Vec) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _call_intrinsic(builder, "llvm.fma", args)
+
+    return a(a, b, c), codegen
+
+
+def _unary(name: str):
+    @intrinsic
+    def op(typingctx, a):
+        if not isinstance(a, Vec):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return _call_intrinsic(builder, name, args)
+
+        return a(a), codegen
+
+    return op
+
+
+vrint = _unary("llvm.rint")  # to the nearest integer, ties to even (as np.rint)
+vabs = _unary("llvm.fabs")
+vlog = _unary("llvm.log")  # libm's log lane by lane: only the float64 path uses it
+
+
+def _compare(predicate: str):
+    @intrinsic
+    def op(typingctx, a, b):
+        if not (isinstance(a, Vec) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.fcmp_ordered(predicate, *args)
+
+        return MASK(a, b), codegen
+
+    return op
+
+
+vgt, vge, veq, _vlt = (_compare(p) for p in (">", ">=", "==", "<"))
+
+
+@intrinsic
+def where(typingctx, mask, a, b):
+    """a where mask, else b, lane by lane."""
+    if not (mask == MASK and isinstance(a, Vec) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(*args)
+
+    return a(mask, a, b), codegen
+
+
+@njit(inline="always")
+def vmin(a, b):
+    return where(_vlt(a, b), a, b)
+
+
+@njit(inline="always")
+def vmax(a, b):
+    return where(vgt(a, b), a, b)
+
+
+@intrinsic
+def pow2i(typingctx, k):
+    """2**k for integral k in the normal exponent range, built from its bits."""
+    if not isinstance(k, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        single = k.dtype == types.float32
+        itype = ir.VectorType(ir.IntType(32 if single else 64), LANES)
+        bias, shift = (127, 23) if single else (1023, 52)
+        exponent = builder.add(builder.fptosi(args[0], itype), ir.Constant(itype, [bias] * LANES))
+        return builder.bitcast(builder.shl(exponent, ir.Constant(itype, [shift] * LANES)), args[0].type)
+
+    return k(k), codegen
+
+
+@intrinsic
+def hsum(typingctx, v):
+    """The sum of the lanes, by a fixed pairwise tree (halves added until one lane is left)."""
+    if not isinstance(v, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x, width = args[0], LANES
+        while width > 1:
+            half = width // 2
+            low = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
+            high = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(_I32, half), list(range(half, width))))
+            x, width = builder.fadd(low, high), half
+        return builder.extract_element(x, ir.Constant(_I32, 0))
+
+    return v.dtype(v), codegen
