@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import torch
+from pose_samples import sample
 
 from mamkpd import create_model
-from mamkpd.data.samples import sample_file
 from mamkpd.engine import TrainConfig, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def untrained_checkpoint(path: Path, input_size=(64, 48), model_kwargs=None) -> 
 
 def test_evaluate_reports_metrics_and_protocol(tmp_path):
     ckpt = untrained_checkpoint(tmp_path / "untrained.pth")
-    ann = sample_file("coco", "test_coco.json")
+    ann = sample("coco", "test_coco.json")
     results = tmp_path / "out" / "kpts.json"
     proc = mamkpd_cli(
         "evaluate",
@@ -103,7 +103,7 @@ def test_original_simplebaseline_checkpoint_is_evaluated_on_bgr_images(tmp_path)
     state = {k.removeprefix("backbone.").removeprefix("head."): v for k, v in model.state_dict().items()}
     ckpt = tmp_path / "pose_resnet_50.pth"
     torch.save({"state_dict": state}, ckpt)
-    ann = sample_file("coco", "test_coco.json")
+    ann = sample("coco", "test_coco.json")
     args = ["evaluate", "--checkpoint", str(ckpt), "--model", "sbl_res50", "--dataset", "coco"]
     args += ["--ann-file", str(ann), "--image-dir", str(ann.parent), "--device", "cpu", "--workers", "0"]
     proc = mamkpd_cli(*args, "--no-flip", "--results", str(tmp_path / "kpts.json"), "--json", cwd=tmp_path)
