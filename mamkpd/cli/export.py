@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.config import positive_int
 from ..export import DEFAULT_TOLERANCE, OnnxExportConfig, export_onnx
 from ..models import model_info
 from .options import add_input_size, add_trust_checkpoint
@@ -14,12 +15,9 @@ def _batch(text: str) -> int | None:
     if text == "dynamic":
         return None
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'dynamic', got {text!r}")
-    return value
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'dynamic', got {text!r}") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
