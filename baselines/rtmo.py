@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mamkpd.models.checkpoint import KeyLayout
-from mamkpd.models.registry import register_model
+from mamkpd.models.registry import check_input_size, register_model
 
 INPUT_SIZE = (640, 640)
 STRIDES = (16, 32)  # the head's feature levels
@@ -545,11 +545,11 @@ class RTMO(nn.Module):
 
     sample = "whole image"
 
-    def __init__(self, cfg: RTMOConfig, num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE):
+    def __init__(
+        self, cfg: RTMOConfig, num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE, name: str = "RTMO"
+    ):
         super().__init__()
-        if len(input_size) != 2 or any(s % 32 for s in input_size):
-            raise ValueError(f"RTMO input_size must be (H, W) with both multiples of 32, got {input_size}")
-        self.input_size = tuple(input_size)
+        self.input_size = check_input_size(input_size, 32, name)  # the whole image, down to stride 32
         self.num_keypoints = num_keypoints
         self.backbone = CSPDarknet(cfg.widen, cfg.deepen)
         self.neck = HybridEncoder(self.backbone.out_channels, cfg.widen, cfg.deepen, cfg.neck_out)
@@ -619,16 +619,16 @@ _REGISTRATION = dict(input_size=INPUT_SIZE, sample="whole image (640x640)", code
 @register_model("rtmo", **_REGISTRATION)
 def rtmo_s(num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE) -> RTMO:
     """RTMO-S (MMPose config rtmo-s, 640x640 whole image)."""
-    return RTMO(RTMO_SIZES["s"], num_keypoints, input_size)
+    return RTMO(RTMO_SIZES["s"], num_keypoints, input_size, "rtmo_s")
 
 
 @register_model("rtmo", **_REGISTRATION)
 def rtmo_m(num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE) -> RTMO:
     """RTMO-M (MMPose config rtmo-m, 640x640 whole image)."""
-    return RTMO(RTMO_SIZES["m"], num_keypoints, input_size)
+    return RTMO(RTMO_SIZES["m"], num_keypoints, input_size, "rtmo_m")
 
 
 @register_model("rtmo", **_REGISTRATION)
 def rtmo_l(num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE) -> RTMO:
     """RTMO-L (MMPose config rtmo-l, 640x640 whole image)."""
-    return RTMO(RTMO_SIZES["l"], num_keypoints, input_size)
+    return RTMO(RTMO_SIZES["l"], num_keypoints, input_size, "rtmo_l")

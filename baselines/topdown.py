@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from mamkpd.models import check_input_size  # noqa: F401  (the factories of this package import it from here)
 from mamkpd.models.checkpoint import KeyLayout, prefix_rules
 
 # BN momentum of the original SimpleBaseline / HRNet code (PyTorch's default too).
@@ -120,11 +121,3 @@ class TopDownHeatmapModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
-
-
-def check_input_size(input_size: Sequence[int], stride: int, model: str) -> tuple[int, int]:
-    """(H, W) as a tuple, each a multiple of the backbone's ``stride``; ValueError otherwise."""
-    size = tuple(int(s) for s in input_size)
-    if len(size) != 2 or any(s <= 0 or s % stride for s in size):
-        raise ValueError(f"{model}: input_size must be (H, W) with both multiples of {stride}, got {input_size}")
-    return size

@@ -89,7 +89,7 @@ def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, re
         measured=100 * report["metrics"]["AP"],
         # the store's own columns (record() refuses any other name)
         dataset="coco",
-        split="val2017",
+        split="val",
         box_source=str(boxes),
         flip_test=True,
         device="cuda",
@@ -122,7 +122,7 @@ def test_rtmo_s_official_checkpoint_whole_image_ap(record):
         paper=paper_value("RTMO-S"),
         measured=100 * metrics["AP"],
         dataset="coco",
-        split="val2017",
+        split="val",
         device="cuda",
         checkpoint_sha256=sha256_of(checkpoint),
         notes="official checkpoint; letterbox 640 pad 114 raw BGR, score 0.1, NMS 0.65, box scores, no OKS-NMS",

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from pose_samples import SAMPLES, requires_samples
 
 import mamkpd
 from baselines.rtmo import box_iou, nms
 from mamkpd.engine.rtmo_inference import letterbox, rtmo_coco_results
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "pose-samples" / "coco"
+COCO_SAMPLES = SAMPLES / "coco"
 CELLS16 = 40 * 40  # stride-16 cells of a 640x640 input; stride-32 cells follow
 
 
@@ -91,7 +91,7 @@ def test_letterbox_centres_the_image_and_maps_back():
         letterbox(np.zeros((10, 10), dtype=np.uint8))
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="the COCO samples folder is not present")
+@requires_samples
 def test_whole_image_path_gives_coco_results_on_real_images():
     from mamkpd.evaluation import coco_keypoint_ap
 
@@ -99,13 +99,13 @@ def test_whole_image_path_gives_coco_results_on_real_images():
     with torch.no_grad():  # an untrained head scores ~1%: lift it over the threshold for the format check
         for conv in model.head.head_module.out_cls:
             conv.bias.fill_(0.0)
-    ann = SAMPLES / "test_coco.json"
-    results = rtmo_coco_results(model, ann, SAMPLES, limit=1)
+    ann = COCO_SAMPLES / "test_coco.json"
+    results = rtmo_coco_results(model, ann, COCO_SAMPLES, limit=1)
     assert results and all(len(r["keypoints"]) == 51 and 0 < r["score"] < 1 for r in results)
-    image = cv2.imread(str(SAMPLES / "000000000785.jpg"))
+    image = cv2.imread(str(COCO_SAMPLES / "000000000785.jpg"))
     xs = np.array([r["keypoints"][0::3] for r in results])
     assert xs.min() > -0.5 * image.shape[1] and xs.max() < 1.5 * image.shape[1]  # in image pixels
     metrics = coco_keypoint_ap(str(ann), results)  # random weights: the point is that it evaluates
     assert 0.0 <= metrics["AP"] <= 1.0
     with pytest.raises(FileNotFoundError, match="annotation file"):
-        rtmo_coco_results(model, SAMPLES / "nope.json", SAMPLES)
+        rtmo_coco_results(model, COCO_SAMPLES / "nope.json", COCO_SAMPLES)

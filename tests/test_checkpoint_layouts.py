@@ -210,8 +210,8 @@ def test_renamed_key_fails_naming_both_sides():
     with pytest.raises(CheckpointMismatchError) as err:
         load_weights_from_state(model, state)
     message = str(err.value)
-    assert "missing from the checkpoint: backbone.blocks.0.attn.qkv.weight" in message
-    assert "unexpected in the checkpoint: backbone.blocks.0.attn.qkv_renamed.weight" in message
+    assert "1 missing from the checkpoint (backbone.blocks.0.attn.qkv.weight)" in message
+    assert "1 unexpected in the checkpoint (backbone.blocks.0.attn.qkv_renamed.weight)" in message
     assert torch.count_nonzero(model.backbone.blocks[1].attn.qkv.weight) == 0  # strict failure loads nothing
 
 

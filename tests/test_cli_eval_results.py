@@ -8,18 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pose_samples import SAMPLES, requires_samples
 from scipy.io import savemat
 
 from mamkpd.cli import main
-from mamkpd.data.samples import samples_root
 from mamkpd.evaluation.mpii import MPII_MAT_JOINTS
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = samples_root()
-needs_samples = pytest.mark.skipif(
-    not (SAMPLES / "coco" / "test_coco.json").exists(),
-    reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)",
-)
 
 
 def _cli(*args):
@@ -34,7 +29,7 @@ def _cli(*args):
     )
 
 
-@needs_samples
+@requires_samples
 def test_coco_results_json_and_table(tmp_path, capsys):
     ann = SAMPLES / "coco" / "test_coco.json"
     gt = json.loads(ann.read_text())
@@ -61,7 +56,7 @@ def test_coco_results_json_and_table(tmp_path, capsys):
     assert "AP50" in table and "1.0000" in table and "pycocotools" in table
 
 
-@needs_samples
+@requires_samples
 def test_bad_results_files_exit_2_with_a_clear_message(tmp_path, capsys):
     ann = SAMPLES / "coco" / "test_coco.json"
     cases = {

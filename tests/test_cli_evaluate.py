@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import torch
+from pose_samples import sample
 
 from mamkpd import create_model
-from mamkpd.data.samples import sample_file
 from mamkpd.engine import TrainConfig, save_checkpoint
+from mamkpd.ops import SCAN_BACKENDS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"depths": [1, 1, 1], "dims": [16, 32, 64]}
@@ -34,9 +35,10 @@ def untrained_checkpoint(path: Path, input_size=(64, 48), model_kwargs=None) -> 
 
 
 def test_evaluate_reports_metrics_and_protocol(tmp_path):
-    ckpt = untrained_checkpoint(tmp_path / "untrained.pth")
-    ann = sample_file("coco", "test_coco.json")
-    results = tmp_path / "out" / "kpts.json"
+    ckpt = untrained_checkpoint(tmp_path / "run_a" / "last.pth")
+    ann = sample("coco", "test_coco.json")
+    # the default results file names the model and the run: another run's last.pth does not overwrite it
+    results = tmp_path / "runs" / "eval" / "mamkpd_s_run_a_last_coco_val_keypoints.json"
     proc = mamkpd_cli(
         "evaluate",
         "--checkpoint",
@@ -53,8 +55,6 @@ def test_evaluate_reports_metrics_and_protocol(tmp_path):
         "cpu",
         "--workers",
         "0",
-        "--results",
-        str(results),
         "--json",
         cwd=tmp_path,
     )
@@ -65,7 +65,7 @@ def test_evaluate_reports_metrics_and_protocol(tmp_path):
     protocol = report["protocol"]
     assert protocol["flip_test"] is True and protocol["flip_shift"] is True and protocol["codec"] == "msra"
     assert protocol["box_source"].endswith("test_coco_det_AP_H_56.json") and protocol["input_size"] == [64, 48]
-    assert protocol["scan_backend"] is not None and protocol["model_kwargs"] == TINY
+    assert protocol["scan_backend"] in SCAN_BACKENDS and protocol["model_kwargs"] == TINY  # resolved, never "auto"
     assert report["num_instances"] > 14  # detector boxes, not the 14 ground-truth people
     written = json.loads(results.read_text())
     assert written and set(written[0]) == {"image_id", "category_id", "keypoints", "score"}
@@ -103,7 +103,7 @@ def test_original_simplebaseline_checkpoint_is_evaluated_on_bgr_images(tmp_path)
     state = {k.removeprefix("backbone.").removeprefix("head."): v for k, v in model.state_dict().items()}
     ckpt = tmp_path / "pose_resnet_50.pth"
     torch.save({"state_dict": state}, ckpt)
-    ann = sample_file("coco", "test_coco.json")
+    ann = sample("coco", "test_coco.json")
     args = ["evaluate", "--checkpoint", str(ckpt), "--model", "sbl_res50", "--dataset", "coco"]
     args += ["--ann-file", str(ann), "--image-dir", str(ann.parent), "--device", "cpu", "--workers", "0"]
     proc = mamkpd_cli(*args, "--no-flip", "--results", str(tmp_path / "kpts.json"), "--json", cwd=tmp_path)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from pose_samples import sample
 from test_cli_evaluate import mamkpd_cli, untrained_checkpoint
-
-from mamkpd.data.samples import sample_file
 
 INPUT = ("64", "48")
 # MamKPD-S with one block per stage and 32/64/128 channels: learns the samples in ~200 steps on CPU
@@ -44,7 +43,7 @@ def coco_ap(checkpoint, ann, cwd) -> float:
 def test_training_on_the_samples_raises_train_set_ap(tmp_path, monkeypatch):
     # one thread: two threads on a loaded two-core machine are several times slower, never faster
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    ann = sample_file("coco", "test_coco.json")
+    ann = sample("coco", "test_coco.json")
     before = coco_ap(untrained_checkpoint(tmp_path / "untrained.pth", (64, 48), REDUCED), ann, tmp_path)
     proc = mamkpd_cli(
         "train",

@@ -6,23 +6,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from pose_samples import SAMPLES, requires_samples
 
 from mamkpd.codecs import build_codec
 from mamkpd.data import DATASETS, build_dataset, collate
-from mamkpd.data.samples import samples_root
-
-SAMPLES = samples_root()
-needs_samples = pytest.mark.skipif(
-    not (SAMPLES / "coco" / "test_coco.json").exists(),
-    reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)",
-)
 
 
 def _coco(split="train", **kw):
     return build_dataset("coco", split, train=split == "train", ann_file=str(SAMPLES / "coco" / "test_coco.json"), **kw)
 
 
-@needs_samples
+@requires_samples
 def test_coco_sample_gt_instances_and_items():
     ds = _coco(seed=0)
     assert len(ds) == 12 and ds.skipped == 0  # 14 people, 2 without any labelled joint
@@ -38,7 +32,7 @@ def test_coco_sample_gt_instances_and_items():
     assert batch["image"].shape == (3, 3, 256, 192) and len(batch["meta"]) == 3
 
 
-@needs_samples
+@requires_samples
 def test_coco_val_uses_hrnet_box_convention():
     ds = _coco("val")
     rec = next(r for r in ds.records if r.image_id == 785)
@@ -50,7 +44,7 @@ def test_coco_val_uses_hrnet_box_convention():
     assert torch.equal(ds[0]["image"], item["image"])  # evaluation items carry no randomness
 
 
-@needs_samples
+@requires_samples
 def test_coco_detector_boxes():
     ds = _coco("val", box_file=str(SAMPLES / "coco" / "test_coco_det_AP_H_56.json"))
     assert len(ds) == 118  # all person boxes: HRNet keeps score >= 0.0
@@ -59,7 +53,7 @@ def test_coco_detector_boxes():
     assert float(ds[0]["target_weight"].sum()) == 0.0  # no ground truth for detections
 
 
-@needs_samples
+@requires_samples
 def test_mpii_sample_follows_hrnet_center_scale_convention():
     ds = build_dataset("mpii", "train", train=False, ann_file=str(SAMPLES / "mpii" / "test_mpii.json"))
     assert len(ds) == 5 and ds.info.input_size == (256, 256)
@@ -73,7 +67,7 @@ def test_mpii_sample_follows_hrnet_center_scale_convention():
     assert ds[k]["target"].shape == (16, 64, 64)
 
 
-@needs_samples
+@requires_samples
 def test_ap10k_sample_keeps_species_category():
     ds = build_dataset("ap10k", "train", train=True, seed=0, ann_file=str(SAMPLES / "ap10k" / "test_ap10k.json"))
     assert len(ds) == 2
@@ -81,7 +75,7 @@ def test_ap10k_sample_keeps_species_category():
     assert ds[0]["target"].shape == (17, 64, 64)
 
 
-@needs_samples
+@requires_samples
 def test_augmentation_is_reproducible_per_seed_epoch_and_index():
     a, b = _coco(seed=7), _coco(seed=7)
     for i in (0, 5):
@@ -178,7 +172,7 @@ def test_bad_records_are_counted_or_raised_with_image_id(tmp_path):
         build_dataset("coco", "train", train=True, ann_file=str(ann_file), on_bad="error")
     anns[2] = _person(2, 3)
     ann_file = _write_synthetic_coco(tmp_path, anns, n_images=3, corrupt=(3,))
-    with pytest.raises(ValueError, match=r"image id 3: image unreadable: .*000000000003.jpg"):
+    with pytest.raises(ValueError, match=r"image id 3: image unreadable \(not an image .*\): .*000000000003.jpg"):
         build_dataset("coco", "train", train=True, ann_file=str(ann_file), on_bad="error")
 
 
@@ -202,7 +196,7 @@ def test_missing_and_malformed_data_name_the_file_and_source(tmp_path, monkeypat
         build_dataset("crowdpose", "val", train=False)
 
 
-@needs_samples
+@requires_samples
 def test_standard_layout_under_a_data_root(tmp_path):
     (tmp_path / "annotations").mkdir()
     (tmp_path / "val2017").symlink_to(SAMPLES / "coco", target_is_directory=True)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from pose_samples import sample
 
 from mamkpd.codecs import build_codec
 from mamkpd.data import build_dataset
-from mamkpd.data.samples import sample_file
 from mamkpd.engine import evaluate, flip_back
 
 
@@ -44,7 +44,7 @@ class Oracle(nn.Module):
 
 
 def _samples(name, ann, codec_name="msra"):
-    ann_file = sample_file(name, ann)
+    ann_file = sample(name, ann)
     input_size = (256, 192) if name == "coco" else (256, 256)
     codec = build_codec(codec_name, input_size)
     ds = build_dataset(
@@ -107,7 +107,7 @@ def test_oracle_ap10k_keeps_species_category(tmp_path):
     out = tmp_path / "ap10k.json"
     report = evaluate(Oracle(ds), ds, codec, flip_test=True, workers=0, results_file=out, progress=False)
     assert report["metrics"]["AP"] > 0.95
-    gt = json.loads(sample_file("ap10k", "test_ap10k.json").read_text())
+    gt = json.loads(sample("ap10k", "test_ap10k.json").read_text())
     gt_cats = {a["image_id"]: a["category_id"] for a in gt["annotations"]}
     assert all(r["category_id"] == gt_cats[r["image_id"]] for r in json.loads(out.read_text()))
 
@@ -127,7 +127,7 @@ def test_mpii_pckh_from_annotations_and_head_sizes(tmp_path):
 def test_images_follow_the_channel_order_the_weights_expect():
     """BGR (the original SimpleBaseline release): cv2's channel order, normalised with the RGB statistics;
     evaluate refuses a dataset whose order differs from the model's and records the order it used."""
-    ann_file = sample_file("coco", "test_coco.json")
+    ann_file = sample("coco", "test_coco.json")
     kwargs = dict(train=False, ann_file=str(ann_file), image_dir=str(ann_file.parent))
     rgb = build_dataset("coco", "val", **kwargs)[0]["image"].numpy()
     bgr_ds = build_dataset("coco", "val", channel_order="bgr", **kwargs)

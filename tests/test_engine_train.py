@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from engine_synthetic import SyntheticPoses, TinyHeatmapNet
+from pose_samples import sample
 
 from mamkpd.engine import JointsMSELoss, NonFiniteLossError, TrainConfig, WarmupMultiStep, train
 from mamkpd.engine.checkpoint import load_training_state, save_checkpoint
@@ -193,9 +194,7 @@ def test_amp_training_on_cuda_checkpoints_the_grad_scaler(tmp_path):
 
 def test_validation_scores_each_due_epoch_and_keeps_the_best(tmp_path):
     """Validation on the COCO samples: metrics in the history, best.pth written from the best epoch."""
-    from mamkpd.data.samples import sample_file
-
-    ann = sample_file("coco", "test_coco.json")
+    ann = sample("coco", "test_coco.json")
     cfg = TrainConfig(
         model="mamkpd_s",
         model_kwargs={"depths": [1, 1, 1], "dims": [16, 32, 64]},

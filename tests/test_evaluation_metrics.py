@@ -4,18 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from pose_samples import SAMPLES, requires_samples
 from scipy.io import savemat
 
 from mamkpd.data.infos import COCO_SIGMAS
-from mamkpd.data.samples import samples_root
 from mamkpd.evaluation import ap10k_ap, coco_keypoint_ap, mpii_pckh, oks_matrix, oks_nms, rescore
 from mamkpd.evaluation.mpii import HRNET_MEAN01_NAME, MPII_MAT_JOINTS
-
-SAMPLES = samples_root()
-needs_samples = pytest.mark.skipif(
-    not (SAMPLES / "coco" / "test_coco.json").exists(),
-    reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)",
-)
 
 
 def _pose(x0=100.0, y0=100.0, score=1.0):
@@ -155,7 +149,7 @@ def _gt_as_results(ann_file, keep_category=False, noise=0.0, seed=0):
     return out
 
 
-@needs_samples
+@requires_samples
 def test_coco_ap_of_ground_truth_is_one_and_evaluators_agree():
     ann = SAMPLES / "coco" / "test_coco.json"
     perfect = _gt_as_results(ann)
@@ -169,7 +163,7 @@ def test_coco_ap_of_ground_truth_is_one_and_evaluators_agree():
     assert py == pytest.approx(xt, abs=1e-12)
 
 
-@needs_samples
+@requires_samples
 def test_ap10k_ap_per_species_with_its_sigmas():
     ann = SAMPLES / "ap10k" / "test_ap10k.json"
     perfect = _gt_as_results(ann, keep_category=True)
@@ -183,7 +177,7 @@ def test_ap10k_ap_per_species_with_its_sigmas():
     # the sigmas themselves are checked against MMPose's in test_reference_fixtures.py
 
 
-@needs_samples
+@requires_samples
 def test_bad_results_are_errors_not_zero_scores():
     ann = str(SAMPLES / "coco" / "test_coco.json")
     good = _gt_as_results(SAMPLES / "coco" / "test_coco.json")

@@ -145,7 +145,7 @@ def test_bad_input_is_a_value_error(shape, message):
     "overrides, message",
     [
         (dict(downsampling="pool"), "downsampling must be one of"),
-        (dict(input_size=(250, 192)), "divisible by 16"),
+        (dict(input_size=(250, 192)), "mamkpd_b: input_size must be .*positive multiples of 16"),
         (dict(dims=(96, 192)), "equal length"),
         (dict(width=3), r"unknown MamKPD config field\(s\) \['width'\]"),
         (dict(scan_backend="fast"), "scan_backend must be one of"),

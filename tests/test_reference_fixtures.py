@@ -16,21 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pose_samples import SAMPLES, requires_samples
 
 from mamkpd.codecs import MSRAHeatmap, UDPHeatmap
 from mamkpd.data import DATASETS, build_dataset
-from mamkpd.data.samples import samples_root
 from mamkpd.data.transforms import affine_points, crop_to_image, flip_keypoints, get_affine_transform
 from mamkpd.engine.inference import OKS_NMS_THR, RESCORE_THR, build_coco_results
 from mamkpd.evaluation import mpii_pckh, oks_nms, oks_nms_indices, rescore
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = samples_root()
-needs_ap10k_samples = pytest.mark.skipif(
-    not (SAMPLES / "ap10k" / "test_ap10k.json").exists(),
-    reason=f"pose samples not found at {SAMPLES} (set MAMKPD_SAMPLES)",
-)
 
 
 def _json(name: str) -> dict:
@@ -234,7 +229,7 @@ class ScriptedRng:
         return np.asarray(self._next("uniform"))
 
 
-@needs_ap10k_samples
+@requires_samples
 def test_ap10k_augmentation_replays_mmpose0_pipeline(monkeypatch):
     """MMPose 0.x's AP-10K recipe, draw for draw: box-centre shift, flip, half-body (paw 10 typed
     lower), scale and rotation, in that order; the crop's centre, size, rotation and joints agree."""
@@ -270,7 +265,7 @@ def test_ap10k_augmentation_replays_mmpose0_pipeline(monkeypatch):
         np.testing.assert_allclose(joints[visible], np.asarray(trial["joints"])[visible], atol=2e-3)
 
 
-@needs_ap10k_samples
+@requires_samples
 def test_eval_results_ap10k_matches_xtcocotools_with_mmpose_sigmas():
     ref = _json("ap10k_samples_ap.json")
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -5,17 +5,40 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # module names under mamkpd.cli, in the order `mamkpd --help` lists them
 COMMANDS = ("complexity", "train", "evaluate", "eval_results", "fps", "report", "reproduce", "export")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit code 2), as every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mamkpd", description="MamKPD reproducibility suite")
+    parser = _Parser(prog="mamkpd", description="MamKPD reproducibility suite")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
+
+
+def _show_warnings_as_lines(command: str) -> None:
+    """The suite's own warnings (a checkpoint loaded as a trusted full pickle) as one line each."""
+    from ..models.checkpoint_file import TrustedCheckpointWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, TrustedCheckpointWarning):
+            print(f"mamkpd {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     set_main_process_threads()  # OMP_NUM_THREADS if set, else torch's default within this process's CPUs
+    _show_warnings_as_lines(args.command)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        # expected user errors: one clear line, no traceback
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        # expected user errors (a file not found, a directory where a file belongs, bad values): one line
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mamkpd {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import json
 
 from ..harness.complexity import measure_complexity
 from ..models import list_models, model_info
+from .options import add_input_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,16 +16,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="count params and GFLOPs (fvcore, MACs) of a model",
         description="Count parameters and GFLOPs (fvcore; one multiply-add = one flop) at batch 1.",
     )
-    p.add_argument("--model", required=True, help="registered model name, or 'all'")
-    p.add_argument(
-        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default: the model's own)"
-    )
+    p.add_argument("--model", help="registered model name, or 'all' (see --list)")
+    p.add_argument("--list", action="store_true", help="list the registered models with their input and family")
+    add_input_size(p, "the model's own")
     p.add_argument("--num-keypoints", type=int, help="heatmap channels (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print one JSON object (a list with --model all)")
     p.set_defaults(func=run)
 
 
+def print_models() -> None:
+    """One line per registered model: name, family, input size, what one sample is, tags."""
+    print(f"{'model':<22} {'family':<16} {'input':<9} {'one sample':<24} tags")
+    for name in list_models():
+        info = model_info(name)
+        size = f"{info.input_size[0]}x{info.input_size[1]}"
+        print(f"{name:<22} {info.family:<16} {size:<9} {info.sample:<24} {', '.join(info.tags) or '-'}")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print_models()
+        return 0
+    if not args.model:
+        raise ValueError("--model NAME is required (or --list to see the registered models)")
     names = list_models() if args.model == "all" else [args.model]
     for name in names:
         model_info(name)  # unknown names fail here, with the list of registered ones

@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 
+from ..data import DATASETS, SPLITS
 from ..engine.config import parse_json_dict
+from .options import add_input_size, add_trust_checkpoint
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,8 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="example: mamkpd evaluate --checkpoint runs/mamkpd_s/best.pth --dataset coco --data-root /data/coco "
         "--box-file /data/coco/person_detection_results/COCO_val2017_detections_AP_H_56_person.json",
     )
-    p.add_argument("--checkpoint", required=True, help="a `mamkpd train` checkpoint or a model-zoo .pth file")
-    p.add_argument("--dataset", required=True, choices=("coco", "mpii", "ap10k"))
+    p.add_argument(
+        "--checkpoint", required=True, metavar="FILE", help="a `mamkpd train` checkpoint or a model-zoo .pth file"
+    )
+    add_trust_checkpoint(p)
+    p.add_argument("--dataset", required=True, choices=tuple(DATASETS), help="data set to evaluate on")
     p.add_argument("--model", help="registered model name (default: the checkpoint's)")
     p.add_argument(
         "--model-kwargs",
@@ -30,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="create_model overrides (default: the checkpoint's)",
     )
     p.add_argument("--data-root", help="data set root (default: the dataset's environment variable)")
-    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument("--split", default="val", choices=SPLITS, help="which split's annotations and images (default: val)")
     p.add_argument("--ann-file", help="annotation file (default: the standard one under --data-root)")
     p.add_argument("--image-dir", help="image folder (default: the standard one under --data-root)")
     p.add_argument("--box-file", help="COCO detector results json for the person boxes (default: ground-truth boxes)")
@@ -40,22 +45,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="msra | msra_dark | udp (default: the checkpoint's, else the model's own: "
         "udp for ViTPose, msra otherwise)",
     )
-    p.add_argument(
-        "--input-size",
-        nargs=2,
-        type=int,
-        metavar=("H", "W"),
-        help="crop size (default: the checkpoint's, else the dataset's)",
-    )
+    add_input_size(p, "the checkpoint's, else the data set's")
     p.add_argument("--no-flip", action="store_true", help="no flip test")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="crops per forward pass (default: 64)")
+    p.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="DataLoader worker processes (0: none; default: 2)"
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
     p.add_argument(
         "--results",
-        help="where to write the keypoint results json "
-        "(default: runs/eval/<checkpoint>_<dataset>_<split>_keypoints.json)",
+        metavar="FILE",
+        help="where to write the keypoint results json (default: "
+        "runs/eval/<model>_<run folder>_<checkpoint>_<dataset>_<split>_keypoints.json)",
     )
     p.add_argument("--json", action="store_true", help="print the report (metrics, protocol) as one JSON object")
     p.set_defaults(func=run)
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             amp=args.amp,
             results=args.results,
+            trust_checkpoint=args.trust_checkpoint,
         )
     )
     if os.environ.get("RANK", "0") != "0":

@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.config import positive_int
 from ..export import DEFAULT_TOLERANCE, OnnxExportConfig, export_onnx
 from ..models import model_info
+from .options import add_input_size, add_trust_checkpoint
 
 
 def _batch(text: str) -> int | None:
     if text == "dynamic":
         return None
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'dynamic', got {text!r}")
-    return value
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'dynamic', got {text!r}") from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--checkpoint", metavar="FILE", help="weights to export (any layout mamkpd.load_weights reads)")
+    add_trust_checkpoint(p)
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (default onnx)")
     p.add_argument("--out", required=True, metavar="FILE", help="output file, e.g. mamkpd_b.onnx")
     p.add_argument(
@@ -41,9 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N|dynamic",
         help="static batch size, or 'dynamic' for a symbolic batch dimension (default 1)",
     )
-    p.add_argument(
-        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default: the model's own)"
-    )
+    add_input_size(p, "the model's own")
     p.add_argument("--num-keypoints", type=int, help="heatmap channels (default: the model's own)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument(
@@ -74,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             model=args.model,
             out=args.out,
             checkpoint=args.checkpoint,
+            trust_checkpoint=args.trust_checkpoint,
             model_kwargs=overrides,
             batch=args.batch,
             opset=args.opset,

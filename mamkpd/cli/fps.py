@@ -12,6 +12,7 @@ from ..harness.fps_records import record_fps
 from ..harness.presets import PRESETS
 from ..harness.timing import PROTOCOLS
 from ..models import model_info
+from .options import add_input_size
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch", type=int, default=1, help="samples per forward (1: latency, 64: throughput)")
     p.add_argument("--preset", default="fp32", choices=list(PRESETS), help="numeric/execution preset")
-    p.add_argument(
-        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="input height and width (default: the model's own)"
-    )
+    add_input_size(p, "the model's own")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument(
         "--protocol",

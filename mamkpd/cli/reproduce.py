@@ -16,7 +16,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "with the reason.",
         epilog="example: mamkpd reproduce --table 3 --row MamKPD-B --data-root /data/mpii --gpus 2",
     )
-    p.add_argument("--table", required=True, help="2, 3, 4, 5 or fig3")
+    p.add_argument("--table", help="paper table: 2, 3, 4, 5 or fig3 (see --list)")
+    p.add_argument(
+        "--list", action="store_true", help="list the rows of each table (or of --table) with what each one needs"
+    )
     p.add_argument("--row", action="append", help="paper row key (repeatable; default: every implemented row)")
     p.add_argument("--data-root", help="data set root (default: the dataset's environment variable)")
     p.add_argument("--gpus", type=int, default=1, help="GPUs per training (torchrun when > 1)")
@@ -25,11 +28,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def print_rows(tables: list[str]) -> None:
+    from ..harness.reproduce import row_requirements
+    from ..paper import TABLES
+
+    for table in tables:
+        print(TABLES[table].title)
+        for row, model, needs in row_requirements(table):
+            print(f"  {row:<16} {model:<20} {needs}")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..harness.reproduce import reproduce_row, reproducible_rows
+    from ..harness.reproduce import accuracy_tables, reproduce_row, reproducible_rows
     from ..harness.results import ResultsStore
 
-    table = args.table if args.table.startswith(("table", "fig")) else f"table{args.table}"
+    table = None
+    if args.table:
+        table = args.table if args.table.startswith(("table", "fig")) else f"table{args.table}"
+    if table is None and not args.list:
+        raise ValueError("--table is required (one of 2, 3, 4, 5, fig3; --list shows their rows)")
+    if table is not None and table not in accuracy_tables():
+        raise ValueError(f"unknown table {args.table!r}; choose one of 2, 3, 4, 5, fig3")
+    if args.list:
+        print_rows([table] if table else accuracy_tables())
+        return 0
     if args.gpus < 1 or args.batch_size < 1:
         raise ValueError("--gpus and --batch-size must be at least 1")
     rows = args.row or reproducible_rows(table)

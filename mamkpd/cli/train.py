@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from ..data.readers import read_json
 from ..engine.config import TrainConfig, add_config_arguments, config_from_args
 
 
@@ -20,7 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="example: mamkpd train --model mamkpd_s --dataset coco --data-root /data/coco "
         "--batch-size 64 --out-dir runs/mamkpd_s_coco",
     )
-    p.add_argument("--config", metavar="JSON", help="a TrainConfig JSON file (options given here override it)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a JSON file of TrainConfig fields, e.g. a checkpoint's config; options given here override it",
+    )
     add_config_arguments(p)
     p.add_argument("--json", action="store_true", help="print the run summary as one JSON object")
     p.set_defaults(func=run)
@@ -31,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
 
     base = None
     if args.config:
-        with open(args.config) as handle:
-            base = TrainConfig.from_dict(json.load(handle))
+        values = read_json(args.config, "config file")
+        if not isinstance(values, dict):
+            raise ValueError(f"{args.config}: a config file holds one JSON object of TrainConfig fields")
+        base = TrainConfig.from_dict(values)
     cfg = config_from_args(args, base)
     result = train(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports

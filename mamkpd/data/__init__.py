@@ -2,10 +2,12 @@
 
 from mamkpd.data.dataset import TopDownDataset, build_dataset, collate
 from mamkpd.data.infos import DATASETS, AugmentConfig, DatasetInfo, get_info
+from mamkpd.data.roots import SPLITS
 from mamkpd.data.threads import main_process_threads, set_main_process_threads, worker_init
 
 __all__ = [
     "DATASETS",
+    "SPLITS",
     "AugmentConfig",
     "DatasetInfo",
     "TopDownDataset",

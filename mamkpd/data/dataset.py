@@ -14,7 +14,15 @@ from torch.utils.data import Dataset
 from mamkpd.codecs import MSRAHeatmap, build_codec
 from mamkpd.data.infos import DatasetInfo, get_info
 from mamkpd.data.readers import OnBad, Record, load_mpii_gt, read_coco_format, read_mpii
-from mamkpd.data.roots import ANN_FILES, IMAGE_DIRS, find_mpii_gt, first_existing, resolve_data_root, root_or_env
+from mamkpd.data.roots import (
+    ANN_FILES,
+    IMAGE_DIRS,
+    SPLITS,
+    find_mpii_gt,
+    first_existing,
+    resolve_data_root,
+    root_or_env,
+)
 from mamkpd.data.transforms import (
     affine_points,
     flip_keypoints,
@@ -206,8 +214,8 @@ def build_dataset(
     (a loaded model's ``input_channels``).
     """
     info = get_info(name)
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if on_bad not in ("skip", "error"):
         raise ValueError(f"on_bad must be 'skip' or 'error', got {on_bad!r}")
     if box_file is not None and name != "coco":

@@ -69,8 +69,10 @@ class BadRecords:
 
 
 def read_json(path: str, what: str, hint: str = ""):
-    """Parse a JSON file; a missing or malformed file is an error naming it (plus ``hint``)."""
+    """Parse a JSON file; a missing or malformed file, or a directory, is an error naming it (plus ``hint``)."""
     tail = f". {hint}" if hint else ""
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path} is a directory, not a file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}{tail}")
     try:
@@ -83,6 +85,33 @@ def read_json(path: str, what: str, hint: str = ""):
 def load_json(path: str, info: DatasetInfo, what: str = "annotation file"):
     """``read_json`` whose errors also say where the data set comes from."""
     return read_json(path, what, f"{info.name} comes from {info.source}")
+
+
+def describe_record(section: str, index: int, record) -> str:
+    """``annotations[3] (id 123)``: where a record sits in a COCO-format file, with its id (or file name)."""
+    label = ""
+    if isinstance(record, dict):
+        if "id" in record:
+            label = f" (id {record['id']})"
+        elif "file_name" in record:
+            label = f" (file_name {record['file_name']})"
+    return f"{section}[{index}]{label}"
+
+
+def check_coco_records(data, path: str, section: str, fields: tuple[str, ...]) -> None:
+    """Every record of ``data[section]`` is an object holding ``fields``; else a ValueError naming the file, the
+    record (index and id) and the field: "x.json: annotations[3] (id 123): missing field 'keypoints'"."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a COCO-format file (the top level is not an object)")
+    records = data.get(section)
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: no '{section}' list")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: {section}[{index}]: expected an object, got {type(record).__name__}")
+        missing = next((name for name in fields if name not in record), None)
+        if missing:
+            raise ValueError(f"{path}: {describe_record(section, index, record)}: missing field '{missing}'")
 
 
 def _require(cond: bool, path: str, info: DatasetInfo, what: str) -> None:
@@ -112,9 +141,72 @@ def _clean_box(box, width: float, height: float, hrnet: bool):
     return [x1, y1, x2 - x1, y2 - y1] if ok else None
 
 
-def _image_ok(path: str) -> bool:
-    """Cheap check: the file exists and starts like an image cv2 can decode (header only)."""
-    return os.path.isfile(path) and os.path.getsize(path) > 0 and cv2.haveImageReader(path)
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xDA)) | {0x01}  # RSTn, SOI, EOI, TEM: markers without a length
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG stream reaches the end-of-image marker of its main image.
+
+    Marker segments are skipped by their length (an EXIF thumbnail, with its own markers, sits inside one);
+    in the entropy-coded data after each SOS a 0xFF byte is followed by 0x00 or a restart marker, so the
+    first other marker found there ends the scan: EOI, or the next segment of a progressive image.
+    """
+    position = 2  # after SOI
+    while position + 2 <= len(data):
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:
+            return True
+        if marker in _JPEG_STANDALONE:
+            position += 2
+            continue
+        if position + 4 > len(data):
+            return False
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker != 0xDA:  # SOS: entropy-coded data follows its header
+            continue
+        while True:
+            position = data.find(b"\xff", position)
+            if position < 0 or position + 1 >= len(data):
+                return False
+            following = data[position + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                position += 1 if following == 0xFF else 2
+                continue
+            break
+    return False
+
+
+def image_problem(path: str) -> str | None:
+    """What is wrong with an image file, in words ("missing", "truncated ..."), or None if it is whole.
+
+    Beyond the header check (a format OpenCV decodes), a JPEG must reach its end-of-image marker and a PNG
+    its IEND chunk: OpenCV decodes a truncated file without an error, greying out what is missing.
+    """
+    if not os.path.isfile(path):
+        return "missing"
+    size = os.path.getsize(path)
+    if size == 0:
+        return "unreadable (empty file)"
+    if not cv2.haveImageReader(path):
+        return "unreadable (not an image format OpenCV reads)"
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+        if head.startswith(b"\xff\xd8"):
+            if tail.rstrip(b"\x00\r\n\t ").endswith(b"\xff\xd9"):
+                return None
+            handle.seek(0)
+            if not _jpeg_complete(handle.read()):  # trailing bytes after EOI are allowed: look for it
+                return f"truncated (a JPEG without its end-of-image marker; {size:,} bytes)"
+        elif head.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in tail:
+            return f"truncated (a PNG without its IEND chunk; {size:,} bytes)"
+    return None
 
 
 class _ImageChecker:
@@ -122,15 +214,15 @@ class _ImageChecker:
 
     def __init__(self, bad: BadRecords):
         self.bad = bad
-        self.cache: dict[str, bool] = {}
+        self.cache: dict[str, str | None] = {}
 
     def __call__(self, path: str, image_id) -> bool:
         if path not in self.cache:
-            self.cache[path] = _image_ok(path)
-        if not self.cache[path]:
-            exists = os.path.isfile(path)
-            self.bad.report(image_id, f"image {'unreadable' if exists else 'missing'}: {path}")
-        return self.cache[path]
+            self.cache[path] = image_problem(path)
+        problem = self.cache[path]
+        if problem:
+            self.bad.report(image_id, f"image {problem}: {path}")
+        return problem is None
 
 
 def read_coco_format(
@@ -144,17 +236,10 @@ def read_coco_format(
     data = load_json(ann_file, info)
     _require(isinstance(data, dict), ann_file, info, "top level is not an object")
     _require(isinstance(data.get("images"), list), ann_file, info, "no 'images' list")
+    check_coco_records(data, ann_file, "images", ("id", "file_name"))
     bad = BadRecords(ann_file, on_bad)
     check_image = _ImageChecker(bad)
-    images = {}
-    for img in data["images"]:
-        _require(
-            isinstance(img, dict) and "id" in img and "file_name" in img,
-            ann_file,
-            info,
-            "an image entry lacks 'id' or 'file_name'",
-        )
-        images[img["id"]] = img
+    images = {img["id"]: img for img in data["images"]}
     k = info.num_keypoints
     records: list[Record] = []
     if box_file is not None:
@@ -166,8 +251,8 @@ def read_coco_format(
         "no 'annotations' list (an image-info file needs a detector box file)",
     )
     person_only = info.name == "coco"
-    for ann in data["annotations"]:
-        _require(isinstance(ann, dict) and "image_id" in ann, ann_file, info, "an annotation lacks 'image_id'")
+    check_coco_records(data, ann_file, "annotations", ("image_id",))
+    for index, ann in enumerate(data["annotations"]):
         image_id = ann["image_id"]
         if ann.get("iscrowd", 0):
             continue
@@ -176,7 +261,10 @@ def read_coco_format(
         if image_id not in images:
             bad.report(image_id, f"annotation {ann.get('id')} names an image not in 'images'")
             continue
-        kp = ann.get("keypoints")
+        if "keypoints" not in ann:
+            bad.report(image_id, f"{describe_record('annotations', index, ann)}: missing field 'keypoints'")
+            continue
+        kp = ann["keypoints"]
         if not isinstance(kp, list) or len(kp) != 3 * k:
             n = len(kp) if isinstance(kp, list) else type(kp).__name__
             bad.report(

@@ -10,6 +10,7 @@ import os
 from mamkpd.data.infos import DatasetInfo, get_info
 
 __all__ = [
+    "SPLITS",
     "ANN_FILES",
     "IMAGE_DIRS",
     "MPII_GT_FILES",
@@ -19,7 +20,10 @@ __all__ = [
     "root_or_env",
 ]
 
-# Standard layouts under the data root; the first candidate that exists is used.
+# The split names every data set, paper table and command uses ("val" is COCO's val2017, MPII's valid).
+SPLITS = ("train", "val", "test")
+
+# Standard layouts under the data root, for each of SPLITS; the first candidate that exists is used.
 ANN_FILES = {
     "coco": {
         "train": ["annotations/person_keypoints_train2017.json"],

@@ -8,15 +8,16 @@ checkpoint recorded, then the model's and the data set's own.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import training_state_or_none
+from .checkpoint import read_checkpoint_contents
 from .distributed import init_distributed
 from .inference import evaluate
 
-__all__ = ["CheckpointSetup", "EvalConfig", "checkpoint_setup", "evaluate_checkpoint"]
+__all__ = ["CheckpointSetup", "EvalConfig", "checkpoint_setup", "default_results_path", "evaluate_checkpoint"]
 
 
 @dataclass
@@ -40,7 +41,8 @@ class EvalConfig:
     workers: int = 2
     device: str = "auto"
     amp: bool = False
-    results: str | None = None  # None: runs/eval/<checkpoint>_<dataset>_<split>_keypoints.json
+    results: str | None = None  # None: default_results_path(...), named after model, run, checkpoint, data
+    trust_checkpoint: bool = False  # load a checkpoint weights_only=True refuses as a full pickle (a trusted file)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,16 @@ class CheckpointSetup:
     input_size: tuple[int, int]
     codec: str
     training_state: dict[str, Any] | None = field(default=None, repr=False)  # None for a model-zoo file
+    contents: Any = field(default=None, repr=False)  # what the file holds (the training state, or a zoo's dict)
+
+
+def default_results_path(checkpoint: str, model: str, dataset: str, split: str) -> Path:
+    """runs/eval/<model>_<run>_<checkpoint stem>_<dataset>_<split>_keypoints.json, where the run is the
+    checkpoint's folder: two runs' last.pth do not write the same file."""
+    path = Path(checkpoint)
+    run = path.resolve().parent.name or "root"
+    name = "_".join((model, run, path.stem, dataset, split, "keypoints"))
+    return Path("runs/eval") / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".json")
 
 
 def checkpoint_setup(cfg: EvalConfig) -> CheckpointSetup:
@@ -59,7 +71,7 @@ def checkpoint_setup(cfg: EvalConfig) -> CheckpointSetup:
     from ..data import get_info
     from ..models import model_info
 
-    state = training_state_or_none(cfg.checkpoint)
+    contents, state = read_checkpoint_contents(cfg.checkpoint, trust=cfg.trust_checkpoint)
     saved = state["config"] if state else {}
     model_name = cfg.model or saved.get("model")
     if not model_name:
@@ -72,7 +84,7 @@ def checkpoint_setup(cfg: EvalConfig) -> CheckpointSetup:
     info = get_info(cfg.dataset)
     input_size = tuple(cfg.input_size or saved.get("input_size") or info.input_size)
     codec_name = cfg.codec or saved.get("codec") or model_info(model_name).codec
-    return CheckpointSetup(model_name, model_kwargs, input_size, codec_name, state)
+    return CheckpointSetup(model_name, model_kwargs, input_size, codec_name, state, contents)
 
 
 def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
@@ -81,7 +93,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
     from ..codecs import build_codec
     from ..data import build_dataset, get_info
     from ..data.roots import find_mpii_gt
-    from ..models import create_model, load_weights
+    from ..models import create_model
+    from ..models.checkpoint import load_weights_from_state, unwrap_state_dict
 
     setup = checkpoint_setup(cfg)
     info = get_info(cfg.dataset)
@@ -89,10 +102,11 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
     model = create_model(
         setup.model, num_keypoints=info.num_keypoints, input_size=setup.input_size, **setup.model_kwargs
     )
-    if setup.training_state:
-        model.load_state_dict(setup.training_state["model"])
-    else:
-        load_weights(model, cfg.checkpoint)
+    weights = (
+        setup.training_state["model"] if setup.training_state else unwrap_state_dict(setup.contents, cfg.checkpoint)
+    )
+    # strict; a checkpoint of another model fails with counts and a few names of what does not fit
+    load_weights_from_state(model, weights, source=str(cfg.checkpoint), model_name=setup.model)
     dataset = build_dataset(
         cfg.dataset,
         cfg.split,
@@ -108,9 +122,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
     ctx = init_distributed(cfg.device)
     model.to(ctx.device)
     results = (
-        Path(cfg.results)
-        if cfg.results
-        else Path("runs/eval") / f"{Path(cfg.checkpoint).stem}_{cfg.dataset}_{cfg.split}_keypoints.json"
+        Path(cfg.results) if cfg.results else default_results_path(cfg.checkpoint, setup.model, cfg.dataset, cfg.split)
     )
     gt_mat = cfg.gt_mat
     if gt_mat is None and (cfg.dataset, cfg.split) == ("mpii", "val"):

@@ -8,7 +8,23 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-__all__ = ["TrainConfig", "add_config_arguments", "config_from_args", "parse_json_dict"]
+__all__ = [
+    "TrainConfig",
+    "ResumeDifferences",
+    "RESUME_FIXED_SETTINGS",
+    "RESUME_FREE_SETTINGS",
+    "add_config_arguments",
+    "config_from_args",
+    "parse_json_dict",
+    "positive_int",
+    "resume_differences",
+]
+
+
+def _option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = dataclasses.MISSING, **argparse_kw):
+    """A TrainConfig field with the sentence ``mamkpd train --help`` shows for it (and argparse extras:
+    ``choices``, ``metavar``)."""
+    return field(default=default, default_factory=factory, metadata={"help": help, **argparse_kw})
 
 
 @dataclass
@@ -21,52 +37,85 @@ class TrainConfig:
     code has none: set ``warmup_iters=0`` for that.
     """
 
-    model: str = "mamkpd_s"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides for create_model
-    dataset: str = "coco"
-    data_root: str | None = None  # None: the dataset's environment variable
-    input_size: tuple[int, int] | None = None  # (H, W); None: the dataset's default
-    codec: str | None = None  # msra | msra_dark | udp (mamkpd.codecs.build_codec); None: the model's own
-    augment: bool = True  # False trains on unaugmented crops (overfitting checks)
+    model: str = _option("mamkpd_s", help="registered model to train (see `mamkpd complexity --list`)")
+    model_kwargs: dict[str, Any] = _option(
+        factory=dict, help="overrides for create_model as a JSON object, e.g. '{\"depths\": [1, 1, 1]}'"
+    )
+    dataset: str = _option("coco", help="data set to train on", choices=("coco", "mpii", "ap10k"))
+    data_root: str | None = _option(
+        None, help="data set folder in its standard layout (default: $MAMKPD_<DATASET>_ROOT)", metavar="DIR"
+    )
+    input_size: tuple[int, int] | None = _option(
+        None, help="crop height and width in pixels (default: the data set's, 256 192 for COCO)", metavar=("H", "W")
+    )
+    codec: str | None = _option(
+        None, help="heatmap codec: msra, msra_dark or udp (default: the model's own, udp for ViTPose)"
+    )
+    augment: bool = _option(True, help="HRNet's augmentations (flip, half-body, scale, rotation); false for none")
     # annotation/image overrides inside data_root (the standard paths when None)
-    train_ann_file: str | None = None
-    train_image_dir: str | None = None
-    val_ann_file: str | None = None
-    val_image_dir: str | None = None
-    val_box_file: str | None = None  # COCO detector boxes for validation; ground-truth boxes when None
-    on_bad: str = "skip"  # skip | error, for malformed records
+    train_ann_file: str | None = _option(
+        None, help="training annotation file (default: the standard one under --data-root)", metavar="FILE"
+    )
+    train_image_dir: str | None = _option(
+        None, help="training image folder (default: the standard one, or beside --train-ann-file)", metavar="DIR"
+    )
+    val_ann_file: str | None = _option(
+        None, help="validation annotation file (default: the standard one under --data-root)", metavar="FILE"
+    )
+    val_image_dir: str | None = _option(
+        None, help="validation image folder (default: the standard one, or beside --val-ann-file)", metavar="DIR"
+    )
+    val_box_file: str | None = _option(
+        None, help="COCO detector results JSON for validation boxes (default: ground-truth boxes)", metavar="FILE"
+    )
+    on_bad: str = _option(
+        "skip",
+        help="broken annotation records and unreadable images: skip and count them, or stop at the first",
+        choices=("skip", "error"),
+    )
     # optimisation
-    epochs: int = 210
-    batch_size: int = 64  # per process
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lr_steps: tuple[int, ...] = (170, 200)
-    lr_factor: float = 0.1
-    warmup_iters: int = 500
-    warmup_ratio: float = 0.001
-    grad_clip: float | None = None  # max global gradient norm; None: no clipping
-    sync_bn: bool = False  # SyncBatchNorm under DDP
-    amp: bool = False  # mixed precision, CUDA only
-    max_steps: int | None = None  # stop after this many optimiser steps (short runs); None: no limit
+    epochs: int = _option(210, help="epochs to train; raise it to extend a run and resume it")
+    batch_size: int = _option(64, help="samples per optimiser step in each process")
+    lr: float = _option(1e-3, help="Adam learning rate after the warm-up")
+    weight_decay: float = _option(0.0, help="Adam weight decay")
+    lr_steps: tuple[int, ...] = _option((170, 200), help="epochs at which the lr is multiplied by --lr-factor")
+    lr_factor: float = _option(0.1, help="learning-rate factor applied at each of --lr-steps")
+    warmup_iters: int = _option(500, help="optimiser steps of linear warm-up (0: none, as HRNet's own code)")
+    warmup_ratio: float = _option(0.001, help="the warm-up's starting learning rate, as a fraction of --lr")
+    grad_clip: float | None = _option(None, help="clip the global gradient norm to this value (none: no clipping)")
+    sync_bn: bool = _option(False, help="SyncBatchNorm across processes under torchrun")
+    amp: bool = _option(False, help="float16 mixed precision (CUDA only; ignored on the CPU with a warning)")
+    max_steps: int | None = _option(
+        None, help="stop after this many optimiser steps in all (short runs; none: no limit)"
+    )
     # evaluation during training
-    val_interval: int = 10  # epochs between validations; 0: never
-    flip_test: bool = True
-    eval_batch_size: int = 64
+    val_interval: int = _option(10, help="epochs between validations (also after the last epoch); 0: never")
+    flip_test: bool = _option(True, help="validate with the flip test")
+    eval_batch_size: int = _option(64, help="samples per batch in validation")
     # runtime
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
-    workers: int = 4
-    seed: int = 0
-    deterministic: bool = False
-    out_dir: str = "runs/train"
-    resume: str | None = None  # checkpoint path, or "auto": out_dir/last.pth if it exists, else a fresh start
-    checkpoint_interval: int = 10  # also keep epoch_N.pth every N epochs; 0: last.pth (and best.pth) only
-    log_interval: int = 50  # steps between log-file lines
+    device: str = _option("auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
+    workers: int = _option(4, help="DataLoader worker processes per process (0: load in the main process)")
+    seed: int = _option(0, help="seed of weights, sampling order and augmentation")
+    deterministic: bool = _option(False, help="deterministic kernels (slower; bit-identical reruns on one machine)")
+    out_dir: str = _option("runs/train", help="folder for checkpoints, train.log and validation results", metavar="DIR")
+    resume: str | None = _option(
+        None,
+        help="continue from a checkpoint: a path, or 'auto' for OUT_DIR/last.pth when it exists (else a fresh start)",
+        metavar="PATH|auto",
+    )
+    resume_with_new_settings: bool = _option(
+        False,
+        help="on resume, apply settings that differ from the checkpoint's (lr, schedule, batch size, ...) and "
+        "record them; without it such a resume is refused",
+    )
+    checkpoint_interval: int = _option(10, help="also keep epoch_N.pth every N epochs; 0: last.pth and best.pth only")
+    log_interval: int = _option(50, help="optimiser steps between lines of train.log")
 
     def __post_init__(self) -> None:
         if self.input_size is not None:
             self.input_size = tuple(int(v) for v in self.input_size)
-            if len(self.input_size) != 2:
-                raise ValueError(f"input_size must be (H, W), got {self.input_size}")
+            if len(self.input_size) != 2 or min(self.input_size) < 1:
+                raise ValueError(f"input_size must be (H, W), both positive, got {self.input_size}")
         self.lr_steps = tuple(int(v) for v in self.lr_steps)
         checks = {
             "epochs": self.epochs >= 1,
@@ -120,6 +169,17 @@ def parse_json_dict(text: str) -> dict:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a size: a whole number >= 1 (``--input-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def _optional(parse):
     return lambda text: None if text.lower() == "none" else parse(text)
 
@@ -133,9 +193,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         hint = str(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"(default: {default})"
+        extra = {k: v for k, v in f.metadata.items() if k != "help"}
+        shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, tuple) else default
+        help_text = f.metadata["help"]
+        if "default" not in help_text:
+            help_text += f" (default: {shown})"
         if "dict" in hint:
             parser.add_argument(flag, type=parse_json_dict, metavar="JSON", help=help_text)
+        elif f.name == "input_size":
+            parser.add_argument(flag, type=positive_int, nargs=2, help=help_text, **extra)
         elif "tuple" in hint:
             item = float if "float" in hint else int
             parser.add_argument(flag, type=item, nargs="+", metavar="N", help=help_text)
@@ -145,7 +211,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         else:
             base = int if "int" in hint else float if "float" in hint else str
             parse = _optional(base) if "None" in hint and base is not str else base
-            parser.add_argument(flag, type=parse, help=help_text)
+            extra.setdefault("metavar", {int: "N", float: "X"}.get(base))
+            parser.add_argument(flag, type=parse, help=help_text, **extra)
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
@@ -156,3 +223,52 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         if given is not None:
             values[f.name] = given
     return TrainConfig.from_dict(values)
+
+
+# Settings a resumed run may change: they decide how long it goes on, where it runs, what it logs and how
+# it validates, not the training up to the resumed point. Each new value is used and recorded.
+RESUME_FREE_SETTINGS = (
+    "epochs",
+    "max_steps",
+    "device",
+    "workers",
+    "log_interval",
+    "checkpoint_interval",
+    "out_dir",
+    "resume",
+    "resume_with_new_settings",
+    "val_interval",
+    "eval_batch_size",
+    "flip_test",
+    "data_root",  # where the data lives, not which data: the annotation files and the data set are compared
+    "train_image_dir",
+    "val_ann_file",
+    "val_image_dir",
+    "val_box_file",
+)
+# Settings the checkpoint's weights are bound to: another value is another run, even when asked for.
+RESUME_FIXED_SETTINGS = ("model", "model_kwargs", "dataset", "input_size")
+
+
+@dataclass(frozen=True)
+class ResumeDifferences:
+    """How a resumed run's settings differ from its checkpoint's: ``{name: (checkpoint's, now)}`` by kind."""
+
+    fixed: dict[str, tuple[Any, Any]]  # cannot change: a new run is needed
+    changed: dict[str, tuple[Any, Any]]  # change the training: applied only when the user asks for it
+    free: dict[str, tuple[Any, Any]]  # change only how the run goes on
+
+    @staticmethod
+    def describe(diffs: dict[str, tuple[Any, Any]]) -> str:
+        return ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in diffs.items())
+
+
+def resume_differences(saved: TrainConfig, new: TrainConfig) -> ResumeDifferences:
+    """Compare the settings of a checkpoint (``saved``) with those of the run resuming it (``new``)."""
+    old_values, new_values = saved.to_dict(), new.to_dict()
+    diffs = {name: (old_values[name], new_values[name]) for name in new_values if old_values[name] != new_values[name]}
+    return ResumeDifferences(
+        fixed={k: v for k, v in diffs.items() if k in RESUME_FIXED_SETTINGS},
+        changed={k: v for k, v in diffs.items() if k not in RESUME_FIXED_SETTINGS + RESUME_FREE_SETTINGS},
+        free={k: v for k, v in diffs.items() if k in RESUME_FREE_SETTINGS},
+    )

@@ -24,6 +24,7 @@ __all__ = [
     "results_for_file",
     "evaluate",
     "primary_metric",
+    "scan_backend_run",
     "RESCORE_THR",
     "OKS_NMS_THR",
 ]
@@ -206,6 +207,15 @@ def _mpii_ground_truth(pred: dict[str, np.ndarray], gt_mat: str | None):
     return gt[..., :2], gt[..., 2] > 0, pred["head_size"].astype(np.float64)
 
 
+def scan_backend_run(model: torch.nn.Module, device: torch.device | str) -> str | None:
+    """The selective-scan backend ``model`` runs on ``device`` (``auto`` resolved: numba, torch, triton, cuda);
+    None for a model without a selective scan. What protocols record, never ``auto``."""
+    from ..ops import resolve_backend
+
+    backend = getattr(unwrap_model(model), "scan_backend", None)
+    return resolve_backend(backend, device) if backend else None
+
+
 def evaluate(
     model: nn.Module,
     dataset: Dataset,
@@ -264,7 +274,7 @@ def evaluate(
         "codec": codec.name,
         "input_channels": f"{channels.upper()}, normalised with the RGB ImageNet mean/std",
         "input_size": list(_crop_size(dataset)),
-        "scan_backend": getattr(inner, "scan_backend", None),
+        "scan_backend": scan_backend_run(inner, ctx.device),
         "amp": bool(amp and ctx.device.type == "cuda"),
         "device": str(ctx.device),
         "world_size": ctx.world_size,

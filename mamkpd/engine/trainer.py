@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -17,10 +18,17 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .checkpoint import capture_rng_state, load_training_state, restore_rng_state, save_checkpoint, unwrap_model
-from .config import TrainConfig
+from .checkpoint import (
+    capture_rng_state,
+    load_training_state,
+    remove_stale_temp_files,
+    restore_rng_state,
+    save_checkpoint,
+    unwrap_model,
+)
+from .config import ResumeDifferences, TrainConfig, resume_differences
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
-from .inference import evaluate, primary_metric
+from .inference import evaluate, primary_metric, scan_backend_run
 from .loss import JointsMSELoss
 
 __all__ = [
@@ -55,6 +63,7 @@ class TrainResult:
     best_checkpoint: Path | None
     best_metric: float | None
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per completed epoch
+    scan_backend: str | None = None  # the selective-scan backend the model ran (never "auto"); None: no scan
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary: paths as strings, the last epoch's record."""
@@ -65,6 +74,7 @@ class TrainResult:
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
             "best_metric": self.best_metric,
+            "scan_backend": self.scan_backend,
             "last_epoch": self.history[-1] if self.history else None,
         }
 
@@ -125,12 +135,44 @@ def resolve_codec(cfg: TrainConfig) -> str:
     return cfg.codec or model_info(cfg.model).codec
 
 
+def _check_model_builds(cfg: TrainConfig) -> None:
+    """Build the model on the meta device (no memory, no time) so that a model that rejects the input size
+    or the overrides says so before any data is read."""
+    from ..data import DATASETS
+    from ..models import create_model
+
+    if cfg.dataset in DATASETS:
+        with torch.device("meta"):
+            create_model(
+                cfg.model,
+                num_keypoints=DATASETS[cfg.dataset].num_keypoints,
+                input_size=resolve_input_size(cfg),
+                **cfg.model_kwargs,
+            )
+
+
+def _check_validation_data(cfg: TrainConfig) -> None:
+    """Validation reads the standard files under the data root unless given its own: say what to pass when
+    neither is there (training on annotation files alone)."""
+    from ..data import DATASETS
+    from ..data.roots import root_or_env
+
+    info = DATASETS[cfg.dataset]
+    if cfg.val_interval and cfg.val_ann_file is None and root_or_env(info, cfg.data_root) is None:
+        raise ValueError(
+            f"validation needs {info.name} data and there is no data root (no --data-root, "
+            f"${info.default_root_env} not set): pass --val-ann-file FILE --val-image-dir DIR (the training files "
+            "serve for a quick check), or --val-interval 0 to train without validation"
+        )
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
     """Training set (augmented unless ``cfg.augment`` is False) and, if validation is on, the val set."""
     from ..codecs import build_codec
     from ..data import build_dataset
 
     input_size = resolve_input_size(cfg)
+    _check_validation_data(cfg)
     codec = build_codec(resolve_codec(cfg), input_size)
     # augmentations draw from a generator seeded by (seed, epoch, index): independent of workers and ranks
     train_set = build_dataset(
@@ -173,37 +215,104 @@ def _setup_logging(out_dir: Path, ctx: DistContext) -> logging.Handler | None:
     return handler
 
 
-def _checkpoint_state(cfg, model, optimizer, scheduler, scaler, epochs_done, global_step, best, rng_states):
+def _checkpoint_state(run: TrainingRun, epochs_done: int, rng_states: list) -> dict[str, Any]:
+    cfg, model, optimizer, scheduler, scaler = run.cfg, run.ddp_model, run.optimizer, run.scheduler, run.scaler
     return {
         "model": unwrap_model(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler else None,
         "epoch": epochs_done,
-        "global_step": global_step,
-        "best_metric": best,
+        "global_step": run.global_step,
+        "best_metric": run.best,
         "rng": rng_states,
         "config": cfg.to_dict(),
+        "config_changes": run.config_changes,
         "complete_epoch": True,
     }
 
 
+def _comparable(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with the input size and codec it resolves to, so that a default and its explicit value compare equal."""
+    from ..data import DATASETS
+    from ..models import model_info
+
+    input_size = cfg.input_size or (DATASETS[cfg.dataset].input_size if cfg.dataset in DATASETS else None)
+    codec = cfg.codec
+    if codec is None:
+        try:
+            codec = model_info(cfg.model).codec
+        except KeyError:  # a model given as an object (tests, the Python API) rather than by registered name
+            pass
+    return dataclasses.replace(cfg, input_size=input_size, codec=codec)
+
+
+def _check_resume_settings(cfg: TrainConfig, saved: TrainConfig, path: Path) -> ResumeDifferences:
+    """Refuse a resume whose settings differ from the checkpoint's, unless the run says to apply the new ones."""
+    diffs = resume_differences(_comparable(saved), _comparable(cfg))
+    if diffs.fixed:
+        raise ValueError(
+            f"cannot resume {path}: {diffs.describe(diffs.fixed)}; a checkpoint continues only the model and data it "
+            "was trained on: start a new run (another --out-dir, or no --resume)"
+        )
+    if diffs.changed and not cfg.resume_with_new_settings:
+        raise ValueError(
+            f"cannot resume {path} with other settings than its own: {diffs.describe(diffs.changed)}; pass "
+            "--resume-with-new-settings to continue with the new ones (applied and recorded in the checkpoint), "
+            "or leave these options as they were"
+        )
+    if diffs.free:
+        log.info("resume: %s (these may change on resume)", diffs.describe(diffs.free))
+    if diffs.changed:
+        log.warning(
+            "resume: applying new settings, as --resume-with-new-settings asks: %s; recorded in the checkpoint's "
+            "config and config_changes",
+            diffs.describe(diffs.changed),
+        )
+    return diffs
+
+
+def _apply_schedule(cfg: TrainConfig, optimizer, scheduler, epochs_done: int, iters_per_epoch: int) -> None:
+    """After loading a checkpoint's optimizer and scheduler: put this run's learning rate, weight decay and
+    schedule in place of the saved ones (the batch size too: the schedule then counts this run's steps)."""
+    saved_schedule = scheduler.lr_lambdas[0]
+    schedule = WarmupMultiStep(iters_per_epoch, cfg.lr_steps, cfg.lr_factor, cfg.warmup_iters, cfg.warmup_ratio)
+    scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
+    if saved_schedule.iters_per_epoch != iters_per_epoch:
+        scheduler.last_epoch = epochs_done * iters_per_epoch
+    scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = cfg.lr
+        group["weight_decay"] = cfg.weight_decay
+        group["lr"] = cfg.lr * schedule(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def _resume(
-    cfg: TrainConfig, ctx: DistContext, path: Path, model: nn.Module, optimizer, scheduler, scaler
-) -> tuple[int, int, float | None]:
-    """Load a full checkpoint into the run's objects; returns (epochs done, global step, best metric)."""
+    cfg: TrainConfig,
+    ctx: DistContext,
+    path: Path,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    scaler,
+    iters_per_epoch: int,
+) -> tuple[int, int, float | None, list[dict[str, Any]]]:
+    """Load a full checkpoint into the run's objects; returns (epochs done, global step, best metric, the
+    record of settings changed on resume)."""
     state = load_training_state(path)
     if not state.get("complete_epoch", False) or "optimizer" not in state:
         raise ValueError(f"{path} holds weights only (a mid-epoch stop); resume from last.pth")
-    saved = TrainConfig.from_dict(state["config"])
-    for key in ("model", "model_kwargs", "dataset", "batch_size", "lr", "lr_steps", "seed", "codec"):
-        if getattr(saved, key) != getattr(cfg, key):
-            log.warning("resume: %s was %r in %s, now %r", key, getattr(saved, key), path, getattr(cfg, key))
+    diffs = _check_resume_settings(cfg, TrainConfig.from_dict(state["config"]), path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
+    changes = list(state.get("config_changes", []))
+    if diffs.changed:
+        _apply_schedule(cfg, optimizer, scheduler, state["epoch"], iters_per_epoch)
+        changes.append({"epoch": state["epoch"], "changes": {k: list(v) for k, v in diffs.changed.items()}})
     rng = state["rng"]
     if len(rng) == ctx.world_size:
         restore_rng_state(rng[ctx.rank])
@@ -215,7 +324,7 @@ def _resume(
             ctx.world_size,
         )
     log.info("resumed from %s at epoch %d, step %d", path, state["epoch"], state["global_step"])
-    return state["epoch"], state["global_step"], state["best_metric"]
+    return state["epoch"], state["global_step"], state["best_metric"], changes
 
 
 def _optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer, scaler, grad_clip: float | None) -> None:
@@ -290,6 +399,8 @@ class TrainingRun:
     global_step: int = 0
     best: float | None = None
     last_good: Path | None = None  # the newest complete checkpoint, named when the loss turns non-finite
+    # settings changed on resume (--resume-with-new-settings): [{"epoch": N, "changes": {name: [old, new]}}]
+    config_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def last_path(self) -> Path:
@@ -308,6 +419,11 @@ def setup_training(
     from ..data import collate, worker_init
     from ..models import create_model
 
+    if ctx.is_main:
+        for path, size in remove_stale_temp_files(out_dir):
+            log.warning("removed %s (%.1f MB), left by a checkpoint write that was killed", path, size / 1e6)
+    if model is None:
+        _check_model_builds(cfg)
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
     if train_set is None:
         train_set, val_set = build_datasets(cfg)
@@ -370,18 +486,19 @@ def setup_training(
     resume_path = (run.last_path if run.last_path.is_file() else None) if cfg.resume == "auto" else cfg.resume
     if resume_path:
         run.last_good = Path(resume_path)
-        run.start_epoch, run.global_step, run.best = _resume(
-            cfg, ctx, run.last_good, model, optimizer, scheduler, scaler
+        run.start_epoch, run.global_step, run.best, run.config_changes = _resume(
+            cfg, ctx, run.last_good, model, optimizer, scheduler, scaler, iters_per_epoch
         )
 
     log.info("config %s", cfg.to_dict())
     log.info(
-        "train: %d instances, %d steps/epoch x %d process(es), input %s, device %s",
+        "train: %d instances, %d steps/epoch x %d process(es), input %s, device %s, scan backend %s",
         len(train_set),
         iters_per_epoch,
         ctx.world_size,
         input_size,
         ctx.device,
+        scan_backend_run(model, ctx.device) or "none",
     )
     return run
 
@@ -486,17 +603,7 @@ def validate_and_checkpoint(run: TrainingRun, record: dict[str, Any]) -> None:
         rng_states = [None] * ctx.world_size
         torch.distributed.all_gather_object(rng_states, capture_rng_state())
     if ctx.is_main:
-        state = _checkpoint_state(
-            cfg,
-            run.ddp_model,
-            run.optimizer,
-            run.scheduler,
-            run.scaler,
-            epochs_done,
-            run.global_step,
-            run.best,
-            rng_states,
-        )
+        state = _checkpoint_state(run, epochs_done, rng_states)
         save_checkpoint(run.last_path, state)
         if cfg.checkpoint_interval and epochs_done % cfg.checkpoint_interval == 0:
             save_checkpoint(run.out_dir / f"epoch_{epochs_done}.pth", state)
@@ -555,4 +662,5 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         best_checkpoint=run.best_path if run.best is not None else None,
         best_metric=run.best,
         history=history,
+        scan_backend=scan_backend_run(run.model, ctx.device),
     )

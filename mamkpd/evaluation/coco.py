@@ -28,10 +28,17 @@ from typing import Literal
 import numpy as np
 
 from mamkpd.data.infos import AP10K_SIGMAS, COCO_SIGMAS
-from mamkpd.data.readers import read_json
+from mamkpd.data.readers import check_coco_records, read_json
 
 Evaluator = Literal["pycocotools", "xtcocotools"]
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+
+
+# what COCO / COCOeval read from each record of a keypoint annotation file
+GT_FIELDS = {
+    "images": ("id",),
+    "annotations": ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox"),
+}
 
 
 def _load_gt_json(ann_file: str) -> dict:
@@ -42,6 +49,8 @@ def _load_gt_json(ann_file: str) -> dict:
         or not isinstance(data.get("images"), list)
     ):
         raise ValueError(f"{ann_file}: not a COCO keypoint annotation file (needs 'images' and 'annotations')")
+    for section, fields in GT_FIELDS.items():
+        check_coco_records(data, ann_file, section, fields)
     return data
 
 

@@ -61,6 +61,7 @@ class OnnxExportConfig:
     model: str
     out: Path
     checkpoint: Path | None = None
+    trust_checkpoint: bool = False  # load a checkpoint weights_only=True refuses as a full pickle (a trusted file)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. input_size, num_keypoints
     batch: int | None = 1
     opset: int | None = None  # None: the exporter's default
@@ -231,7 +232,11 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
     model_info(config.model)
     staged = _staging_folder(config.out)
     try:
-        model = prepare_for_export(create_model(config.model, checkpoint_path=config.checkpoint, **config.model_kwargs))
+        model = prepare_for_export(
+            create_model(
+                config.model, checkpoint_path=config.checkpoint, trust=config.trust_checkpoint, **config.model_kwargs
+            )
+        )
         size = input_size_of(config.model, config.model_kwargs)
         dynamic = config.batch is None
         trace = example_input(size, DYNAMIC_TRACE_BATCH if dynamic else config.batch, config.seed)

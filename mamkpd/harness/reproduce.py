@@ -31,6 +31,8 @@ __all__ = [
     "train_row",
     "evaluate_recipe",
     "reproduce_row",
+    "accuracy_tables",
+    "row_requirements",
 ]
 
 # The paper's recipe (section 4.1): Adam, lr 1e-3, ×0.1 at epochs 170 and 200, 210 epochs; the
@@ -77,6 +79,43 @@ def recipe_for(table: str, row: str) -> Recipe:
     if family == "rtmo":
         deviations += ("RTMO is a one-stage whole-image model; the top-down trainer does not train it",)
     return Recipe(table, row, model, spec.dataset, spec.split, None, info.codec, deviations=deviations)
+
+
+def accuracy_tables() -> list[str]:
+    """The tables (and figure) whose rows ``mamkpd reproduce`` trains and evaluates."""
+    return [name for name, spec in TABLES.items() if spec.accuracy_columns]
+
+
+def row_requirements(table: str) -> list[tuple[str, str, str]]:
+    """(row, model or "-", what reproducing it takes) for every row of accuracy table ``table``."""
+    from ..data import DATASETS
+    from .availability import CHECKPOINT_DIR_ENV
+
+    if table not in accuracy_tables():
+        raise ValueError(f"no accuracy table {table!r}; choose one of {', '.join(accuracy_tables())}")
+    spec = TABLES[table]
+    env = DATASETS[spec.dataset].default_root_env
+    data = f"{spec.dataset} {spec.split} data (--data-root or ${env})"
+    rows = []
+    for _, paper_row in load_table(table).iterrows():
+        row, model = paper_row["row"], paper_row["registry_name"]
+        if not model:
+            rows.append((row, "-", "not implemented by the suite (no registered model)"))
+            continue
+        recipe = recipe_for(table, row)
+        blocked = [d for d in recipe.deviations if "does not train" in d]
+        if blocked:
+            rows.append((row, model, f"not run by `mamkpd reproduce`: {blocked[0]}"))
+            continue
+        rows.append(
+            (
+                row,
+                model,
+                f"{data}; a checkpoint ({recipe.out_dir() / 'best.pth'} or ${CHECKPOINT_DIR_ENV}/{model}_"
+                f"{recipe.dataset}.pth), else a {recipe.epochs}-epoch training (a CUDA GPU; --gpus N for several)",
+            )
+        )
+    return rows
 
 
 def reproducible_rows(table: str) -> list[str]:

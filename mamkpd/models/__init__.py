@@ -1,6 +1,15 @@
 """Models: reusable layers, MamKPD and the registry the baselines register into."""
 
 from .checkpoint import load_weights
-from .registry import ModelInfo, count_params, create_model, list_models, model_info, register_model
+from .registry import ModelInfo, check_input_size, count_params, create_model, list_models, model_info, register_model
 
-__all__ = ["ModelInfo", "count_params", "create_model", "list_models", "load_weights", "model_info", "register_model"]
+__all__ = [
+    "ModelInfo",
+    "check_input_size",
+    "count_params",
+    "create_model",
+    "list_models",
+    "load_weights",
+    "model_info",
+    "register_model",
+]

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from .checkpoint_file import read_checkpoint
 
 __all__ = [
     "KeyLayout",
@@ -37,7 +37,8 @@ __all__ = [
 # SimpleBaseline releases) and without effect on the forward pass, so its absence is not an error.
 _OPTIONAL_SUFFIXES = ("num_batches_tracked",)
 _CONTAINER_KEYS = ("state_dict", "model", "module")
-_MAX_NAMES_SHOWN = 20
+_MAX_NAMES_SHOWN = 20  # per kind, in the report's summary
+_MAX_NAMES_IN_ERROR = 3  # per kind, in the one-line error
 
 TensorFix = Callable[[Tensor, torch.Size], tuple[Tensor, str]]
 
@@ -81,6 +82,7 @@ class LoadReport:
     path: str
     layout: str
     loaded: int  # tensors copied into the model
+    matched: int = 0  # tensors that fit the model by name and shape (all of them loaded unless the load failed)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)  # "key: checkpoint shape vs model shape"
@@ -89,6 +91,22 @@ class LoadReport:
     @property
     def clean(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
+
+    def one_line(self, model: str = "the model") -> str:
+        """The mismatch in one line: how many tensors are missing, unexpected or of another shape, a few names each."""
+        parts = []
+        for title, names in (
+            ("missing from the checkpoint", self.missing),
+            ("unexpected in the checkpoint", self.unexpected),
+            ("of another shape", self.mismatched),
+        ):
+            if names:
+                shown = ", ".join(names[:_MAX_NAMES_IN_ERROR]) + (", ..." if len(names) > _MAX_NAMES_IN_ERROR else "")
+                parts.append(f"{len(names)} {title} ({shown})")
+        return (
+            f"{self.path} does not match {model} (closest layout {self.layout!r}, {self.matched} tensors fit): "
+            + "; ".join(parts)
+        )
 
     def summary(self) -> str:
         lines = [f"{self.path}: layout {self.layout!r}, {self.loaded} tensors loaded"]
@@ -106,28 +124,21 @@ class LoadReport:
 
 
 class CheckpointMismatchError(ValueError):
-    """A strict load found missing, unexpected or wrongly shaped tensors; ``report`` lists them."""
+    """A strict load found missing, unexpected or wrongly shaped tensors: a one-line message with counts and
+    a few names of each kind; ``report`` lists them all (``report.summary()``)."""
 
-    def __init__(self, report: LoadReport):
-        super().__init__("checkpoint does not match the model:\n" + report.summary())
+    def __init__(self, report: LoadReport, model: str = "the model"):
+        super().__init__(report.one_line(model))
         self.report = report
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """The flat ``{name: tensor}`` inside a checkpoint file, whatever container it ships in."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # MMPose checkpoints pickle their training meta (config objects) too
-        warnings.warn(
-            f"{path}: not loadable with weights_only=True ({type(exc).__name__}); loading it as a "
-            "full pickle, which runs code from the file: only do this with checkpoints you trust",
-            stacklevel=2,
-        )
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    return unwrap_state_dict(obj, source=str(path))
+def read_state_dict(path: str | os.PathLike, trust: bool = False) -> dict[str, Tensor]:
+    """The flat ``{name: tensor}`` inside a checkpoint file, whatever container it ships in.
+
+    The file is read with ``weights_only=True`` (:func:`~mamkpd.models.checkpoint_file.read_checkpoint`);
+    ``trust=True`` loads a file refused that way as a full pickle, for a file the caller vouches for.
+    """
+    return unwrap_state_dict(read_checkpoint(path, trust=trust), source=str(path))
 
 
 def unwrap_state_dict(obj: object, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -177,16 +188,22 @@ def _is_optional(key: str) -> bool:
 
 
 def load_weights(
-    model: nn.Module, path: str | os.PathLike, strict: bool = True, layout: str | None = None
+    model: nn.Module,
+    path: str | os.PathLike,
+    strict: bool = True,
+    layout: str | None = None,
+    trust: bool = False,
+    model_name: str | None = None,
 ) -> LoadReport:
     """Load ``path`` into ``model`` in whichever of the model's declared layouts fits it best.
 
     ``layout`` forces one layout by name. Strict (the default): any missing or unexpected key or shape
     mismatch raises :class:`CheckpointMismatchError` naming them, and nothing is loaded. Not strict:
-    the matching tensors are loaded and the rest is listed in the report.
+    the matching tensors are loaded and the rest is listed in the report. ``trust``: see
+    :func:`read_state_dict`. ``model_name`` names the model in errors.
     """
-    state = read_state_dict(path)
-    return load_weights_from_state(model, state, strict=strict, layout=layout, source=str(path))
+    state = read_state_dict(path, trust=trust)
+    return load_weights_from_state(model, state, strict=strict, layout=layout, source=str(path), model_name=model_name)
 
 
 def load_weights_from_state(
@@ -195,6 +212,7 @@ def load_weights_from_state(
     strict: bool = True,
     layout: str | None = None,
     source: str = "state dict",
+    model_name: str | None = None,
 ) -> LoadReport:
     """:func:`load_weights` on an in-memory state dict."""
     target = model.state_dict()
@@ -229,8 +247,9 @@ def load_weights_from_state(
             continue
         to_load[key] = value
     report.missing = [k for k in target if k not in renamed and not _is_optional(k)]
+    report.matched = len(to_load)
     if strict and not report.clean:
-        raise CheckpointMismatchError(report)
+        raise CheckpointMismatchError(report, model_name or type(model).__name__)
     result = model.load_state_dict(to_load, strict=False)
     report.loaded = len(to_load)
     assert not result.unexpected_keys, result.unexpected_keys  # filtered above

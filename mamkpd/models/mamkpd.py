@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..ops import BACKENDS
 from .init import INITS
 from .layers import ContextModeling, DeconvHead, LinearPatchEmbed, PatchMerging, SS2DBlock
-from .registry import register_model
+from .registry import check_input_size, register_model
 
 DOWNSAMPLING = ("cmm", "patch_merging", "linear")
 
@@ -54,8 +54,7 @@ class MamKPDConfig:
             raise ValueError(f"downsampling must be one of {DOWNSAMPLING}, got {self.downsampling!r}")
         if self.scan_backend not in BACKENDS:
             raise ValueError(f"scan_backend must be one of {BACKENDS}, got {self.scan_backend!r}")
-        if len(self.input_size) != 2 or any(s % self.stride for s in self.input_size):
-            raise ValueError(f"input_size {self.input_size} must be (H, W), each divisible by {self.stride}")
+        self.input_size = check_input_size(self.input_size, self.stride, "MamKPD")
         if self.num_keypoints < 1:
             raise ValueError(f"num_keypoints must be positive, got {self.num_keypoints}")
         if self.init not in INITS:
@@ -189,12 +188,16 @@ class MamKPD(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ variants
-def _build(base: dict, overrides: dict) -> MamKPD:
+def _build(name: str, overrides: dict) -> MamKPD:
     known = {f.name for f in dataclasses.fields(MamKPDConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown MamKPD config field(s) {unknown}; fields are {sorted(known)}")
-    return MamKPD(MamKPDConfig(**{**base, **overrides}))
+        raise ValueError(f"{name}: unknown MamKPD config field(s) {unknown}; fields are {sorted(known)}")
+    settings = {**VARIANTS[name], **overrides}
+    input_size = settings.pop("input_size", MamKPDConfig.input_size)
+    config = MamKPDConfig(**settings)  # at the default input size, which every variant accepts
+    config.input_size = check_input_size(input_size, config.stride, name)
+    return MamKPD(config)
 
 
 _BASE = dict(depths=(2, 4, 6), dims=(96, 192, 384))
@@ -236,67 +239,67 @@ ALTERNATIVE_READINGS: dict[str, dict] = {
 @register_model("mamkpd", tags=("table1",))
 def mamkpd_s(**kwargs) -> MamKPD:
     """MamKPD-Small (Table 1): MamKPD-Base without the stem."""
-    return _build(VARIANTS["mamkpd_s"], kwargs)
+    return _build("mamkpd_s", kwargs)
 
 
 @register_model("mamkpd", tags=("table1",))
 def mamkpd_b(**kwargs) -> MamKPD:
     """MamKPD-Base (Table 1): blocks (2, 4, 6), dims (96, 192, 384), with the stem."""
-    return _build(VARIANTS["mamkpd_b"], kwargs)
+    return _build("mamkpd_b", kwargs)
 
 
 @register_model("mamkpd", tags=("table1",))
 def mamkpd_l(**kwargs) -> MamKPD:
     """MamKPD-Large (Table 1): blocks (2, 4, 6), dims (128, 256, 512)."""
-    return _build(VARIANTS["mamkpd_l"], kwargs)
+    return _build("mamkpd_l", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_t5a(**kwargs) -> MamKPD:
     """Table 5 (a): MamKPD-B with half the blocks, (1, 2, 3)."""
-    return _build(VARIANTS["mamkpd_t5a"], kwargs)
+    return _build("mamkpd_t5a", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_t5b(**kwargs) -> MamKPD:
     """Table 5 (b): a fourth stage, blocks (2, 4, 6, 3), dims (64, 128, 256, 512)."""
-    return _build(VARIANTS["mamkpd_t5b"], kwargs)
+    return _build("mamkpd_t5b", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_t5c(**kwargs) -> MamKPD:
     """Table 5 (c): MamKPD-B's blocks at dims (64, 128, 256)."""
-    return _build(VARIANTS["mamkpd_t5c"], kwargs)
+    return _build("mamkpd_t5c", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_t5d(**kwargs) -> MamKPD:
     """Table 5 (d): MamKPD-B's blocks at twice its dims, (192, 384, 768)."""
-    return _build(VARIANTS["mamkpd_t5d"], kwargs)
+    return _build("mamkpd_t5d", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_fig3_base(**kwargs) -> MamKPD:
     """Figure 3 Base: MamKPD-B without the stem and with linear patch embeddings instead of the CMM."""
-    return _build(VARIANTS["mamkpd_fig3_base"], kwargs)
+    return _build("mamkpd_fig3_base", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_fig3_wo_stem(**kwargs) -> MamKPD:
     """Figure 3 w/o-Stem: MamKPD-B without the stem (the same network as MamKPD-S)."""
-    return _build(VARIANTS["mamkpd_fig3_wo_stem"], kwargs)
+    return _build("mamkpd_fig3_wo_stem", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_fig3_wo_cmm(**kwargs) -> MamKPD:
     """Figure 3 w/o-CMM: MamKPD-B with linear patch embeddings instead of the CMM."""
-    return _build(VARIANTS["mamkpd_fig3_wo_cmm"], kwargs)
+    return _build("mamkpd_fig3_wo_cmm", kwargs)
 
 
 @register_model("mamkpd")
 def mamkpd_fig3_w_pm(**kwargs) -> MamKPD:
     """Figure 3 w-PM: MamKPD-B with patch merging instead of the CMM."""
-    return _build(VARIANTS["mamkpd_fig3_w_pm"], kwargs)
+    return _build("mamkpd_fig3_w_pm", kwargs)
 
 
 def config_of(name: str, **overrides) -> MamKPDConfig:

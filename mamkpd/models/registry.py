@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
@@ -21,7 +21,15 @@ import torch.nn as nn
 
 from .checkpoint import load_weights
 
-__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "count_params"]
+__all__ = [
+    "ModelInfo",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_info",
+    "count_params",
+    "check_input_size",
+]
 
 ENTRY_POINT_GROUP = "mamkpd.models"
 # what the registry says when no package registered through the entry points: mamkpd imported from a
@@ -108,16 +116,34 @@ def model_info(name: str) -> ModelInfo:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}{missing}") from None
 
 
-def create_model(name: str, *, checkpoint_path: str | os.PathLike | None = None, **overrides) -> nn.Module:
+def create_model(
+    name: str, *, checkpoint_path: str | os.PathLike | None = None, trust: bool = False, **overrides
+) -> nn.Module:
     """Build a registered model; keyword overrides go to its factory (num_keypoints, input_size, config fields).
 
     ``checkpoint_path`` then loads weights into it strictly, in any layout :func:`load_weights` reads
-    (the model zoos' and this suite's own training checkpoints).
+    (the model zoos' and this suite's own training checkpoints), with ``weights_only=True`` unless
+    ``trust`` (a file the caller vouches for).
     """
     model = model_info(name).factory(**overrides)
     if checkpoint_path is not None:
-        load_weights(model, checkpoint_path)
+        load_weights(model, checkpoint_path, trust=trust, model_name=name)
     return model
+
+
+def check_input_size(input_size: Sequence[int], stride: int, model: str) -> tuple[int, int]:
+    """``input_size`` as an (H, W) tuple of ints, each a positive multiple of the model's total ``stride``;
+    otherwise a ValueError naming the model and the constraint. Every factory checks its size with this."""
+    try:
+        size = tuple(int(s) for s in input_size)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or any(s <= 0 or s % stride for s in size):
+        raise ValueError(
+            f"{model}: input_size must be (H, W), both positive multiples of {stride} (its total stride), "
+            f"got {tuple(input_size) if isinstance(input_size, Sequence) else input_size!r}"
+        )
+    return size
 
 
 def count_params(model: nn.Module | str, **overrides) -> int:

@@ -26,7 +26,7 @@ class TableSpec:
     name: str
     title: str
     dataset: str  # "" where the table is about model size only
-    split: str
+    split: str  # one of mamkpd.data.SPLITS ("val" is COCO val2017), "" with no data set
     accuracy_columns: tuple[str, ...]
     complexity_columns: tuple[str, ...]
     speed_columns: tuple[str, ...] = ()
@@ -40,7 +40,7 @@ TABLES: dict[str, TableSpec] = {
             "table2",
             "Table 2. Comparisons on the COCO val2017 set",
             "coco",
-            "val2017",
+            "val",
             ("AP", "AP50", "AP75", "APM", "APL", "AR"),
             ("params_m", "gflops"),
             ("fps",),
