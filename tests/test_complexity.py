@@ -94,7 +94,7 @@ def test_cli_unknown_model_lists_names():
 
 def test_cli_bad_input_size():
     res = cli("--model", "mamkpd_b", "--input-size", "250", "192")
-    assert res.returncode != 0 and "divisible by 16" in res.stderr
+    assert res.returncode != 0 and "multiples of 16" in res.stderr
 
 
 @pytest.mark.slow

@@ -50,7 +50,8 @@ def _mamkpd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    # a store's ".lock" file appears beside it when the store is read (the writers' lock; gitignored): not content
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.suffix != ".lock"}
 
 
 # ----------------------------------------------------------------------------------------- item 6

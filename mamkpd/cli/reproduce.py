@@ -41,6 +41,7 @@ def print_rows(tables: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..harness.reproduce import accuracy_tables, reproduce_row, reproducible_rows
     from ..harness.results import ResultsStore
+    from ..paper import TABLES
 
     table = None
     if args.table:
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if table is None and not args.list:
         raise ValueError("--table is required (one of 2, 3, 4, 5, fig3; --list shows their rows)")
     if table is not None and table not in accuracy_tables():
-        raise ValueError(f"unknown table {args.table!r}; choose one of 2, 3, 4, 5, fig3")
+        problem = "has no accuracy to reproduce" if table in TABLES else "is not a table of the paper"
+        raise ValueError(f"{table} {problem}; choose one of {', '.join(accuracy_tables())}")
     if args.list:
         print_rows([table] if table else accuracy_tables())
         return 0

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..models import count_params, create_model, model_info
-from ..ops import resolve_backend, selective_scan_flop_jit
+from ..ops import cross_selective_scan_flop_jit, resolve_backend, selective_scan_flop_jit
 
 __all__ = [
     "Complexity",
@@ -142,11 +142,19 @@ def measure_model(
     # fvcore logs every skipped op and module at WARNING: we report them ourselves
     logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
     with torch.no_grad():
-        analysis = FlopCountAnalysis(model, x).set_op_handle("mamkpd::selective_scan", selective_scan_flop_jit)
+        analysis = FlopCountAnalysis(model, x).set_op_handle(
+            "mamkpd::selective_scan",
+            selective_scan_flop_jit,
+            "mamkpd::cross_selective_scan",
+            cross_selective_scan_flop_jit,
+        )
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         total = int(analysis.total())
         unsupported = dict(analysis.unsupported_ops())
         by_op = {k: float(v) for k, v in analysis.by_operator().items()}
+    # SS2D's fused cross scan (numba, triton) is the same scan as four unfused ones: one "selective_scan" entry
+    if "cross_selective_scan" in by_op:
+        by_op["selective_scan"] = by_op.get("selective_scan", 0.0) + by_op.pop("cross_selective_scan")
     return Complexity(
         model=name or type(model).__name__,
         params=count_params(model),
