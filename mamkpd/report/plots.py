@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ class Points:
 
     def __len__(self) -> int:
         return len(self.x)
+
+
+TITLE_CHARS = 80  # characters of a 9-pt title line across one of the two panels
 
 
 def _save(fig, path: Path) -> Path:
@@ -220,7 +224,8 @@ def _draw(ax, pts: Points, title: str, color: str = "C0") -> None:
                 alpha=0.45 if filled else 0.9,
                 linewidths=1.0,
             )
-    ax.set_title(title, fontsize=9)
+    # a long machine name must not run the title past the figure's edge: wrap to the panel's width
+    ax.set_title(textwrap.fill(title, TITLE_CHARS), fontsize=9)
     ax.grid(alpha=0.3)
 
 
