@@ -23,6 +23,8 @@ __all__ = [
     "FREE_OPS",
     "measure_complexity",
     "measure_model",
+    "fvcore_analysis",
+    "SCAN_FLOP_HANDLES",
     "HRNET_REPO_CONVENTION",
     "measure_model_hrnet_repo",
     "measure_complexity_hrnet_repo",
@@ -123,12 +125,27 @@ class Complexity:
         return d
 
 
+# the scan ops' fvcore handles: SS2D's fused cross scan (numba, triton) counts as the four scans it replaces
+SCAN_FLOP_HANDLES = {
+    "mamkpd::selective_scan": selective_scan_flop_jit,
+    "mamkpd::cross_selective_scan": cross_selective_scan_flop_jit,
+}
+
+
+def fvcore_analysis(model: nn.Module, x: torch.Tensor, **extra_handles):
+    """fvcore's ``FlopCountAnalysis`` of ``model`` on ``x`` with the scan ops' handles (and ``extra_handles``)
+    set, and fvcore's own warnings off (it logs every skipped op and module): callers report those themselves."""
+    from fvcore.nn import FlopCountAnalysis
+
+    logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
+    analysis = FlopCountAnalysis(model, x).set_op_handle(**SCAN_FLOP_HANDLES, **extra_handles)
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+
+
 def measure_model(
     model: nn.Module, input_size: tuple[int, int], name: str = "", batch: int = 1, in_channels: int = 3
 ) -> Complexity:
     """Count params and fvcore MACs of ``model`` on a (batch, in_channels, H, W) input."""
-    from fvcore.nn import FlopCountAnalysis
-
     model = model.eval()
     x = torch.zeros(batch, in_channels, *input_size)
     backend = getattr(model, "scan_backend", None)
@@ -139,16 +156,8 @@ def measure_model(
                 "count complexity with the 'torch' or 'cuda' scan backend: the reference scan "
                 "is a Python loop that fvcore would count step by step"
             )
-    # fvcore logs every skipped op and module at WARNING: we report them ourselves
-    logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
     with torch.no_grad():
-        analysis = FlopCountAnalysis(model, x).set_op_handle(
-            "mamkpd::selective_scan",
-            selective_scan_flop_jit,
-            "mamkpd::cross_selective_scan",
-            cross_selective_scan_flop_jit,
-        )
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        analysis = fvcore_analysis(model, x)
         total = int(analysis.total())
         unsupported = dict(analysis.unsupported_ops())
         by_op = {k: float(v) for k, v in analysis.by_operator().items()}

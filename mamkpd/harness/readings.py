@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..models import create_model, model_info
-from ..ops import resolve_backend, selective_scan_flop_jit
-from .complexity import Complexity, measure_complexity
+from ..ops import resolve_backend
+from .complexity import Complexity, fvcore_analysis, measure_complexity
 
 __all__ = ["ReadingEffect", "computes_default_function", "elementwise_multiplies", "measure_reading"]
 
@@ -66,19 +66,13 @@ def _multiplies_handle(inputs, outputs) -> int:
 def elementwise_multiplies(model: nn.Module, input_size: tuple[int, int], batch: int = 1) -> int:
     """Element-wise multiplies (``aten::mul``, one per output element) of a forward at batch ``batch``:
     the ops fvcore's FLOP count leaves out."""
-    from fvcore.nn import FlopCountAnalysis
-
     model = model.eval()
     x = torch.zeros(batch, 3, *input_size)
     if getattr(model, "scan_backend", None) is not None:
         model.scan_backend = resolve_backend(model.scan_backend, x.device)
     handles = {op: _multiplies_handle for op in _MULTIPLY_OPS}
     with torch.no_grad():
-        analysis = FlopCountAnalysis(model, x).set_op_handle(
-            "mamkpd::selective_scan", selective_scan_flop_jit, **handles
-        )
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        by_op = analysis.by_operator()
+        by_op = fvcore_analysis(model, x, **handles).by_operator()
     return int(sum(by_op.get(op.split("::")[1], 0) for op in _MULTIPLY_OPS))
 
 
