@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import mamkpd
-from mamkpd.ops import cross_selective_scan, resolve_backend, selective_scan
+from mamkpd.models import scan_backend_of
+from mamkpd.ops import cross_selective_scan, selective_scan
 
 # stage 1 of MamKPD-B at 256x192: 4 directions x 192 inner channels, L = 64*48, d_state 8, 4 groups
 STAGE1 = dict(dim=4 * 192, length=64 * 48, d_state=8, groups=4)
@@ -118,7 +119,7 @@ def test_mamkpd_b_vs_hrnet_w32(benchmark, batch):
         batch=batch,
         input_size=[256, 192],
         threads=torch.get_num_threads(),
-        scan_backend=resolve_backend(models["mamkpd_b"].scan_backend, "cpu"),
+        scan_backend=scan_backend_of(models["mamkpd_b"]),
         mamkpd_b_img_per_s=round(ips["mamkpd_b"], 3),
         hrnet_w32_img_per_s=round(ips["hrnet_w32"], 3),
         ratio_mamkpd_over_hrnet=round(ips["mamkpd_b"] / ips["hrnet_w32"], 3),
@@ -139,7 +140,7 @@ def test_model_forward(benchmark, name, batch):
         model=name,
         batch=batch,
         input_size=[256, 192],
-        scan_backend=resolve_backend(model.scan_backend, "cpu"),
+        scan_backend=scan_backend_of(model),
         unit="samples per round",
     )
     with torch.inference_mode():

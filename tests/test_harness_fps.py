@@ -16,7 +16,7 @@ from mamkpd.harness.launch import TimingJob, TrainJob, launch_command
 from mamkpd.harness.presets import PRESETS
 from mamkpd.harness.results import ResultsStore
 from mamkpd.harness.timing import TimingProtocol, time_callable
-from mamkpd.ops.selective_scan import AUTO_ORDER, resolve_backend
+from mamkpd.ops.selective_scan import auto_order, resolve_backend
 
 TINY = TimingProtocol(
     name="tiny",
@@ -99,9 +99,9 @@ def test_isolated_timing_comes_back_from_a_child_process():
         "mamkpd_s",
         2,
         (64, 48),
-        resolve_backend("auto", "cpu"),
+        resolve_backend("auto", "cpu").name,
         "smoke",
     )
-    assert m.scan_backend in AUTO_ORDER["cpu"]
+    assert m.scan_backend in auto_order("cpu")
     with pytest.raises(RuntimeError, match="timing mamkpd_xxl in its own process failed.*unknown model"):
         measure_models_isolated(["mamkpd_xxl"], protocol="smoke")

@@ -51,4 +51,4 @@ def test_cuda_matches_reference(dtype, d_state, with_z):
 def test_auto_picks_cuda_on_gpu():
     from mamkpd.ops import resolve_backend
 
-    assert resolve_backend("auto", "cuda") == "cuda"
+    assert resolve_backend("auto", "cuda").name == "cuda"

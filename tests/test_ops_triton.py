@@ -25,7 +25,7 @@ from triton_interpreter import (  # sets TRITON_INTERPRET where there is no GPU,
 
 from mamkpd.models.layers.cross_scan import cross_merge, cross_scan
 from mamkpd.ops import (
-    AUTO_ORDER,
+    auto_order,
     cross_scan_bytes_moved,
     cross_selective_scan,
     scan_bytes_moved,
@@ -188,8 +188,8 @@ def test_kernels_compile_for_a_gpu():
 
 
 def test_auto_prefers_mamba_ssm_then_triton_on_cuda():
-    assert AUTO_ORDER["cuda"] == ("cuda", "triton", "torch")
-    assert "triton" not in AUTO_ORDER["cpu"]  # the interpreter is for tests, never picked by auto
+    assert auto_order("cuda") == ("cuda", "triton", "torch")
+    assert "triton" not in auto_order("cpu")  # the interpreter is for tests, never picked by auto
 
 
 @pytest.mark.skipif(TRITON_MISSING is not None, reason=TRITON_MISSING or "")

@@ -8,7 +8,7 @@ import os
 
 from ..data import DATASETS, SPLITS
 from ..engine.config import parse_json_dict
-from .options import add_input_size, add_trust_checkpoint
+from .options import add_input_size, add_scan_backend, add_trust_checkpoint
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=2, metavar="N", help="DataLoader worker processes (0: none; default: 2)"
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    add_scan_backend(p)
     p.add_argument("--amp", action="store_true", help="float16 autocast (CUDA only)")
     p.add_argument(
         "--results",
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             device=args.device,
+            scan_backend=args.scan_backend,
             amp=args.amp,
             results=args.results,
             trust_checkpoint=args.trust_checkpoint,

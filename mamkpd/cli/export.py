@@ -8,7 +8,7 @@ import json
 from ..engine.config import positive_int
 from ..export import DEFAULT_TOLERANCE, OnnxExportConfig, export_onnx
 from ..models import model_info
-from .options import add_input_size, add_trust_checkpoint
+from .options import add_input_size, add_scan_backend, add_trust_checkpoint
 
 
 def _batch(text: str) -> int | None:
@@ -43,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_input_size(p, "the model's own")
     p.add_argument("--num-keypoints", type=int, help="heatmap channels (default: the model's own)")
+    add_scan_backend(p)
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument(
         "--no-optimize",
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             trust_checkpoint=args.trust_checkpoint,
             model_kwargs=overrides,
+            scan_backend=args.scan_backend,
             batch=args.batch,
             opset=args.opset,
             tolerance=args.tolerance,
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         f"  {report.model}: batch {batch}, input 3x{height}x{width}, opset {report.opset}, "
         f"{report.onnx_nodes} ONNX nodes{'' if report.optimized else ' (not optimised)'}"
         + (f", {report.scan_nodes} selective scans lowered to the parallel form" if report.scan_nodes else "")
+        + (f" (PyTorch eager on the {report.scan_backend} scan)" if report.scan_backend else "")
     )
     print(
         f"  check: onnxruntime {report.onnxruntime_version} ({check.provider}) vs PyTorch {report.torch_version} "

@@ -12,7 +12,7 @@ from ..harness.fps_records import record_fps
 from ..harness.presets import PRESETS
 from ..harness.timing import PROTOCOLS
 from ..models import model_info
-from .options import add_input_size
+from .options import add_input_size, add_scan_backend
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=list(PROTOCOLS),
         help="timing protocol: 'quick' takes fewer, shorter rounds",
     )
-    p.add_argument(
-        "--scan-backend",
-        default="auto",
-        choices=("auto", "torch", "cuda"),
-        help="selective-scan backend of MamKPD models ('reference' is refused for timing)",
-    )
+    add_scan_backend(p)
     p.add_argument(
         "--runtime",
         choices=RUNTIMES,

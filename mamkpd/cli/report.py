@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..harness.results import ResultsStore, default_store_path
+from .options import add_scan_backend
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --run: steps that would start after this many seconds are skipped (default 300)",
     )
     p.add_argument("--device", default="cpu", help="with --run: device for the speed and training steps")
+    add_scan_backend(p)
     p.add_argument("--no-readings", action="store_true", help="with --run: skip Table 1's alternative readings")
     p.set_defaults(func=run)
 
@@ -54,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
             print(line, flush=True)
             log.append(line)
 
-        plan = RunPlan(budget_s=args.budget_s, device=args.device, readings=not args.no_readings)
+        plan = RunPlan(
+            budget_s=args.budget_s, device=args.device, readings=not args.no_readings, scan_backend=args.scan_backend
+        )
         sections = [run_log_section(run_measurements(store, plan, echo=echo))]
     elif not os.path.exists(store):
         raise FileNotFoundError(

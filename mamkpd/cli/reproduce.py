@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_scan_backend
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", type=int, default=1, help="GPUs per training (torchrun when > 1)")
     p.add_argument("--batch-size", type=int, default=64, help="training batch size per GPU")
     p.add_argument("--store", help="results store (default: $MAMKPD_RESULTS or results/results.csv)")
+    add_scan_backend(p)
     p.set_defaults(func=run)
 
 
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             gpus=args.gpus,
             batch_size=args.batch_size,
             echo=lambda line: print(line, flush=True),
+            scan_backend=args.scan_backend,
         ):
             if stored["status"] != "not run":
                 print(

@@ -40,6 +40,7 @@ class EvalConfig:
     batch_size: int = 64
     workers: int = 2
     device: str = "auto"
+    scan_backend: str = "auto"  # of a model with a selective scan; the protocol records the one that ran
     amp: bool = False
     results: str | None = None  # None: default_results_path(...), named after model, run, checkpoint, data
     trust_checkpoint: bool = False  # load a checkpoint weights_only=True refuses as a full pickle (a trusted file)
@@ -100,7 +101,11 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
     info = get_info(cfg.dataset)
     codec = build_codec(setup.codec, setup.input_size)
     model = create_model(
-        setup.model, num_keypoints=info.num_keypoints, input_size=setup.input_size, **setup.model_kwargs
+        setup.model,
+        num_keypoints=info.num_keypoints,
+        input_size=setup.input_size,
+        scan_backend=cfg.scan_backend,
+        **setup.model_kwargs,
     )
     weights = (
         setup.training_state["model"] if setup.training_state else unwrap_state_dict(setup.contents, cfg.checkpoint)

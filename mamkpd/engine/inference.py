@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..models import scan_backend_of
 from .checkpoint import unwrap_model, write_json
 from .distributed import DistContext, broadcast_object, gather_by_index
 
@@ -24,7 +25,6 @@ __all__ = [
     "results_for_file",
     "evaluate",
     "primary_metric",
-    "scan_backend_run",
     "RESCORE_THR",
     "OKS_NMS_THR",
 ]
@@ -207,15 +207,6 @@ def _mpii_ground_truth(pred: dict[str, np.ndarray], gt_mat: str | None):
     return gt[..., :2], gt[..., 2] > 0, pred["head_size"].astype(np.float64)
 
 
-def scan_backend_run(model: torch.nn.Module, device: torch.device | str) -> str | None:
-    """The selective-scan backend ``model`` runs on ``device`` (``auto`` resolved: numba, torch, triton, cuda);
-    None for a model without a selective scan. What protocols record, never ``auto``."""
-    from ..ops import resolve_backend
-
-    backend = getattr(unwrap_model(model), "scan_backend", None)
-    return resolve_backend(backend, device) if backend else None
-
-
 def evaluate(
     model: nn.Module,
     dataset: Dataset,
@@ -274,7 +265,7 @@ def evaluate(
         "codec": codec.name,
         "input_channels": f"{channels.upper()}, normalised with the RGB ImageNet mean/std",
         "input_size": list(_crop_size(dataset)),
-        "scan_backend": scan_backend_run(inner, ctx.device),
+        "scan_backend": scan_backend_of(inner),
         "amp": bool(amp and ctx.device.type == "cuda"),
         "device": str(ctx.device),
         "world_size": ctx.world_size,

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..models import scan_backend_of
 from .checkpoint import (
     capture_rng_state,
     load_training_state,
@@ -28,7 +29,7 @@ from .checkpoint import (
 )
 from .config import ResumeDifferences, TrainConfig, resume_differences
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
-from .inference import evaluate, primary_metric, scan_backend_run
+from .inference import evaluate, primary_metric
 from .loss import JointsMSELoss
 
 __all__ = [
@@ -498,7 +499,7 @@ def setup_training(
         ctx.world_size,
         input_size,
         ctx.device,
-        scan_backend_run(model, ctx.device) or "none",
+        scan_backend_of(model) or "none",
     )
     return run
 
@@ -662,5 +663,5 @@ def _train(cfg: TrainConfig, ctx: DistContext, out_dir: Path, model, train_set, 
         best_checkpoint=run.best_path if run.best is not None else None,
         best_metric=run.best,
         history=history,
-        scan_backend=scan_backend_run(run.model, ctx.device),
+        scan_backend=scan_backend_of(run.model),
     )

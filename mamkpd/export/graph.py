@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..models import model_info
+from ..models import model_info, scan_backend_of
 from ..models.layers import SS2D
-from ..ops import resolve_backend, selective_scan_parallel
+from ..ops import AUTO, get_backend, selective_scan_parallel
 
 __all__ = [
     "SCAN_OP",
@@ -37,17 +37,17 @@ MAX_DYNAMIC_BATCH = 1024
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
-    """``model`` in eval mode with its scans (if any) on a concrete backend that traces as one op node: the
-    model's own, or, for ``auto`` and ``reference``, what ``auto`` picks on the model's device (``numba`` on a
-    CPU with numba installed). Build it with :func:`mamkpd.create_model` (``checkpoint_path=`` loads its
-    weights)."""
+    """``model`` in eval mode with its scans (if any) on a backend that traces as one op node: the one it
+    runs, or, where that one is not a custom op (``reference``), what ``auto`` picks on the model's device
+    (``numba`` on a CPU with numba installed). Build it with :func:`mamkpd.create_model` (``checkpoint_path=``
+    loads its weights, ``scan_backend=`` chooses the backend)."""
     if hasattr(model, "scan_backend"):
         # "reference" would unroll a Python loop over time into the graph. The backend name is a constant
         # argument of each scan node: the graph is the same for every backend, and a compiled or exported
         # program runs the scan on the one named there (the ONNX lowering replaces the node whatever it names)
-        if model.scan_backend in ("auto", "reference"):
-            device = next(model.parameters()).device
-            model.scan_backend = resolve_backend("auto", device)
+        running = scan_backend_of(model)
+        if running is None or not get_backend(running).in_custom_op:
+            model.scan_backend = AUTO
         # one mamkpd::selective_scan node per SS2D, the node lower_scan replaces for ONNX (the fused cross
         # scan, mamkpd::cross_selective_scan, has no lowering)
         for module in model.modules():

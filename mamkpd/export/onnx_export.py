@@ -63,6 +63,7 @@ class OnnxExportConfig:
     checkpoint: Path | None = None
     trust_checkpoint: bool = False  # load a checkpoint weights_only=True refuses as a full pickle (a trusted file)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. input_size, num_keypoints
+    scan_backend: str = "auto"  # what PyTorch eager runs for the check (the ONNX graph has the parallel scan)
     batch: int | None = 1
     opset: int | None = None  # None: the exporter's default
     tolerance: float = DEFAULT_TOLERANCE
@@ -115,6 +116,7 @@ class OnnxExportReport:
     opset: int
     checkpoint: str | None
     model_kwargs: dict[str, Any]
+    scan_backend: str  # the scan backend of the PyTorch eager reference ("" for a model without a scan)
     optimized: bool  # onnxscript's optimiser ran
     scan_nodes: int  # mamkpd::selective_scan nodes of torch.export's graph, each lowered to the parallel scan
     onnx_nodes: int
@@ -227,14 +229,18 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
     """
     import onnxruntime as ort
 
-    from ..models import create_model, model_info
+    from ..models import create_model, model_info, scan_backend_of
 
     model_info(config.model)
     staged = _staging_folder(config.out)
     try:
         model = prepare_for_export(
             create_model(
-                config.model, checkpoint_path=config.checkpoint, trust=config.trust_checkpoint, **config.model_kwargs
+                config.model,
+                checkpoint_path=config.checkpoint,
+                trust=config.trust_checkpoint,
+                scan_backend=config.scan_backend,
+                **config.model_kwargs,
             )
         )
         size = input_size_of(config.model, config.model_kwargs)
@@ -297,6 +303,7 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
         opset=onnx_program.model.opset_imports[""],
         checkpoint=str(config.checkpoint) if config.checkpoint else None,
         model_kwargs=dict(config.model_kwargs),
+        scan_backend=scan_backend_of(model) or "",
         optimized=config.optimize,
         scan_nodes=scan_nodes,
         onnx_nodes=sum(op_types.values()),

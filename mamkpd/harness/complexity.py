@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..models import count_params, create_model, model_info
-from ..ops import cross_selective_scan_flop_jit, resolve_backend, selective_scan_flop_jit
+from ..models import count_params, create_model, model_info, scan_backend_of
+from ..ops import cross_selective_scan_flop_jit, get_backend, selective_scan_flop_jit
 
 __all__ = [
     "Complexity",
@@ -148,14 +148,12 @@ def measure_model(
     """Count params and fvcore MACs of ``model`` on a (batch, in_channels, H, W) input."""
     model = model.eval()
     x = torch.zeros(batch, in_channels, *input_size)
-    backend = getattr(model, "scan_backend", None)
-    if backend is not None:
-        model.scan_backend = resolve_backend(backend, x.device)
-        if model.scan_backend == "reference":
-            raise ValueError(
-                "count complexity with the 'torch' or 'cuda' scan backend: the reference scan "
-                "is a Python loop that fvcore would count step by step"
-            )
+    backend = scan_backend_of(model)
+    if backend is not None and not get_backend(backend).in_custom_op:
+        raise ValueError(
+            f"count complexity on another scan backend than {backend!r}: its scan is a Python loop that fvcore "
+            "would count step by step"
+        )
     with torch.no_grad():
         analysis = fvcore_analysis(model, x)
         total = int(analysis.total())
@@ -170,7 +168,7 @@ def measure_model(
         flops=total,
         input_size=tuple(input_size),
         batch=batch,
-        scan_backend=getattr(model, "scan_backend", None),
+        scan_backend=scan_backend_of(model),
         unsupported_ops=unsupported,
         by_operator=by_op,
     )
@@ -233,7 +231,7 @@ def measure_model_hrnet_repo(
         batch=batch,
         flops_convention=HRNET_REPO_CONVENTION,
         counter="hrnet_repo",
-        scan_backend=getattr(model, "scan_backend", None),
+        scan_backend=scan_backend_of(model),
         by_operator={k: float(v) for k, v in counts.items()},
         gflops_divisor=2.0**30,
     )

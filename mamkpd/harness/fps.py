@@ -112,12 +112,13 @@ def measure_model_fps(
 ) -> FpsMeasurement:
     """Time the registered model ``name`` under ``preset`` on ``device`` (in this process).
 
-    Models with a selective scan run on ``scan_backend`` resolved for ``device``; the ``reference``
-    backend (a Python loop, the correctness oracle) is refused. ``compile_backend`` is the dynamo backend
-    of compiling presets.
+       Models with a selective scan run on ``scan_backend`` (``auto``: the best one on ``device``), and record
+       the one that ran; a backend that is not ``deployable`` (the reference, a Python loop) is refused.
+    ``compile_backend`` is the dynamo backend
+       of compiling presets.
     """
-    from ..models import create_model, model_info
-    from ..ops import resolve_backend
+    from ..models import create_model, model_info, scan_backend_of
+    from ..ops import AUTO, get_backend
 
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
@@ -128,20 +129,15 @@ def measure_model_fps(
     info = model_info(name)
     size = tuple(input_size) if input_size else info.input_size
     overrides = dict(model_overrides or {})
-    if info.family == "mamkpd":
-        backend = resolve_backend(scan_backend, device)
-        if backend == "reference":
-            raise ValueError(
-                "FPS is not measured on the 'reference' scan backend: it is the step-by-step "
-                "correctness oracle, not an implementation anyone deploys; use 'torch' or 'cuda'"
-            )
-        overrides.update(scan_backend=backend)
+    if scan_backend != AUTO and not get_backend(scan_backend).deployable:
+        raise ValueError(
+            f"FPS is not measured on the {scan_backend!r} scan backend: it is the step-by-step correctness "
+            "oracle, not an implementation anyone deploys"
+        )
     if input_size:  # every registered factory takes input_size (position embeddings, RTMO's grid)
         overrides.setdefault("input_size", size)
-    model = create_model(name, **overrides).eval().to(device)
-    backend_used = getattr(model, "scan_backend", None) or ""
-    if backend_used == "reference":
-        raise ValueError(f"model {name} runs the 'reference' scan backend; FPS is refused on it")
+    model = create_model(name, scan_backend=scan_backend, **overrides).eval().to(device)
+    backend_used = scan_backend_of(model) or ""
     memory_format = torch.channels_last if chosen.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=memory_format)

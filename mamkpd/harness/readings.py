@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from ..models import create_model, model_info
-from ..ops import resolve_backend
 from .complexity import Complexity, fvcore_analysis, measure_complexity
 
 __all__ = ["ReadingEffect", "computes_default_function", "elementwise_multiplies", "measure_reading"]
@@ -68,8 +67,6 @@ def elementwise_multiplies(model: nn.Module, input_size: tuple[int, int], batch:
     the ops fvcore's FLOP count leaves out."""
     model = model.eval()
     x = torch.zeros(batch, 3, *input_size)
-    if getattr(model, "scan_backend", None) is not None:
-        model.scan_backend = resolve_backend(model.scan_backend, x.device)
     handles = {op: _multiplies_handle for op in _MULTIPLY_OPS}
     with torch.no_grad():
         by_op = fvcore_analysis(model, x, **handles).by_operator()

@@ -167,6 +167,7 @@ def evaluate_recipe(
     checkpoint: str | os.PathLike,
     record: Callable[..., dict],
     box_file: str | None = None,
+    scan_backend: str = "auto",
 ) -> list[dict]:
     """Evaluate ``checkpoint`` on the row's data set and record each metric the paper prints."""
     report = evaluate_checkpoint(
@@ -178,6 +179,7 @@ def evaluate_recipe(
             split=recipe.split,
             codec=recipe.codec,
             box_file=box_file,
+            scan_backend=scan_backend,
         )
     )
     values = _paper_metric_values(recipe.dataset, report["metrics"])
@@ -220,8 +222,10 @@ def reproduce_row(
     gpus: int = 1,
     batch_size: int = 64,
     echo: Callable[[str], None] = print,
+    scan_backend: str = "auto",
 ) -> list[dict]:
-    """Train when no checkpoint exists, then evaluate; a row that cannot run is recorded as not run."""
+    """Train when no checkpoint exists, then evaluate; a row that cannot run is recorded as not run. Models
+    with a selective scan train and evaluate on ``scan_backend``; each record names the one that ran."""
     recipe = recipe_for(table, row)
     data = dataset_status(recipe.dataset, data_root, recipe.split)
     reason = data.reason or ("; ".join(d for d in recipe.deviations if "does not train" in d))
@@ -249,5 +253,5 @@ def reproduce_row(
             f"{table} {row}: training {recipe.model} on {recipe.dataset} ({recipe.epochs} epochs, "
             f"resumable) into {recipe.out_dir()}"
         )
-        path = train_row(recipe, data.path, gpus=gpus, batch_size=batch_size)
-    return evaluate_recipe(recipe, data.path, path, store.record)
+        path = train_row(recipe, data.path, gpus=gpus, batch_size=batch_size, scan_backend=scan_backend)
+    return evaluate_recipe(recipe, data.path, path, store.record, scan_backend=scan_backend)

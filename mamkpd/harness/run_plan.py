@@ -50,6 +50,7 @@ class RunPlan:
     speed_batch: int = 1
     speed_protocol: str = "smoke"
     device: str = "cpu"
+    scan_backend: str = "auto"  # of the models with a scan, in the speed, training and evaluation steps
     # a MamKPD-S cut to one block per stage and 32/64/128 channels memorises the 12 sample people in ~200
     # passes on CPU: a check that training and evaluation work end to end, not an accuracy claim
     train_model: str = "mamkpd_s"
@@ -294,6 +295,7 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
         "fp32",
         plan.device,
         plan.speed_protocol,
+        plan.scan_backend,
         on_done=lambda m: progress(
             f"speed {m.model} on {m.device}: {m.result.median:.3g} samples/s "
             f"(IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"
@@ -372,6 +374,7 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
                 ann_file=str(ann),
                 image_dir=str(coco),
                 device=plan.device,
+                scan_backend=plan.scan_backend,
                 workers=0,
                 batch_size=8,
                 flip_test=False,

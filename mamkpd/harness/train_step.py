@@ -62,8 +62,7 @@ def measure_train_step(
     """Time the trainer's optimiser step for the registered model ``name`` on synthetic inputs."""
     from ..engine.loss import JointsMSELoss
     from ..engine.trainer import _optimizer_step
-    from ..models import create_model, model_info
-    from ..ops import resolve_backend
+    from ..models import create_model, model_info, scan_backend_of
     from .presets import AUTOCAST_DTYPES
 
     if amp and amp not in AUTOCAST_DTYPES:
@@ -71,10 +70,8 @@ def measure_train_step(
     info = model_info(name)
     size = tuple(input_size) if input_size else info.input_size
     overrides: dict[str, Any] = {"input_size": size} if input_size else {}
-    if info.family == "mamkpd":
-        overrides["scan_backend"] = resolve_backend(scan_backend, device)
-    model = create_model(name, **overrides).to(device).train()
-    backend = overrides.get("scan_backend", "")
+    model = create_model(name, scan_backend=scan_backend, **overrides).to(device).train()
+    backend = scan_backend_of(model) or ""
     g = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, *size, generator=g).to(device)
     with torch.no_grad():  # in eval mode: BatchNorm cannot train on one sample at a 1x1 stage

@@ -1,6 +1,7 @@
 """Models: reusable layers, MamKPD and the registry the baselines register into."""
 
 from .checkpoint import load_weights
+from .layers import scan_backend_of
 from .registry import ModelInfo, check_input_size, count_params, create_model, list_models, model_info, register_model
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "load_weights",
     "model_info",
     "register_model",
+    "scan_backend_of",
 ]

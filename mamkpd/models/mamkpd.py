@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..ops import BACKENDS
+from ..ops import SCAN_BACKEND_CHOICES
 from .init import INITS
-from .layers import ContextModeling, DeconvHead, LinearPatchEmbed, PatchMerging, SS2DBlock
+from .layers import SS2D, ContextModeling, DeconvHead, LinearPatchEmbed, PatchMerging, SS2DBlock
 from .registry import check_input_size, register_model
 
 DOWNSAMPLING = ("cmm", "patch_merging", "linear")
@@ -52,8 +52,7 @@ class MamKPDConfig:
             raise ValueError(f"depths {self.depths} and dims {self.dims} must be non-empty and of equal length")
         if self.downsampling not in DOWNSAMPLING:
             raise ValueError(f"downsampling must be one of {DOWNSAMPLING}, got {self.downsampling!r}")
-        if self.scan_backend not in BACKENDS:
-            raise ValueError(f"scan_backend must be one of {BACKENDS}, got {self.scan_backend!r}")
+        check_scan_backend(self.scan_backend)
         self.input_size = check_input_size(self.input_size, self.stride, "MamKPD")
         if self.num_keypoints < 1:
             raise ValueError(f"num_keypoints must be positive, got {self.num_keypoints}")
@@ -68,6 +67,12 @@ class MamKPDConfig:
     @property
     def heatmap_size(self) -> tuple[int, int]:
         return (self.input_size[0] // 4, self.input_size[1] // 4)
+
+
+def check_scan_backend(name: str) -> str:
+    if name not in SCAN_BACKEND_CHOICES:
+        raise ValueError(f"scan_backend must be one of {SCAN_BACKEND_CHOICES}, got {name!r}")
+    return name
 
 
 class Stem(nn.Module):
@@ -161,11 +166,10 @@ class MamKPD(nn.Module):
 
     @scan_backend.setter
     def scan_backend(self, name: str) -> None:
-        if name not in BACKENDS:
-            raise ValueError(f"scan_backend must be one of {BACKENDS}, got {name!r}")
-        self.config.scan_backend = name
+        """Ask for another backend; every SS2D block resolves it for its device (see :class:`SS2D`)."""
+        self.config.scan_backend = check_scan_backend(name)
         for block in self.modules():
-            if hasattr(block, "scan_backend") and not isinstance(block, MamKPD):
+            if isinstance(block, SS2D):
                 block.scan_backend = name
 
     def check_input(self, x: Tensor) -> None:
@@ -236,67 +240,67 @@ ALTERNATIVE_READINGS: dict[str, dict] = {
 
 # ------------------------------------------------------------------------------- registered variants
 # One explicit factory per variant (timm-style): each takes MamKPDConfig fields as keyword overrides.
-@register_model("mamkpd", tags=("table1",))
+@register_model("mamkpd", tags=("table1",), has_scan=True)
 def mamkpd_s(**kwargs) -> MamKPD:
     """MamKPD-Small (Table 1): MamKPD-Base without the stem."""
     return _build("mamkpd_s", kwargs)
 
 
-@register_model("mamkpd", tags=("table1",))
+@register_model("mamkpd", tags=("table1",), has_scan=True)
 def mamkpd_b(**kwargs) -> MamKPD:
     """MamKPD-Base (Table 1): blocks (2, 4, 6), dims (96, 192, 384), with the stem."""
     return _build("mamkpd_b", kwargs)
 
 
-@register_model("mamkpd", tags=("table1",))
+@register_model("mamkpd", tags=("table1",), has_scan=True)
 def mamkpd_l(**kwargs) -> MamKPD:
     """MamKPD-Large (Table 1): blocks (2, 4, 6), dims (128, 256, 512)."""
     return _build("mamkpd_l", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_t5a(**kwargs) -> MamKPD:
     """Table 5 (a): MamKPD-B with half the blocks, (1, 2, 3)."""
     return _build("mamkpd_t5a", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_t5b(**kwargs) -> MamKPD:
     """Table 5 (b): a fourth stage, blocks (2, 4, 6, 3), dims (64, 128, 256, 512)."""
     return _build("mamkpd_t5b", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_t5c(**kwargs) -> MamKPD:
     """Table 5 (c): MamKPD-B's blocks at dims (64, 128, 256)."""
     return _build("mamkpd_t5c", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_t5d(**kwargs) -> MamKPD:
     """Table 5 (d): MamKPD-B's blocks at twice its dims, (192, 384, 768)."""
     return _build("mamkpd_t5d", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_fig3_base(**kwargs) -> MamKPD:
     """Figure 3 Base: MamKPD-B without the stem and with linear patch embeddings instead of the CMM."""
     return _build("mamkpd_fig3_base", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_fig3_wo_stem(**kwargs) -> MamKPD:
     """Figure 3 w/o-Stem: MamKPD-B without the stem (the same network as MamKPD-S)."""
     return _build("mamkpd_fig3_wo_stem", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_fig3_wo_cmm(**kwargs) -> MamKPD:
     """Figure 3 w/o-CMM: MamKPD-B with linear patch embeddings instead of the CMM."""
     return _build("mamkpd_fig3_wo_cmm", kwargs)
 
 
-@register_model("mamkpd")
+@register_model("mamkpd", has_scan=True)
 def mamkpd_fig3_w_pm(**kwargs) -> MamKPD:
     """Figure 3 w-PM: MamKPD-B with patch merging instead of the CMM."""
     return _build("mamkpd_fig3_w_pm", kwargs)

@@ -53,6 +53,7 @@ class ModelInfo:
     # RTMO, which decodes its own outputs
     codec: str = "msra"
     tags: tuple[str, ...] = field(default_factory=tuple)
+    has_scan: bool = False  # it runs a selective scan; its factory takes ``scan_backend``
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -66,6 +67,7 @@ def register_model(
     sample: str = "person crop",
     codec: str = "msra",
     tags: tuple[str, ...] = (),
+    has_scan: bool = False,
 ):
     """Decorator: register ``fn`` under its own name."""
 
@@ -81,6 +83,7 @@ def register_model(
             sample=sample,
             codec=codec,
             tags=tuple(tags),
+            has_scan=has_scan,
         )
         return fn
 
@@ -117,15 +120,27 @@ def model_info(name: str) -> ModelInfo:
 
 
 def create_model(
-    name: str, *, checkpoint_path: str | os.PathLike | None = None, trust: bool = False, **overrides
+    name: str,
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    trust: bool = False,
+    scan_backend: str | None = None,
+    **overrides,
 ) -> nn.Module:
     """Build a registered model; keyword overrides go to its factory (num_keypoints, input_size, config fields).
+
+    ``scan_backend`` (a name of :data:`mamkpd.ops.SCAN_BACKEND_CHOICES`) is the selective-scan backend of a
+    model that has one (``has_scan``), resolved for the device the model is built on and again whenever it
+    moves; a model without a scan ignores it. None: the factory's default (``auto``).
 
     ``checkpoint_path`` then loads weights into it strictly, in any layout :func:`load_weights` reads
     (the model zoos' and this suite's own training checkpoints), with ``weights_only=True`` unless
     ``trust`` (a file the caller vouches for).
     """
-    model = model_info(name).factory(**overrides)
+    info = model_info(name)
+    if scan_backend is not None and info.has_scan:
+        overrides["scan_backend"] = scan_backend
+    model = info.factory(**overrides)
     if checkpoint_path is not None:
         load_weights(model, checkpoint_path, trust=trust, model_name=name)
     return model

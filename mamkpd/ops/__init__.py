@@ -1,17 +1,19 @@
 """Scan kernels: the selective scan's entry point, its reference and its backends."""
 
 from .cross_selective_scan import cross_scan_positions, cross_selective_scan, cross_selective_scan_flop_jit
-from .scan_contract import ScanBackend
+from .scan_contract import CrossScan, ScanBackend
 from .scan_cuda import cuda_backend_available
 from .scan_parallel import selective_scan_parallel
 from .scan_reference import selective_scan_ref
 from .scan_torch import selective_scan_chunked
 from .scan_triton import cross_scan_bytes_moved, scan_bytes_moved
 from .selective_scan import (
-    AUTO_ORDER,
-    BACKENDS,
+    AUTO,
+    SCAN_BACKEND_CHOICES,
     SCAN_BACKENDS,
+    auto_order,
     backend_unavailable,
+    get_backend,
     resolve_backend,
     selective_scan,
     selective_scan_flop_jit,
@@ -19,11 +21,14 @@ from .selective_scan import (
 )
 
 __all__ = [
-    "AUTO_ORDER",
-    "BACKENDS",
+    "AUTO",
+    "SCAN_BACKEND_CHOICES",
     "SCAN_BACKENDS",
+    "CrossScan",
     "ScanBackend",
+    "auto_order",
     "backend_unavailable",
+    "get_backend",
     "cross_scan_bytes_moved",
     "cross_scan_positions",
     "cross_selective_scan",

@@ -25,44 +25,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import scan_numba, scan_triton
-from .selective_scan import resolve_backend, selective_scan, selective_scan_flops
+from .cross_contract import DIRECTIONS, check_cross_inputs, cross_scan_positions
+from .scan_contract import ScanBackend
+from .selective_scan import SCAN_BACKENDS, resolve_backend, selective_scan, selective_scan_flops
 
 __all__ = [
     "DIRECTIONS",
+    "check_cross_inputs",
     "cross_scan_positions",
     "cross_selective_scan",
     "cross_selective_scan_flop_jit",
     "cross_selective_scan_unfused",
 ]
-
-DIRECTIONS = 4
-FUSED_BACKENDS = ("triton", "numba")  # the backends with a fused cross scan
-
-
-def check_cross_inputs(x, delta, A, B, C, D, delta_bias) -> None:
-    """Validate the cross scan's shapes; one line naming the argument that is wrong."""
-    if x.dim() != 4:
-        raise ValueError(f"cross_selective_scan: x must be (batch, dim, H, W), got shape {tuple(x.shape)}")
-    bsz, dim, height, width = x.shape
-    if A.dim() != 2 or A.shape[0] != DIRECTIONS * dim:
-        raise ValueError(f"cross_selective_scan: A must be (4*dim={DIRECTIONS * dim}, N), got shape {tuple(A.shape)}")
-    n = A.shape[1]
-    expected = {"delta": (bsz, DIRECTIONS, dim, height, width), "B": (bsz, DIRECTIONS, n, height, width)}
-    expected["C"] = expected["B"]
-    for name, t in (("delta", delta), ("B", B), ("C", C)):
-        if tuple(t.shape) != expected[name]:
-            raise ValueError(f"cross_selective_scan: {name} must be {expected[name]}, got shape {tuple(t.shape)}")
-    for name, t in (("D", D), ("delta_bias", delta_bias)):
-        if t is not None and tuple(t.shape) != (DIRECTIONS * dim,):
-            raise ValueError(f"cross_selective_scan: {name} must be (4*dim={DIRECTIONS * dim},), got {tuple(t.shape)}")
-
-
-def cross_scan_positions(height: int, width: int, device=None) -> Tensor:
-    """(4, H*W) long: the row-major spatial position of step t of each direction of the cross scan."""
-    rows = torch.arange(height * width, device=device)
-    cols = rows.reshape(height, width).t().flatten()
-    return torch.stack([rows, cols, rows.flip(0), cols.flip(0)])
 
 
 def cross_selective_scan_unfused(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend="auto"):
@@ -109,16 +83,15 @@ def _cross_op(
     delta_softplus: bool,
     backend: str,
 ) -> Tensor:
-    if backend == "numba":
-        order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
-        return scan_numba.numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, order)
-    return scan_triton.triton_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus).contiguous()
+    cross = SCAN_BACKENDS[backend].cross
+    # in the layout the fake kernel below declares, whatever the kernel returned
+    return cross.forward(x, delta, A, B, C, D, delta_bias, delta_softplus).contiguous(memory_format=cross.output_format)
 
 
 @_cross_op.register_fake
 def _(x, delta, A, B, C, D, delta_bias, delta_softplus, backend):
-    # numba returns y channels-last, the layout SS2D's next op reads; the fake says so (inductor checks strides)
-    layout = torch.channels_last if backend == "numba" else torch.contiguous_format
+    # a channels-last kernel returns y in the layout SS2D's next op reads; the fake says so (inductor checks strides)
+    layout = SCAN_BACKENDS[backend].cross.output_format
     return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=layout)
 
 
@@ -135,11 +108,7 @@ def _cross_backward_op(
     delta_softplus: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    if backend == "numba":
-        order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
-        grads = scan_numba.numba_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, order)
-    else:
-        grads = scan_triton.triton_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus)
+    grads = SCAN_BACKENDS[backend].cross.backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus)
     return tuple(x.new_empty(0) if g is None else g.contiguous() for g in grads)  # empty: "no such input"
 
 
@@ -163,18 +132,20 @@ def _autograd_backward(ctx, gout):
 _cross_op.register_autograd(_autograd_backward, setup_context=_setup_context)
 
 
-def cross_selective_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend="auto"):
+def cross_selective_scan(
+    x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend: str | ScanBackend = "auto"
+):
     """SS2D's cross scan, selective scan and merge in one call (shapes in the module docstring).
 
-    ``backend`` as :func:`.selective_scan`; on ``triton`` (``auto`` on a CUDA device without mamba-ssm) the
-    fused kernel runs, reading x once and writing y once, and so on ``numba`` (``auto`` on a CPU); elsewhere
-    the scan runs on the gathered orders.
+    ``backend`` as :func:`.selective_scan` (a name, resolved for x's device, or a resolved backend). A backend
+    with a fused cross scan (``cross``: numba, triton) runs it in one kernel, reading x once and writing y
+    once; elsewhere the scan runs on the gathered orders.
     """
     check_cross_inputs(x, delta, A, B, C, D, delta_bias)
-    name = resolve_backend(backend, x.device)
-    if name in FUSED_BACKENDS:
-        return torch.ops.mamkpd.cross_selective_scan(x, delta, A, B, C, D, delta_bias, delta_softplus, name)
-    return cross_selective_scan_unfused(x, delta, A, B, C, D, delta_bias, delta_softplus, backend=name)
+    chosen = backend if isinstance(backend, ScanBackend) else resolve_backend(backend, x.device)
+    if chosen.cross is not None:
+        return torch.ops.mamkpd.cross_selective_scan(x, delta, A, B, C, D, delta_bias, delta_softplus, chosen.name)
+    return cross_selective_scan_unfused(x, delta, A, B, C, D, delta_bias, delta_softplus, backend=chosen)
 
 
 def cross_selective_scan_flop_jit(inputs, outputs) -> int:

@@ -18,25 +18,73 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ScanBackend", "check_inputs", "compute_dtype", "effective_delta", "finish", "gradients_like", "grouped"]
+__all__ = [
+    "FLOAT_DTYPES",
+    "CrossScan",
+    "ScanBackend",
+    "check_inputs",
+    "compute_dtype",
+    "effective_delta",
+    "finish",
+    "gradients_like",
+    "grouped",
+]
+
+
+FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class CrossScan:
+    """A backend's fused SS2D cross scan (see :mod:`.cross_selective_scan`): the four directions' scan and
+    merge in one kernel call, inside the custom op ``mamkpd::cross_selective_scan``.
+
+    ``forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> y`` and ``backward(gout, x, delta, A, B,
+    C, D, delta_bias, delta_softplus) -> (dx, ddelta, dA, dB, dC, dD, ddelta_bias)``. ``channels_last``: the
+    kernel reads x and delta with channels innermost in memory (as SS2D holds x) and returns y that way;
+    otherwise it wants them contiguous, channels first.
+    """
+
+    forward: Callable[..., Tensor]
+    backward: Callable[..., tuple]
+    channels_last: bool
+
+    @property
+    def output_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
 
 @dataclass(frozen=True)
 class ScanBackend:
-    """A scan implementation the entry point can dispatch to.
+    """A scan implementation, and what it can do. The registry of them is
+    :data:`.selective_scan.SCAN_BACKENDS`; everything else (the CLI's choices, ``auto``, SS2D's fused path,
+    the GPU check) asks these fields, never a backend's name.
 
     ``forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> out`` and
     ``backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> (du, ddelta, dA, dB, dC, dD, dz,
-    ddelta_bias)`` (None for an absent input) run inside the custom op ``mamkpd::selective_scan``.
+    ddelta_bias)`` (None for an absent input) run inside the custom op ``mamkpd::selective_scan``, unless
+    ``in_custom_op`` is False (the reference: plain autograd through every step, ``backward`` unused).
     ``unavailable()`` returns None when the backend can run here, else the reason and how to install it.
+    ``auto_priority`` ranks it for ``auto`` on each device type it lists (lower first; a device type it does
+    not list never picks it). ``cross`` is its fused cross scan, None where SS2D gathers the four orders.
     """
 
     name: str
     forward: Callable[..., Tensor]
-    backward: Callable[..., tuple]
+    backward: Callable[..., tuple] | None
     device_types: tuple[str, ...]
     unavailable: Callable[[], str | None]
     description: str
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
+    auto_priority: tuple[tuple[str, int], ...] = ()
+    cross: CrossScan | None = None
+    in_custom_op: bool = True
+    # measured for speed (FPS, the GPU check's scan cells); False for the step-by-step oracle
+    deployable: bool = True
+
+    def priority_on(self, device_type: str) -> int | None:
+        """Rank for ``auto`` on ``device_type``; None where ``auto`` never picks it."""
+        return dict(self.auto_priority).get(device_type)
 
 
 def always_available() -> str | None:

@@ -79,4 +79,6 @@ BACKEND = ScanBackend(
     device_types=("cuda",),
     unavailable=_unavailable,
     description="mamba-ssm's compiled CUDA kernel (selective_scan_cuda)",
+    dtypes=(torch.float32, torch.float16, torch.bfloat16),  # its kernel is instantiated for these only
+    auto_priority=(("cuda", 0),),  # the authors' kernel first where it is built
 )

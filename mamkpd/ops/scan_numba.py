@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .scan_contract import ScanBackend, compute_dtype, gradients_like, grouped
+from .cross_contract import cross_scan_positions
+from .scan_contract import CrossScan, ScanBackend, compute_dtype, gradients_like, grouped
 
 __all__ = ["BACKEND", "NUMBA_INSTALL_HINT", "numba_cross_scan_backward", "numba_cross_scan_forward"]
 
@@ -223,10 +224,11 @@ def _cross_arrays(x, delta, A, B, C, D, delta_bias, order):
     )
 
 
-def numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, order) -> Tensor:
-    """The four-direction cross scan and merge in one kernel call (arguments as :func:`.cross_selective_scan`,
-    ``order`` its :func:`.cross_scan_positions`); y comes back in channels-last memory, as SS2D keeps x."""
+def numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> Tensor:
+    """The four-direction cross scan and merge in one kernel call (arguments as :func:`.cross_selective_scan`);
+    y comes back in channels-last memory, as SS2D keeps x."""
     kernels = _kernels()
+    order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
     t = _cross_arrays(x, delta, A, B, C, D, delta_bias, order)
     bsz, dim, height, width = x.shape
     out = torch.empty_like(t["x"])
@@ -238,9 +240,10 @@ def numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, o
     return y.to(x.dtype).contiguous(memory_format=torch.channels_last)
 
 
-def numba_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, order) -> tuple:
+def numba_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus) -> tuple:
     """Gradients (dx, ddelta, dA, dB, dC, dD, ddelta_bias) of sum(gout * cross scan), None for absent inputs."""
     kernels = _kernels()
+    order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
     t = _cross_arrays(x, delta, A, B, C, D, delta_bias, order)
     bsz, dim, height, width = x.shape
     directions, length, padded = t["delta"].shape[1:]
@@ -280,4 +283,7 @@ BACKEND = ScanBackend(
     device_types=("cpu",),
     unavailable=_unavailable,
     description="the scan's loops over time compiled by numba, run on torch's threads over batch x channels",
+    auto_priority=(("cpu", 0),),  # the compiled scan is the CPU default (numba is a dependency)
+    # its kernels read rows of channels: x and delta channels innermost, y returned so
+    cross=CrossScan(numba_cross_scan_forward, numba_cross_scan_backward, channels_last=True),
 )

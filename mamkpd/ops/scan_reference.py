@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .scan_contract import check_inputs, compute_dtype, grouped
+from .scan_contract import ScanBackend, always_available, check_inputs, compute_dtype, grouped
 
-__all__ = ["selective_scan_ref"]
+__all__ = ["BACKEND", "selective_scan_ref"]
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -36,3 +36,15 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     if z is not None:
         y = y * F.silu(z.to(ct))
     return y.to(dtype_in)
+
+
+BACKEND = ScanBackend(
+    name="reference",
+    forward=selective_scan_ref,
+    backward=None,  # autograd through every step
+    device_types=("cpu", "cuda"),
+    unavailable=always_available,
+    description="the sequential recurrence step by step in Python, autograd through it: the oracle, never timed",
+    in_custom_op=False,  # its loop stays visible to autograd (and would unroll into a traced graph)
+    deployable=False,
+)

@@ -165,4 +165,5 @@ BACKEND = ScanBackend(
     device_types=("cpu", "cuda"),
     unavailable=always_available,
     description="chunked time-major scan in plain PyTorch (loop over time in Python)",
+    auto_priority=(("cpu", 9), ("cuda", 9)),  # runs anywhere: what auto falls back to
 )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .scan_contract import ScanBackend, check_inputs, compute_dtype, grouped
+from .scan_contract import CrossScan, ScanBackend, check_inputs, compute_dtype, grouped
 
 __all__ = [
     "BACKEND",
@@ -234,17 +234,6 @@ def _backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return triton_scan_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
-BACKEND = ScanBackend(
-    name="triton",
-    forward=_forward,
-    backward=_backward,
-    # CPU tensors only under TRITON_INTERPRET=1: unavailable() and the entry points say so otherwise
-    device_types=("cuda", "cpu"),
-    unavailable=_unavailable,
-    description="Triton kernels (chunked associative scan over time; CPU tensors under TRITON_INTERPRET=1)",
-)
-
-
 # ---------------------------------------------------------------------------------- cross (fused) scan
 
 
@@ -336,3 +325,16 @@ def cross_scan_bytes_moved(
     if backward:
         return itemsize * (3 * shared + 2 * directions + 4 * per_group) + 2 * param_itemsize * params
     return itemsize * (2 * shared + directions + 2 * per_group) + param_itemsize * params
+
+
+BACKEND = ScanBackend(
+    name="triton",
+    forward=_forward,
+    backward=_backward,
+    # CPU tensors only under TRITON_INTERPRET=1: unavailable() and the entry points say so otherwise
+    device_types=("cuda", "cpu"),
+    unavailable=_unavailable,
+    description="Triton kernels (chunked associative scan over time; CPU tensors under TRITON_INTERPRET=1)",
+    auto_priority=(("cuda", 1),),  # never on the CPU: the interpreter is for tests
+    cross=CrossScan(triton_cross_scan_forward, triton_cross_scan_backward, channels_last=False),
+)

@@ -17,8 +17,10 @@ Arguments and shapes are mamba-ssm's (see :mod:`.scan_contract`). Backends:
 
 Every backend but ``reference`` runs inside the custom op ``mamkpd::selective_scan`` (fake kernel and
 autograd registered), so ``torch.compile`` and ``torch.export`` see one opaque node and fvcore counts it
-with :func:`selective_scan_flop_jit`. ``auto`` takes the first backend of :data:`AUTO_ORDER` that can
-run on the tensors' device; :func:`resolve_backend` says which, and that name is what gets recorded.
+with :func:`selective_scan_flop_jit`. Each backend is a :class:`~.scan_contract.ScanBackend` that says
+what it can do; ``auto`` takes the available backend of best ``auto_priority`` on the tensors' device.
+:func:`resolve_backend` turns a name into that object once (a model does it when it is built or moved, never
+per forward), and its name is what gets recorded.
 :func:`~.scan_parallel.selective_scan_parallel` is the same computation with no loop over time, for ONNX.
 """
 
@@ -27,28 +29,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import scan_cuda, scan_numba, scan_torch, scan_triton
+from . import scan_cuda, scan_numba, scan_reference, scan_torch, scan_triton
 from .scan_contract import ScanBackend, check_inputs
-from .scan_reference import selective_scan_ref
 
 __all__ = [
-    "AUTO_ORDER",
-    "BACKENDS",
+    "AUTO",
+    "SCAN_BACKEND_CHOICES",
     "SCAN_BACKENDS",
+    "auto_order",
     "backend_unavailable",
+    "get_backend",
     "resolve_backend",
     "selective_scan",
     "selective_scan_flop_jit",
     "selective_scan_flops",
 ]
 
-# Backends that run inside the custom op, by name.
+# Every backend, by name: the one list of them (adding one: CONTRIBUTING.md)
 SCAN_BACKENDS: dict[str, ScanBackend] = {
-    b.name: b for b in (scan_torch.BACKEND, scan_numba.BACKEND, scan_cuda.BACKEND, scan_triton.BACKEND)
+    b.name: b
+    for b in (scan_reference.BACKEND, scan_torch.BACKEND, scan_numba.BACKEND, scan_cuda.BACKEND, scan_triton.BACKEND)
 }
-# What ``auto`` tries, in order, for tensors on each device type.
-AUTO_ORDER: dict[str, tuple[str, ...]] = {"cpu": ("numba", "torch"), "cuda": ("cuda", "triton", "torch")}
-BACKENDS = ("auto", "reference", *SCAN_BACKENDS)
+AUTO = "auto"  # not a backend: "the best one available on the tensors' device"
+SCAN_BACKEND_CHOICES = (AUTO, *SCAN_BACKENDS)  # what a user may ask for (the CLI's choices)
 
 
 # ------------------------------------------------------------------------------------------ custom op
@@ -123,14 +126,24 @@ _selective_scan_op.register_autograd(_autograd_backward, setup_context=_setup_co
 
 
 # ---------------------------------------------------------------------------------------- entry point
+def get_backend(name: str) -> ScanBackend:
+    """The registered backend ``name``; a ValueError listing the choices for any other name."""
+    try:
+        return SCAN_BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown scan backend {name!r}; choose one of {', '.join(SCAN_BACKEND_CHOICES)}") from None
+
+
+def auto_order(device_type: str) -> tuple[str, ...]:
+    """The backends ``auto`` tries on ``device_type``, best first."""
+    ranked = [(b.priority_on(device_type), b.name) for b in SCAN_BACKENDS.values()]
+    return tuple(name for rank, name in sorted((r, n) for r, n in ranked if r is not None))
+
+
 def backend_unavailable(name: str, device: torch.device | str) -> str | None:
     """None when backend ``name`` can run on tensors on ``device`` here, else the reason (and how to get it)."""
-    if name not in BACKENDS or name == "auto":
-        raise ValueError(f"unknown scan backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    if name == "reference":
-        return None
+    backend = get_backend(name)
     device_type = torch.device(device).type
-    backend = SCAN_BACKENDS[name]
     if device_type not in backend.device_types:
         return (
             f"scan backend {name!r} asked for tensors on {device}; it runs only on "
@@ -139,26 +152,32 @@ def backend_unavailable(name: str, device: torch.device | str) -> str | None:
     return backend.unavailable()
 
 
-def resolve_backend(backend: str, device: torch.device | str) -> str:
-    """Turn ``auto`` into the concrete backend that will run on ``device``; refuse one that cannot run there."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown scan backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        candidates = AUTO_ORDER.get(torch.device(device).type, ("torch",))
-        return next((n for n in candidates if backend_unavailable(n, device) is None), "torch")
-    reason = backend_unavailable(backend, device)
+def resolve_backend(name: str, device: torch.device | str) -> ScanBackend:
+    """The backend that will run for ``name`` on ``device``: ``auto`` becomes the best available one there;
+    a named one that cannot run there is refused with the reason (a RuntimeError)."""
+    if name == AUTO:
+        device_type = torch.device(device).type
+        candidates = auto_order(device_type) or auto_order("cpu")
+        chosen = next((n for n in candidates if backend_unavailable(n, device) is None), None)
+        if chosen is None:
+            raise RuntimeError(f"no scan backend can run on {device}: tried {', '.join(candidates)}")
+        return SCAN_BACKENDS[chosen]
+    reason = backend_unavailable(name, device)
     if reason:
         raise RuntimeError(reason)
-    return backend
+    return SCAN_BACKENDS[name]
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="auto"):
-    """Selective scan with mamba-ssm's arguments; ``backend`` is one of :data:`BACKENDS`."""
-    name = resolve_backend(backend, u.device)
-    if name == "reference":
-        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+def selective_scan(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend: str | ScanBackend = AUTO
+):
+    """Selective scan with mamba-ssm's arguments. ``backend``: a resolved :class:`ScanBackend` (what a model
+    passes), or a name of :data:`SCAN_BACKEND_CHOICES`, resolved for u's device on each call."""
+    chosen = backend if isinstance(backend, ScanBackend) else resolve_backend(backend, u.device)
+    if not chosen.in_custom_op:
+        return chosen.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    return torch.ops.mamkpd.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, name)
+    return torch.ops.mamkpd.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chosen.name)
 
 
 def selective_scan_flops(

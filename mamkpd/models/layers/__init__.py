@@ -3,7 +3,7 @@
 from .context_modeling import ContextModeling, LinearPatchEmbed, PatchMerging
 from .cross_scan import cross_merge, cross_scan
 from .heads import DeconvHead
-from .ss2d import SS2D, SS2DBlock
+from .ss2d import SS2D, SS2DBlock, scan_backend_of
 
 __all__ = [
     "ContextModeling",
@@ -14,4 +14,5 @@ __all__ = [
     "DeconvHead",
     "SS2D",
     "SS2DBlock",
+    "scan_backend_of",
 ]

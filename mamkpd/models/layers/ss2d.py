@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...ops import cross_selective_scan, resolve_backend, selective_scan
-from ...ops.cross_selective_scan import FUSED_BACKENDS
+from ...ops import AUTO, ScanBackend, cross_selective_scan, get_backend, resolve_backend, selective_scan
 from .cross_scan import cross_merge, cross_scan, cross_scan_per_direction
 
 DIRECTIONS = 4  # cross scan: rows, columns, and both reversed
@@ -17,7 +16,13 @@ DIRECTIONS = 4  # cross scan: rows, columns, and both reversed
 
 class SS2D(nn.Module):
     """in_proj -> depthwise conv -> SiLU -> 4-direction cross scan -> selective scan -> merge -> norm
-    -> (z gate) -> out_proj, on channels-last input (B, H, W, C)."""
+    -> (z gate) -> out_proj, on channels-last input (B, H, W, C).
+
+    ``scan_backend`` is the backend asked for (a name or ``auto``); :attr:`scan` is the backend that runs,
+    resolved for the parameters' device when the module is built, moved or given another backend, never per
+    forward. A named backend that cannot run on that device (``triton`` on a CPU, before ``.cuda()``) leaves
+    :attr:`scan` None, and a forward there says why.
+    """
 
     def __init__(
         self,
@@ -37,7 +42,7 @@ class SS2D(nn.Module):
         d_inner = int(ssm_ratio * d_model)
         dt_rank = dt_rank or math.ceil(d_model / 16)
         self.d_inner, self.d_state, self.dt_rank, self.z_gate = d_inner, d_state, dt_rank, z_gate
-        self.scan_backend, self.fused_cross_scan = scan_backend, fused_cross_scan
+        self.fused_cross_scan = fused_cross_scan
         self.in_proj = nn.Linear(d_model, d_inner * (2 if z_gate else 1), bias=False)
         self.conv2d = (
             nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner)
@@ -52,6 +57,35 @@ class SS2D(nn.Module):
         self.out_norm = nn.LayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
         self._init_ssm(dt_min, dt_max, dt_init_floor)
+        self.scan_backend = scan_backend  # resolves it for the parameters' device
+
+    @property
+    def scan_backend(self) -> str:
+        return self._scan_request
+
+    @scan_backend.setter
+    def scan_backend(self, name: str) -> None:
+        if name != AUTO:
+            get_backend(name)  # an unknown name fails here, wherever the module is
+        self._scan_request = name
+        self._resolve_scan()
+
+    def _resolve_scan(self) -> None:
+        device = self.A_logs.device
+        self.scan: ScanBackend | None = None
+        self._scan_unavailable = f"SS2D was built on the {device} device and has not been moved to a real one"
+        if device.type == "meta":
+            return
+        try:
+            self.scan = resolve_backend(self._scan_request, device)
+        except RuntimeError as exc:
+            self._scan_unavailable = str(exc)
+
+    def _apply(self, fn, recurse=True):
+        # .to(), .cuda(), .float(), to_empty(): the tensors may now live on another device
+        module = super()._apply(fn, recurse)
+        self._resolve_scan()
+        return module
 
     @torch.no_grad()
     def _init_ssm(self, dt_min: float, dt_max: float, dt_init_floor: float) -> None:
@@ -86,11 +120,13 @@ class SS2D(nn.Module):
             delta_bias=self.dt_projs_bias.flatten().float(),
             delta_softplus=True,
         )
-        backend = resolve_backend(self.scan_backend, x.device)
-        if self.fused_cross_scan and backend in FUSED_BACKENDS:
+        backend = self.scan
+        if backend is None:
+            raise RuntimeError(self._scan_unavailable)
+        if self.fused_cross_scan and backend.cross is not None:
             # one kernel reads x once and writes the merged y; delta, B and C stay at spatial positions
             dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-            if backend == "numba":  # delta channels innermost, as x: the numba kernels read rows of channels
+            if backend.cross.channels_last:  # delta channels innermost, as x: the kernels read rows of channels
                 dts = torch.matmul(dts.flatten(3).transpose(-1, -2), self.dt_projs_weight.transpose(-1, -2))
                 dts = dts.view(bsz, DIRECTIONS, height, width, self.d_inner).permute(0, 1, 4, 2, 3)
             else:
@@ -108,7 +144,7 @@ class SS2D(nn.Module):
                 dts.flatten(1, 2),
                 B=Bs,
                 C=Cs,
-                backend=self.scan_backend,
+                backend=backend,
                 **scan_args,
             )
             y = cross_merge(ys.view(bsz, DIRECTIONS, self.d_inner, height * width), height, width)
@@ -116,6 +152,15 @@ class SS2D(nn.Module):
         if self.z_gate:
             y = y * F.silu(z)
         return self.out_proj(y)
+
+
+def scan_backend_of(model: nn.Module) -> str | None:
+    """The name of the scan backend ``model``'s SS2D blocks run (never ``auto``); None for a model without a
+    selective scan, or one whose backend cannot run where it is. What protocols record."""
+    for module in model.modules():
+        if isinstance(module, SS2D):
+            return module.scan.name if module.scan is not None else None
+    return None
 
 
 class DropPath(nn.Module):
