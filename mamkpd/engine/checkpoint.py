@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import io
 import os
 import random
 import re
@@ -65,23 +66,30 @@ def _umask() -> int:
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Write ``path`` through ``write(file)`` into a temp file in the same folder, then os.replace.
 
-    A failure while writing leaves the previous file untouched and no temp file behind. A kill can leave
-    the temp file (named ``.<name>.<host>.<pid>.<random>.mamkpd-tmp``), never a half-written ``path``;
-    :func:`remove_stale_temp_files` removes such leftovers. The file gets the mode a plain
-    ``open(path, "w")`` would give it (0666 less the umask), not mkstemp's 0600.
+    A failure while writing leaves the previous file untouched and no temp file behind; a failure of the
+    file system (no space left, a read-only folder, a quota) is an OSError of one line that names the file,
+    the cause and whether a previous version is intact. A kill can leave the temp file (named
+    ``.<name>.<host>.<pid>.<random>.mamkpd-tmp``), never a half-written ``path``; :func:`remove_stale_temp_files`
+    removes such leftovers. The file gets the mode a plain ``open(path, "w")`` would give it (0666 less the
+    umask), not mkstemp's 0600.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host()}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()
             os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            kept = f"the previous {path.name} is intact" if path.exists() else f"no earlier {path.name} existed"
+            raise OSError(exc.errno, f"{path}: not written: {exc.strerror or exc}; {kept}") from exc
         raise
     return path
 
@@ -153,9 +161,14 @@ def weights_only_safe(obj: Any) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """``torch.save(state)`` written atomically, with nothing in it that ``weights_only=True`` refuses."""
+    """``torch.save(state)`` written atomically, with nothing in it that ``weights_only=True`` refuses.
+
+    Serialised in memory first: torch's own file writer reports a full disk as an opaque "unexpected pos"
+    error, a plain write as the OSError it is (see :func:`atomic_write`)."""
     state = weights_only_safe(state)
-    return atomic_write(path, lambda f: torch.save(state, f))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def is_training_state(obj: Any) -> bool:
