@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import io
+import json
 import os
 import random
 import re
