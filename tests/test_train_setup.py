@@ -13,7 +13,7 @@ from engine_synthetic import SyntheticPoses, TinyHeatmapNet
 from pose_samples import sample
 from test_checkpoint_safety import one_error_line
 from test_cli_evaluate import TINY, mamkpd_cli
-from test_engine_train import run, small_config
+from test_engine_train import run, samples_config, small_config
 
 import mamkpd.codecs
 import mamkpd.models
@@ -43,27 +43,7 @@ def _counting(monkeypatch, module, name: str) -> list:
 def test_one_training_run_builds_the_model_once_and_the_codec_once(tmp_path, monkeypatch):
     models = _counting(monkeypatch, mamkpd.models, "create_model")
     codecs = _counting(monkeypatch, mamkpd.codecs, "build_codec")
-    ann = sample("coco", "test_coco.json")
-    cfg = TrainConfig(
-        model="mamkpd_s",
-        model_kwargs=TINY,
-        dataset="coco",
-        input_size=(64, 48),
-        train_ann_file=str(ann),
-        train_image_dir=str(ann.parent),
-        val_ann_file=str(ann),
-        val_image_dir=str(ann.parent),
-        augment=False,
-        epochs=1,
-        batch_size=12,
-        val_interval=1,
-        flip_test=False,
-        eval_batch_size=12,
-        workers=0,
-        device="cpu",
-        out_dir=str(tmp_path / "run"),
-        checkpoint_interval=0,
-    )
+    cfg = samples_config(tmp_path, augment=False, epochs=1, batch_size=12, val_interval=1, flip_test=False)
     result = train(cfg)
     assert "AP" in result.history[0]["val"]  # the run read both data sets and validated
     assert len(models) == 1, models
