@@ -135,7 +135,7 @@ def _resolved_settings(cfg: TrainConfig, info: DatasetInfo | None) -> tuple[tupl
     if codec_name is None:
         try:
             codec_name = model_info(cfg.model).codec
-        except KeyError:
+        except KeyError:  # a model given as an object (tests, the Python API) rather than by registered name
             pass
     return input_size, codec_name
 
@@ -148,13 +148,14 @@ class TrainSetup:
     info: DatasetInfo  # the data set's: keypoints, flip pairs, metric
     input_size: tuple[int, int]  # (H, W): TrainConfig.input_size, else the data set's
     codec_name: str | None  # TrainConfig.codec, else the model's own; None: an unregistered model, no codec given
-    codec: Any  # built once from the two above (None with codec_name); the data sets and validation share it
+    codec: Any  # built once from the two above (None when codec_name is); the data sets and validation share it
 
     @property
     def num_keypoints(self) -> int:
         return self.info.num_keypoints
 
     def needed_codec(self) -> Any:
+        """The codec, for what cannot go without one (reading data, validating)."""
         if self.codec is None:
             raise ValueError(
                 "codec: the model is not a registered one, so it has no codec of its own; set TrainConfig.codec "
