@@ -11,9 +11,9 @@ import torch
 from engine_synthetic import SyntheticPoses, TinyHeatmapNet
 from pose_samples import sample
 
+from mamkpd.cli.train import add_config_arguments, config_from_args
 from mamkpd.engine import JointsMSELoss, NonFiniteLossError, TrainConfig, WarmupMultiStep, train
 from mamkpd.engine.checkpoint import load_training_state, save_checkpoint
-from mamkpd.engine.config import add_config_arguments, config_from_args
 
 
 @pytest.fixture(autouse=True)
@@ -192,10 +192,10 @@ def test_amp_training_on_cuda_checkpoints_the_grad_scaler(tmp_path):
     assert state["scaler"] is not None and state["model"]["body.0.weight"].device.type == "cpu"
 
 
-def test_validation_scores_each_due_epoch_and_keeps_the_best(tmp_path):
-    """Validation on the COCO samples: metrics in the history, best.pth written from the best epoch."""
+def samples_config(tmp_path: Path, **overrides) -> TrainConfig:
+    """A reduced MamKPD-S at 64 x 48, trained and validated on the COCO samples."""
     ann = sample("coco", "test_coco.json")
-    cfg = TrainConfig(
+    values = dict(
         model="mamkpd_s",
         model_kwargs={"depths": [1, 1, 1], "dims": [16, 32, 64]},
         dataset="coco",
@@ -204,16 +204,21 @@ def test_validation_scores_each_due_epoch_and_keeps_the_best(tmp_path):
         train_image_dir=str(ann.parent),
         val_ann_file=str(ann),
         val_image_dir=str(ann.parent),
-        epochs=2,
         batch_size=8,
-        val_interval=2,  # due at epoch 2 only (and always at the last epoch)
         eval_batch_size=8,
         workers=0,
         device="cpu",
         out_dir=str(tmp_path / "run"),
         checkpoint_interval=0,
     )
-    result = train(cfg)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_validation_scores_each_due_epoch_and_keeps_the_best(tmp_path):
+    """Validation on the COCO samples: metrics in the history, best.pth written from the best epoch."""
+    # validation due at epoch 2 only (and always at the last epoch)
+    result = train(samples_config(tmp_path, epochs=2, val_interval=2))
     assert [("val" in r) for r in result.history] == [False, True]
     assert set(result.history[1]["val"]) >= {"AP", "AR"} and result.best_metric == result.history[1]["val"]["AP"]
     assert result.best_checkpoint == tmp_path / "run" / "best.pth" and result.best_checkpoint.is_file()

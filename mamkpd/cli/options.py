@@ -1,10 +1,9 @@
-"""Options several commands share, declared once."""
+"""Options several commands share, declared once, and the argparse types of their values."""
 
 from __future__ import annotations
 
 import argparse
-
-from ..engine.config import positive_int
+import json
 
 TRUST_HELP = (
     "load a checkpoint that torch.load(weights_only=True) refuses as a full pickle, which can run code from "
@@ -12,15 +11,39 @@ TRUST_HELP = (
 )
 
 
-def add_input_size(parser: argparse.ArgumentParser, default_text: str) -> None:
+def positive_int(text: str) -> int:
+    """argparse type of a size: a whole number >= 1 (``--input-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def parse_json_dict(text: str) -> dict:
+    """argparse type of a JSON object (``--model-kwargs``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def add_input_size(
+    parser: argparse.ArgumentParser, default_text: str, meaning: str = "input height and width in pixels"
+) -> None:
     """``--input-size H W``: two positive whole numbers, checked when the command line is parsed (each model
-    then checks its own constraint, such as a multiple of its stride)."""
+    then checks its own constraint, such as a multiple of its stride). Every command's flag, train's too."""
     parser.add_argument(
         "--input-size",
         nargs=2,
         type=positive_int,
         metavar=("H", "W"),
-        help=f"input height and width in pixels (default: {default_text})",
+        help=f"{meaning} (default: {default_text})",
     )
 
 

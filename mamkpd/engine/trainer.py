@@ -11,7 +11,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from .distributed import DistContext, barrier, broadcast_buffers, init_distribut
 from .inference import evaluate, primary_metric
 from .loss import JointsMSELoss
 
+if TYPE_CHECKING:  # the data package (OpenCV) is imported where a run reads data, not with this module
+    from ..data.infos import DatasetInfo
+
 __all__ = [
     "train",
     "setup_training",
@@ -42,7 +45,8 @@ __all__ = [
     "NonFiniteLossError",
     "WarmupMultiStep",
     "build_datasets",
-    "resolve_input_size",
+    "TrainSetup",
+    "resolve_training",
     "seed_everything",
 ]
 
@@ -121,35 +125,66 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def resolve_input_size(cfg: TrainConfig) -> tuple[int, int]:
-    from ..data import DATASETS
-
-    if cfg.dataset not in DATASETS:
-        raise KeyError(f"unknown dataset {cfg.dataset!r}; known: {', '.join(DATASETS)}")
-    return tuple(cfg.input_size or DATASETS[cfg.dataset].input_size)
-
-
-def resolve_codec(cfg: TrainConfig) -> str:
-    """The configured codec, else the one the model's authors used (UDP for ViTPose, MSRA otherwise)."""
+def _resolved_settings(cfg: TrainConfig, info: DatasetInfo | None) -> tuple[tuple[int, int] | None, str | None]:
+    """The input size and codec name ``cfg`` stands for: its own, else the data set's size (``info``; None
+    without one) and the codec the model's authors used (UDP for ViTPose, MSRA otherwise; None for a model
+    given as an object rather than by registered name)."""
     from ..models import model_info
 
-    return cfg.codec or model_info(cfg.model).codec
+    input_size = tuple(cfg.input_size) if cfg.input_size else tuple(info.input_size) if info else None
+    codec_name = cfg.codec
+    if codec_name is None:
+        try:
+            codec_name = model_info(cfg.model).codec
+        except KeyError:  # a model given as an object (tests, the Python API) rather than by registered name
+            pass
+    return input_size, codec_name
 
 
-def _check_model_builds(cfg: TrainConfig) -> None:
-    """Build the model on the meta device (no memory, no time) so that a model that rejects the input size
-    or the overrides says so before any data is read."""
-    from ..data import DATASETS
-    from ..models import create_model
+@dataclass(frozen=True)
+class TrainSetup:
+    """What a run's settings resolve to, worked out once (:func:`resolve_training`) and passed to the data
+    sets, the model, validation and the resume check, so that each reads the same values."""
 
-    if cfg.dataset in DATASETS:
-        with torch.device("meta"):
-            create_model(
-                cfg.model,
-                num_keypoints=DATASETS[cfg.dataset].num_keypoints,
-                input_size=resolve_input_size(cfg),
-                **cfg.model_kwargs,
+    info: DatasetInfo  # the data set's: keypoints, flip pairs, metric
+    input_size: tuple[int, int]  # (H, W): TrainConfig.input_size, else the data set's
+    codec_name: str | None  # TrainConfig.codec, else the model's own; None: an unregistered model, no codec given
+    codec: Any  # built once from the two above (None when codec_name is); the data sets and validation share it
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.info.num_keypoints
+
+    def needed_codec(self) -> Any:
+        """The codec, for what cannot go without one (reading data, validating)."""
+        if self.codec is None:
+            raise ValueError(
+                "codec: the model is not a registered one, so it has no codec of its own; set TrainConfig.codec "
+                "(msra, msra_dark or udp)"
             )
+        return self.codec
+
+    def resolved(self, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` with its input size and codec resolved (a default and its explicit value compare equal)."""
+        return dataclasses.replace(cfg, input_size=self.input_size, codec=self.codec_name)
+
+
+def resolve_training(cfg: TrainConfig, train_set: Dataset | None = None) -> TrainSetup:
+    """The run's :class:`TrainSetup`: of ``cfg.dataset``, or of ``train_set`` when the caller gives one (its
+    ``info``); a given set that reports another input size than the run's is an error."""
+    from ..codecs import build_codec
+    from ..data import get_info
+
+    info = train_set.info if train_set is not None else get_info(cfg.dataset)
+    input_size, codec_name = _resolved_settings(cfg, info)
+    given = getattr(train_set, "input_size", None)
+    if given is not None and tuple(given) != input_size:
+        raise ValueError(
+            f"input_size: the given training set crops {tuple(given)}, the run's input size is {input_size} "
+            "(TrainConfig.input_size, else the data set's): set input_size to the training set's"
+        )
+    codec = build_codec(codec_name, input_size) if codec_name else None
+    return TrainSetup(info=info, input_size=input_size, codec_name=codec_name, codec=codec)
 
 
 def _check_validation_data(cfg: TrainConfig) -> None:
@@ -167,14 +202,14 @@ def _check_validation_data(cfg: TrainConfig) -> None:
         )
 
 
-def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
-    """Training set (augmented unless ``cfg.augment`` is False) and, if validation is on, the val set."""
-    from ..codecs import build_codec
+def build_datasets(cfg: TrainConfig, setup: TrainSetup | None = None) -> tuple[Dataset, Dataset | None]:
+    """Training set (augmented unless ``cfg.augment`` is False) and, if validation is on, the val set, at
+    ``setup``'s input size with its codec (the run's; :func:`resolve_training` of ``cfg`` when not given)."""
     from ..data import build_dataset
 
-    input_size = resolve_input_size(cfg)
+    setup = setup or resolve_training(cfg)
+    input_size, codec = setup.input_size, setup.needed_codec()
     _check_validation_data(cfg)
-    codec = build_codec(resolve_codec(cfg), input_size)
     # augmentations draw from a generator seeded by (seed, epoch, index): independent of workers and ranks
     train_set = build_dataset(
         cfg.dataset,
@@ -233,24 +268,15 @@ def _checkpoint_state(run: TrainingRun, epochs_done: int, rng_states: list) -> d
     }
 
 
-def _comparable(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with the input size and codec it resolves to, so that a default and its explicit value compare equal."""
+def _check_resume_settings(cfg: TrainConfig, setup: TrainSetup, saved: TrainConfig, path: Path) -> ResumeDifferences:
+    """Refuse a resume whose settings differ from the checkpoint's, unless the run says to apply the new ones.
+    Both are compared resolved (:func:`_resolved_settings`), so that a default and its explicit value agree."""
     from ..data import DATASETS
-    from ..models import model_info
 
-    input_size = cfg.input_size or (DATASETS[cfg.dataset].input_size if cfg.dataset in DATASETS else None)
-    codec = cfg.codec
-    if codec is None:
-        try:
-            codec = model_info(cfg.model).codec
-        except KeyError:  # a model given as an object (tests, the Python API) rather than by registered name
-            pass
-    return dataclasses.replace(cfg, input_size=input_size, codec=codec)
-
-
-def _check_resume_settings(cfg: TrainConfig, saved: TrainConfig, path: Path) -> ResumeDifferences:
-    """Refuse a resume whose settings differ from the checkpoint's, unless the run says to apply the new ones."""
-    diffs = resume_differences(_comparable(saved), _comparable(cfg))
+    saved_info = setup.info if saved.dataset == cfg.dataset else DATASETS.get(saved.dataset)
+    saved_input_size, saved_codec = _resolved_settings(saved, saved_info)
+    saved = dataclasses.replace(saved, input_size=saved_input_size, codec=saved_codec)
+    diffs = resume_differences(saved, setup.resolved(cfg))
     if diffs.fixed:
         raise ValueError(
             f"cannot resume {path}: {diffs.describe(diffs.fixed)}; a checkpoint continues only the model and data it "
@@ -291,6 +317,7 @@ def _apply_schedule(cfg: TrainConfig, optimizer, scheduler, epochs_done: int, it
 
 def _resume(
     cfg: TrainConfig,
+    setup: TrainSetup,
     ctx: DistContext,
     path: Path,
     model: nn.Module,
@@ -304,7 +331,7 @@ def _resume(
     state = load_training_state(path)
     if not state.get("complete_epoch", False) or "optimizer" not in state:
         raise ValueError(f"{path} holds weights only (a mid-epoch stop); resume from last.pth")
-    diffs = _check_resume_settings(cfg, TrainConfig.from_dict(state["config"]), path)
+    diffs = _check_resume_settings(cfg, setup, TrainConfig.from_dict(state["config"]), path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -392,9 +419,8 @@ class TrainingRun:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler | None
     criterion: nn.Module
-    codec: Any  # the validation codec; None without validation
+    setup: TrainSetup  # input size, codec and data set info, resolved once
     metric_name: str
-    input_size: tuple[int, int]
     use_amp: bool
     start_epoch: int = 0
     global_step: int = 0
@@ -415,25 +441,26 @@ class TrainingRun:
 def setup_training(
     cfg: TrainConfig, ctx: DistContext, out_dir: Path, model: nn.Module | None, train_set, val_set
 ) -> TrainingRun:
-    """Seed, data, model (DDP-wrapped under torchrun), optimizer, LR schedule, AMP scaler; resume when asked."""
-    from ..codecs import build_codec
+    """Seed, model (DDP-wrapped under torchrun), data, optimizer, LR schedule, AMP scaler; resume when asked."""
     from ..data import collate, worker_init
     from ..models import create_model
 
     if ctx.is_main:
         for path, size in remove_stale_temp_files(out_dir):
             log.warning("removed %s (%.1f MB), left by a checkpoint write that was killed", path, size / 1e6)
-    if model is None:
-        _check_model_builds(cfg)
+    setup = resolve_training(cfg, train_set)
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
+    if model is None:
+        # before any data is read: a model that rejects the input size or the overrides says so first
+        model = create_model(
+            cfg.model, num_keypoints=setup.num_keypoints, input_size=setup.input_size, **cfg.model_kwargs
+        )
     if train_set is None:
-        train_set, val_set = build_datasets(cfg)
+        train_set, val_set = build_datasets(cfg, setup)
     if len(train_set) == 0:
         raise ValueError(f"training set of {cfg.dataset!r} is empty")
-    input_size = tuple(train_set[0]["image"].shape[-2:])
-    info = train_set.info
-    if model is None:
-        model = create_model(cfg.model, num_keypoints=info.num_keypoints, input_size=input_size, **cfg.model_kwargs)
+    if val_set is not None:  # validation decodes with the run's codec: say it is missing now, not after an epoch
+        setup.needed_codec()
     model = model.to(ctx.device)
     if ctx.distributed and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -478,9 +505,8 @@ def setup_training(
         scheduler=scheduler,
         scaler=scaler,
         criterion=JointsMSELoss(),
-        codec=build_codec(resolve_codec(cfg), input_size) if val_set is not None else None,
-        metric_name=primary_metric(info.name),
-        input_size=input_size,
+        setup=setup,
+        metric_name=primary_metric(setup.info.name),
         use_amp=use_amp,
     )
     # "auto": continue from out_dir/last.pth when it exists, else start afresh (rerunning a command resumes it)
@@ -488,7 +514,7 @@ def setup_training(
     if resume_path:
         run.last_good = Path(resume_path)
         run.start_epoch, run.global_step, run.best, run.config_changes = _resume(
-            cfg, ctx, run.last_good, model, optimizer, scheduler, scaler, iters_per_epoch
+            cfg, setup, ctx, run.last_good, model, optimizer, scheduler, scaler, iters_per_epoch
         )
 
     log.info("config %s", cfg.to_dict())
@@ -497,7 +523,7 @@ def setup_training(
         len(train_set),
         iters_per_epoch,
         ctx.world_size,
-        input_size,
+        setup.input_size,
         ctx.device,
         scan_backend_of(model) or "none",
     )
@@ -583,7 +609,7 @@ def validate_and_checkpoint(run: TrainingRun, record: dict[str, Any]) -> None:
         report = evaluate(
             run.model,
             run.val_set,
-            run.codec,
+            run.setup.codec,
             flip_test=cfg.flip_test,
             batch_size=cfg.eval_batch_size,
             workers=cfg.workers,
@@ -591,7 +617,7 @@ def validate_and_checkpoint(run: TrainingRun, record: dict[str, Any]) -> None:
             amp=run.use_amp,
             results_file=run.out_dir / f"val_results_epoch_{epochs_done}.json",
             box_source=cfg.val_box_file or "ground truth",
-            gt_mat=find_mpii_gt(cfg.data_root) if run.train_set.info.name == "mpii" else None,
+            gt_mat=find_mpii_gt(cfg.data_root) if run.setup.info.name == "mpii" else None,
         )
         record["val"] = report["metrics"]
         value = report["metrics"][run.metric_name]
