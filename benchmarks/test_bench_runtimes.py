@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mamkpd import create_model
+from mamkpd.models import scan_backend_of
 from mamkpd.export import compile_model, example_input, input_size_of, onnx_runner, prepare_for_export
 
 MODELS = ("mamkpd_b", "hrnet_w32")
@@ -34,7 +35,7 @@ def _runner(name: str, batch: int, runtime: str):
         )
     model = prepare_for_export(create_model(name))
     x = example_input(input_size_of(name), batch)
-    info = dict(threads=torch.get_num_threads(), scan_backend=getattr(model, "scan_backend", ""))
+    info = dict(threads=torch.get_num_threads(), scan_backend=scan_backend_of(model) or "")
     forward = model
     if runtime == "compiled":
         torch._dynamo.reset()

@@ -141,3 +141,22 @@ def test_export_records_the_backend_of_its_eager_check(tmp_path):
 def test_resolve_backend_returns_the_object_that_runs():
     assert resolve_backend("auto", "cpu") is SCAN_BACKENDS[auto_order("cpu")[0]]
     assert resolve_backend("torch", "cpu") is SCAN_BACKENDS["torch"]
+
+
+def test_train_records_the_backend_it_was_given(tmp_path):
+    from pose_samples import sample
+
+    ann = sample("coco", "test_coco.json")
+    args = [
+        "train", "--model", "mamkpd_s", "--model-kwargs", json.dumps({"depths": [1, 1, 1], "dims": [8, 16, 32]}),
+        "--train-ann-file", str(ann), "--train-image-dir", str(ann.parent), "--input-size", "64", "48",
+        "--batch-size", "4", "--max-steps", "1", "--epochs", "1", "--val-interval", "0", "--workers", "0",
+        "--device", "cpu", "--out-dir", str(tmp_path / "run"), "--json",
+    ]  # fmt: skip
+    proc = _mamkpd(*args, "--scan-backend", "torch", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["scan_backend"] == "torch"
+    # one way to set it: not also through the model's overrides
+    kwargs = json.dumps({"depths": [1, 1, 1], "dims": [8, 16, 32], "scan_backend": "torch"})
+    proc = _mamkpd(*[kwargs if a.startswith("{") else a for a in args], cwd=tmp_path)
+    assert proc.returncode == 2 and "use TrainConfig.scan_backend (--scan-backend)" in proc.stderr

@@ -47,15 +47,15 @@ def add_input_size(
     )
 
 
-def add_scan_backend(parser: argparse.ArgumentParser) -> None:
+def add_scan_backend(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     """``--scan-backend NAME``: the selective-scan backend of models that have one, from the registry of
-    backends; the command records the one that ran."""
+    backends; the command records the one that ran. ``default`` None: "not given" (a config file decides)."""
     from ..ops import AUTO, SCAN_BACKEND_CHOICES, SCAN_BACKENDS
 
     described = "; ".join(f"{name}: {b.description}" for name, b in SCAN_BACKENDS.items())
     parser.add_argument(
         "--scan-backend",
-        default=AUTO,
+        default=default,
         choices=SCAN_BACKEND_CHOICES,
         metavar="NAME",
         help=f"selective-scan backend of models with a scan, one of {', '.join(SCAN_BACKEND_CHOICES)} "

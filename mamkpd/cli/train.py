@@ -10,7 +10,7 @@ from typing import get_type_hints
 
 from ..data.readers import read_json
 from ..engine.config import TrainConfig
-from .options import add_input_size, parse_json_dict
+from .options import add_input_size, add_scan_backend, parse_json_dict
 
 
 def _parse_bool(text: str) -> bool:
@@ -32,8 +32,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
-        if f.name == "input_size":  # the flag every command shares
+        if f.name == "input_size":  # the flags several commands share
             add_input_size(parser, f.metadata["default_text"], f.metadata["help"])
+            continue
+        if f.name == "scan_backend":
+            add_scan_backend(parser, default=None)  # None: not given, so a --config file's value stands
             continue
         hint = str(hints[f.name])
         flag = "--" + f.name.replace("_", "-")

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ops import SCAN_BACKEND_CHOICES
+
 __all__ = [
     "TrainConfig",
     "ResumeDifferences",
@@ -36,6 +38,9 @@ class TrainConfig:
     model: str = _option("mamkpd_s", help="registered model to train (see `mamkpd complexity --list`)")
     model_kwargs: dict[str, Any] = _option(
         factory=dict, help="overrides for create_model as a JSON object, e.g. '{\"depths\": [1, 1, 1]}'"
+    )
+    scan_backend: str = _option(
+        "auto", help="selective-scan backend of a model with a scan (the run records the one that ran)"
     )
     dataset: str = _option("coco", help="data set to train on", choices=("coco", "mpii", "ap10k"))
     data_root: str | None = _option(
@@ -125,7 +130,10 @@ class TrainConfig:
             "log_interval": self.log_interval >= 1,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
             "on_bad": self.on_bad in ("skip", "error"),
+            "scan_backend": self.scan_backend in SCAN_BACKEND_CHOICES,
         }
+        if "scan_backend" in self.model_kwargs:  # one way to set it: the run records it as the backend that ran
+            raise ValueError("model_kwargs may not set scan_backend: use TrainConfig.scan_backend (--scan-backend)")
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
@@ -149,6 +157,7 @@ class TrainConfig:
 # Settings a resumed run may change: they decide how long it goes on, where it runs, what it logs and how
 # it validates, not the training up to the resumed point. Each new value is used and recorded.
 RESUME_FREE_SETTINGS = (
+    "scan_backend",  # the same function on another kernel
     "epochs",
     "max_steps",
     "device",

@@ -453,7 +453,11 @@ def setup_training(
     if model is None:
         # before any data is read: a model that rejects the input size or the overrides says so first
         model = create_model(
-            cfg.model, num_keypoints=setup.num_keypoints, input_size=setup.input_size, **cfg.model_kwargs
+            cfg.model,
+            num_keypoints=setup.num_keypoints,
+            input_size=setup.input_size,
+            scan_backend=cfg.scan_backend,
+            **cfg.model_kwargs,
         )
     if train_set is None:
         train_set, val_set = build_datasets(cfg, setup)

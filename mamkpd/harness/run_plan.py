@@ -341,6 +341,7 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
         config = TrainConfig(
             model=plan.train_model,
             model_kwargs=dict(plan.train_model_kwargs),
+            scan_backend=plan.scan_backend,
             dataset="coco",
             train_ann_file=str(ann),
             train_image_dir=str(coco),
