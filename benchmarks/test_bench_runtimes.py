@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from mamkpd import create_model
-from mamkpd.models import scan_backend_of
 from mamkpd.export import compile_model, example_input, input_size_of, onnx_runner, prepare_for_export
+from mamkpd.models import scan_backend_of
 
 MODELS = ("mamkpd_b", "hrnet_w32")
 BATCHES = (1, 8)
