@@ -333,3 +333,20 @@ def test_unknown_classes_are_still_refused_next_to_the_allowed_ones(tmp_path):
 def test_a_release_with_a_pickled_configdict_is_refused_naming_it(zoo_releases):
     with pytest.raises(UntrustedCheckpointError, match=r"imports mmengine\.config\.config\.ConfigDict, which"):
         read_checkpoint(zoo_releases / "configdict.pth")
+
+
+def test_train_refuses_a_crafted_resume_without_advising_a_flag_it_does_not_take(tmp_path):
+    from pose_samples import sample
+
+    path, marker = crafted_checkpoint(tmp_path)
+    ann = sample("coco", "test_coco.json")
+    proc = mamkpd_cli(
+        "train", "--model", "mamkpd_s", "--model-kwargs", json.dumps(TINY), "--train-ann-file", str(ann),
+        "--train-image-dir", str(ann.parent), "--input-size", "64", "48", "--val-interval", "0", "--workers", "0",
+        "--device", "cpu", "--out-dir", str(tmp_path / "run"), "--resume", str(path),
+        cwd=tmp_path,
+    )  # fmt: skip
+    line = one_error_line(proc, "train")
+    assert str(path) in line and "open" in line and "resume only from a checkpoint `mamkpd train` wrote" in line
+    assert "--trust-checkpoint" not in line, line
+    assert not marker.exists()

@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..models import scan_backend_of
+from ..models.checkpoint_file import UntrustedCheckpointError
 from .checkpoint import (
     capture_rng_state,
     load_training_state,
@@ -328,7 +329,15 @@ def _resume(
 ) -> tuple[int, int, float | None, list[dict[str, Any]]]:
     """Load a full checkpoint into the run's objects; returns (epochs done, global step, best metric, the
     record of settings changed on resume)."""
-    state = load_training_state(path)
+    try:
+        state = load_training_state(path)
+    except UntrustedCheckpointError as exc:
+        # train takes no --trust-checkpoint: its own checkpoints always load with weights_only=True
+        raise UntrustedCheckpointError(
+            f"{path} is refused: its pickle imports {', '.join(exc.globals)}, which a `mamkpd train` checkpoint "
+            "never holds and which could run code; resume only from a checkpoint `mamkpd train` wrote",
+            exc.globals,
+        ) from None
     if not state.get("complete_epoch", False) or "optimizer" not in state:
         raise ValueError(f"{path} holds weights only (a mid-epoch stop); resume from last.pth")
     diffs = _check_resume_settings(cfg, setup, TrainConfig.from_dict(state["config"]), path)
