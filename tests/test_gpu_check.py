@@ -65,7 +65,7 @@ def test_check_path_imports_no_absent_package(tmp_path):
         for name in {ABSENT!r}:
             sys.modules[name] = None  # `import name` now fails as if it were not installed
         from mamkpd.harness.gpu_check import run_part
-        from mamkpd.harness.results import ResultsStore
+        from mamkpd.harness.store.results import ResultsStore
         size = [32, 32]
         fps = dict(model="mamkpd_s", preset="fp32", batches=[1], device="cpu", input_size=size, protocol="dry",
                    scan_backend="torch")

@@ -2,7 +2,7 @@
 models (eager and compiled, fp32 and half precision) as ratios to HRNet-W32, one training step, in minutes.
 
 The shell script installs the suite and runs the ``gpu``-marked tests, then calls :func:`main`. Each part
-runs in a child process of its own (:class:`mamkpd.harness.launch.CheckJob`, a fresh CUDA context and
+runs in a child process of its own (:class:`mamkpd.harness.jobs.launch.CheckJob`, a fresh CUDA context and
 compile cache) under a deadline: a step whose budget is spent is skipped with the reason printed and
 written to the summary, never silently dropped. Figures go to ``OUT_DIR/results.csv`` (the results store;
 every row names the scan backend that ran, never ``auto``) and ``OUT_DIR/gpu_check.md`` (with the issue's
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .launch import CheckJob, launch_collect
+from .jobs.launch import CheckJob, launch_collect
 
 __all__ = ["CheckPlan", "GOALS", "main", "plan_for", "run_part"]
 
@@ -85,7 +85,7 @@ def _fps_cells(half: str) -> tuple[tuple[str, str], ...]:
 def plan_for(dry_run: bool, device: str, half: str, scan_backends: tuple[str, ...]) -> CheckPlan:
     """The full-size plan for one GPU, or the dry run's tiny one for a CPU."""
     from ..engine.config import TrainConfig
-    from .scan_bench import SCAN_SHAPES
+    from .measure.scan_bench import SCAN_SHAPES
 
     if dry_run:
         return CheckPlan(
@@ -149,7 +149,7 @@ def _error_line(exc: BaseException) -> str:
 def _scan_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
     import torch
 
-    from .scan_bench import (
+    from .measure.scan_bench import (
         ScanShape,
         copy_bandwidth,
         datasheet_bandwidth,
@@ -209,7 +209,7 @@ def _scan_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _fps_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    from .fps import measure_model_fps
+    from .measure.fps import measure_model_fps
 
     for batch in p["batches"]:
         try:
@@ -244,7 +244,7 @@ def _free(device: str) -> None:
 
 
 def _train_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    from .train_step import measure_train_step
+    from .measure.train_step import measure_train_step
 
     m = measure_train_step(
         p["model"],
@@ -361,7 +361,7 @@ def _scan_step(run: _Run) -> None:
 
 def _fps_jobs(plan: CheckPlan) -> list[tuple[dict[str, Any], float]]:
     """One job (its parameters, its time cap) per FPS cell of the plan, in the plan's order."""
-    from .presets import PRESETS
+    from .measure.presets import PRESETS
 
     jobs = []
     size = list(plan.input_size) if plan.input_size else None
@@ -380,8 +380,8 @@ def _fps_jobs(plan: CheckPlan) -> list[tuple[dict[str, Any], float]]:
 
 
 def _fps_step(run: _Run) -> None:
-    from .fps import REFERENCE_MODEL, FpsMeasurement
-    from .fps_records import record_fps
+    from .measure.fps import REFERENCE_MODEL, FpsMeasurement
+    from .store.fps_records import record_fps
 
     plan = run.plan
     end = run.clock.step_end("fps")
@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .results import ResultsStore
+    from .store.results import ResultsStore
 
     start = time.monotonic()
     if args.dry_run:

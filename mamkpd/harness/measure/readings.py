@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models import create_model, model_info
-from ..ops import resolve_backend
+from ...models import create_model, model_info
+from ...ops import resolve_backend
 from .complexity import Complexity, fvcore_analysis, measure_complexity
 
 __all__ = ["ReadingEffect", "computes_default_function", "elementwise_multiplies", "measure_reading"]
