@@ -11,9 +11,9 @@ import torch
 from engine_synthetic import SyntheticPoses, TinyHeatmapNet
 from pose_samples import sample
 
+from mamkpd.cli.options import add_config_arguments, config_from_args
 from mamkpd.engine import JointsMSELoss, NonFiniteLossError, TrainConfig, WarmupMultiStep, train
 from mamkpd.engine.checkpoint import load_training_state, save_checkpoint
-from mamkpd.engine.config import add_config_arguments, config_from_args
 
 
 @pytest.fixture(autouse=True)

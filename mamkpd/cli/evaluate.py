@@ -7,8 +7,7 @@ import json
 import os
 
 from ..data import DATASETS, SPLITS
-from ..engine.config import parse_json_dict
-from .options import add_input_size, add_trust_checkpoint
+from .options import add_input_size, add_trust_checkpoint, parse_json_dict
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

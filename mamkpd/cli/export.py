@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..engine.config import positive_int
 from ..export import DEFAULT_TOLERANCE, OnnxExportConfig, export_onnx
 from ..models import model_info
-from .options import add_input_size, add_trust_checkpoint
+from .options import add_input_size, add_trust_checkpoint, positive_int
 
 
 def _batch(text: str) -> int | None:

@@ -7,7 +7,8 @@ import json
 import os
 
 from ..data.readers import read_json
-from ..engine.config import TrainConfig, add_config_arguments, config_from_args
+from ..engine.config import TrainConfig
+from .options import add_config_arguments, config_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
