@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import pytest
 
-from mamkpd.harness.availability import cuda_status
-from mamkpd.harness.results import ResultsStore, default_store_path
+from mamkpd.harness.jobs.availability import cuda_status
+from mamkpd.harness.store.results import ResultsStore, default_store_path
 from mamkpd.paper.tolerances import tolerance_for
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Add the GPU (name, driver, CUDA) and CPU model to pytest-benchmark's machine record."""
-    from mamkpd.harness.machine import machine_info as suite_machine_info
+    from mamkpd.harness.measure.machine import machine_info as suite_machine_info
 
     machine_info["mamkpd"] = suite_machine_info("cuda" if cuda_status().ok else "cpu")
 

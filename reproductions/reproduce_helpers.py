@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 
-from mamkpd.harness.fps import REFERENCE_MODEL, FpsMeasurement, measure_model_fps
-from mamkpd.harness.fps_isolated import measure_models_isolated
-from mamkpd.harness.fps_records import record_fps
-from mamkpd.harness.reproduce import evaluate_recipe, recipe_for
-from mamkpd.harness.results import ResultsStore, default_store_path
+from mamkpd.harness.jobs.fps_isolated import measure_models_isolated
+from mamkpd.harness.jobs.reproduce import evaluate_recipe, recipe_for
+from mamkpd.harness.measure.fps import REFERENCE_MODEL, FpsMeasurement, measure_model_fps
+from mamkpd.harness.store.fps_records import record_fps
+from mamkpd.harness.store.results import ResultsStore, default_store_path
 
 
 @functools.cache

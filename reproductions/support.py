@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mamkpd.harness.availability import checkpoint_status, cuda_status, dataset_status
+from mamkpd.harness.jobs.availability import checkpoint_status, cuda_status, dataset_status
 from mamkpd.paper import TABLES, compared_model, load_table
 
 from .discrepancies import KNOWN_DISCREPANCIES
@@ -61,7 +61,7 @@ def describe(row: dict) -> str:
 @functools.cache
 def complexity_of(model: str):
     """fvcore params/GFLOPs of a registered model at its own input size, counted once per session."""
-    from mamkpd.harness.complexity import measure_complexity
+    from mamkpd.harness.measure.complexity import measure_complexity
 
     return measure_complexity(model)
 

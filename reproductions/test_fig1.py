@@ -43,7 +43,7 @@ def test_measured_size_rank_matches_paper(row, model, paper, record):
 def test_figure_is_drawn_from_measurements(tmp_path):
     import pandas as pd
 
-    from mamkpd.harness.results import COLUMNS
+    from mamkpd.harness.store.results import COLUMNS
     from mamkpd.report.compare import compare_table
     from mamkpd.report.plots import plot_fig1
 

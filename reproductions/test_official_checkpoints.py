@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mamkpd.harness.availability import dataset_status, sha256_of
+from mamkpd.harness.jobs.availability import dataset_status, sha256_of
 from mamkpd.paper import load_table
 
 from .support import describe, require_cuda, within

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from mamkpd.harness.fps import REFERENCE_MODEL
-from mamkpd.harness.timing import PROTOCOLS
+from mamkpd.harness.measure.fps import REFERENCE_MODEL
+from mamkpd.harness.measure.timing import PROTOCOLS
 
 from .reproduce_helpers import reference_timing, time_row
 from .support import describe, paper_rows, require_cuda, within

@@ -4,7 +4,7 @@
 #   scripts/gpu_check.sh [--wheels DIR] OUT_DIR     on a CUDA machine
 #   scripts/gpu_check.sh --dry-run OUT_DIR          every step on the CPU at tiny sizes (CI, tests/test_gpu_check.py)
 # Steps: install the suite offline into this Python (no torch reinstall), the `gpu`-marked tests, then the
-# harness (python -m mamkpd.harness.gpu_check: scan kernels, Table 2's models, one training step, each part in
+# harness (python -m mamkpd.cli.gpu_check: scan kernels, Table 2's models, one training step, each part in
 # its own process under a budget), then the report. Everything lands in OUT_DIR; skipped work is printed with
 # its reason. The exit status is non-zero only when the tests fail or a step breaks, never for a goal missed.
 set -uo pipefail
@@ -102,7 +102,7 @@ if [[ $harness_s -lt 30 ]]; then
 else
     args=("$out" --seconds "$harness_s")
     [[ $dry == 1 ]] && args+=(--dry-run)
-    timeout $((harness_s + 20)) "$PY" -m mamkpd.harness.gpu_check "${args[@]}" 2>&1 | tee "$out/harness.log"
+    timeout $((harness_s + 20)) "$PY" -m mamkpd.cli.gpu_check "${args[@]}" 2>&1 | tee "$out/harness.log"
     rc=${PIPESTATUS[0]}
     [[ $rc != 0 ]] && { step harness failed "exit status $rc (harness.log)"; status=1; }
 fi

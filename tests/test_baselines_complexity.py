@@ -7,8 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from mamkpd.harness import baseline_findings as findings
-from mamkpd.harness.complexity import measure_complexity, measure_complexity_hrnet_repo, measure_model_hrnet_repo
+from mamkpd.harness.findings import baseline_findings as findings
+from mamkpd.harness.measure.complexity import (
+    measure_complexity,
+    measure_complexity_hrnet_repo,
+    measure_model_hrnet_repo,
+)
 from mamkpd.paper import load_table
 from mamkpd.paper.tolerances import PRINTED_UNIT
 

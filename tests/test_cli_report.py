@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mamkpd.harness.results import ResultsStore
+from mamkpd.harness.store.results import ResultsStore
 
 REPO = Path(__file__).resolve().parents[1]
 

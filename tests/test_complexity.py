@@ -8,7 +8,7 @@ import pytest
 from torch import nn
 
 import mamkpd
-from mamkpd.harness.complexity import FREE_OPS, measure_complexity, measure_model
+from mamkpd.harness.measure.complexity import FREE_OPS, measure_complexity, measure_model
 from mamkpd.models.mamkpd import VARIANTS
 from mamkpd.ops import selective_scan_flops
 from mamkpd.paper.published import PUBLISHED_PARAMS

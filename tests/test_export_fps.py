@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mamkpd.cli import main
-from mamkpd.harness.results import ResultsStore
+from mamkpd.harness.store.results import ResultsStore
 
 REPO = Path(__file__).resolve().parent.parent
 

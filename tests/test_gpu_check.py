@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from mamkpd.harness.gpu_check import TABLE2_MODELS, plan_for
 
@@ -56,6 +57,29 @@ def test_dry_run_writes_store_summary_and_report_with_concrete_backends(tmp_path
     assert "[gpu-check] goals (reported, not asserted):" in proc.stdout
 
 
+def _gpu_check_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli.gpu_check", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="here the full check would run")
+def test_cli_without_cuda_refuses_a_full_check_in_one_line_and_writes_nothing(tmp_path):
+    proc = _gpu_check_cli(str(tmp_path / "check"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "python -m mamkpd.cli.gpu_check: error: no CUDA device here (torch.cuda.is_available() is False); use --dry-run"
+    ]
+    assert not (tmp_path / "check").exists()
+
+
+def test_cli_usage_error_is_one_line_naming_the_argument():
+    proc = _gpu_check_cli("--seconds", "soon")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--seconds" in lines[0] and "'soon'" in lines[0], proc.stderr
+
+
 def test_check_path_imports_no_absent_package(tmp_path):
     """The check's parts (an FPS cell, a training step, a scan cell) run with the packages a bare CUDA
     machine lacks made unimportable, as the worker runs them."""
@@ -65,7 +89,7 @@ def test_check_path_imports_no_absent_package(tmp_path):
         for name in {ABSENT!r}:
             sys.modules[name] = None  # `import name` now fails as if it were not installed
         from mamkpd.harness.gpu_check import run_part
-        from mamkpd.harness.results import ResultsStore
+        from mamkpd.harness.store.results import ResultsStore
         size = [32, 32]
         fps = dict(model="mamkpd_s", preset="fp32", batches=[1], device="cpu", input_size=size, protocol="dry",
                    scan_backend="torch")

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from mamkpd.engine import TrainConfig
-from mamkpd.harness.fps import FpsMeasurement, measure_model_fps, speed_ratios
-from mamkpd.harness.fps_isolated import measure_models_isolated
-from mamkpd.harness.fps_records import record_fps
-from mamkpd.harness.launch import TimingJob, TrainJob, launch_command
-from mamkpd.harness.presets import PRESETS
-from mamkpd.harness.results import ResultsStore
-from mamkpd.harness.timing import TimingProtocol, time_callable
+from mamkpd.harness.jobs.fps_isolated import measure_models_isolated
+from mamkpd.harness.jobs.launch import TimingJob, TrainJob, launch_command
+from mamkpd.harness.measure.fps import FpsMeasurement, measure_model_fps, speed_ratios
+from mamkpd.harness.measure.presets import PRESETS
+from mamkpd.harness.measure.timing import TimingProtocol, time_callable
+from mamkpd.harness.store.fps_records import record_fps
+from mamkpd.harness.store.results import ResultsStore
 from mamkpd.ops.selective_scan import auto_order, resolve_backend
 
 TINY = TimingProtocol(
@@ -85,11 +85,11 @@ def test_ratio_needs_the_reference_in_the_run():
 def test_launch_runs_the_worker_module_never_the_cli():
     job = TimingJob("mamkpd_s", input_size=(64, 48))
     one = launch_command(job)
-    assert one[1:4] == ["-m", "mamkpd.harness.worker", "time_model"] and "mamkpd.cli" not in one
+    assert one[1:4] == ["-m", "mamkpd.harness.jobs.worker", "time_model"] and "mamkpd.cli" not in one
     assert TimingJob.from_dict(json.loads(one[-1])) == job
     several = launch_command(TrainJob(TrainConfig(model="mamkpd_s")), processes=2)
     assert several[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    assert several[5:8] == ["-m", "mamkpd.harness.worker", "train"]
+    assert several[5:8] == ["-m", "mamkpd.harness.jobs.worker", "train"]
 
 
 def test_isolated_timing_comes_back_from_a_child_process():

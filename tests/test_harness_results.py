@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from mamkpd.harness.results import COLUMNS, STATUS_DIFFERS, STATUS_NOT_RUN, STATUS_REPRODUCED, ResultsStore, judge
+from mamkpd.harness.store.results import COLUMNS, STATUS_DIFFERS, STATUS_NOT_RUN, STATUS_REPRODUCED, ResultsStore, judge
 
 REPO = Path(__file__).resolve().parents[1]
 
 WRITER = """
 import sys
-from mamkpd.harness.results import ResultsStore
+from mamkpd.harness.store.results import ResultsStore
 store = ResultsStore(sys.argv[1])
 worker, count = sys.argv[2], int(sys.argv[3])
 for i in range(count):

@@ -130,6 +130,20 @@ def violations(root: Path, packages: tuple[str, ...] = PACKAGES) -> list[str]:
     return out
 
 
+def argument_parsing_outside_cli(root: Path) -> list[str]:
+    """Every import of argparse by a module of ``mamkpd/`` outside the command line (``mamkpd/cli``,
+    ``mamkpd/__main__.py``): only the command line parses arguments; the library takes typed requests."""
+    out = []
+    for path in sorted((root / "mamkpd").rglob("*.py")):
+        module, is_package = module_name(path, root)
+        if layer_of(module) == "cli":
+            continue
+        for line, target, how in sorted(set(dependencies(path.read_text(encoding="utf-8"), module, is_package))):
+            if target.split(".")[0] == "argparse":
+                out.append(f"{path.relative_to(root)}:{line}: {how} of {target}")
+    return out
+
+
 def layering_text() -> str:
     return " < ".join(", ".join(names) for names in LAYERS)
 
@@ -140,7 +154,7 @@ def test_no_module_imports_a_higher_layer():
 
 def test_the_checker_sees_every_module():
     modules = {module_name(p, REPO)[0] for package in PACKAGES for p in (REPO / package).rglob("*.py")}
-    assert {"mamkpd.models.registry", "mamkpd.harness.launch", "baselines.rtmo", "mamkpd.cli"} <= modules
+    assert {"mamkpd.models.registry", "mamkpd.harness.jobs.launch", "baselines.rtmo", "mamkpd.cli"} <= modules
     assert {layer_of(m) for m in modules} == set(RANK)  # every layer has modules, none is unassigned
 
 
@@ -197,3 +211,23 @@ def test_a_planted_upward_import_is_caught(tmp_path):
 def test_readme_draws_the_layering_the_test_enforces():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert layering_text() in readme, f"README's layout section should show: {layering_text()}"
+
+
+def test_only_the_command_line_parses_arguments():
+    assert argument_parsing_outside_cli(REPO) == []
+
+
+def test_a_planted_argument_parser_outside_the_cli_is_caught(tmp_path):
+    planted = {
+        "mamkpd/harness/planted.py": "def main():\n    from argparse import ArgumentParser\n",
+        "mamkpd/engine/planted.py": "import importlib\n\nimportlib.import_module('argparse')\n",
+        "mamkpd/cli/planted.py": "import argparse  # allowed: the command line\n",
+        "mamkpd/__main__.py": "import argparse  # allowed: python -m mamkpd\n",
+    }
+    for name, text in planted.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert argument_parsing_outside_cli(tmp_path) == [
+        "mamkpd/engine/planted.py:3: import_module of argparse",
+        "mamkpd/harness/planted.py:2: from-import of argparse",
+    ]

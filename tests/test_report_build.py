@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mamkpd.harness.results import ResultsStore
+from mamkpd.harness.store.results import ResultsStore
 from mamkpd.paper import TABLES, load_table
 from mamkpd.report import build_report, write_report
 from mamkpd.report.compare import COMPARISON_COLUMNS, NOT_IN_PAPER

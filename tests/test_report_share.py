@@ -16,8 +16,8 @@ import pytest
 import torch
 from matplotlib.text import Text
 
-from mamkpd.harness.results import COLUMNS, ResultsStore
-from mamkpd.harness.run_plan import SAME_FUNCTION_REASON, UNCOUNTED_MULTIPLIES
+from mamkpd.harness.jobs.run_plan import SAME_FUNCTION_REASON, UNCOUNTED_MULTIPLIES
+from mamkpd.harness.store.results import COLUMNS, ResultsStore
 from mamkpd.paper import compared_model, load_table
 from mamkpd.report import EXAMPLE_MARKER, build_report, write_report
 from mamkpd.report.compare import compare_table
@@ -302,8 +302,8 @@ def test_measured_under_names_each_protocol_once_with_its_rows(tmp_path):
 def test_the_gate_is_applied_and_fvcore_does_not_count_it():
     """Without the SS2D-CMM gate a MamKPD differs in its outputs, but fvcore counts the same params and MACs:
     the gate is one element-wise multiply per stage output, B·H·W·C, which fvcore does not count."""
-    from mamkpd.harness.complexity import measure_model
-    from mamkpd.harness.readings import computes_default_function, elementwise_multiplies
+    from mamkpd.harness.measure.complexity import measure_model
+    from mamkpd.harness.measure.readings import computes_default_function, elementwise_multiplies
     from mamkpd.models import create_model
 
     small = dict(depths=[1, 1, 1], dims=[32, 64, 128], input_size=(64, 48))
@@ -435,7 +435,7 @@ def test_a_single_timing_still_gives_a_readable_figure(tmp_path):
 
 
 def test_vitpose_b_params_are_compared_with_the_variant_the_finding_names():
-    from mamkpd.harness.baseline_findings import vitpose_b_params_finding
+    from mamkpd.harness.findings.baseline_findings import vitpose_b_params_finding
     from mamkpd.models import list_models
 
     finding = vitpose_b_params_finding()
@@ -452,7 +452,7 @@ def test_vitpose_b_params_are_compared_with_the_variant_the_finding_names():
 
 
 def test_the_table_compares_vitpose_b_params_with_the_simple_decoder_and_says_so(tmp_path):
-    from mamkpd.harness.run_plan import _complexity_cells
+    from mamkpd.harness.jobs.run_plan import _complexity_cells
 
     assert ("table2", "ViTPose-B", "params_m", "vitpose_b_simple") in _complexity_cells()
     assert ("table2", "ViTPose-B", "gflops", "vitpose_b") in _complexity_cells()
@@ -479,7 +479,7 @@ def test_the_table_compares_vitpose_b_params_with_the_simple_decoder_and_says_so
 
 @pytest.mark.slow
 def test_the_training_step_of_report_run_shows_progress(tmp_path, capsys):
-    from mamkpd.harness.run_plan import RunPlan, _Progress, _train_on_samples
+    from mamkpd.harness.jobs.run_plan import RunPlan, _Progress, _train_on_samples
 
     plan = RunPlan(train_epochs=4, train_passes_per_epoch=2, train_input_size=(64, 48))
     _train_on_samples(ResultsStore(tmp_path / "r.csv"), plan, _Progress(print, 600))
@@ -503,7 +503,7 @@ def test_comparison_columns_keep_the_store_format():
 def test_report_run_counts_on_no_more_threads_than_it_is_given(threads, layout):
     """The README tells a shared machine to set OMP_NUM_THREADS: report --run's counting workers follow it
     (they used to start 2 workers on os.cpu_count() threads whatever it said)."""
-    from mamkpd.harness.run_plan import worker_layout
+    from mamkpd.harness.jobs.run_plan import worker_layout
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

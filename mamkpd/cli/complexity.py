@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..harness.complexity import measure_complexity
+from ..harness.measure.complexity import measure_complexity
 from ..models import list_models, model_info
 from .options import add_input_size
 

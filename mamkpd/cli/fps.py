@@ -6,11 +6,11 @@ import argparse
 import dataclasses
 import json
 
-from ..harness.fps import measure_model_fps, speed_ratios
-from ..harness.fps_isolated import measure_models_isolated
-from ..harness.fps_records import record_fps
-from ..harness.presets import PRESETS
-from ..harness.timing import PROTOCOLS
+from ..harness.jobs.fps_isolated import measure_models_isolated
+from ..harness.measure.fps import measure_model_fps, speed_ratios
+from ..harness.measure.presets import PRESETS
+from ..harness.measure.timing import PROTOCOLS
+from ..harness.store.fps_records import record_fps
 from ..models import model_info
 from .options import add_input_size, add_scan_backend
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         measurements = [dataclasses.replace(m, runtime="compiled") for m in measurements]
     ratios = speed_ratios(measurements, args.vs) if args.vs else {}
     if args.store:
-        from ..harness.results import ResultsStore
+        from ..harness.store.results import ResultsStore
 
         store = ResultsStore(args.store)
         for m in measurements:

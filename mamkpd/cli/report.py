@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..harness.results import ResultsStore, default_store_path
+from ..harness.store.results import ResultsStore, default_store_path
 from .options import add_scan_backend
 
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out, args.force)  # before measuring for minutes
     sections, log = [], []
     if args.run:
-        from ..harness.run_plan import RunPlan, run_measurements
+        from ..harness.jobs.run_plan import RunPlan, run_measurements
 
         def echo(line: str) -> None:
             print(line, flush=True)

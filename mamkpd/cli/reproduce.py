@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def print_rows(tables: list[str]) -> None:
-    from ..harness.reproduce import row_requirements
+    from ..harness.jobs.reproduce import row_requirements
     from ..paper import TABLES
 
     for table in tables:
@@ -42,8 +42,8 @@ def print_rows(tables: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..harness.reproduce import accuracy_tables, reproduce_row, reproducible_rows
-    from ..harness.results import ResultsStore
+    from ..harness.jobs.reproduce import accuracy_tables, reproduce_row, reproducible_rows
+    from ..harness.store.results import ResultsStore
     from ..paper import TABLES
 
     table = None

@@ -3,7 +3,7 @@
 :func:`onnx_runner` exports a registered model (through :func:`~mamkpd.export.onnx_export.export_onnx`,
 so the graph has passed its numeric check), opens an onnxruntime session on the chosen execution
 provider and binds one fixed input; calling the runner runs one forward pass.
-:func:`measure_onnx_fps` times it with the harness's :func:`~mamkpd.harness.timing.time_callable`, so
+:func:`measure_onnx_fps` times it with the harness's :func:`~mamkpd.harness.measure.timing.time_callable`, so
 eager, compiled and onnxruntime speeds come from one protocol and land in one results store.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ..harness.fps import FpsMeasurement
-from ..harness.presets import PRESETS
-from ..harness.timing import TimingProtocol, time_callable
+from ..harness.measure.fps import FpsMeasurement
+from ..harness.measure.presets import PRESETS
+from ..harness.measure.timing import TimingProtocol, time_callable
 from ..models import create_model, model_info
 from .graph import example_input, prepare_for_export
 from .onnx_export import OnnxCheck, OnnxExportConfig, OnnxExportReport, check_onnx, export_onnx, onnx_session

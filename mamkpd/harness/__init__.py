@@ -1,9 +1,9 @@
 """Reproduction harness: how every number is measured and where it is recorded.
 
-``complexity`` (params and GFLOPs), ``timing`` (the FPS protocol), ``presets``, ``fps`` (a model's speed),
-``fps_isolated`` and ``launch``/``worker`` (a clean process per timing, torchrun for several GPUs),
-``fps_records`` and ``results`` (the results store), ``availability`` (what this machine can run, and
-why not), ``reproduce`` (paper rows with their recipes), ``baseline_findings`` and ``run_plan`` (what
-``mamkpd report --run`` measures). Submodules are imported where used, so that reading the store never
-pulls in the models.
+``measure`` (how a figure is taken: complexity, the FPS protocol and presets, speed, a training step,
+scan kernels, the machine it ran on), ``jobs`` (what runs and where: a clean process per timing,
+torchrun for several GPUs, paper rows with their recipes, what ``mamkpd report --run`` measures, what
+this machine can run and why not), ``store`` (the results store and its speed rows), ``findings``
+(findings about the paper's baseline figures) and ``gpu_check`` (the GPU check, built from the others).
+Submodules are imported where used, so that reading the store never pulls in the models.
 """

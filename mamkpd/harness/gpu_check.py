@@ -1,32 +1,30 @@
 """The GPU check (``scripts/gpu_check.sh OUT_DIR``): scan kernels against the bandwidth bound, Table 2's
 models (eager and compiled, fp32 and half precision) as ratios to HRNet-W32, one training step, in minutes.
 
-The shell script installs the suite and runs the ``gpu``-marked tests, then calls :func:`main`. Each part
-runs in a child process of its own (:class:`mamkpd.harness.launch.CheckJob`, a fresh CUDA context and
+The shell script installs the suite and runs the ``gpu``-marked tests, then the check's command line
+(``mamkpd/cli/gpu_check.py``), which calls :func:`run_check` with a :class:`CheckRequest`. Each part runs in a
+child process of its own (:class:`mamkpd.harness.jobs.launch.CheckJob`, a fresh CUDA context and
 compile cache) under a deadline: a step whose budget is spent is skipped with the reason printed and
 written to the summary, never silently dropped. Figures go to ``OUT_DIR/results.csv`` (the results store;
 every row names the scan backend that ran, never ``auto``) and ``OUT_DIR/gpu_check.md`` (with the issue's
-goals set against the measured figures: reported, not asserted). ``--dry-run`` runs every step on the
+goals set against the measured figures: reported, not asserted). A dry run runs every step on the
 CPU at tiny sizes (triton under its interpreter, torch.compile with dynamo's ``eager`` backend), so CI
 keeps the script from rotting.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .launch import CheckJob, launch_collect
+from .jobs.launch import CheckJob, launch_collect
 
-__all__ = ["CheckPlan", "GOALS", "main", "plan_for", "run_part"]
+__all__ = ["CheckOutcome", "CheckPlan", "CheckRequest", "GOALS", "plan_for", "run_check", "run_part"]
 
 TABLE2_MODELS = ("hrnet_w32", "mamkpd_l", "mamkpd_b", "mamkpd_s", "vitpose_b", "rtmo_s")
 
@@ -85,7 +83,7 @@ def _fps_cells(half: str) -> tuple[tuple[str, str], ...]:
 def plan_for(dry_run: bool, device: str, half: str, scan_backends: tuple[str, ...]) -> CheckPlan:
     """The full-size plan for one GPU, or the dry run's tiny one for a CPU."""
     from ..engine.config import TrainConfig
-    from .scan_bench import SCAN_SHAPES
+    from .measure.scan_bench import SCAN_SHAPES
 
     if dry_run:
         return CheckPlan(
@@ -149,7 +147,7 @@ def _error_line(exc: BaseException) -> str:
 def _scan_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
     import torch
 
-    from .scan_bench import (
+    from .measure.scan_bench import (
         ScanShape,
         copy_bandwidth,
         datasheet_bandwidth,
@@ -209,7 +207,7 @@ def _scan_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _fps_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    from .fps import measure_model_fps
+    from .measure.fps import measure_model_fps
 
     for batch in p["batches"]:
         try:
@@ -244,7 +242,7 @@ def _free(device: str) -> None:
 
 
 def _train_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    from .train_step import measure_train_step
+    from .measure.train_step import measure_train_step
 
     m = measure_train_step(
         p["model"],
@@ -361,7 +359,7 @@ def _scan_step(run: _Run) -> None:
 
 def _fps_jobs(plan: CheckPlan) -> list[tuple[dict[str, Any], float]]:
     """One job (its parameters, its time cap) per FPS cell of the plan, in the plan's order."""
-    from .presets import PRESETS
+    from .measure.presets import PRESETS
 
     jobs = []
     size = list(plan.input_size) if plan.input_size else None
@@ -380,8 +378,8 @@ def _fps_jobs(plan: CheckPlan) -> list[tuple[dict[str, Any], float]]:
 
 
 def _fps_step(run: _Run) -> None:
-    from .fps import REFERENCE_MODEL, FpsMeasurement
-    from .fps_records import record_fps
+    from .measure.fps import REFERENCE_MODEL, FpsMeasurement
+    from .store.fps_records import record_fps
 
     plan = run.plan
     end = run.clock.step_end("fps")
@@ -593,54 +591,66 @@ def _scan_backends(device: str, dry_run: bool) -> tuple[tuple[str, ...], list[tu
     return tuple(chosen), left_out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mamkpd.harness.gpu_check", description=__doc__.split("\n")[0])
-    parser.add_argument("out", type=Path, help="folder for results.csv, gpu_check.md and gpu_check.json")
-    parser.add_argument("--dry-run", action="store_true", help="every step on the CPU at tiny sizes")
-    parser.add_argument("--seconds", type=float, default=None, help="the harness's whole budget (default: by mode)")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class CheckRequest:
+    """What the check is asked to do (its command line, ``mamkpd/cli/gpu_check.py``, fills it from its arguments)."""
 
+    out: Path  # folder for results.csv, gpu_check.md and gpu_check.json
+    dry_run: bool = False  # every step on the CPU at tiny sizes
+    seconds: float | None = None  # the harness's whole budget (None: the plan's budgets, by mode)
+
+
+@dataclass
+class CheckOutcome:
+    """What the check wrote, and what its caller shows: the goals' lines and everything skipped."""
+
+    store: Path
+    summary: Path
+    goals: list[str]
+    skipped: list[tuple[str, str, str]]  # (step, what, why)
+    seconds: float
+
+
+def run_check(request: CheckRequest) -> CheckOutcome:
+    """Run the check's steps under their budgets and write the store, ``gpu_check.md`` and ``gpu_check.json``
+    into ``request.out``. Without CUDA, only a dry run is possible (ValueError otherwise)."""
     import torch
 
-    from .results import ResultsStore
+    from .store.results import ResultsStore
 
     start = time.monotonic()
-    if args.dry_run:
+    if request.dry_run:
         device, half = "cpu", "bf16"
     else:
         if not torch.cuda.is_available():
-            print("gpu_check: no CUDA device here (torch.cuda.is_available() is False); use --dry-run", file=sys.stderr)
-            return 2
+            raise ValueError("no CUDA device here (torch.cuda.is_available() is False); use --dry-run")
         device = "cuda"
         half = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    backends, left_out = _scan_backends(device, args.dry_run)
-    plan = plan_for(args.dry_run, device, half, backends)
-    total = args.seconds if args.seconds is not None else sum(plan.budgets.values())
-    args.out.mkdir(parents=True, exist_ok=True)
-    run = _Run(plan, args.out, ResultsStore(args.out / "results.csv"), _Clock(start + total, plan.budgets))
+    backends, left_out = _scan_backends(device, request.dry_run)
+    plan = plan_for(request.dry_run, device, half, backends)
+    total = request.seconds if request.seconds is not None else sum(plan.budgets.values())
+    request.out.mkdir(parents=True, exist_ok=True)
+    run = _Run(plan, request.out, ResultsStore(request.out / "results.csv"), _Clock(start + total, plan.budgets))
     for name, why in left_out:
         run.skip("scan", f"backend {name}", why)
     for step in (_scan_step, _fps_step, _train_step):
         step(run)
     seconds = time.monotonic() - start
-    steps = _shell_steps(args.out) + [("harness", "done", f"{seconds:.0f} s")]
-    (args.out / "gpu_check.md").write_text(_summary(run, steps, seconds))
+    steps = _shell_steps(request.out) + [("harness", "done", f"{seconds:.0f} s")]
+    (request.out / "gpu_check.md").write_text(_summary(run, steps, seconds))
+    goals = _goal_lines(run)
     summary = dict(
         plan=asdict(plan),
         results=run.results,
         skipped=[dict(step=s, what=w, why=y) for s, w, y in run.skipped],
-        goals=_goal_lines(run),
+        goals=goals,
         seconds=seconds,
     )
-    (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=1, default=str))
-    print("\n".join(["[gpu-check] goals (reported, not asserted):", *_goal_lines(run)]))
-    print(f"[gpu-check] {len(run.skipped)} skipped:" if run.skipped else "[gpu-check] nothing skipped")
-    for step, what, why in run.skipped:
-        print(f"  - {step}: {what}: {why}")
-    print(f"[gpu-check] wrote {args.out / 'results.csv'}, {args.out / 'gpu_check.md'} ({seconds:.0f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    (request.out / "gpu_check.json").write_text(json.dumps(summary, indent=1, default=str))
+    return CheckOutcome(
+        store=request.out / "results.csv",
+        summary=request.out / "gpu_check.md",
+        goals=goals,
+        skipped=list(run.skipped),
+        seconds=seconds,
+    )

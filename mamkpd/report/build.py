@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..engine.checkpoint import atomic_write
-from ..harness.machine import environment_info
-from ..harness.results import STATUS_NOT_RUN, ResultsStore
-from ..harness.run_plan import UNCOUNTED_MULTIPLIES
+from ..harness.jobs.run_plan import UNCOUNTED_MULTIPLIES
+from ..harness.measure.machine import environment_info
+from ..harness.store.results import STATUS_NOT_RUN, ResultsStore
 from ..paper import TABLES, compared_model, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from ..harness.results import FINDING_METRIC, STATUS_MEASURED, STATUS_NOT_RUN
+from ..harness.store.results import FINDING_METRIC, STATUS_MEASURED, STATUS_NOT_RUN
 from ..paper import TABLES, compared_model, load_table
 
 __all__ = [

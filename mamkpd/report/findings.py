@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..harness.results import FINDING_METRIC, split_finding
+from ..harness.store.results import FINDING_METRIC, split_finding
 from ..paper import TABLES, load_table
 
 __all__ = ["Finding", "collect_findings"]

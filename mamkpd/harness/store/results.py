@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from .machine import environment_info, machine_info
+from ..measure.machine import environment_info, machine_info
 
 __all__ = [
     "COLUMNS",
@@ -370,7 +370,7 @@ class ResultsStore:
         if tuple(header.split(",")) != COLUMNS:
             raise ValueError(
                 f"results store {self.path}: unexpected header; expected the {len(COLUMNS)} "
-                f"columns of mamkpd.harness.results.COLUMNS"
+                f"columns of mamkpd.harness.store.results.COLUMNS"
             )
         good, numbers, torn = [], [], []
         last = len(lines) - 1

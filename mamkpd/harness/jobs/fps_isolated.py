@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .fps import FpsMeasurement
+from ..measure.fps import FpsMeasurement
 from .launch import TimingJob, launch
 
 __all__ = ["measure_models_isolated"]
@@ -21,7 +21,7 @@ def measure_models_isolated(
     on_done: Callable[[FpsMeasurement], None] | None = None,
     timeout_s: float = 1800.0,
 ) -> list[FpsMeasurement]:
-    """:func:`mamkpd.harness.fps.measure_model_fps` of each model, each in its own process.
+    """:func:`mamkpd.harness.measure.fps.measure_model_fps` of each model, each in its own process.
 
     A model whose process fails raises RuntimeError with its stderr tail.
     """

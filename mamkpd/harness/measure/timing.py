@@ -7,7 +7,7 @@ rounds are timed, each ending with a device synchronisation. The figure is the m
 over rounds with its inter-quartile range. GPU clocks and throttle reasons are read before and after.
 
 :func:`time_callable` is the protocol's core and times any callable (a model's forward in
-:mod:`mamkpd.harness.fps`, an onnxruntime session in :mod:`mamkpd.export.runtimes`).
+:mod:`mamkpd.harness.measure.fps`, an onnxruntime session in :mod:`mamkpd.export.runtimes`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .fps import REFERENCE_MODEL, FpsMeasurement
+from ..measure.fps import REFERENCE_MODEL, FpsMeasurement
 
 __all__ = ["record_fps"]
 
@@ -23,9 +23,9 @@ def record_fps(
     names a model built otherwise than the paper's row (e.g. ``fused_cross_scan=False``): stored, never
     compared with the paper.
     """
-    from ..models import model_info
-    from ..paper import load_table
-    from ..paper.tolerances import FPS_RATIO_REL
+    from ...models import model_info
+    from ...paper import load_table
+    from ...paper.tolerances import FPS_RATIO_REL
 
     table2 = load_table("table2")
     # a run at another input size is not the paper's row

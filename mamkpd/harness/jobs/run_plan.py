@@ -24,10 +24,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..paper import TABLES, compared_model, load_table
-from ..paper.tolerances import tolerance_for
+from ...paper import TABLES, compared_model, load_table
+from ...paper.tolerances import tolerance_for
+from ..store.results import ResultsStore
 from .availability import cuda_status, dataset_status, sha256_of
-from .results import ResultsStore
 
 __all__ = ["RunPlan", "run_measurements", "worker_layout", "SAME_FUNCTION_REASON", "UNCOUNTED_MULTIPLIES"]
 
@@ -99,17 +99,17 @@ def _count_one(threads: int, model: str, overrides: dict):
     """Worker: fvcore count of one model (fvcore's tracing is mostly single-threaded Python)."""
     import torch
 
-    from .complexity import measure_complexity
+    from ..measure.complexity import measure_complexity
 
     torch.set_num_threads(threads)
     return measure_complexity(model, **overrides)
 
 
 def _measure_one_reading(threads: int, model: str, reading: str, overrides: dict):
-    """Worker: one model under one architecture reading (:func:`mamkpd.harness.readings.measure_reading`)."""
+    """Worker: one model under one architecture reading (:func:`mamkpd.harness.measure.readings.measure_reading`)."""
     import torch
 
-    from .readings import measure_reading
+    from ..measure.readings import measure_reading
 
     torch.set_num_threads(threads)
     return measure_reading(model, reading, overrides)
@@ -200,7 +200,7 @@ def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, o
 
 def _measure_hrnet_counter(store: ResultsStore, progress: _Progress) -> None:
     """The rows the paper counted with the HRNet repository's counter, counted the same way."""
-    from .complexity import measure_complexity_hrnet_repo
+    from ..measure.complexity import measure_complexity_hrnet_repo
 
     t2 = load_table("table2")
     rows = t2[t2["notes"].str.contains("HRNet repository's counter", regex=False) & (t2["registry_name"] != "")]
@@ -234,7 +234,7 @@ def _describe_reading(e) -> str:
 
 
 def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
-    from ..models.mamkpd import ALTERNATIVE_READINGS
+    from ...models.mamkpd import ALTERNATIVE_READINGS
 
     paper = load_table("table1").set_index("row")
     # the default reading is the Table 1 measurement itself
@@ -284,9 +284,9 @@ def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
 
 
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
-    from .fps import speed_ratios
+    from ..measure.fps import speed_ratios
+    from ..store.fps_records import record_fps
     from .fps_isolated import measure_models_isolated
-    from .fps_records import record_fps
 
     names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
     done = measure_models_isolated(
@@ -326,15 +326,15 @@ class _Repeated:
 
 def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
     """A few optimiser steps on the COCO-format samples, then evaluation on them: the pipeline works end to end."""
-    from ..data.samples import samples_root
+    from ...data.samples import samples_root
 
     coco = samples_root() / "coco"
     ann = coco / "test_coco.json"
     if not ann.is_file():
         progress(f"training on samples skipped: pose samples not found at {coco} (set MAMKPD_SAMPLES)")
         return
-    from ..engine import EvalConfig, TrainConfig, evaluate_checkpoint, train
-    from ..engine.trainer import build_datasets
+    from ...engine import EvalConfig, TrainConfig, evaluate_checkpoint, train
+    from ...engine.trainer import build_datasets
 
     epochs = max(1, plan.train_epochs // plan.train_passes_per_epoch)
     with tempfile.TemporaryDirectory(prefix="mamkpd-report-run-") as out:
@@ -411,7 +411,7 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
 
 def _record_baseline_findings(store: ResultsStore, progress: _Progress) -> None:
     try:
-        from .baseline_findings import BASELINE_FINDERS
+        from ..findings.baseline_findings import BASELINE_FINDERS
     except ImportError as exc:
         progress(f"baseline findings skipped: {exc}")
         return

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..models.layers.cross_scan import cross_merge, cross_scan
-from ..ops import cross_scan_bytes_moved, cross_selective_scan, scan_bytes_moved, selective_scan
+from ...models.layers.cross_scan import cross_merge, cross_scan
+from ...ops import cross_scan_bytes_moved, cross_selective_scan, scan_bytes_moved, selective_scan
 from .timing import time_callable
 
 __all__ = [

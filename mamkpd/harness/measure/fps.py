@@ -1,9 +1,9 @@
-"""Speed of a registered model under the FPS protocol (:mod:`mamkpd.harness.timing`) and a named preset
-(:mod:`mamkpd.harness.presets`), in this process.
+"""Speed of a registered model under the FPS protocol (:mod:`mamkpd.harness.measure.timing`) and a named preset
+(:mod:`mamkpd.harness.measure.presets`), in this process.
 
-Each model is best timed in its own process (:mod:`mamkpd.harness.fps_isolated`) and its speed given as a
+Each model is best timed in its own process (:mod:`mamkpd.harness.jobs.fps_isolated`) and its speed given as a
 ratio to a reference model (HRNet-W32) timed in the same run, the only comparison that survives the
-paper's mix of GPUs (ViTPose timed on an A100, MamKPD on an RTX 4090); :mod:`mamkpd.harness.fps_records`
+paper's mix of GPUs (ViTPose timed on an A100, MamKPD on an RTX 4090); :mod:`mamkpd.harness.store.fps_records`
 writes the store rows.
 """
 
@@ -41,7 +41,7 @@ class FpsMeasurement:
     runtime: str = "eager"
 
     def store_fields(self) -> dict[str, Any]:
-        """Protocol columns for :meth:`mamkpd.harness.results.ResultsStore.record`."""
+        """Protocol columns for :meth:`mamkpd.harness.store.results.ResultsStore.record`."""
         r = self.result
         clocks = lambda c: json.dumps(dataclasses.asdict(c)) if c is not None else ""  # noqa: E731
         steady = "" if r.warmup_steady else "warm-up cap reached before throughput was steady; "
@@ -117,8 +117,8 @@ def measure_model_fps(
     ``compile_backend`` is the dynamo backend
        of compiling presets.
     """
-    from ..models import create_model, model_info, scan_backend_of
-    from ..ops import AUTO, get_backend
+    from ...models import create_model, model_info, scan_backend_of
+    from ...ops import AUTO, get_backend
 
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")

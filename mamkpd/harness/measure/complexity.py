@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..models import count_params, create_model, model_info, scan_backend_of
-from ..ops import cross_selective_scan_flop_jit, get_backend, selective_scan_flop_jit
+from ...models import count_params, create_model, model_info, scan_backend_of
+from ...ops import cross_selective_scan_flop_jit, get_backend, selective_scan_flop_jit
 
 __all__ = [
     "Complexity",

@@ -4,7 +4,7 @@ The step is the trainer's (:mod:`mamkpd.engine.trainer`): forward under autocast
 JointsMSELoss in float32, backward and Adam step through the AMP grad scaler (float16; bfloat16 needs
 none), cuDNN benchmark on as the trainer sets it. Inputs are random images and heatmaps of the model's
 output shape, so the figure is the model's own cost, with no data loading. It is timed under the FPS
-protocol (:mod:`mamkpd.harness.timing`), one call = one optimiser step over ``batch`` images.
+protocol (:mod:`mamkpd.harness.measure.timing`), one call = one optimiser step over ``batch`` images.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ def measure_train_step(
     scan_backend: str = "auto",
 ) -> TrainStepMeasurement:
     """Time the trainer's optimiser step for the registered model ``name`` on synthetic inputs."""
-    from ..engine.loss import JointsMSELoss
-    from ..engine.trainer import _optimizer_step
-    from ..models import create_model, model_info, scan_backend_of
+    from ...engine.loss import JointsMSELoss
+    from ...engine.trainer import _optimizer_step
+    from ...models import create_model, model_info, scan_backend_of
     from .presets import AUTOCAST_DTYPES
 
     if amp and amp not in AUTOCAST_DTYPES:

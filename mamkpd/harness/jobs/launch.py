@@ -3,7 +3,7 @@
 parts of the GPU check (:mod:`mamkpd.harness.gpu_check`), each with its own CUDA context.
 
 :func:`launch_command` is the one place that builds such a command. The child runs a library module,
-``python -m mamkpd.harness.worker KIND JSON``, with the job's typed request serialised as JSON; the
+``python -m mamkpd.harness.jobs.worker KIND JSON``, with the job's typed request serialised as JSON; the
 child prints its JSON result as its last line of output (a GPU-check part prints one line per result as
 it goes, so that a child stopped at its deadline still hands back what it measured). Nothing here goes
 through the command line interface, so no layer depends on its flag spelling.
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..engine.config import TrainConfig
+from ...engine.config import TrainConfig
 
 __all__ = [
     "JOB_KINDS",
@@ -34,7 +34,7 @@ __all__ = [
     "launch_command",
 ]
 
-WORKER_MODULE = "mamkpd.harness.worker"
+WORKER_MODULE = "mamkpd.harness.jobs.worker"
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class TimingJob:
-    """``mamkpd.harness.fps.measure_model_fps`` with these arguments; the result is the measurement."""
+    """``mamkpd.harness.measure.fps.measure_model_fps`` with these arguments; the result is the measurement."""
 
     model: str
     batch: int = 1

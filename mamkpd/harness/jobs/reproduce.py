@@ -1,7 +1,7 @@
 """Train and evaluate paper rows with each row's own recipe (``mamkpd reproduce`` and the reproductions).
 
 Training calls :func:`mamkpd.engine.train` in this process (on several GPUs, in processes that
-:func:`mamkpd.harness.launch.launch` starts under torchrun) into ``runs/reproduce/<table>/<row>`` with
+:func:`mamkpd.harness.jobs.launch.launch` starts under torchrun) into ``runs/reproduce/<table>/<row>`` with
 ``resume="auto"``, so an interrupted reproduction continues where it stopped; evaluation calls
 :func:`mamkpd.engine.evaluate_checkpoint` on the best (else last) checkpoint and records every metric
 the paper prints.
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.checkpoint_eval import EvalConfig, evaluate_checkpoint
-from ..engine.config import TrainConfig
-from ..models import model_info
-from ..paper import TABLES, load_table
-from ..paper.tolerances import tolerance_for
+from ...engine.checkpoint_eval import EvalConfig, evaluate_checkpoint
+from ...engine.config import TrainConfig
+from ...models import model_info
+from ...paper import TABLES, load_table
+from ...paper.tolerances import tolerance_for
 from .availability import checkpoint_status, dataset_status, reproduce_dir, sha256_of, slug
 from .launch import TrainJob, launch
 
@@ -88,7 +88,7 @@ def accuracy_tables() -> list[str]:
 
 def row_requirements(table: str) -> list[tuple[str, str, str]]:
     """(row, model or "-", what reproducing it takes) for every row of accuracy table ``table``."""
-    from ..data import DATASETS
+    from ...data import DATASETS
     from .availability import CHECKPOINT_DIR_ENV
 
     if table not in accuracy_tables():
@@ -148,7 +148,7 @@ def train_row(
     if gpus > 1:
         summary = launch(TrainJob(cfg), processes=gpus)
     else:
-        from ..engine.trainer import train
+        from ...engine.trainer import train
 
         summary = train(cfg).summary()
     return Path(summary.get("best_checkpoint") or summary["checkpoint"])

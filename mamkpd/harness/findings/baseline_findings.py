@@ -14,11 +14,11 @@ import torch
 
 from baselines.vitpose import vitpose
 
-from ..models import count_params, create_model
-from ..paper import load_table
-from ..paper.published import OFFICIAL_VITPOSE_HEADS
-from ..paper.tolerances import PRINTED_UNIT
-from .complexity import (
+from ...models import count_params, create_model
+from ...paper import load_table
+from ...paper.published import OFFICIAL_VITPOSE_HEADS
+from ...paper.tolerances import PRINTED_UNIT
+from ..measure.complexity import (
     HRNET_REPO_CONVENTION,
     Complexity,
     measure_complexity,

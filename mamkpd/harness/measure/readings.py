@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models import create_model, model_info
+from ...models import create_model, model_info
 from .complexity import Complexity, fvcore_analysis, measure_complexity
 
 __all__ = ["ReadingEffect", "computes_default_function", "elementwise_multiplies", "measure_reading"]

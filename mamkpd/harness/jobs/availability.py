@@ -43,8 +43,8 @@ def cuda_status() -> Availability:
 
 def dataset_status(dataset: str, data_root: str | os.PathLike | None = None, split: str = "val") -> Availability:
     """Whether ``dataset``'s ``split`` can be read from ``data_root`` (or its environment variable)."""
-    from ..data import DATASETS
-    from ..data.roots import ANN_FILES, IMAGE_DIRS, root_or_env
+    from ...data import DATASETS
+    from ...data.roots import ANN_FILES, IMAGE_DIRS, root_or_env
 
     info = DATASETS[dataset]
     name = _DISPLAY.get(dataset, dataset)

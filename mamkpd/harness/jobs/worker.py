@@ -1,4 +1,4 @@
-"""The child side of :func:`mamkpd.harness.launch.launch`: ``python -m mamkpd.harness.worker KIND JSON``
+"""The child side of :func:`mamkpd.harness.jobs.launch.launch`: ``python -m mamkpd.harness.jobs.worker KIND JSON``
 runs one job and prints its JSON result as the last line (under torchrun, rank 0 alone prints)."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from .launch import JOB_KINDS, CheckJob, TimingJob, TrainJob
 
 def run_job(job: TrainJob | TimingJob) -> dict[str, Any]:
     if isinstance(job, TrainJob):
-        from ..engine.trainer import train
+        from ...engine.trainer import train
 
         return train(job.config).summary()
-    from .fps import measure_model_fps
+    from ..measure.fps import measure_model_fps
 
     measurement = measure_model_fps(
         job.model,
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         return 2
     job = JOB_KINDS[argv[0]].from_dict(json.loads(argv[1]))
     if isinstance(job, CheckJob):
-        from .gpu_check import run_part
+        from ..gpu_check import run_part
 
         for result in run_part(job.part, job.params):  # one line each, as they come: a stopped child keeps them
             print(json.dumps(result), flush=True)

@@ -1,0 +1,52 @@
+"""``python -m mamkpd.cli.gpu_check OUT_DIR [--dry-run] [--seconds S]``: the GPU check's command line, as
+``scripts/gpu_check.sh`` runs it; the check itself is :func:`mamkpd.harness.gpu_check.run_check`.
+
+A module of its own, not a ``mamkpd`` subcommand: ``mamkpd``'s parser imports every command and with them
+OpenCV and the other packages a bare CUDA machine lacks, which the check's path must not import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..harness.gpu_check import CheckRequest, run_check
+from . import _Parser
+
+PROG = "python -m mamkpd.cli.gpu_check"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="The GPU check: scan kernels against the bandwidth bound, Table 2's models (eager and "
+        "compiled, fp32 and half precision) as ratios to HRNet-W32, one training step, each part in a process "
+        "of its own under a time budget.",
+        epilog="usually run by scripts/gpu_check.sh [--dry-run] OUT_DIR, after the install and the GPU tests",
+    )
+    parser.add_argument("out", type=Path, help="folder for results.csv, gpu_check.md and gpu_check.json")
+    parser.add_argument("--dry-run", action="store_true", help="every step on the CPU at tiny sizes")
+    parser.add_argument("--seconds", type=float, default=None, help="the harness's whole budget (default: by mode)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        outcome = run_check(CheckRequest(out=args.out, dry_run=args.dry_run, seconds=args.seconds))
+    except ValueError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(["[gpu-check] goals (reported, not asserted):", *outcome.goals]))
+    print(f"[gpu-check] {len(outcome.skipped)} skipped:" if outcome.skipped else "[gpu-check] nothing skipped")
+    for step, what, why in outcome.skipped:
+        print(f"  - {step}: {what}: {why}")
+    print(f"[gpu-check] wrote {outcome.store}, {outcome.summary} ({outcome.seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")  # the parts' children print their progress as it comes
+    sys.exit(main())
