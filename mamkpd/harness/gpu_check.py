@@ -14,8 +14,10 @@ keeps the script from rotting.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,7 @@ TABLE2_MODELS = ("hrnet_w32", "mamkpd_l", "mamkpd_b", "mamkpd_s", "vitpose_b", "
 # the issue's goals: reported against the measured figures, never asserted
 # COCO train2017's person instances that top-down training crops per epoch (HRNet's and the paper's set)
 COCO_TRAIN_INSTANCES = 149_813
+DRY_RUN_ENV = {"TRITON_INTERPRET": "1"}  # a dry run's children run the Triton kernels in Triton's interpreter
 
 GOALS = {
     "mamkpd_l_fps": 4500.0,  # img/s on one H200 at the best preset (3x the paper's 1,492 on an RTX 4090)
@@ -109,7 +112,7 @@ def plan_for(dry_run: bool, device: str, half: str, scan_backends: tuple[str, ..
             budgets={"scan": 100.0, "fps": 200.0, "train": 100.0},
             cell_timeout_s=100.0,
             compile_timeout_s=100.0,
-            env={"TRITON_INTERPRET": "1"},
+            env=dict(DRY_RUN_ENV),
         )
     shapes = {name: dict(dim=s.dim, height=s.height, width=s.width) for name, s in SCAN_SHAPES.items()}
     return CheckPlan(
@@ -147,6 +150,7 @@ def _error_line(exc: BaseException) -> str:
 def _scan_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
     import torch
 
+    from ..ops import SCAN_BACKENDS
     from .measure.scan_bench import (
         ScanShape,
         copy_bandwidth,
@@ -169,13 +173,13 @@ def _scan_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for shape_name, dims in p["shapes"].items():
             for backend in p["backends"]:
                 for op in ("scan", "cross-fused", "cross-unfused"):
-                    if backend != "triton" and op == "cross-fused":
-                        continue  # one kernel only on triton; elsewhere it is the unfused path again
+                    if SCAN_BACKENDS[backend].cross is None and op == "cross-fused":
+                        continue  # a backend without a fused cross scan runs the unfused path again
                     for backward in p["backward"]:
                         cells.append((shape_name, dims, dtype, backend, op, backward))
     for shape_name, dims, dtype, backend, op, backward in cells:
         shape = ScanShape(shape_name, **dims)
-        if backend == "reference":
+        if not SCAN_BACKENDS[backend].deployable:  # the oracle's Python loop: a slice of the steps
             shape = shape.sliced(p["reference_steps"])
         label = f"{op} {shape.name} {dtype} {backend}{' fwd+bwd' if backward else ' fwd'}"
         try:
@@ -469,15 +473,18 @@ def _goal_lines(run: _Run) -> list[str]:
     else:
         lines.append(f"- MamKPD-B / HRNet-W32 >= {goal:.2f}x: not measured")
     goal = GOALS["scan_fraction"]
-    stage1 = [r for r in scans if r["shape"] == "stage1" and r["backend"] == "triton" and not r["backward"]]
+    from ..ops import SCAN_BACKENDS
+
+    kernels = {name for name, b in SCAN_BACKENDS.items() if b.compiled}
+    stage1 = [r for r in scans if r["shape"] == "stage1" and r["backend"] in kernels and not r["backward"]]
     for r in stage1:
         lines.append(
-            f"- triton {r['op']} at stage 1 ({r['dtype']}, forward) >= {goal:.0%} of the bandwidth bound: "
+            f"- {r['backend']} {r['op']} at stage 1 ({r['dtype']}, forward) >= {goal:.0%} of the bandwidth bound: "
             f"{r['fraction']:.1%} ({r['seconds'] * 1e3:.3f} ms, bound {r['bound_seconds'] * 1e3:.3f} ms): "
             f"{verdict(r['fraction'], goal)}"
         )
     if not stage1:
-        lines.append(f"- triton scan at stage 1 >= {goal:.0%} of the bandwidth bound: not measured")
+        lines.append(f"- compiled scan kernels at stage 1 >= {goal:.0%} of the bandwidth bound: not measured")
     return lines
 
 
@@ -578,17 +585,36 @@ def _shell_steps(out: Path) -> list[tuple[str, str, str]]:
 
 
 def _scan_backends(device: str, dry_run: bool) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
-    """The backends the scan step times here, and the ones left out with the reason."""
-    from ..ops import backend_unavailable
+    """The backends the scan step times here (every compiled GPU kernel, and the oracle they are checked
+    against), and the ones left out with the reason. A dry run times those that also run on its CPU, in the
+    environment its children get (``TRITON_INTERPRET=1``)."""
+    from ..ops import SCAN_BACKENDS, backend_unavailable
 
-    wanted = ("triton", "reference", "cuda") if not dry_run else ("triton", "reference")
+    here = device.split(":")[0]
+    wanted = [
+        b for b in SCAN_BACKENDS.values() if {"cuda", here} <= set(b.device_types) and (b.compiled or not b.deployable)
+    ]
+    wanted.sort(key=lambda b: not b.compiled)  # the kernels' cells first, within the step's budget
     chosen, left_out = [], []
-    for name in wanted:
-        why = backend_unavailable(name, device)
-        if name == "triton" and dry_run:
-            why = None  # its children run under TRITON_INTERPRET=1
-        (left_out.append((name, why)) if why else chosen.append(name))
+    with _environment(DRY_RUN_ENV if dry_run else {}):
+        for backend in wanted:
+            why = backend_unavailable(backend.name, device)
+            (left_out.append((backend.name, why)) if why else chosen.append(backend.name))
     return tuple(chosen), left_out
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,8 @@ class ScanBackend:
     in_custom_op: bool = True
     # measured for speed (FPS, the GPU check's scan cells); False for the step-by-step oracle
     deployable: bool = True
+    # a compiled kernel (not loops in Python): what the GPU check times against its roofline
+    compiled: bool = False
 
     def priority_on(self, device_type: str) -> int | None:
         """Rank for ``auto`` on ``device_type``; None where ``auto`` never picks it."""

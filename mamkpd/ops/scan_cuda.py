@@ -81,4 +81,5 @@ BACKEND = ScanBackend(
     description="mamba-ssm's compiled CUDA kernel (selective_scan_cuda)",
     dtypes=(torch.float32, torch.float16, torch.bfloat16),  # its kernel is instantiated for these only
     auto_priority=(("cuda", 0),),  # the authors' kernel first where it is built
+    compiled=True,
 )

@@ -286,4 +286,5 @@ BACKEND = ScanBackend(
     auto_priority=(("cpu", 0),),  # the compiled scan is the CPU default (numba is a dependency)
     # its kernels read rows of channels: x and delta channels innermost, y returned so
     cross=CrossScan(numba_cross_scan_forward, numba_cross_scan_backward, channels_last=True),
+    compiled=True,
 )

@@ -337,4 +337,5 @@ BACKEND = ScanBackend(
     description="Triton kernels (chunked associative scan over time; CPU tensors under TRITON_INTERPRET=1)",
     auto_priority=(("cuda", 1),),  # never on the CPU: the interpreter is for tests
     cross=CrossScan(triton_cross_scan_forward, triton_cross_scan_backward, channels_last=False),
+    compiled=True,
 )
