@@ -128,7 +128,7 @@ def measure_model_fps(
     info = model_info(name)
     size = tuple(input_size) if input_size else info.input_size
     overrides = dict(model_overrides or {})
-    if info.family == "mamkpd":
+    if info.has_scan:
         backend = resolve_backend(scan_backend, device)
         if backend == "reference":
             raise ValueError(

@@ -71,7 +71,7 @@ def measure_train_step(
     info = model_info(name)
     size = tuple(input_size) if input_size else info.input_size
     overrides: dict[str, Any] = {"input_size": size} if input_size else {}
-    if info.family == "mamkpd":
+    if info.has_scan:
         overrides["scan_backend"] = resolve_backend(scan_backend, device)
     model = create_model(name, **overrides).to(device).train()
     backend = overrides.get("scan_backend", "")
