@@ -127,14 +127,19 @@ def built(name: str) -> torch.nn.Module:
 
 
 def to_layout(name: str, layout: str) -> dict[str, torch.Tensor]:
+    return rename_to_layout(name, layout, {k: v.clone() for k, v in built(name).state_dict().items()})
+
+
+def rename_to_layout(name: str, layout: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (model ``name``'s own names) as the release in ``layout`` stores it."""
     rules = FAMILY_TO_LAYOUT.get((mamkpd.model_info(name).family, layout), TO_LAYOUT[layout])
     out = {}
-    for key, value in built(name).state_dict().items():
+    for key, value in state.items():
         for pattern, repl in rules:
             if re.search(pattern, key):
                 key = re.sub(pattern, repl, key, count=1)
                 break
-        out[key] = value.clone()
+        out[key] = value
     if layout == "vitpose_official":  # the release stores a class-token slot in front of the patch tokens
         pe = out["backbone.pos_embed"]
         out["backbone.pos_embed"] = torch.cat((torch.zeros_like(pe[:, :1]), pe), dim=1)

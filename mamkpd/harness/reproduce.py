@@ -77,7 +77,7 @@ def recipe_for(table: str, row: str) -> Recipe:
     deviations = tuple(d for f, d in _DEVIATIONS.items() if f == info.family)
     if not info.trains_top_down:
         deviations += (
-            f"{model} is no top-down heatmap model (one sample: {info.sample}; codec {info.codec!r}); "
+            f"{model} is not a top-down heatmap model (one sample: {info.sample}; codec {info.codec!r}); "
             "the top-down trainer does not train it",
         )
     return Recipe(table, row, model, spec.dataset, spec.split, None, info.codec, deviations=deviations)

@@ -8,9 +8,9 @@ packaging metadata (``[project.entry-points."mamkpd.models"]`` in pyproject.toml
 lookup, so that this layer never names a higher one.
 
 Code that treats models differently asks a model's declared abilities (``whole_image``, ``has_scan``,
-``codec``, ``heatmap_stride``, ``tolerance_class``), never its ``family``, which only labels it for display:
-a new family then works everywhere without editing a test of its name. ``tests/test_models_contract.py``
-checks every registered model against what it declares.
+``codec``, ``heatmap_stride``, ``tolerance_class``, ``dataset``), never its ``family``, which only labels it
+for display: a new family then works everywhere without editing a test of its name.
+``tests/test_models_contract.py`` checks every registered model against what it declares.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class ModelInfo:
     factory: Callable[..., nn.Module]
     family: str  # a label for listings and grouping; code asks the abilities below, never this
     input_size: tuple[int, int] = (256, 192)  # (H, W) of one sample
+    dataset: str = "coco"  # the data set (mamkpd.data.DATASETS) its default head and input size are for
     # one sample is a whole image (a one-stage model such as RTMO finds the people itself), not a person crop
     whole_image: bool = False
     # the model runs a selective scan, whose implementation its factory takes as ``scan_backend``
@@ -94,6 +95,7 @@ def register_model(
     family: str,
     input_size: tuple[int, int] = (256, 192),
     *,
+    dataset: str = "coco",
     whole_image: bool = False,
     has_scan: bool = False,
     codec: str = "msra",
@@ -112,6 +114,7 @@ def register_model(
             factory=fn,
             family=family,
             input_size=tuple(input_size),
+            dataset=dataset,
             whole_image=whole_image,
             has_scan=has_scan,
             codec=codec,
