@@ -613,7 +613,7 @@ class RTMO(nn.Module):
 
 
 # One explicit factory per size: a whole 640x640 image per sample, decoded by RTMO.decode.
-_REGISTRATION = dict(input_size=INPUT_SIZE, sample="whole image (640x640)", codec="rtmo", tags=("table2", "one-stage"))
+_REGISTRATION = dict(input_size=INPUT_SIZE, whole_image=True, codec="rtmo", tags=("table2", "one-stage"))
 
 
 @register_model("rtmo", **_REGISTRATION)

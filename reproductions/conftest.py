@@ -13,6 +13,7 @@ import pytest
 
 from mamkpd.harness.jobs.availability import cuda_status
 from mamkpd.harness.store.results import ResultsStore, default_store_path
+from mamkpd.models import model_info
 from mamkpd.paper.tolerances import tolerance_for
 
 
@@ -49,7 +50,7 @@ def record(store):
         **protocol,
     ):
         if tolerance is None and paper is not None and "status" not in protocol:
-            tolerance, policy_kind = tolerance_for(table, metric, model)
+            tolerance, policy_kind = tolerance_for(table, metric, model_info(model).tolerance_class)
             tolerance_kind = tolerance_kind or policy_kind
         return store.record(
             table=table,

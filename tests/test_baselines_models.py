@@ -13,6 +13,8 @@ from mamkpd.paper.published import PUBLISHED_PARAMS
 from mamkpd.paper.tolerances import PARAMS_REL_BASELINE
 
 BASELINES = sorted(PUBLISHED_PARAMS)
+RTMO = ("rtmo_s", "rtmo_m", "rtmo_l")  # one-stage: a whole image per sample, decoded by RTMO itself
+VITPOSE = ("vitpose_s", "vitpose_b", "vitpose_l", "vitpose_s_simple", "vitpose_b_simple", "vitpose_l_simple")
 
 
 @functools.cache
@@ -26,11 +28,12 @@ def test_every_baseline_is_registered_with_its_sample_kind():
     assert set(BASELINES) <= names
     for name in BASELINES:
         info = mamkpd.model_info(name)
-        if name.startswith("rtmo"):
-            assert info.sample == "whole image (640x640)" and info.input_size == (640, 640)
+        if name in RTMO:
+            assert info.whole_image and info.sample == "whole image (640x640)" and info.input_size == (640, 640)
         else:
-            assert info.sample == "person crop" and info.input_size == (256, 192)
-        assert info.codec == ("rtmo" if name.startswith("rtmo") else "udp" if name.startswith("vitpose") else "msra")
+            assert not info.whole_image and info.sample == "person crop" and info.input_size == (256, 192)
+        assert info.codec == ("rtmo" if name in RTMO else "udp" if name in VITPOSE else "msra")
+        assert not info.has_scan and info.tolerance_class == "official"  # the authors' architectures, no scan
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -51,17 +54,21 @@ def test_topdown_forward_gives_quarter_resolution_heatmaps(name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["sbl_res152", "hrnet_w48", "vitpose_l", "vitpose_l_simple", "rtmo_m", "rtmo_l"])
-def test_large_models_forward_on_meta(name):
+def forward_on_meta(name: str):
     with torch.device("meta"):
         model = mamkpd.create_model(name).eval()
-        size = mamkpd.model_info(name).input_size
-        out = model(torch.empty(1, 3, *size))
-    if name.startswith("rtmo"):
-        cells = sum((640 // s) ** 2 for s in (16, 32))
-        assert [o.shape[:2] for o in out] == [(1, cells)] * 4
-    else:
-        assert out.shape == (1, 17, 64, 48)
+        return model(torch.empty(1, 3, *mamkpd.model_info(name).input_size))
+
+
+@pytest.mark.parametrize("name", ["sbl_res152", "hrnet_w48", "vitpose_l", "vitpose_l_simple"])
+def test_large_models_forward_on_meta(name):
+    assert forward_on_meta(name).shape == (1, 17, 64, 48)
+
+
+@pytest.mark.parametrize("name", ["rtmo_m", "rtmo_l"])
+def test_large_rtmo_forward_on_meta(name):
+    cells = sum((640 // s) ** 2 for s in (16, 32))
+    assert [o.shape[:2] for o in forward_on_meta(name)] == [(1, cells)] * 4
 
 
 def test_keypoint_count_and_input_size_are_arguments():

@@ -100,6 +100,7 @@ TO_LAYOUT = {
     "original": [(r"^backbone\.", ""), (r"^head\.", "")],
     "vitpose_official": [(r"^head\.", "keypoint_head.")],
 }
+# ViTPose's MMPose 1.x release names its backbone as mmpretrain's VisionTransformer does
 VIT_TO_MMPRETRAIN = [
     (r"^backbone\.patch_embed\.proj\.", "backbone.patch_embed.projection."),
     (r"^backbone\.last_norm\.", "backbone.ln1."),
@@ -109,6 +110,10 @@ VIT_TO_MMPRETRAIN = [
     (r"^backbone\.blocks\.(\d+)\.mlp\.fc2\.", r"backbone.layers.\1.ffn.layers.1."),
     (r"^backbone\.blocks\.(\d+)\.attn\.", r"backbone.layers.\1.attn."),
 ]
+# a family whose release names a layout differently from TO_LAYOUT: (family, layout) -> its renaming
+FAMILY_TO_LAYOUT = {("vitpose", "mmpose1"): VIT_TO_MMPRETRAIN}
+# tensors a release holds that the model does not (training-only state its layout drops), per (model, layout)
+RELEASE_EXTRAS = {(name, "mmpose1"): ["head.loss_oks.sigmas"] for name in ("rtmo_s", "rtmo_m", "rtmo_l")}
 
 
 @functools.cache
@@ -122,14 +127,19 @@ def built(name: str) -> torch.nn.Module:
 
 
 def to_layout(name: str, layout: str) -> dict[str, torch.Tensor]:
-    rules = VIT_TO_MMPRETRAIN if (name.startswith("vitpose") and layout == "mmpose1") else TO_LAYOUT[layout]
+    return rename_to_layout(name, layout, {k: v.clone() for k, v in built(name).state_dict().items()})
+
+
+def rename_to_layout(name: str, layout: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (model ``name``'s own names) as the release in ``layout`` stores it."""
+    rules = FAMILY_TO_LAYOUT.get((mamkpd.model_info(name).family, layout), TO_LAYOUT[layout])
     out = {}
-    for key, value in built(name).state_dict().items():
+    for key, value in state.items():
         for pattern, repl in rules:
             if re.search(pattern, key):
                 key = re.sub(pattern, repl, key, count=1)
                 break
-        out[key] = value.clone()
+        out[key] = value
     if layout == "vitpose_official":  # the release stores a class-token slot in front of the patch tokens
         pe = out["backbone.pos_embed"]
         out["backbone.pos_embed"] = torch.cat((torch.zeros_like(pe[:, :1]), pe), dim=1)
@@ -156,8 +166,8 @@ def test_official_layout_loads_strictly(name, layout):
     for key, shape in OFFICIAL_KEYS[(name, layout)].items():
         assert key in state, f"official key {key} not produced by {name}'s names"
         assert tuple(state[key].shape) == shape, (key, tuple(state[key].shape), shape)
-    if name.startswith("rtmo"):  # the release also holds training-only loss buffers
-        state["head.loss_oks.sigmas"] = torch.rand(17)
+    for key in RELEASE_EXTRAS.get((name, layout), ()):  # the release also holds training-only loss buffers
+        state[key] = torch.rand(17)
     state = unwrap_state_dict({"meta": {"epoch": 210}, "state_dict": state})  # the zoos' container
     model = scrambled_copy(name)
     report = load_weights_from_state(model, state)

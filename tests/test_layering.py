@@ -208,6 +208,65 @@ def test_a_planted_upward_import_is_caught(tmp_path):
     ]
 
 
+def package_imports(root: Path, package: str) -> dict[str, set[str]]:
+    """Each module of ``package`` (dotted, under ``root``, its subpackages included) -> the modules of that
+    package it imports, anywhere in the file; ``from . import x`` imports module ``x`` where there is one."""
+    paths = {module_name(p, root)[0]: p for p in (root / package.replace(".", "/")).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        is_package = path.name == "__init__.py"
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(node.module, node.level, module, is_package)
+                targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names}
+        graph[module] = {t for t in targets if t in paths and t != module}
+    return graph
+
+
+def import_cycles(root: Path, package: str) -> list[str]:
+    """Every circle of imports between the files of ``package``, each as "a -> b -> a" from its least module."""
+    graph = package_imports(root, package)
+    cycles = set()
+
+    def walk(path: list[str]) -> None:
+        for nxt in sorted(graph[path[-1]]):
+            if nxt == path[0]:
+                cycles.add(" -> ".join(path + [nxt]))
+            elif nxt not in path and nxt > path[0]:  # each circle once, from its least module
+                walk(path + [nxt])
+
+    for start in sorted(graph):
+        walk([start])
+    return sorted(cycles)
+
+
+def test_no_import_circle_between_the_files_of_models():
+    # the registry must not import what registers into it: MamKPD's variants register from the package's
+    # __init__, the baselines through the entry points
+    assert import_cycles(REPO, "mamkpd.models") == []
+
+
+def test_a_planted_import_circle_is_caught(tmp_path):
+    files = {
+        "registry.py": "def load():\n    from . import variants  # inside a function still counts\n",
+        "variants.py": "from .registry import load\nfrom .layers import Block\n",
+        "layers/__init__.py": "from .block import Block\n",
+        "layers/block.py": "import torch\nfrom ..variants import load  # back up through a subpackage\n",
+        "__init__.py": "from . import registry, variants  # the package importing its files is no circle\n",
+    }
+    for name, text in files.items():
+        path = tmp_path / "mamkpd" / "models" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert import_cycles(tmp_path, "mamkpd.models") == [
+        "mamkpd.models.layers -> mamkpd.models.layers.block -> mamkpd.models.variants -> mamkpd.models.layers",
+        "mamkpd.models.registry -> mamkpd.models.variants -> mamkpd.models.registry",
+    ]
+
+
 def test_readme_draws_the_layering_the_test_enforces():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert layering_text() in readme, f"README's layout section should show: {layering_text()}"

@@ -1,10 +1,16 @@
 """Model registry: ``create_model(name, checkpoint_path=None, **overrides)`` over explicit factory functions,
 one per registered model (timm-style).
 
-MamKPD registers here directly (:mod:`mamkpd.models.mamkpd`). Other packages, this repository's
-``baselines`` included, register through the ``mamkpd.models`` entry-point group of their packaging
-metadata (``[project.entry-points."mamkpd.models"]`` in pyproject.toml), loaded on the first lookup, so
-that this layer never names a higher one.
+MamKPD's variants register when the package ``mamkpd.models`` is imported (its ``__init__`` imports
+:mod:`mamkpd.models.mamkpd`, which imports this module: this module imports neither). Other packages, this
+repository's ``baselines`` included, register through the ``mamkpd.models`` entry-point group of their
+packaging metadata (``[project.entry-points."mamkpd.models"]`` in pyproject.toml), loaded on the first
+lookup, so that this layer never names a higher one.
+
+Code that treats models differently asks a model's declared abilities (``whole_image``, ``has_scan``,
+``codec``, ``heatmap_stride``, ``tolerance_class``, ``dataset``), never its ``family``, which only labels it
+for display: a new family then works everywhere without editing a test of its name.
+``tests/test_models_contract.py`` checks every registered model against what it declares.
 """
 
 from __future__ import annotations
@@ -42,18 +48,42 @@ NO_PROVIDERS = (
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the harness needs to know about a registered model besides how to build it."""
+    """What the harness needs to know about a registered model besides how to build it: its abilities."""
 
     name: str
     factory: Callable[..., nn.Module]
-    family: str
+    family: str  # a label for listings and grouping; code asks the abilities below, never this
     input_size: tuple[int, int] = (256, 192)  # (H, W) of one sample
-    sample: str = "person crop"  # what one input sample is (RTMO takes a whole image)
-    # the codec its authors trained and decoded with: a mamkpd.codecs name ("msra", "udp"), or "rtmo" for
-    # RTMO, which decodes its own outputs
+    dataset: str = "coco"  # the data set (mamkpd.data.DATASETS) its default head and input size are for
+    # one sample is a whole image (a one-stage model such as RTMO finds the people itself), not a person crop
+    whole_image: bool = False
+    # the model runs a selective scan, whose implementation its factory takes as ``scan_backend``
+    has_scan: bool = False
+    # the codec its authors trained and decoded with: a mamkpd.codecs heatmap codec ("msra", "udp"), or the
+    # name of the model's own decoding ("rtmo": ``model.decode(model(x))`` gives each image's people)
     codec: str = "msra"
+    heatmap_stride: int = 4  # input pixels per output heatmap pixel (heatmap codecs only)
+    # how close its counts must come to printed ones: one of mamkpd.paper.tolerances.TOLERANCE_CLASSES,
+    # "official" (the authors' architecture) or "reimplementation" (built from the paper's text)
+    tolerance_class: str = "official"
     tags: tuple[str, ...] = field(default_factory=tuple)
-    has_scan: bool = False  # it runs a selective scan; its factory takes ``scan_backend``
+
+    @property
+    def sample(self) -> str:
+        """What one input sample is, in words."""
+        return f"whole image ({self.input_size[0]}x{self.input_size[1]})" if self.whole_image else "person crop"
+
+    @property
+    def heatmap_codec(self) -> bool:
+        """Whether it outputs heatmaps that its ``codec`` (a mamkpd.codecs heatmap codec) encodes and decodes."""
+        from ..codecs import CODECS  # on first use: importing it loads OpenCV
+
+        return self.codec in CODECS
+
+    @property
+    def trains_top_down(self) -> bool:
+        """Whether the suite's top-down heatmap trainer and evaluator take it: person crops in, heatmaps out."""
+        return self.heatmap_codec and not self.whole_image
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -64,12 +94,16 @@ _providers_found = True
 def register_model(
     family: str,
     input_size: tuple[int, int] = (256, 192),
-    sample: str = "person crop",
-    codec: str = "msra",
-    tags: tuple[str, ...] = (),
+    *,
+    dataset: str = "coco",
+    whole_image: bool = False,
     has_scan: bool = False,
+    codec: str = "msra",
+    heatmap_stride: int = 4,
+    tolerance_class: str = "official",
+    tags: tuple[str, ...] = (),
 ):
-    """Decorator: register ``fn`` under its own name."""
+    """Decorator: register ``fn`` under its own name, with the abilities :class:`ModelInfo` describes."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = fn.__name__
@@ -80,10 +114,13 @@ def register_model(
             factory=fn,
             family=family,
             input_size=tuple(input_size),
-            sample=sample,
-            codec=codec,
-            tags=tuple(tags),
+            dataset=dataset,
+            whole_image=whole_image,
             has_scan=has_scan,
+            codec=codec,
+            heatmap_stride=heatmap_stride,
+            tolerance_class=tolerance_class,
+            tags=tuple(tags),
         )
         return fn
 
@@ -95,8 +132,6 @@ def _load_providers() -> None:
     if _providers_loaded:
         return
     _providers_loaded = True
-    from . import mamkpd  # noqa: F401  (importing registers the MamKPD variants)
-
     providers = entry_points(group=ENTRY_POINT_GROUP)
     _providers_found = bool(providers)
     if not providers:

@@ -74,10 +74,12 @@ def recipe_for(table: str, row: str) -> Recipe:
     if not model:
         raise ValueError(f"{table} row {row!r} ({rows.loc[row, 'method']}) is not implemented by the suite")
     info = model_info(model)
-    family = info.family
-    deviations = tuple(d for f, d in _DEVIATIONS.items() if f == family)
-    if family == "rtmo":
-        deviations += ("RTMO is a one-stage whole-image model; the top-down trainer does not train it",)
+    deviations = tuple(d for f, d in _DEVIATIONS.items() if f == info.family)
+    if not info.trains_top_down:
+        deviations += (
+            f"{model} is not a top-down heatmap model (one sample: {info.sample}; codec {info.codec!r}); "
+            "the top-down trainer does not train it",
+        )
     return Recipe(table, row, model, spec.dataset, spec.split, None, info.codec, deviations=deviations)
 
 
@@ -189,7 +191,7 @@ def evaluate_recipe(
     for metric in TABLES[recipe.table].accuracy_columns:
         if metric not in values:
             continue
-        tol, kind = tolerance_for(recipe.table, metric, recipe.model)
+        tol, kind = tolerance_for(recipe.table, metric, model_info(recipe.model).tolerance_class)
         rows.append(
             record(
                 table=recipe.table,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ...models import model_info
 from ...paper import TABLES, compared_model, load_table
 from ...paper.tolerances import tolerance_for
 from ..store.results import ResultsStore
@@ -178,7 +179,7 @@ def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, o
             )
             continue
         c = measured[model]
-        tol, kind = tolerance_for(table, metric, model)
+        tol, kind = tolerance_for(table, metric, model_info(model).tolerance_class)
         store.record(
             table=table,
             row=row,
@@ -206,7 +207,7 @@ def _measure_hrnet_counter(store: ResultsStore, progress: _Progress) -> None:
     rows = t2[t2["notes"].str.contains("HRNet repository's counter", regex=False) & (t2["registry_name"] != "")]
     for r in rows.itertuples():
         c = measure_complexity_hrnet_repo(r.registry_name)
-        tol, kind = tolerance_for("table2", "gflops", r.registry_name)
+        tol, kind = tolerance_for("table2", "gflops", model_info(r.registry_name).tolerance_class)
         store.record(
             table="table2",
             row=r.row,
