@@ -20,10 +20,15 @@ grid) and ``flip_shift`` (whether flip-test heatmaps are shifted one pixel, HRNe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import cv2
 import numpy as np
+import torch
+
+from mamkpd.codecs.flip import flip_order
+from mamkpd.codecs.simcc import SimCCLabel
 
 Refine = Literal["none", "dark"]
 
@@ -173,6 +178,18 @@ def _dark_udp_refine(coords: np.ndarray, heatmaps: np.ndarray, kernel: int) -> n
     return refined - 1.0
 
 
+def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]], shift: bool) -> torch.Tensor:
+    """Heatmaps of a horizontally flipped input, mapped back to the unflipped frame.
+
+    Flips the width axis and swaps left/right channels. ``shift`` moves them one pixel right, as HRNet's
+    ``SHIFT_HEATMAP`` does; whether a codec needs it is the codec's ``flip_shift``.
+    """
+    out = heatmaps.flip(-1)[:, flip_order(heatmaps.shape[1], flip_pairs)]
+    if shift:
+        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+    return out
+
+
 class MSRAHeatmap:
     """Gaussian heatmaps of SimpleBaseline/HRNet (and DARK with ``refine="dark"``).
 
@@ -240,6 +257,10 @@ class MSRAHeatmap:
         coords = self._refine(coords, heatmaps)
         return (coords * self._stride()).astype(np.float32), scores
 
+    def flip_back(self, heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """The flip test's heatmaps in the unflipped frame (:func:`flip_back` with this codec's ``flip_shift``)."""
+        return flip_back(heatmaps, flip_pairs, self.flip_shift)
+
 
 class UDPHeatmap(MSRAHeatmap):
     """UDP Gaussian heatmaps as ViTPose uses them; ``refine`` defaults to the UDP form of DARK."""
@@ -281,6 +302,7 @@ CODECS = {
     "msra": lambda input_size: MSRAHeatmap(input_size),
     "msra_dark": lambda input_size: MSRAHeatmap(input_size, refine="dark"),
     "udp": lambda input_size: UDPHeatmap(input_size),
+    "simcc": lambda input_size: SimCCLabel(input_size),  # RTMPose's coordinate classification (simcc.py)
 }
 
 
