@@ -53,10 +53,12 @@ def test_flip_order_swaps_pairs_only():
     assert flip_order(5, [(1, 2), (3, 4)]) == [0, 2, 1, 4, 3]
 
 
-def test_decode_of_a_wrong_shape_is_a_clear_error():
+def test_wrong_outputs_are_a_clear_error():
     codec = build_codec("simcc", (256, 192))
     with pytest.raises(ValueError, match=r"simcc_x \(N, K, Wx\)"):
         codec.decode((np.zeros((17, 384)), np.zeros((17, 512))))
+    with pytest.raises(ValueError, match=r"gives one output of shape \(2, 17, 64, 48\) \(a heatmap model"):
+        codec.flip_back(torch.zeros(2, 17, 64, 48), [(1, 2)])
 
 
 class SimCCOracle(nn.Module):

@@ -250,6 +250,7 @@ class MSRAHeatmap:
 
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heatmaps (N, K, h, w) -> keypoints (N, K, 2) in input-crop pixels and scores (N, K)."""
+        self._require_heatmaps(heatmaps)
         heatmaps = np.asarray(heatmaps, dtype=np.float32)
         if heatmaps.ndim != 4:
             raise ValueError(f"decode expects heatmaps of shape (N, K, h, w), got {heatmaps.shape}")
@@ -259,7 +260,16 @@ class MSRAHeatmap:
 
     def flip_back(self, heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
         """The flip test's heatmaps in the unflipped frame (:func:`flip_back` with this codec's ``flip_shift``)."""
+        self._require_heatmaps(heatmaps)
         return flip_back(heatmaps, flip_pairs, self.flip_shift)
+
+    def _require_heatmaps(self, outputs) -> None:
+        """A model with several outputs (SimCC's x and y vectors) is not this codec's: one clear line."""
+        if isinstance(outputs, (tuple, list)):
+            raise ValueError(
+                f"the {self.name} codec decodes heatmaps (N, K, h, w); this model gives {len(outputs)} outputs "
+                "(a SimCC model such as RTMPose: use its own codec, simcc)"
+            )
 
 
 class UDPHeatmap(MSRAHeatmap):

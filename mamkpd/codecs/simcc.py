@@ -22,6 +22,17 @@ import torch
 from mamkpd.codecs.flip import flip_order
 
 
+def _require_pair(outputs) -> None:
+    """A heatmap model's single output is not this codec's: one clear line."""
+    if isinstance(outputs, (tuple, list)) and len(outputs) == 2:
+        return
+    given = f"one output of shape {tuple(outputs.shape)}" if hasattr(outputs, "shape") else f"{len(outputs)} outputs"
+    raise ValueError(
+        f"the simcc codec decodes a model's (simcc_x, simcc_y) pair; this model gives {given} "
+        "(a heatmap model: use its own codec)"
+    )
+
+
 class SimCCLabel:
     """SimCC vectors of an (H, W) input; the defaults are RTMPose's COCO 256x192 configs."""
 
@@ -64,6 +75,7 @@ class SimCCLabel:
 
     def decode(self, outputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(simcc_x (N, K, Wx), simcc_y (N, K, Wy))`` -> keypoints (N, K, 2) in input-crop pixels, scores (N, K)."""
+        _require_pair(outputs)
         simcc_x, simcc_y = (np.asarray(v, dtype=np.float32) for v in outputs)
         if simcc_x.ndim != 3 or simcc_y.shape[:2] != simcc_x.shape[:2]:
             raise ValueError(
@@ -78,6 +90,7 @@ class SimCCLabel:
         self, outputs: tuple[torch.Tensor, torch.Tensor], flip_pairs: Sequence[tuple[int, int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The vectors of a horizontally flipped input in the unflipped frame: x reversed, left/right swapped."""
+        _require_pair(outputs)
         simcc_x, simcc_y = outputs
         order = flip_order(simcc_x.shape[1], flip_pairs)
         return simcc_x[:, order].flip(-1), simcc_y[:, order]
