@@ -1,4 +1,4 @@
 """Baselines of the paper's comparisons, registered in the same registry as MamKPD: SimpleBaseline,
-HRNet, ViTPose (top-down, one person crop per sample) and RTMO (one-stage, one whole image per sample)."""
+HRNet, ViTPose, RTMPose (top-down, one person crop per sample) and RTMO (one-stage, one whole image per sample)."""
 
-from . import hrnet, rtmo, simple_baseline, vitpose  # noqa: F401  (importing registers the models)
+from . import hrnet, rtmo, rtmpose, simple_baseline, vitpose  # noqa: F401  (importing registers the models)

@@ -14,6 +14,7 @@ params, GFLOPs and FPS measure); :meth:`RTMO.decode` turns its outputs into peop
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -95,12 +96,20 @@ class CSPLayer(nn.Module):
 
 
 class SPPBottleneck(nn.Module):
-    def __init__(self, channels: int, kernel_sizes: tuple[int, ...] = (5, 9, 13)):
+    """1x1 conv to half width, max pools of several sizes concatenated, 1x1 conv back; ``conv`` builds the
+    conv-BN-SiLU modules (YOLOX's BN here, PyTorch's default BN in RTMPose's CSPNeXt)."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_sizes: tuple[int, ...] = (5, 9, 13),
+        conv: Callable[[int, int, int], nn.Module] = yolox_conv,
+    ):
         super().__init__()
         mid = channels // 2
-        self.conv1 = yolox_conv(channels, mid, 1)
+        self.conv1 = conv(channels, mid, 1)
         self.poolings = nn.ModuleList(nn.MaxPool2d(k, 1, k // 2) for k in kernel_sizes)
-        self.conv2 = yolox_conv(mid * (len(kernel_sizes) + 1), channels, 1)
+        self.conv2 = conv(mid * (len(kernel_sizes) + 1), channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)
@@ -378,7 +387,9 @@ class ScaleNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(1))
 
     def forward(self, x: Tensor) -> Tensor:
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale
+        # the L2 norm as pow/sum/sqrt: element-wise ops the complexity count knows to be free (RTMPose's head
+        # runs it in the forward pass; fvcore has no handle for linalg_vector_norm)
+        norm = x.pow(2).sum(-1, keepdim=True).sqrt() * self.scale
         return x / norm.clamp(min=self.eps) * self.g
 
 
@@ -403,7 +414,8 @@ class Scale(nn.Module):
 
 
 class GAUEncoder(nn.Module):
-    """Gated attention unit over the keypoint tokens, with an additive keypoint position encoding."""
+    """Gated attention unit over the keypoint tokens (MMPose's ``RTMCCBlock``, self-attention, no relative
+    bias), with an optional additive keypoint position encoding (RTMO's DCC; RTMPose's head has none)."""
 
     def __init__(self, dim: int, expansion: int = 2, s: int = 128):
         super().__init__()
@@ -416,11 +428,13 @@ class GAUEncoder(nn.Module):
         self.res_scale = ChannelWiseScale(dim)
         nn.init.xavier_uniform_(self.uv.weight)
 
-    def forward(self, x: Tensor, pos_enc: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pos_enc: Tensor | None = None) -> Tensor:
         u, v, base = F.silu(self.uv(self.ln(x))).split([self.e, self.e, self.s], dim=-1)
-        q = base * self.gamma[0] + self.beta[0] + pos_enc
-        k = base * self.gamma[1] + self.beta[1] + pos_enc
-        kernel = F.relu(q @ k.transpose(-1, -2) / math.sqrt(self.s)).square()
+        q = base * self.gamma[0] + self.beta[0]
+        k = base * self.gamma[1] + self.beta[1]
+        if pos_enc is not None:
+            q, k = q + pos_enc, k + pos_enc
+        kernel = F.relu(q @ k.transpose(-1, -2) / math.sqrt(self.s)).pow(2)
         return self.res_scale(x) + self.o(u * (kernel @ v))
 
 

@@ -1,4 +1,4 @@
-"""Eager vs torch.compile vs onnxruntime throughput of MamKPD-B and HRNet-W32 on the CPU, batch 1 and 8.
+"""Eager vs torch.compile vs onnxruntime throughput of MamKPD-B, HRNet-W32 and RTMPose-m on the CPU, batch 1 and 8.
 
 Benchmarks, not tests: run with ``python -m pytest benchmarks/test_bench_runtimes.py --benchmark-enable``.
 Each group (one model at one batch size) prints its three runtimes side by side; compare them as
@@ -16,7 +16,7 @@ from mamkpd import create_model
 from mamkpd.export import compile_model, example_input, input_size_of, onnx_runner, prepare_for_export
 from mamkpd.models import scan_backend_of
 
-MODELS = ("mamkpd_b", "hrnet_w32")
+MODELS = ("mamkpd_b", "hrnet_w32", "rtmpose_m")  # RTMPose-m: the top-down model real-time users deploy
 BATCHES = (1, 8)
 RUNTIMES = ("eager", "compiled", "onnxruntime")
 

@@ -14,6 +14,7 @@ from mamkpd.paper.tolerances import PARAMS_REL_BASELINE
 
 BASELINES = sorted(PUBLISHED_PARAMS)
 RTMO = ("rtmo_s", "rtmo_m", "rtmo_l")  # one-stage: a whole image per sample, decoded by RTMO itself
+RTMPOSE = ("rtmpose_t", "rtmpose_s", "rtmpose_m", "rtmpose_l")  # top-down, SimCC vectors
 VITPOSE = ("vitpose_s", "vitpose_b", "vitpose_l", "vitpose_s_simple", "vitpose_b_simple", "vitpose_l_simple")
 
 
@@ -32,7 +33,8 @@ def test_every_baseline_is_registered_with_its_sample_kind():
             assert info.whole_image and info.sample == "whole image (640x640)" and info.input_size == (640, 640)
         else:
             assert not info.whole_image and info.sample == "person crop" and info.input_size == (256, 192)
-        assert info.codec == ("rtmo" if name in RTMO else "udp" if name in VITPOSE else "msra")
+        own = {**{n: "rtmo" for n in RTMO}, **{n: "simcc" for n in RTMPOSE}, **{n: "udp" for n in VITPOSE}}
+        assert info.codec == own.get(name, "msra")  # the others test with MSRA heatmaps
         assert not info.has_scan and info.tolerance_class == "official"  # the authors' architectures, no scan
 
 

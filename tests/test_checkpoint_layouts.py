@@ -90,6 +90,19 @@ OFFICIAL_KEYS = {
         "head.dcc.y_bins": (256,),
         "head.dcc.spe.dim_t": (64,),
     },
+    ("rtmpose_t", "native"): {  # = MMPose 1.x
+        "backbone.stem.0.conv.weight": (12, 3, 3, 3),
+        "backbone.stage1.1.blocks.0.conv2.depthwise_conv.conv.weight": (24, 1, 5, 5),
+        "backbone.stage4.1.conv2.conv.weight": (384, 768, 1, 1),
+        "backbone.stage4.2.attention.fc.bias": (384,),
+        "head.final_layer.weight": (17, 384, 7, 7),
+        "head.mlp.0.g": (1,),
+        "head.mlp.1.weight": (256, 48),
+        "head.gau.uv.weight": (1152, 256),
+        "head.gau.res_scale.scale": (256,),
+        "head.cls_x.weight": (384, 256),
+        "head.cls_y.weight": (512, 256),
+    },
 }
 
 # The documented renaming from this suite's names to each published layout (the inverse of the loader's).

@@ -110,3 +110,25 @@ def test_original_simplebaseline_checkpoint_is_evaluated_on_bgr_images(tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["protocol"]["input_channels"].startswith("BGR")
+
+
+def test_rtmpose_checkpoint_is_evaluated_through_its_simcc_codec(tmp_path):
+    """A model-zoo RTMPose file: decoded and flip-tested by the SimCC codec the model registers; a heatmap
+    codec forced on it is one clear line."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "rtmpose-t.pth"
+    torch.save({"meta": {}, "state_dict": create_model("rtmpose_t").state_dict()}, ckpt)
+    ann = sample("coco", "test_coco.json")
+    args = ["evaluate", "--checkpoint", str(ckpt), "--model", "rtmpose_t", "--dataset", "coco"]
+    args += ["--ann-file", str(ann), "--image-dir", str(ann.parent), "--device", "cpu", "--workers", "0"]
+    proc = mamkpd_cli(*args, "--results", str(tmp_path / "kpts.json"), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["protocol"]["codec"] == "simcc" and report["protocol"]["flip_test"] is True
+    assert report["protocol"]["flip_shift"] is False and report["protocol"]["input_size"] == [256, 192]
+    assert all(0.0 <= v <= 1.0 for v in report["metrics"].values())  # untrained: the point is that it evaluates
+    written = json.loads((tmp_path / "kpts.json").read_text())
+    assert written and all(len(r["keypoints"]) == 51 for r in written)
+    proc = mamkpd_cli(*args, "--codec", "msra", "--results", str(tmp_path / "msra.json"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the msra codec decodes heatmaps" in proc.stderr and "use its own codec, simcc" in proc.stderr

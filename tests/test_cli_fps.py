@@ -34,3 +34,12 @@ def test_fps_refuses_gpu_preset_on_cpu_in_one_line():
     proc = _mamkpd("fps", "--model", "mamkpd_s", "--preset", "fp16", "--device", "cpu")
     assert proc.returncode == 2
     assert "needs a CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fps_times_a_model_with_two_outputs():
+    """RTMPose's forward gives SimCC's (x, y) vectors: timed like any registered model."""
+    proc = _mamkpd("fps", "--model", "rtmpose_t", "--input-size", "64", "64", "--protocol", "smoke", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["model"] == "rtmpose_t" and out["median_samples_per_s"] > 0 and out["scan_backend"] == ""
+    assert out["sample"] == "person crop" and out["input_size"] == [64, 64]

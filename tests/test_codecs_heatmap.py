@@ -96,7 +96,7 @@ def test_decode_of_empty_heatmaps_gives_zero_scores_and_origin():
 
 def test_bad_arguments():
     with pytest.raises(KeyError, match="unknown codec"):
-        build_codec("simcc", (256, 192))
+        build_codec("regression", (256, 192))
     with pytest.raises(ValueError, match="refine"):
         MSRAHeatmap((256, 192), refine="megvii")
     with pytest.raises(ValueError, match="shape"):
@@ -110,4 +110,5 @@ def test_each_codec_carries_its_name_and_flip_convention():
         "msra": ("msra", True, False),
         "msra_dark": ("msra_dark", True, False),
         "udp": ("udp", False, True),
+        "simcc": ("simcc", False, False),  # RTMPose: flip_vectors reverses the bins without a shift
     }

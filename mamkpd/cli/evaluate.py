@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="evaluate a checkpoint on COCO, MPII or AP-10K",
         description="Top-down inference (flip test unless --no-flip) and evaluation: COCO / AP-10K keypoint AP "
         "after rescoring and OKS-NMS 0.9, MPII PCKh@0.5. Checkpoints written by `mamkpd train` "
-        "carry their model and codec; for model-zoo checkpoints (HRNet, ViTPose) pass --model. "
+        "carry their model and codec; for model-zoo checkpoints (HRNet, ViTPose, RTMPose) pass --model. "
         "Runs under torchrun too (each process evaluates a shard).",
         epilog="example: mamkpd evaluate --checkpoint runs/mamkpd_s/best.pth --dataset coco --data-root /data/coco "
         "--box-file /data/coco/person_detection_results/COCO_val2017_detections_AP_H_56_person.json",
@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt-mat", help="MPII mpii_gt_val.mat (default: head sizes from the annotations, if present)")
     p.add_argument(
         "--codec",
-        help="msra | msra_dark | udp (default: the checkpoint's, else the model's own: "
-        "udp for ViTPose, msra otherwise)",
+        help="msra | msra_dark | udp | simcc (default: the checkpoint's, else the model's own: "
+        "udp for ViTPose, simcc for RTMPose, msra otherwise)",
     )
     add_input_size(p, "the checkpoint's, else the data set's")
     p.add_argument("--no-flip", action="store_true", help="no flip test")

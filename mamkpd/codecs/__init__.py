@@ -1,5 +1,7 @@
-"""Heatmap codecs: keypoints <-> Gaussian heatmaps (MSRA/HRNet, DARK, UDP)."""
+"""Codecs: keypoints <-> model targets. Gaussian heatmaps (MSRA/HRNet, DARK, UDP) and SimCC's x/y bin
+vectors (RTMPose); each decodes its model's outputs and maps the flip test's back (``flip_back``)."""
 
 from mamkpd.codecs.heatmap import CODECS, MSRAHeatmap, UDPHeatmap, build_codec
+from mamkpd.codecs.simcc import SimCCLabel
 
-__all__ = ["CODECS", "MSRAHeatmap", "UDPHeatmap", "build_codec"]
+__all__ = ["CODECS", "MSRAHeatmap", "SimCCLabel", "UDPHeatmap", "build_codec"]

@@ -20,10 +20,15 @@ grid) and ``flip_shift`` (whether flip-test heatmaps are shifted one pixel, HRNe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import cv2
 import numpy as np
+import torch
+
+from mamkpd.codecs.flip import flip_order
+from mamkpd.codecs.simcc import SimCCLabel
 
 Refine = Literal["none", "dark"]
 
@@ -173,6 +178,18 @@ def _dark_udp_refine(coords: np.ndarray, heatmaps: np.ndarray, kernel: int) -> n
     return refined - 1.0
 
 
+def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]], shift: bool) -> torch.Tensor:
+    """Heatmaps of a horizontally flipped input, mapped back to the unflipped frame.
+
+    Flips the width axis and swaps left/right channels. ``shift`` moves them one pixel right, as HRNet's
+    ``SHIFT_HEATMAP`` does; whether a codec needs it is the codec's ``flip_shift``.
+    """
+    out = heatmaps.flip(-1)[:, flip_order(heatmaps.shape[1], flip_pairs)]
+    if shift:
+        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+    return out
+
+
 class MSRAHeatmap:
     """Gaussian heatmaps of SimpleBaseline/HRNet (and DARK with ``refine="dark"``).
 
@@ -233,12 +250,26 @@ class MSRAHeatmap:
 
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heatmaps (N, K, h, w) -> keypoints (N, K, 2) in input-crop pixels and scores (N, K)."""
+        self._require_heatmaps(heatmaps)
         heatmaps = np.asarray(heatmaps, dtype=np.float32)
         if heatmaps.ndim != 4:
             raise ValueError(f"decode expects heatmaps of shape (N, K, h, w), got {heatmaps.shape}")
         coords, scores = _argmax(heatmaps)
         coords = self._refine(coords, heatmaps)
         return (coords * self._stride()).astype(np.float32), scores
+
+    def flip_back(self, heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """The flip test's heatmaps in the unflipped frame (:func:`flip_back` with this codec's ``flip_shift``)."""
+        self._require_heatmaps(heatmaps)
+        return flip_back(heatmaps, flip_pairs, self.flip_shift)
+
+    def _require_heatmaps(self, outputs) -> None:
+        """A model with several outputs (SimCC's x and y vectors) is not this codec's: one clear line."""
+        if isinstance(outputs, (tuple, list)):
+            raise ValueError(
+                f"the {self.name} codec decodes heatmaps (N, K, h, w); this model gives {len(outputs)} outputs "
+                "(a SimCC model such as RTMPose: use its own codec, simcc)"
+            )
 
 
 class UDPHeatmap(MSRAHeatmap):
@@ -281,6 +312,7 @@ CODECS = {
     "msra": lambda input_size: MSRAHeatmap(input_size),
     "msra_dark": lambda input_size: MSRAHeatmap(input_size, refine="dark"),
     "udp": lambda input_size: UDPHeatmap(input_size),
+    "simcc": lambda input_size: SimCCLabel(input_size),  # RTMPose's coordinate classification (simcc.py)
 }
 
 

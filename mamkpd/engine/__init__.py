@@ -4,7 +4,7 @@ from .checkpoint import atomic_write, load_training_state, save_checkpoint, writ
 from .checkpoint_eval import EvalConfig, evaluate_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, gather_by_index, init_distributed
-from .inference import build_coco_results, evaluate, flip_back, predict_heatmaps, run_inference
+from .inference import build_coco_results, evaluate, flip_back, predict_outputs, run_inference
 from .loss import JointsMSELoss
 from .trainer import NonFiniteLossError, TrainResult, WarmupMultiStep, train
 
@@ -19,7 +19,7 @@ __all__ = [
     "EvalConfig",
     "evaluate_checkpoint",
     "run_inference",
-    "predict_heatmaps",
+    "predict_outputs",
     "flip_back",
     "build_coco_results",
     "DistContext",

@@ -13,13 +13,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..codecs.heatmap import flip_back  # the heatmap flip test, exported here as before
 from ..models import scan_backend_of
 from .checkpoint import unwrap_model, write_json
 from .distributed import DistContext, broadcast_object, gather_by_index
 
 __all__ = [
     "flip_back",
-    "predict_heatmaps",
+    "predict_outputs",
     "run_inference",
     "build_coco_results",
     "results_for_file",
@@ -34,31 +35,26 @@ RESCORE_THR = 0.2  # keypoints above this score enter the mean that rescales the
 OKS_NMS_THR = 0.9
 
 
-def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]], shift: bool) -> torch.Tensor:
-    """Heatmaps of a horizontally flipped input, mapped back to the unflipped frame.
-
-    Flips the width axis and swaps left/right channels. ``shift`` moves them one pixel right, as HRNet's
-    ``SHIFT_HEATMAP`` does; whether a codec needs it is the codec's ``flip_shift``.
-    """
-    out = heatmaps.flip(-1)
-    order = list(range(out.shape[1]))
-    for i, j in flip_pairs:
-        order[i], order[j] = j, i
-    out = out[:, order]
-    if shift:
-        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
-    return out
+def _float(outputs):
+    """A model's outputs as float32: a tensor (heatmaps) or a tuple of tensors (SimCC's x and y vectors)."""
+    return outputs.float() if isinstance(outputs, torch.Tensor) else tuple(t.float() for t in outputs)
 
 
-def predict_heatmaps(
-    model: nn.Module, images: torch.Tensor, flip_pairs: Sequence[tuple[int, int]] | None, shift: bool = True
-) -> torch.Tensor:
-    """Model heatmaps for a batch, averaged with the flip-test heatmaps when ``flip_pairs`` is given."""
-    heatmaps = model(images).float()
+def _mean(a, b):
+    return 0.5 * (a + b) if isinstance(a, torch.Tensor) else tuple(0.5 * (x + y) for x, y in zip(a, b, strict=True))
+
+
+def _numpy(outputs):
+    return outputs.cpu().numpy() if isinstance(outputs, torch.Tensor) else tuple(t.cpu().numpy() for t in outputs)
+
+
+def predict_outputs(model: nn.Module, images: torch.Tensor, codec, flip_pairs: Sequence[tuple[int, int]] | None):
+    """The model's outputs for a batch (heatmaps, or a tuple such as SimCC's x and y vectors) as float32; with
+    ``flip_pairs``, averaged with those of the mirrored batch, which ``codec.flip_back`` maps back."""
+    outputs = _float(model(images))
     if flip_pairs is not None:
-        flipped = model(images.flip(-1)).float()
-        heatmaps = 0.5 * (heatmaps + flip_back(flipped, flip_pairs, shift))
-    return heatmaps
+        outputs = _mean(outputs, codec.flip_back(_float(model(images.flip(-1))), flip_pairs))
+    return outputs
 
 
 def run_inference(
@@ -75,8 +71,8 @@ def run_inference(
 ) -> dict[str, np.ndarray]:
     """Predict every instance of ``dataset``; keypoints come back in image pixels, ordered by instance index.
 
-    ``codec`` decodes the heatmaps and says how the flip test and the crop mapping treat them
-    (``flip_shift``, ``use_udp``).
+    ``codec`` decodes the model's outputs, maps the flip test's back (``flip_back``) and says how the crop
+    mapping treats them (``use_udp``).
 
     Under DDP each rank predicts its shard and all ranks receive the full, de-duplicated set.
     """
@@ -100,7 +96,6 @@ def run_inference(
         pin_memory=ctx.device.type == "cuda",
     )
     flip_pairs = [tuple(p) for p in dataset.info.flip_pairs] if flip_test else None
-    shift = codec.flip_shift
     udp = codec.use_udp  # UDP crops map the box onto the (W-1) x (H-1) pixel-centre grid
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and ctx.device.type == "cuda" else nullcontext()
     fields: dict[str, list] = {
@@ -128,8 +123,8 @@ def run_inference(
         for batch in bar:
             images = batch["image"].to(ctx.device, non_blocking=True)
             with autocast:
-                heatmaps = predict_heatmaps(model, images, flip_pairs, shift)
-            crop_xy, scores = codec.decode(heatmaps.float().cpu().numpy())
+                outputs = predict_outputs(model, images, codec, flip_pairs)
+            crop_xy, scores = codec.decode(_numpy(outputs))
             input_size = tuple(images.shape[-2:])
             for n, meta in enumerate(batch["meta"]):
                 center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 class PublishedCount:
     params_m: float  # millions, as published (rounded as printed)
     source: str
+    gflops: float | None = None  # at the official input size, as published (with the authors' own counter)
 
+
+_RTMPOSE_README = "MMPose projects/rtmpose/README.md, Model Zoo, Body 2d (17 Keypoints), 256x192"
 
 PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "hrnet_w32": PublishedCount(28.54, "MMPose model zoo, td-hm_hrnet-w32_8xb64-210e_coco-256x192"),
@@ -27,6 +30,11 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "rtmo_s": PublishedCount(9.87, "MMPose 1.x config rtmo-s_8xb32-600e_coco-640x640"),
     "rtmo_m": PublishedCount(22.53, "MMPose 1.x config rtmo-m_16xb16-600e_coco-640x640"),
     "rtmo_l": PublishedCount(44.69, "MMPose 1.x config rtmo-l_16xb16-600e_coco-640x640"),
+    # RTMPose is not in the paper; its README's table (MMPose's counter, multiply-adds, at 256x192)
+    "rtmpose_t": PublishedCount(3.34, _RTMPOSE_README, gflops=0.36),
+    "rtmpose_s": PublishedCount(5.47, _RTMPOSE_README, gflops=0.68),
+    "rtmpose_m": PublishedCount(13.59, _RTMPOSE_README, gflops=1.93),
+    "rtmpose_l": PublishedCount(27.66, _RTMPOSE_README, gflops=4.16),
 }
 
 
