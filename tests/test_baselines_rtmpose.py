@@ -16,7 +16,7 @@ from seeded_weights import seeded_tensor
 import mamkpd
 from mamkpd.codecs import build_codec
 from mamkpd.engine import predict_outputs
-from mamkpd.harness.complexity import measure_complexity
+from mamkpd.harness.measure.complexity import measure_complexity
 from mamkpd.models.checkpoint import load_weights_from_state, unwrap_state_dict
 from mamkpd.paper.published import PUBLISHED_PARAMS
 

@@ -5,9 +5,9 @@ registers:
 - it builds on the meta device, and its factory takes ``num_keypoints`` (the head grows with it) and
   ``scan_backend`` exactly when it declares ``has_scan``;
 - its data set, codec and flip pairs fit each other and its default head;
-- at its declared input size its outputs are what its codec expects: heatmaps (N, K, H/s, W/s) at the
-  declared ``heatmap_stride`` s, the size the codec encodes; a model that decodes its own outputs gives
-  each image's people from ``model.decode``;
+- at its declared input size its outputs are what its codec decodes (``codec.output_shapes``): heatmaps
+  (N, K, H/s, W/s) at the declared ``heatmap_stride`` s for a heatmap codec, SimCC's x and y vectors for
+  ``simcc``; a model that decodes its own outputs gives each image's people from ``model.decode``;
 - forward and backward run on the CPU at its smallest valid size, and every parameter of a model the suite
   trains gets a gradient; ``count_params`` counts the model actually built;
 - its state dict loads back strictly in each checkpoint layout it declares;
@@ -104,24 +104,26 @@ def check_outputs(name: str, out, input_size: Sequence[int], batch: int = BATCH)
     info = mamkpd.model_info(name)
     keypoints = DATASETS[info.dataset].num_keypoints
     h, w = input_size
-    if not info.heatmap_codec:  # decodes its own outputs: batch-first tensors for model.decode
+    if not info.uses_codec:  # decodes its own outputs: batch-first tensors for model.decode
         tensors = out if isinstance(out, (tuple, list)) else (out,)
         assert tensors and all(isinstance(t, Tensor) and t.shape[0] == batch for t in tensors), (
             f"{name}: outputs should be tensors of batch {batch} first, got {[getattr(t, 'shape', t) for t in tensors]}"
         )
         return
-    stride = info.heatmap_stride
-    assert h % stride == 0 and w % stride == 0, f"{name}: input {h}x{w} is no multiple of its heatmap stride {stride}"
-    heatmap = (h // stride, w // stride)
     codec = build_codec(info.codec, (h, w))
-    assert codec.heatmap_size == heatmap, (
-        f"{name}: codec {info.codec!r} encodes {codec.heatmap_size} heatmaps at input {h}x{w}, but the model "
-        f"declares heatmap stride {stride}: {heatmap}"
-    )
-    shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-    assert shape == (batch, keypoints, *heatmap), (
-        f"{name}: at input {h}x{w} it outputs {shape}; its codec {info.codec!r} and data set {info.dataset!r} "
-        f"expect heatmaps {(batch, keypoints, *heatmap)}"
+    if hasattr(codec, "heatmap_size"):  # a heatmap codec: the map is the input over the declared stride
+        stride = info.heatmap_stride
+        assert h % stride == 0 and w % stride == 0, f"{name}: input {h}x{w} is no multiple of its stride {stride}"
+        assert codec.heatmap_size == (h // stride, w // stride), (
+            f"{name}: codec {info.codec!r} encodes {codec.heatmap_size} heatmaps at input {h}x{w}, but the model "
+            f"declares heatmap stride {stride}: {(h // stride, w // stride)}"
+        )
+    tensors = out if isinstance(out, (tuple, list)) else (out,)
+    shapes = tuple(tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in tensors)
+    expected = tuple((batch, *shape) for shape in codec.output_shapes(keypoints))
+    assert shapes == expected, (
+        f"{name}: at input {h}x{w} it outputs {shapes}; its codec {info.codec!r} and data set {info.dataset!r} "
+        f"expect {expected}"
     )
 
 
@@ -192,7 +194,7 @@ def test_builds_on_meta_and_declares_what_it_is(name):
     data = DATASETS[info.dataset]
     flipped = [i for pair in data.flip_pairs for i in pair]
     assert len(set(flipped)) == len(flipped) and all(0 <= i < data.num_keypoints for i in flipped), data.flip_pairs
-    if info.heatmap_codec:
+    if info.uses_codec:
         assert build_codec(info.codec, info.input_size).input_size == info.input_size
     # the factory's keyword arguments: a bigger head for more keypoints; a scan backend exactly with has_scan
     assert mamkpd.count_params(name, num_keypoints=data.num_keypoints + 1) > params_of(name), name
@@ -227,7 +229,7 @@ def test_forward_and_backward_on_the_cpu_at_the_smallest_size(name):
     check_outputs(name, out, size)
     check_gradients(name, model)
     assert mamkpd.count_params(model) == mamkpd.count_params(name, input_size=size), name
-    if not mamkpd.model_info(name).heatmap_codec:
+    if not mamkpd.model_info(name).uses_codec:
         with torch.no_grad():
             check_decoded(name, model.eval(), model(torch.randn(BATCH, 3, *size)))
 
@@ -305,7 +307,7 @@ def test_the_contract_catches_a_model_of_the_wrong_stride(scratch_registry):
 
     with torch.device("meta"):
         out = forward_backward("planted_stride8", mamkpd.create_model("planted_stride8"), (256, 192))
-    with pytest.raises(AssertionError, match=r"outputs \(2, 17, 32, 24\).*expect heatmaps \(2, 17, 64, 48\)"):
+    with pytest.raises(AssertionError, match=r"outputs \(\(2, 17, 32, 24\),\).*expect \(\(2, 17, 64, 48\),\)"):
         check_outputs("planted_stride8", out, (256, 192))
     check_outputs("planted_stride8", out, (128, 96))  # the same maps are right for a 128x96 input
 

@@ -200,6 +200,7 @@ class MSRAHeatmap:
 
     use_udp = False
     flip_shift = True  # HRNet: the flip of a pixel grid is off by one pixel in the heatmap's index space
+    training_loss = "mse"  # what the suite's trainer minimises against these targets (JointsMSELoss)
 
     def __init__(
         self,
@@ -224,6 +225,10 @@ class MSRAHeatmap:
         self.refine = refine
         self.unbiased = (refine == "dark") if unbiased is None else bool(unbiased)
         self.blur_kernel = int(blur_kernel)
+
+    def output_shapes(self, num_keypoints: int) -> tuple[tuple[int, ...], ...]:
+        """Per sample, the shapes of the model outputs it decodes: one (K, h, w) heatmap stack."""
+        return ((num_keypoints, *self.heatmap_size),)
 
     @property
     def name(self) -> str:

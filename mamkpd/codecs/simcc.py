@@ -39,6 +39,7 @@ class SimCCLabel:
     name = "simcc"  # its build_codec name, recorded in protocols
     use_udp = False  # RTMPose's TopdownAffine(use_udp=False)
     flip_shift = False  # flip_vectors reverses the bins without a shift
+    training_loss = None  # RTMPose trains with KLDiscretLoss, which the suite's trainer does not have
 
     def __init__(self, input_size=(256, 192), sigma: tuple[float, float] = (4.9, 5.66), split_ratio: float = 2.0):
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -46,6 +47,10 @@ class SimCCLabel:
         self.split_ratio = float(split_ratio)
         h, w = self.input_size
         self.bins = (int(np.around(w * self.split_ratio)), int(np.around(h * self.split_ratio)))  # (x, y)
+
+    def output_shapes(self, num_keypoints: int) -> tuple[tuple[int, ...], ...]:
+        """Per sample, the shapes of the model outputs it decodes: x vectors (K, Wx) and y vectors (K, Wy)."""
+        return ((num_keypoints, self.bins[0]), (num_keypoints, self.bins[1]))
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints (K, 2) in input-crop pixels and visibility (K,) -> target (K, Wx + Wy), the x labels

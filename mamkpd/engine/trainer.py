@@ -185,6 +185,11 @@ def resolve_training(cfg: TrainConfig, train_set: Dataset | None = None) -> Trai
             "(TrainConfig.input_size, else the data set's): set input_size to the training set's"
         )
     codec = build_codec(codec_name, input_size) if codec_name else None
+    if codec is not None and codec.training_loss is None:
+        raise ValueError(
+            f"codec: {cfg.model} decodes with the {codec_name!r} codec, whose training loss the suite's trainer "
+            "does not have (it trains heatmap codecs: msra, msra_dark, udp); evaluate it from a released checkpoint"
+        )
     return TrainSetup(info=info, input_size=input_size, codec_name=codec_name, codec=codec)
 
 

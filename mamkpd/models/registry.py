@@ -74,8 +74,9 @@ class ModelInfo:
         return f"whole image ({self.input_size[0]}x{self.input_size[1]})" if self.whole_image else "person crop"
 
     @property
-    def heatmap_codec(self) -> bool:
-        """Whether it outputs heatmaps that its ``codec`` (a mamkpd.codecs heatmap codec) encodes and decodes."""
+    def uses_codec(self) -> bool:
+        """Whether its outputs are encoded and decoded by its ``codec``, a mamkpd.codecs codec (heatmaps, SimCC
+        vectors); otherwise the model decodes its own outputs (``model.decode``, RTMO)."""
         from ..codecs import CODECS  # on first use: importing it loads OpenCV
 
         return self.codec in CODECS
@@ -83,7 +84,7 @@ class ModelInfo:
     @property
     def trains_top_down(self) -> bool:
         """Whether the suite's top-down heatmap trainer and evaluator take it: person crops in, heatmaps out."""
-        return self.heatmap_codec and not self.whole_image
+        return self.uses_codec and not self.whole_image
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
