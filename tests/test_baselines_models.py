@@ -30,7 +30,10 @@ def test_every_baseline_is_registered_with_its_sample_kind():
             assert info.sample == "whole image (640x640)" and info.input_size == (640, 640)
         else:
             assert info.sample == "person crop" and info.input_size == (256, 192)
-        assert info.codec == ("rtmo" if name.startswith("rtmo") else "udp" if name.startswith("vitpose") else "msra")
+        # TokenPose and PPT train and test with DarkPose's code
+        dark = name.startswith(("tokenpose", "ppt"))
+        expected = "rtmo" if name.startswith("rtmo") else "udp" if name.startswith("vitpose") else "msra"
+        assert info.codec == ("darkpose" if dark else expected)
 
 
 @pytest.mark.parametrize("name", BASELINES)

@@ -110,4 +110,5 @@ def test_each_codec_carries_its_name_and_flip_convention():
         "msra": ("msra", True, False),
         "msra_dark": ("msra_dark", True, False),
         "udp": ("udp", False, True),
+        "darkpose": ("darkpose", False, True),  # TokenPose and PPT: UDP's grid, no flip shift either
     }

@@ -1,5 +1,5 @@
-"""Heatmap codecs: keypoints <-> Gaussian heatmaps (MSRA/HRNet, DARK, UDP)."""
+"""Heatmap codecs: keypoints <-> Gaussian heatmaps (MSRA/HRNet, DARK, UDP, DarkPose)."""
 
-from mamkpd.codecs.heatmap import CODECS, MSRAHeatmap, UDPHeatmap, build_codec
+from mamkpd.codecs.heatmap import CODECS, DarkPoseHeatmap, MSRAHeatmap, UDPHeatmap, build_codec
 
-__all__ = ["CODECS", "MSRAHeatmap", "UDPHeatmap", "build_codec"]
+__all__ = ["CODECS", "DarkPoseHeatmap", "MSRAHeatmap", "UDPHeatmap", "build_codec"]

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 class PublishedCount:
     params_m: float  # millions, as published (rounded as printed)
     source: str
+    gflops: float | None = None  # at the official input size, as published (with the authors' own counter)
 
+
+_TOKENPOSE_PAPER = "TokenPose paper (ICCV 2021) COCO val2017 table, 256x192"
 
 PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "hrnet_w32": PublishedCount(28.54, "MMPose model zoo, td-hm_hrnet-w32_8xb64-210e_coco-256x192"),
@@ -27,6 +30,12 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "rtmo_s": PublishedCount(9.87, "MMPose 1.x config rtmo-s_8xb32-600e_coco-640x640"),
     "rtmo_m": PublishedCount(22.53, "MMPose 1.x config rtmo-m_16xb16-600e_coco-640x640"),
     "rtmo_l": PublishedCount(44.69, "MMPose 1.x config rtmo-l_16xb16-600e_coco-640x640"),
+    # TokenPose's README has no model table: its paper's (Li et al., ICCV 2021, arXiv 2104.03516) COCO val table;
+    # the abstract's reductions against SimpleBaseline-Res50 and HRNet-W48 give the same S-v1 and L/D24 figures
+    "tokenpose_s_v1": PublishedCount(6.6, _TOKENPOSE_PAPER, gflops=2.2),
+    "tokenpose_b": PublishedCount(13.5, _TOKENPOSE_PAPER, gflops=5.7),
+    "tokenpose_l_d6": PublishedCount(20.8, _TOKENPOSE_PAPER, gflops=9.1),
+    "tokenpose_l_d24": PublishedCount(27.5, _TOKENPOSE_PAPER, gflops=11.0),
 }
 
 

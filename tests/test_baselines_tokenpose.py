@@ -1,0 +1,110 @@
+"""TokenPose and PPT against the official code: heatmaps of the official models on a fixed input with the same
+name-seeded weights (tests/fixtures/{tokenpose,ppt}_forward.npz), the official flip test and decoding, the
+official checkpoint layout, PPT's pruning, and the published sizes (the GFLOPs are the HRNet repository
+counter's)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from seeded_weights import seeded_tensor
+
+import mamkpd
+from mamkpd.codecs import build_codec
+from mamkpd.data import DATASETS
+from mamkpd.engine.inference import predict_heatmaps
+from mamkpd.harness.complexity import measure_complexity, measure_complexity_hrnet_repo
+from mamkpd.paper.published import PUBLISHED_PARAMS
+from mamkpd.paper.tolerances import PRINTED_UNIT
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+INPUT_SEED = 31  # the fixtures' torch.Generator seed of the input
+
+
+def seeded_input(hw) -> torch.Tensor:
+    return torch.randn((1, 3, *hw), generator=torch.Generator().manual_seed(INPUT_SEED))
+
+
+def official_weights(model: torch.nn.Module, ref, case: str) -> torch.nn.Module:
+    """Load the official state_dict layout of ``case`` (its names and shapes) filled with the name-seeded
+    values, strictly; the sine position table is the model's own, as the official one is computed too."""
+    names = [str(n) for n in ref[f"{case}_names"]]
+    shapes = json.loads(str(ref[f"{case}_shapes"]))
+    own = model.state_dict()
+    state = {}
+    for name, shape in zip(names, shapes, strict=True):
+        if name.endswith("pos_embedding") or not own[name].is_floating_point():
+            state[name] = own[name]
+        else:
+            state[name] = seeded_tensor(name, tuple(shape))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tokenpose_ref():
+    return np.load(FIXTURES / "tokenpose_forward.npz")
+
+
+@pytest.mark.parametrize("case", ["s_v1", "b", "l_d6"])
+def test_tokenpose_heatmaps_match_the_official_model(tokenpose_ref, case):
+    hw = tuple(int(v) for v in tokenpose_ref[f"{case}_input_hw"])
+    model = official_weights(mamkpd.create_model(f"tokenpose_{case}", input_size=hw), tokenpose_ref, case)
+    with torch.no_grad():
+        ours = model(seeded_input(hw)).numpy()
+    ref = tokenpose_ref[f"{case}_heatmaps"]
+    assert ours.shape == ref.shape == (1, 17, hw[0] // 4, hw[1] // 4)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_tokenpose_flip_test_and_decoding_match_the_official_test_path(tokenpose_ref):
+    """validate(): flip_back and average without SHIFT_HEATMAP; get_final_preds with POST_PROCESS (DARK)."""
+    hw = tuple(int(v) for v in tokenpose_ref["flip_input_hw"])
+    model = official_weights(mamkpd.create_model("tokenpose_s_v1", input_size=hw), tokenpose_ref, "flip")
+    codec = build_codec(mamkpd.model_info("tokenpose_s_v1").codec, hw)
+    assert codec.flip_shift is False and codec.use_udp
+    with torch.no_grad():
+        averaged = predict_heatmaps(model, seeded_input(hw), DATASETS["coco"].flip_pairs, shift=codec.flip_shift)
+    ref = tokenpose_ref["flip_averaged"]
+    np.testing.assert_allclose(averaged.numpy(), ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+    # the fixture's box is the crop itself (centre (W - 1) / 2, width W), so get_final_preds gives crop pixels
+    keypoints, scores = codec.decode(ref)
+    np.testing.assert_allclose(keypoints, tokenpose_ref["final_preds"], atol=2e-3)
+    np.testing.assert_allclose(scores, tokenpose_ref["final_maxvals"][..., 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["tokenpose_s_v1", "tokenpose_b", "tokenpose_l_d6", pytest.param("tokenpose_l_d24", marks=pytest.mark.slow)]
+)
+def test_tokenpose_gflops_are_the_hrnet_counters_and_fvcore_counts_every_op(name):
+    """The published GFLOPs (2.2, 5.7, 9.1, 11.0) are the HRNet repository counter's (conv and linear layers,
+    not the attention products, over 2**30); fvcore's multiply-adds, the suite's convention, add the attention."""
+    published = PUBLISHED_PARAMS[name].gflops
+    assert abs(measure_complexity_hrnet_repo(name).gflops - published) < PRINTED_UNIT
+    c = measure_complexity(name)
+    assert c.uncounted_non_free == {}, c.unsupported_ops
+    assert c.gflops > published + PRINTED_UNIT and c.by_operator["matmul"] > 0
+
+
+def test_tokenpose_input_size_is_checked_against_the_patch_grid():
+    with pytest.raises(ValueError, match="input_size.*W of 12"):
+        mamkpd.create_model("tokenpose_s_v1", input_size=(256, 200))
+    with pytest.raises(ValueError, match="input_size.*multiples? of 16"):
+        mamkpd.create_model("tokenpose_b", input_size=(264, 192))
+    model = mamkpd.create_model("tokenpose_b", num_keypoints=16, input_size=(192, 144)).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 192, 144)).shape == (1, 16, 48, 36)
+
+
+def test_darkpose_targets_decode_back_to_the_keypoint():
+    """DarkPose's grid both ways: a Gaussian drawn at a crop point decodes (DARK) back to it, rows included."""
+    codec = build_codec("darkpose", (128, 96))
+    keypoints = np.array([[40.3, 70.8], [61.7, 30.2]])
+    heatmaps, weights = codec.encode(keypoints, np.ones(2))
+    decoded, _ = codec.decode(heatmaps[None])
+    np.testing.assert_allclose(decoded[0], keypoints, atol=0.05)
+    assert weights.tolist() == [1.0, 1.0]
