@@ -2,4 +2,4 @@
 HRNet, ViTPose, TokenPose, PPT (top-down, one person crop per sample) and RTMO (one-stage, one whole image
 per sample)."""
 
-from . import hrnet, rtmo, simple_baseline, tokenpose, vitpose  # noqa: F401  (importing registers the models)
+from . import hrnet, ppt, rtmo, simple_baseline, tokenpose, vitpose  # noqa: F401  (importing registers the models)

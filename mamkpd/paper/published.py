@@ -15,6 +15,7 @@ class PublishedCount:
 
 
 _TOKENPOSE_PAPER = "TokenPose paper (ICCV 2021) COCO val2017 table, 256x192"
+_PPT_PAPER = "PPT paper (ECCV 2022) COCO val2017 table, 256x192, keep ratio 0.7"
 
 PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "hrnet_w32": PublishedCount(28.54, "MMPose model zoo, td-hm_hrnet-w32_8xb64-210e_coco-256x192"),
@@ -36,6 +37,13 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "tokenpose_b": PublishedCount(13.5, _TOKENPOSE_PAPER, gflops=5.7),
     "tokenpose_l_d6": PublishedCount(20.8, _TOKENPOSE_PAPER, gflops=9.1),
     "tokenpose_l_d24": PublishedCount(27.5, _TOKENPOSE_PAPER, gflops=11.0),
+    # PPT's README has no model table either: its paper's (Ma et al., ECCV 2022, arXiv 2209.08194) COCO val table
+    "ppt_s": PublishedCount(6.6, _PPT_PAPER, gflops=1.6),
+    "ppt_b": PublishedCount(13.5, _PPT_PAPER, gflops=5.0),
+    # the paper prints TokenPose-L/D6's 20.8M (and 8.7 GFLOPs) for PPT-L; its released L/D6 config builds this
+    "ppt_l_d6": PublishedCount(
+        20.30, "HowieMa/PPT ppt_L_D6_256_192_patch43_dim192_depth6_heads8.yaml as its code builds it"
+    ),
 }
 
 
