@@ -6,11 +6,15 @@ counter's, are checked in tests/test_baselines_complexity.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from pose_samples import sample
 from seeded_weights import seeded_tensor
 
 import mamkpd
@@ -22,6 +26,7 @@ from mamkpd.paper.published import PUBLISHED_PARAMS
 from mamkpd.paper.tolerances import PRINTED_UNIT
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
 INPUT_SEED = 31  # the fixtures' torch.Generator seed of the input
 
 
@@ -151,3 +156,22 @@ def test_ppt_costs_less_than_tokenpose():
     c = measure_complexity("ppt_s")
     assert c.uncounted_non_free == {}, c.unsupported_ops
     assert c.gflops < measure_complexity("tokenpose_s_v1").gflops - 0.5
+
+
+def test_cli_evaluates_an_official_layout_checkpoint_with_darkposes_test_path(tmp_path):
+    """`mamkpd evaluate --model tokenpose_s_v1` on a checkpoint in the official release's layout (DataParallel's
+    ``module.`` prefix, no wrapper): it loads strictly and runs the flip test without a shift, DARK decoding."""
+    model = mamkpd.create_model("tokenpose_s_v1", input_size=(128, 96))
+    checkpoint = tmp_path / "tokenpose_s_v1.pth"
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, checkpoint)
+    ann = sample("coco", "test_coco.json")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--model", "tokenpose_s_v1", "--dataset", "coco"]
+    args += ["--ann-file", str(ann), "--image-dir", str(ann.parent), "--input-size", "128", "96"]
+    args += ["--device", "cpu", "--workers", "0", "--json", "--results", str(tmp_path / "results.json")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    protocol = json.loads(proc.stdout)["protocol"]
+    assert protocol["codec"] == "darkpose" and protocol["flip_test"] is True and protocol["flip_shift"] is False

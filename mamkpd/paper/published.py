@@ -1,6 +1,7 @@
 """Published figures of the baselines, kept as data that measurements are compared with, never used as results:
-parameter counts (what the official code or the MMPose config builds) and the heads the official ViTPose
-configs declare. The tolerance of a comparison is :data:`mamkpd.paper.tolerances.PARAMS_REL_BASELINE`."""
+parameter counts (what the official code or the MMPose config builds), GFLOPs where the authors publish them
+(with their own counter) and the heads the official ViTPose configs declare. The tolerance of a parameter
+comparison is :data:`mamkpd.paper.tolerances.PARAMS_REL_BASELINE`."""
 
 from __future__ import annotations
 
