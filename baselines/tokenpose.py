@@ -13,9 +13,10 @@ module ``features`` (stem and transformer side by side), -B and -L a backbone ``
 parameter there): the same key, and not counted among the parameters, as the published counts do not.
 
 Facts of the official code the figures depend on: TokenPose-S scales attention by ``dim ** -0.5``, -B and
--L by ``(dim / heads) ** -0.5``; the head has a hidden layer of ``h * w / 8`` units only when the token
-width is at most half of it (at 256x192: S, B and L/D6's single transformer yes, L's 576-wide
-concatenation no); TokenPose-L/D6 and L/D24 are three transformers of depth 2 and 8.
+-L by ``(dim / heads) ** -0.5``; the head has a hidden layer (``h * w / 8`` units for -S and -B, 384 for
+-L) only when the token width is at most half of it (at 256x192: -S and -B yes, -L's 576-wide concatenation
+no; at smaller crops -S and -B lose it too); TokenPose-L/D6 and L/D24 are three transformers of depth 2 and
+8 (the repository's L/D6 is its MPII config; PPT's "TokenPose-L/D6" is another model, see ``ppt.py``).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class Attention(nn.Module):
         self.scale = (dim // heads if scale_per_head else dim) ** -0.5
         self.num_keypoints = num_keypoints
         self.to_qkv = nn.Linear(dim, dim * 3, bias=False)
+        # the official dropouts (rate 0 in every config) stay so that the names (to_out.0, net.3) do
         self.to_out = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(0.0))
 
     def forward(self, x: Tensor, keypoint_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
