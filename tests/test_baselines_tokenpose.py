@@ -96,7 +96,7 @@ def test_tokenpose_input_size_is_checked_against_the_patch_grid():
         mamkpd.create_model("tokenpose_s_v1", input_size=(256, 200))
     with pytest.raises(ValueError, match="input_size.*multiples? of 16"):
         mamkpd.create_model("tokenpose_b", input_size=(264, 192))
-    model = mamkpd.create_model("tokenpose_b", num_keypoints=16, input_size=(192, 144)).eval()
+    model = mamkpd.create_model("tokenpose_s_v1", num_keypoints=16, input_size=(192, 144)).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 192, 144)).shape == (1, 16, 48, 36)
 
@@ -153,9 +153,11 @@ def test_ppt_prunes_in_the_forward_pass_and_is_tokenpose_without_pruning(ppt_ref
 
 
 def test_ppt_costs_less_than_tokenpose():
-    c = measure_complexity("ppt_s")
+    """At 128x96 the transformer layers after the first pruning see 45, 32, 23 instead of 64 visual tokens."""
+    c = measure_complexity("ppt_s", input_size=(128, 96))
     assert c.uncounted_non_free == {}, c.unsupported_ops
-    assert c.gflops < measure_complexity("tokenpose_s_v1").gflops - 0.5
+    tokenpose = measure_complexity("tokenpose_s_v1", input_size=(128, 96))
+    assert c.by_operator["linear"] < 0.8 * tokenpose.by_operator["linear"]
 
 
 def test_cli_evaluates_an_official_layout_checkpoint_with_darkposes_test_path(tmp_path):
