@@ -29,10 +29,11 @@ from .topdown import (
 class HRNetConfig:
     """The pose configs: stage 1 is 4 bottlenecks of 64; stages 2-4 have 1, 4, 3 modules of 4-block
     basic-block branches whose widths double from ``width``; the last module keeps only the
-    high-resolution output."""
+    high-resolution output. ``stage_modules`` lists the modules of stages 2, 3, ... that are built:
+    TokenPose's backbones stop after stage 3 (``(1, 4)``), its small stem after stage 1 (``()``)."""
 
     width: int = 32
-    stage_modules: tuple[int, int, int] = (1, 4, 3)
+    stage_modules: tuple[int, ...] = (1, 4, 3)
     blocks_per_branch: int = 4
 
     def channels(self, stage: int) -> list[int]:
@@ -94,7 +95,8 @@ class HighResolutionModule(nn.Module):
 
 
 class HRNet(nn.Module):
-    """(N, 3, H, W) -> the high-resolution branch (N, width, H/4, W/4)."""
+    """(N, 3, H, W) -> the high-resolution branch (N, width, H/4, W/4) of the last stage built (stage 1's
+    256 channels when no later stage is)."""
 
     def __init__(self, cfg: HRNetConfig):
         super().__init__()
@@ -105,18 +107,19 @@ class HRNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = make_res_layer(Bottleneck, 64, 64, 4)
         previous = [64 * Bottleneck.expansion]
-        for stage, num_modules in zip((2, 3, 4), cfg.stage_modules, strict=True):
+        self.stages = tuple(range(2, 2 + len(cfg.stage_modules)))
+        for stage, num_modules in zip(self.stages, cfg.stage_modules, strict=True):
             channels = cfg.channels(stage)
             self.add_module(f"transition{stage - 1}", self._transition(previous, channels))
             modules = []
             for m in range(num_modules):
-                last = stage == 4 and m == num_modules - 1
+                last = stage == self.stages[-1] and m == num_modules - 1
                 modules.append(
                     HighResolutionModule(channels, channels, cfg.blocks_per_branch, multi_scale_output=not last)
                 )
             self.add_module(f"stage{stage}", nn.Sequential(*modules))
             previous = channels
-        self.out_channels = cfg.width
+        self.out_channels = previous[0]
 
     @staticmethod
     def _transition(previous: list[int], channels: list[int]) -> nn.ModuleList:
@@ -133,7 +136,7 @@ class HRNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
         xs = [self.layer1(x)]
-        for stage in (2, 3, 4):
+        for stage in self.stages:
             transition = getattr(self, f"transition{stage - 1}")
             # existing branches pass through (or get a width change); new ones grow from the lowest one
             xs = [xs[i] if layer is None else layer(xs[min(i, len(xs) - 1)]) for i, layer in enumerate(transition)]

@@ -55,7 +55,15 @@ def coco_root() -> Path:
 
 @pytest.mark.parametrize(
     "row,model,env",
-    [("HRNet-W32", "hrnet_w32", "MAMKPD_HRNET_W32_CKPT"), ("ViTPose-B", "vitpose_b", "MAMKPD_VITPOSE_B_CKPT")],
+    [
+        ("HRNet-W32", "hrnet_w32", "MAMKPD_HRNET_W32_CKPT"),
+        ("ViTPose-B", "vitpose_b", "MAMKPD_VITPOSE_B_CKPT"),
+        # TokenPose and PPT release their checkpoints on Google Drive (their READMEs); S-v1's is the row's 72.5 AP
+        ("TokenPose-S", "tokenpose_s_v1", "MAMKPD_TOKENPOSE_S_V1_CKPT"),
+        ("TokenPose-L", "tokenpose_l_d6", "MAMKPD_TOKENPOSE_L_D6_CKPT"),
+        ("PPT-B", "ppt_b", "MAMKPD_PPT_B_CKPT"),
+        ("PPT-L", "ppt_l_d6", "MAMKPD_PPT_L_D6_CKPT"),
+    ],
 )
 def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, record, tmp_path):
     require_cuda()
@@ -67,7 +75,7 @@ def test_topdown_official_checkpoint_reproduces_published_ap(row, model, env, re
     import mamkpd
     from mamkpd.engine import EvalConfig, evaluate_checkpoint
 
-    codec = mamkpd.model_info(model).codec  # ViTPose was trained and is decoded with UDP
+    codec = mamkpd.model_info(model).codec  # ViTPose was trained and is decoded with UDP, TokenPose with DarkPose's
     report = evaluate_checkpoint(
         EvalConfig(
             checkpoint=str(checkpoint),

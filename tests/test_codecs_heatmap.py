@@ -111,4 +111,5 @@ def test_each_codec_carries_its_name_and_flip_convention():
         "msra_dark": ("msra_dark", True, False),
         "udp": ("udp", False, True),
         "simcc": ("simcc", False, False),  # RTMPose: flip_vectors reverses the bins without a shift
+        "darkpose": ("darkpose", False, True),  # TokenPose and PPT: UDP's grid, no flip shift either
     }

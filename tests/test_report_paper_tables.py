@@ -31,6 +31,10 @@ KNOWN_NAMES = {
     "rtmo_s",
     "rtmo_m",
     "rtmo_l",
+    "tokenpose_s_v1",
+    "tokenpose_l_d6",
+    "ppt_b",
+    "ppt_l_d6",
 }
 
 

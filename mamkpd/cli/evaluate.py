@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt-mat", help="MPII mpii_gt_val.mat (default: head sizes from the annotations, if present)")
     p.add_argument(
         "--codec",
-        help="msra | msra_dark | udp | simcc (default: the checkpoint's, else the model's own: "
-        "udp for ViTPose, simcc for RTMPose, msra otherwise)",
+        help="msra | msra_dark | udp | darkpose | simcc (default: the checkpoint's, else the model's own: "
+        "udp for ViTPose, darkpose for TokenPose and PPT, simcc for RTMPose, msra otherwise)",
     )
     add_input_size(p, "the checkpoint's, else the data set's")
     p.add_argument("--no-flip", action="store_true", help="no flip test")

@@ -16,6 +16,11 @@ flip test must not shift the flipped heatmaps (ViTPose: ``shift_heatmap=False``)
 Each codec carries the conventions that go with it, so that no caller tests codec names: ``name`` (its
 :func:`build_codec` name, recorded in protocols), ``use_udp`` (crops map the box onto the pixel-centre
 grid) and ``flip_shift`` (whether flip-test heatmaps are shifted one pixel, HRNet's ``SHIFT_HEATMAP``).
+
+``DarkPoseHeatmap`` is the DARK authors' own code (DarkPose), which TokenPose and PPT inherited: a
+(size - 1) pixel-centre grid for crops and heatmaps like UDP's but with the width's factor on both axes, the
+Gaussian at the exact sub-pixel location over the whole map, DARK's Taylor step (as ``refine="dark"``), and
+no flip shift (their ``validate`` has none).
 """
 
 from __future__ import annotations
@@ -313,16 +318,52 @@ class UDPHeatmap(MSRAHeatmap):
         return _quarter_offset(coords, heatmaps)
 
 
+class DarkPoseHeatmap(UDPHeatmap):
+    """DarkPose's codec (TokenPose, PPT): UDP's flip convention, DARK's blur-and-Taylor refinement, and
+    DarkPose's grid: the crop and the heatmap are aligned at their pixel-centre midpoints, (W - 1) / 2 and
+    (w - 1) / 2, with one factor (W - 1) / (w - 1) for both axes (its ``get_affine_transform`` scales both by the
+    box width), which puts rows where UDP's separate (H - 1) / (h - 1) does not."""
+
+    def __init__(self, input_size=(256, 192), heatmap_size=None, sigma: float = 2.0, blur_kernel: int = 11):
+        super().__init__(input_size, heatmap_size, sigma, refine="dark", blur_kernel=blur_kernel)
+
+    @property
+    def name(self) -> str:
+        return "darkpose"
+
+    def _grid(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """Crop pixels per heatmap pixel, and the crop's and the heatmap's midpoints (x, y)."""
+        (ih, iw), (hh, hw) = self.input_size, self.heatmap_size
+        factor = (iw - 1.0) / (hw - 1.0)
+        return factor, np.array([(iw - 1) / 2, (ih - 1) / 2]), np.array([(hw - 1) / 2, (hh - 1) / 2])
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Gaussian at the exact sub-pixel keypoint over the whole map (DarkPose's ``generate_target``)."""
+        factor, crop_mid, map_mid = self._grid()
+        mu = map_mid + (np.asarray(keypoints, dtype=np.float64)[:, :2] - crop_mid) / factor
+        return _gaussian_targets(mu, None, visible, self.heatmap_size, self.sigma)
+
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        heatmaps = np.asarray(heatmaps, dtype=np.float32)
+        if heatmaps.ndim != 4:
+            raise ValueError(f"decode expects heatmaps of shape (N, K, h, w), got {heatmaps.shape}")
+        coords, scores = _argmax(heatmaps)
+        coords = _dark_refine(coords, heatmaps, self.blur_kernel)
+        factor, crop_mid, map_mid = self._grid()
+        return (crop_mid + (coords - map_mid) * factor).astype(np.float32), scores
+
+
 CODECS = {
     "msra": lambda input_size: MSRAHeatmap(input_size),
     "msra_dark": lambda input_size: MSRAHeatmap(input_size, refine="dark"),
     "udp": lambda input_size: UDPHeatmap(input_size),
+    "darkpose": lambda input_size: DarkPoseHeatmap(input_size),
     "simcc": lambda input_size: SimCCLabel(input_size),  # RTMPose's coordinate classification (simcc.py)
 }
 
 
 def build_codec(name: str, input_size) -> MSRAHeatmap:
-    """Codec by name ("msra", "msra_dark", "udp") for an (H, W) input; heatmap = input / 4, sigma 2."""
+    """Codec by name ("msra", "msra_dark", "udp", "darkpose") for an (H, W) input; heatmap = input / 4, sigma 2."""
     try:
         return CODECS[name](tuple(input_size))
     except KeyError:

@@ -50,7 +50,9 @@ class TrainConfig:
         None, help="crop height and width in pixels", default_text="the data set's, 256 192 for COCO"
     )
     codec: str | None = _option(
-        None, help="heatmap codec: msra, msra_dark or udp (default: the model's own, udp for ViTPose)"
+        None,
+        help="heatmap codec: msra, msra_dark, udp or darkpose (default: the model's own, udp for ViTPose, darkpose "
+        "for TokenPose and PPT)",
     )
     augment: bool = _option(True, help="HRNet's augmentations (flip, half-body, scale, rotation); false for none")
     # annotation/image overrides inside data_root (the standard paths when None)

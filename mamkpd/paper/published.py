@@ -1,6 +1,7 @@
 """Published figures of the baselines, kept as data that measurements are compared with, never used as results:
-parameter counts (what the official code or the MMPose config builds) and the heads the official ViTPose
-configs declare. The tolerance of a comparison is :data:`mamkpd.paper.tolerances.PARAMS_REL_BASELINE`."""
+parameter counts (what the official code or the MMPose config builds), GFLOPs where the authors publish them
+(with their own counter) and the heads the official ViTPose configs declare. The tolerance of a parameter
+comparison is :data:`mamkpd.paper.tolerances.PARAMS_REL_BASELINE`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class PublishedCount:
 
 
 _RTMPOSE_README = "MMPose projects/rtmpose/README.md, Model Zoo, Body 2d (17 Keypoints), 256x192"
+_TOKENPOSE_PAPER = "TokenPose paper (ICCV 2021) COCO val2017 table, 256x192"
+_PPT_PAPER = "PPT paper (ECCV 2022) COCO val2017 table, 256x192, keep ratio 0.7"
 
 PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "hrnet_w32": PublishedCount(28.54, "MMPose model zoo, td-hm_hrnet-w32_8xb64-210e_coco-256x192"),
@@ -35,6 +38,19 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "rtmpose_s": PublishedCount(5.47, _RTMPOSE_README, gflops=0.68),
     "rtmpose_m": PublishedCount(13.59, _RTMPOSE_README, gflops=1.93),
     "rtmpose_l": PublishedCount(27.66, _RTMPOSE_README, gflops=4.16),
+    # TokenPose's README has no model table: its paper's (Li et al., ICCV 2021, arXiv 2104.03516) COCO val table;
+    # the abstract's reductions against SimpleBaseline-Res50 and HRNet-W48 give the same S-v1 and L/D24 figures
+    "tokenpose_s_v1": PublishedCount(6.6, _TOKENPOSE_PAPER, gflops=2.2),
+    "tokenpose_b": PublishedCount(13.5, _TOKENPOSE_PAPER, gflops=5.7),
+    "tokenpose_l_d6": PublishedCount(20.8, _TOKENPOSE_PAPER, gflops=9.1),
+    "tokenpose_l_d24": PublishedCount(27.5, _TOKENPOSE_PAPER, gflops=11.0),
+    # PPT's README has no model table either: its paper's (Ma et al., ECCV 2022, arXiv 2209.08194) COCO val table
+    "ppt_s": PublishedCount(6.6, _PPT_PAPER, gflops=1.6),
+    "ppt_b": PublishedCount(13.5, _PPT_PAPER, gflops=5.0),
+    # the paper prints TokenPose-L/D6's 20.8M (and 8.7 GFLOPs) for PPT-L; its released L/D6 config builds this
+    "ppt_l_d6": PublishedCount(
+        20.30, "HowieMa/PPT ppt_L_D6_256_192_patch43_dim192_depth6_heads8.yaml as its code builds it"
+    ),
 }
 
 
