@@ -25,6 +25,9 @@ from ..harness.store.results import STATUS_NOT_RUN, ResultsStore
 from ..paper import TABLES, compared_model, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings
+from .ledger import LedgerEntry, ledger, ledger_section
+from .markdown import md_table as _md_table
+from .rtmpose import rtmpose_section
 
 __all__ = [
     "DEFAULT_OUT_DIR",
@@ -62,6 +65,7 @@ class Report:
     findings: list[Finding]
     extra_sections: list[tuple[str, str]] = field(default_factory=list)  # (title, markdown) from a --run
     invalid_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, what is not data)
+    claims: list[LedgerEntry] = field(default_factory=list)  # the paper's comparative claims, evaluated
 
 
 def build_report(store_path: str | os.PathLike) -> Report:
@@ -75,6 +79,7 @@ def build_report(store_path: str | os.PathLike) -> Report:
         comparisons,
         collect_findings(comparisons, contents.frame),
         invalid_lines=contents.invalid_lines,
+        claims=ledger(comparisons),
     )
 
 
@@ -127,13 +132,6 @@ def _cell(c: pd.Series, mark: str = "") -> str:
     ours = "—" if pd.isna(c["ours"]) else _num(c["ours"])
     status = (" " + _MARK[c["status"]]) if c["status"] in _MARK else ""
     return f"{_num(c['paper'], printed=True)} / {ours}{status}{mark}"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _and(items: list[str]) -> str:
@@ -339,10 +337,12 @@ def render_markdown(report: Report, figures: dict[str, str], out_dir: str | os.P
     out.append("")
     for title, body in report.extra_sections:
         out += [f"## {title}\n", body]
+    out += ["## Claims ledger: the paper's comparative sentences\n", ledger_section(report.claims)]
     out.append("## Tables\n")
     out += [_table_section(name, cells) for name, cells in report.comparisons.items()]
     out += ["## Table 1 under alternative architecture readings\n", _readings_section(store)]
     out += ["## Speed measurements (all presets and devices)\n", _speed_section(store)]
+    out += ["## RTMPose beside MamKPD (not part of the paper)\n", rtmpose_section(store)]
     out += ["## End-to-end training and evaluation on the built-in samples\n", _samples_section(store)]
     out.append("## Figures\n")
     out += [f"![{title}]({path})\n" for title, path in figures.items()]

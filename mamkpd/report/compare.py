@@ -19,6 +19,7 @@ __all__ = [
     "RATIO_METRIC",
     "NOT_IN_PAPER",
     "compare_table",
+    "pick_measurement",
     "protocol_summary",
     "row_status",
     "table_metrics",
@@ -129,7 +130,7 @@ def protocol_summary(m: pd.Series) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _pick(candidates: pd.DataFrame, metric: str) -> pd.Series:
+def pick_measurement(candidates: pd.DataFrame, metric: str) -> pd.Series:
     """The measurement a cell shows: GPU before CPU for speeds, fvcore MACs first for GFLOPs, then the latest."""
     ranked = candidates.assign(
         _gpu=(candidates["device"].str.startswith("cuda")).astype(int) if metric.startswith("fps") else 0,
@@ -168,7 +169,7 @@ def compare_table(name: str, store: pd.DataFrame) -> pd.DataFrame:
             cands = row_meas[(row_meas["metric"] == metric) & (row_meas["model"] == model)]
             done = cands[cands["status"] != STATUS_NOT_RUN]
             if len(done):
-                m = _pick(done, metric)
+                m = pick_measurement(done, metric)
                 ours = float(m["measured_value"])
                 delta = ours - paper_value if _present(paper_value) else math.nan
                 cell.update(
