@@ -134,7 +134,7 @@ def test_every_paper_row_and_cell_present_with_right_statuses(fixture_store):
     t2 = report.comparisons["table2"].set_index(["row", "metric"])
     assert t2.loc[("MamKPD-B", "AP"), "reason"] == "COCO not found at /nowhere"
     assert t2.loc[("MamKPD-B", "fps"), "status"] == "measured"
-    assert t2.loc[("TokenPose-S", "AP"), "reason"] == "method not implemented by the suite"
+    assert t2.loc[("I2R-Net", "AP"), "reason"] == "method not implemented by the suite"
     assert t2.loc[("GroupPose-L", "params_m"), "status"] == NOT_IN_PAPER
     assert t2.loc[("HRNet-W32", "gflops"), "delta"] == pytest.approx(0.59)
     assert "counter MAC (fvcore)" in t2.loc[("HRNet-W32", "gflops"), "protocol"]
