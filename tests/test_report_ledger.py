@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from mamkpd.harness.store.results import ResultsStore
@@ -191,7 +192,13 @@ def _rtmpose_store(path) -> ResultsStore:
 
 def test_report_md_holds_the_ledger_and_the_rtmpose_section(tmp_path):
     store = _rtmpose_store(tmp_path / "results.csv")
-    text = write_report(store.path, tmp_path / "out")["report"].read_text()
+    written = write_report(store.path, tmp_path / "out")
+    text = written["report"].read_text()
+    claims = pd.read_csv(written["claims"]).set_index("key")
+    assert len(claims) == len(CLAIMS)
+    assert claims.loc["coco-b-vs-vitposeb-params", "verdict"] == HOLDS
+    assert claims.loc["coco-b-vs-vitposeb-params", "measured_value"] == pytest.approx(0.081395, abs=1e-6)
+    assert claims.loc["ap10k-b-similar", "paper_holds"] == False  # noqa: E712 (a CSV's boolean column)
     ledger = text.split("## Claims ledger")[1].split("\n## ")[0]
     assert f"Every comparative claim of the paper's text ({len(CLAIMS)}" in ledger
     assert "“with only 8.3% of ViTPose-B's parameter count”" in ledger

@@ -25,7 +25,7 @@ from ..harness.store.results import STATUS_NOT_RUN, ResultsStore
 from ..paper import TABLES, compared_model, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings
-from .ledger import LedgerEntry, ledger, ledger_section
+from .ledger import LedgerEntry, ledger, ledger_frame, ledger_section
 from .markdown import md_table as _md_table
 from .rtmpose import rtmpose_section
 
@@ -380,7 +380,8 @@ def write_report(
     extra_sections: list[tuple[str, str]] | None = None,
     force: bool = False,
 ) -> dict[str, Path]:
-    """Write REPORT.md, one CSV per paper table and the figures into ``out_dir``; return their paths.
+    """Write REPORT.md, one CSV per paper table, the claims ledger's CSV and the figures into ``out_dir``; return
+    their paths.
 
     Refuses a folder that holds the committed example unless ``force`` (:func:`check_out_dir`)."""
     out = check_out_dir(out_dir, force)
@@ -393,6 +394,9 @@ def write_report(
             **{c: cells[c].map(lambda v: portable(v) if isinstance(v, str) else v) for c in text_columns}
         )
         written[name] = atomic_write(out / f"{name}.csv", lambda h, c=shared: c.to_csv(h, index=False), mode="w")
+    claims = ledger_frame(report.claims)
+    claims["reason"] = claims["reason"].map(portable)
+    written["claims"] = atomic_write(out / "claims.csv", lambda h: claims.to_csv(h, index=False), mode="w")
     try:
         from .plots import plot_fig1, plot_fps_vs_ap
     except ImportError as exc:  # matplotlib missing (a bare GPU machine, scripts/gpu_check.sh): no figures, say why

@@ -29,6 +29,7 @@ __all__ = [
     "LedgerEntry",
     "evaluate_claim",
     "ledger",
+    "ledger_frame",
     "ledger_section",
 ]
 
@@ -201,6 +202,29 @@ def evaluate_claim(claim: Claim, comparisons: dict[str, pd.DataFrame]) -> Ledger
 def ledger(comparisons: dict[str, pd.DataFrame]) -> list[LedgerEntry]:
     """Every claim of the paper, evaluated."""
     return [evaluate_claim(c, comparisons) for c in CLAIMS]
+
+
+def ledger_frame(entries: list[LedgerEntry]) -> pd.DataFrame:
+    """The ledger as a table (``claims.csv`` beside the report): the claim's data, both quantities, the verdict."""
+    return pd.DataFrame.from_records(
+        dict(
+            key=e.claim.key,
+            where=e.claim.where,
+            quote=e.claim.quote,
+            formula=e.claim.formula,
+            relation=e.claim.relation,
+            value=e.claim.value,
+            unit=e.claim.unit,
+            tolerance=e.claim.tolerance,
+            measured_tolerance=e.claim.measured_tolerance,
+            paper_value=e.paper_value,
+            paper_holds=e.paper_holds,
+            measured_value=e.measured_value,
+            verdict=e.verdict,
+            reason=e.reason,
+        )
+        for e in entries
+    )
 
 
 # ------------------------------------------------------------------------------------------ markdown
