@@ -20,7 +20,7 @@ from seeded_weights import seeded_tensor
 import mamkpd
 from mamkpd.codecs import build_codec
 from mamkpd.data import DATASETS
-from mamkpd.engine.inference import predict_heatmaps
+from mamkpd.engine.inference import predict_outputs
 from mamkpd.harness.measure.complexity import measure_complexity
 from mamkpd.paper.published import PUBLISHED_PARAMS
 from mamkpd.paper.tolerances import PRINTED_UNIT
@@ -73,7 +73,7 @@ def test_tokenpose_flip_test_and_decoding_match_the_official_test_path(tokenpose
     codec = build_codec(mamkpd.model_info("tokenpose_s_v1").codec, hw)
     assert codec.flip_shift is False and codec.use_udp
     with torch.no_grad():
-        averaged = predict_heatmaps(model, seeded_input(hw), DATASETS["coco"].flip_pairs, shift=codec.flip_shift)
+        averaged = predict_outputs(model, seeded_input(hw), codec, DATASETS["coco"].flip_pairs)
     ref = tokenpose_ref["flip_averaged"]
     np.testing.assert_allclose(averaged.numpy(), ref, rtol=0, atol=1e-4 * np.abs(ref).max())
     # the fixture's box is the crop itself (centre (W - 1) / 2, width W), so get_final_preds gives crop pixels
