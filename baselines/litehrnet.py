@@ -157,15 +157,19 @@ class ConditionalChannelWeighting(nn.Module):
 
 
 class LiteHRModule(nn.Module):
-    """Channel-weighting blocks over all branches, then HRNet's fusion into every branch."""
+    """Blocks over all branches (``block(channels)``: Lite-HRNet's channel weighting), then HRNet's fusion
+    into every branch. ``lower_from_activated``: the lower branches are fused from the stride-4 sum after its
+    ReLU (Dite-HRNet's in-place ReLU) rather than before it (Lite-HRNet's)."""
 
-    def __init__(self, channels: list[int], blocks: int):
+    def __init__(self, channels: list[int], blocks: int, block=None, lower_from_activated: bool = False):
         super().__init__()
-        self.layers = nn.Sequential(*(ConditionalChannelWeighting(channels) for _ in range(blocks)))
+        block = block or ConditionalChannelWeighting
+        self.layers = nn.Sequential(*(block(channels) for _ in range(blocks)))
         self.fuse_layers = nn.ModuleList(
             nn.ModuleList(self._fuse(channels, j, i) for j in range(len(channels))) for i in range(len(channels))
         )
         self.relu = nn.ReLU()
+        self.lower_from_activated = lower_from_activated
 
     @staticmethod
     def _fuse(channels: list[int], src: int, dst: int) -> nn.Module | None:
@@ -184,11 +188,12 @@ class LiteHRModule(nn.Module):
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         xs = self.layers(xs)
         fuse = self.fuse_layers
-        # the official sum: branch 0 counted twice, and the lower branches fused from the stride-4 sum
+        # the official sum: branch 0 counted twice, in place, so that the lower branches are fused from it
         top = xs[0] * 2 + sum(fuse[0][j](xs[j]) for j in range(1, len(xs)))
         out = [self.relu(top)]
+        source = out[0] if self.lower_from_activated else top
         for i in range(1, len(xs)):
-            y = fuse[i][0](top) * 2
+            y = fuse[i][0](source) * 2
             for j in range(1, len(xs)):
                 y = y + (xs[j] if j == i else fuse[i][j](xs[j]))
             out.append(self.relu(y))
@@ -226,11 +231,16 @@ class IterativeHead(nn.Module):
 
 
 class LiteHRNet(nn.Module):
-    """Stem, three stages of 2, 3, 4 branches with their transitions, the iterative head: (N, 40, H/4, W/4)."""
+    """Stem, three stages of 2, 3, 4 branches with their transitions, the iterative head: (N, 40, H/4, W/4).
+    A subclass with another ``stem``, ``block`` and fusion (``lower_from_activated``) is Dite-HRNet."""
+
+    stem_type = Stem
+    block = None  # LiteHRModule's default, conditional channel weighting
+    lower_from_activated = False
 
     def __init__(self, cfg: LiteHRNetConfig, in_channels: int = 3):
         super().__init__()
-        self.stem = Stem(in_channels, STEM_CHANNELS)
+        self.stem = self.stem_type(in_channels, STEM_CHANNELS)
         previous = [STEM_CHANNELS]
         for s, modules in enumerate(cfg.num_modules):
             channels = list(BRANCH_CHANNELS[: s + 2])
@@ -238,12 +248,15 @@ class LiteHRNet(nn.Module):
             setattr(
                 self,
                 f"stage{s}",
-                nn.Sequential(*(LiteHRModule(channels, cfg.blocks_per_module) for _ in range(modules))),
+                nn.Sequential(*(self._module(channels, cfg.blocks_per_module) for _ in range(modules))),
             )
             previous = channels
         self.num_stages = len(cfg.num_modules)
         self.head_layer = IterativeHead(previous)
         self.out_channels = previous[0]
+
+    def _module(self, channels: list[int], blocks: int) -> LiteHRModule:
+        return LiteHRModule(channels, blocks, type(self).block, self.lower_from_activated)
 
     @staticmethod
     def _transition(previous: list[int], channels: list[int]) -> nn.ModuleList:
@@ -275,9 +288,11 @@ def litehrnet_layouts():
     return native, mmpose0
 
 
-def litehrnet(size: str, name: str, num_keypoints: int, input_size: tuple[int, int]) -> TopDownHeatmapModel:
+def litehrnet(
+    size: str, name: str, num_keypoints: int, input_size: tuple[int, int], backbone_type: type[LiteHRNet] = LiteHRNet
+) -> TopDownHeatmapModel:
     check_input_size(input_size, 32, name)
-    backbone = LiteHRNet(LITEHRNET_SIZES[size])
+    backbone = backbone_type(LITEHRNET_SIZES[size])
     model = TopDownHeatmapModel(
         backbone, HRNetHead(backbone.out_channels, num_keypoints), checkpoint_layouts=litehrnet_layouts()
     )

@@ -1,7 +1,9 @@
-"""Lite-HRNet against MMPose 1.3.2's LiteHRNet (tests/fixtures/litehrnet_forward.npz): the official state_dict
-layout loads strictly, the heatmaps of name-seeded weights on a seeded input equal the official ones, the flip
-test (shifted, as the configs' ``shift_heatmap=True``) equals HeatmapHead.predict's; parameter counts against
-the official builds and the README, GFLOPs against the README's figures and the paper's Table 2 cell."""
+"""Lite-HRNet and Dite-HRNet against the official code: MMPose 1.3.2's LiteHRNet
+(tests/fixtures/litehrnet_forward.npz) and ZiyiZhang27/Dite-HRNet's DiteHRNet (ditehrnet_forward.npz). The
+official state_dict layouts load strictly, the heatmaps of name-seeded weights on a seeded input equal the
+official ones, Lite-HRNet's flip test (shifted, as the configs' ``shift_heatmap=True``) equals
+HeatmapHead.predict's; parameter counts against the official builds and the READMEs, GFLOPs against the
+READMEs' figures and the paper's Table 2 cells."""
 
 from __future__ import annotations
 
@@ -25,69 +27,73 @@ from mamkpd.paper import load_table
 from mamkpd.paper.published import PUBLISHED_PARAMS
 from mamkpd.paper.tolerances import PARAMS_REL_BASELINE, PRINTED_UNIT
 
-FIXTURE = np.load(Path(__file__).parent / "fixtures" / "litehrnet_forward.npz")
-CASES = {"18": "litehrnet_18", "18_small": "litehrnet_18", "30_small": "litehrnet_30"}
-INPUT_SEED = 37  # make_reference_fixtures.RTMPOSE_INPUT_SEED, which litehrnet() uses too
+FIXTURES = {f: np.load(Path(__file__).parent / "fixtures" / f"{f}_forward.npz") for f in ("litehrnet", "ditehrnet")}
+# the layout of each fixture's state_dict: MMPose 1.x (head.*), Dite-HRNet's release (MMPose 0.x, keypoint_head.*)
+FIXTURE_LAYOUT = {"litehrnet": "native", "ditehrnet": "mmpose0"}
+CASES = [(family, case) for family in FIXTURES for case in ("18", "18_small", "30_small")]
+INPUT_SEED = 37  # make_reference_fixtures.RTMPOSE_INPUT_SEED, which litehrnet() and ditehrnet() use too
 COCO_FLIP_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
-# -30's fusions double the stride-4 branch in each of its 14 modules: maps reach ~1e4 on seeded weights, where
-# float32 itself differs from float64 by ~7e-4 of the scale (the official model's float32 as much as ours)
+# Lite-HRNet-30's fusions double the stride-4 branch in each of its 14 modules: maps reach ~1e4 on seeded
+# weights, where float32 itself differs from float64 by ~7e-4 of the scale (the official model's as much as ours)
 RELATIVE_TOLERANCE = {"18": 1e-5, "18_small": 1e-5, "30_small": 1e-3}
 
 
-def hw_of(case: str) -> tuple[int, int]:
-    return tuple(int(v) for v in FIXTURE[f"{case}_input_hw"])
+def model_name(family: str, case: str) -> str:
+    return f"{family}_{case[:2]}"
 
 
-def official_state(case: str) -> dict[str, torch.Tensor]:
+def hw_of(family: str, case: str) -> tuple[int, int]:
+    return tuple(int(v) for v in FIXTURES[family][f"{case}_input_hw"])
+
+
+def official_state(family: str, case: str) -> dict[str, torch.Tensor]:
     """The official model's state_dict (its names and shapes, recorded in the fixture), name-seeded."""
-    names = FIXTURE[f"{case}_names"].tolist()
-    shapes = json.loads(str(FIXTURE[f"{case}_shapes"]))
+    names = FIXTURES[family][f"{case}_names"].tolist()
+    shapes = json.loads(str(FIXTURES[family][f"{case}_shapes"]))
     return {n: seeded_tensor(n, tuple(s)) for n, s in zip(names, shapes, strict=True)}
 
 
 def release_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """MMPose 0.x's names, as the official release's checkpoints have them: ``keypoint_head.*``."""
+    """MMPose 0.x's names, as the official releases' checkpoints have them: ``keypoint_head.*``."""
     return {("keypoint_" + k if k.startswith("head.") else k): v for k, v in state.items()}
 
 
 @functools.cache
-def seeded_model(case: str) -> torch.nn.Module:
-    model = mamkpd.create_model(CASES[case], input_size=hw_of(case)).eval()
-    report = load_weights_from_state(model, official_state(case), source=f"official {case}")
-    assert report.clean and report.layout == "native", report.summary()
+def seeded_model(family: str, case: str) -> torch.nn.Module:
+    model = mamkpd.create_model(model_name(family, case), input_size=hw_of(family, case)).eval()
+    report = load_weights_from_state(model, official_state(family, case), source=f"official {family} {case}")
+    assert report.clean and report.layout == FIXTURE_LAYOUT[family], report.summary()
     return model
 
 
-def seeded_input(case: str) -> torch.Tensor:
-    batch = int(FIXTURE[f"{case}_batch"])
-    return torch.randn((batch, 3, *hw_of(case)), generator=torch.Generator().manual_seed(INPUT_SEED))
+def seeded_input(family: str, case: str) -> torch.Tensor:
+    batch = int(FIXTURES[family][f"{case}_batch"])
+    return torch.randn((batch, 3, *hw_of(family, case)), generator=torch.Generator().manual_seed(INPUT_SEED))
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_heatmaps_equal_the_official_model(case):
+@pytest.mark.parametrize("family, case", CASES)
+def test_heatmaps_equal_the_official_model(family, case):
     with torch.no_grad():
-        heatmaps = seeded_model(case)(seeded_input(case)).numpy()
-    ref = FIXTURE[f"{case}_heatmaps"]
+        heatmaps = seeded_model(family, case)(seeded_input(family, case)).numpy()
+    ref = FIXTURES[family][f"{case}_heatmaps"]
     assert heatmaps.shape == ref.shape
     assert np.abs(heatmaps - ref).max() <= RELATIVE_TOLERANCE[case] * np.abs(ref).max()
 
 
-def test_our_names_and_shapes_are_the_official_ones():
-    for case, name in CASES.items():
-        with torch.device("meta"):
-            ours = {
-                k: tuple(v.shape) for k, v in mamkpd.create_model(name, input_size=hw_of(case)).state_dict().items()
-            }
-        official = dict(
-            zip(FIXTURE[f"{case}_names"].tolist(), map(tuple, json.loads(str(FIXTURE[f"{case}_shapes"]))), strict=True)
-        )
-        assert ours == official
+@pytest.mark.parametrize("family, case", CASES)
+def test_our_names_and_shapes_are_the_official_ones(family, case):
+    with torch.device("meta"):
+        model = mamkpd.create_model(model_name(family, case), input_size=hw_of(family, case))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    names, shapes = FIXTURES[family][f"{case}_names"].tolist(), json.loads(str(FIXTURES[family][f"{case}_shapes"]))
+    official = dict(zip(names, map(tuple, shapes), strict=True))
+    assert (ours if FIXTURE_LAYOUT[family] == "native" else release_layout(ours)) == official
 
 
-def test_official_release_layout_loads_strictly():
-    """The official release (HRNet/Lite-HRNet, MMPose 0.x) names the head ``keypoint_head``."""
-    state = release_layout(official_state("18_small"))
-    model = mamkpd.create_model("litehrnet_18", input_size=hw_of("18_small"))
+def test_lite_hrnet_release_layout_loads_strictly():
+    """The official Lite-HRNet release (HRNet/Lite-HRNet, MMPose 0.x) names the head ``keypoint_head``."""
+    state = release_layout(official_state("litehrnet", "18_small"))
+    model = mamkpd.create_model("litehrnet_18", input_size=(128, 96))
     report = load_weights_from_state(model, state, source="official release layout")
     assert report.layout == "mmpose0" and report.clean, report.summary()
     assert torch.equal(model.head.final_layer.weight, state["keypoint_head.final_layer.weight"])
@@ -99,30 +105,36 @@ def test_flip_test_equals_the_official_test_path():
     off the border: there MMPose 1.x moves each axis on its own, while the suite's decoding, like the official
     release's (MMPose 0.x ``post_process='default'``, HRNet's get_final_preds), moves neither; a non-positive
     maximum is -1 heatmap pixels in MMPose 1.x, the argmax here."""
-    model = seeded_model("18_small")
-    codec = build_codec(mamkpd.model_info("litehrnet_18").codec, hw_of("18_small"))
+    fixture = FIXTURES["litehrnet"]
+    model = seeded_model("litehrnet", "18_small")
+    codec = build_codec(mamkpd.model_info("litehrnet_18").codec, hw_of("litehrnet", "18_small"))
     assert codec.flip_shift
     with torch.no_grad():
-        averaged = predict_outputs(model, seeded_input("18_small"), codec, COCO_FLIP_PAIRS).numpy()
-    ref = FIXTURE["flip_heatmaps"]
+        averaged = predict_outputs(model, seeded_input("litehrnet", "18_small"), codec, COCO_FLIP_PAIRS).numpy()
+    ref = fixture["flip_heatmaps"]
     assert np.abs(averaged - ref).max() <= 1e-5 * np.abs(ref).max()
     keypoints, scores = codec.decode(averaged)
-    assert np.allclose(scores, FIXTURE["flip_scores"], rtol=1e-4, atol=1e-6)
-    official = FIXTURE["flip_keypoints"]
+    assert np.allclose(scores, fixture["flip_scores"], rtol=1e-4, atol=1e-6)
+    official = fixture["flip_keypoints"]
     peak = np.rint(official / mamkpd.model_info("litehrnet_18").heatmap_stride)  # the argmax, in heatmap pixels
     h, w = ref.shape[-2:]
     inside = (peak[..., 0] > 1) & (peak[..., 0] < w - 1) & (peak[..., 1] > 1) & (peak[..., 1] < h - 1)
-    compared = inside & (FIXTURE["flip_scores"] > 0)
+    compared = inside & (fixture["flip_scores"] > 0)
     assert compared.sum() > 12 and np.array_equal(keypoints[compared], official[compared])
     assert not np.array_equal(keypoints[~compared], official[~compared])  # the fixture holds border cases too
 
 
-@pytest.mark.parametrize("name, case, readme", [("litehrnet_18", "18", 1.1), ("litehrnet_30", "30_small", 1.8)])
-def test_params_equal_the_official_build_and_round_to_the_readme(name, case, readme):
-    count = mamkpd.count_params(name)
-    assert count == int(FIXTURE[f"{case}_params"])
-    assert abs(count / 1e6 - PUBLISHED_PARAMS[name].params_m) <= PARAMS_REL_BASELINE * PUBLISHED_PARAMS[name].params_m
-    assert round(count / 1e6, 1) == readme
+@pytest.mark.parametrize("family, readme", [("litehrnet", (1.1, 1.8)), ("ditehrnet", (1.1, 1.8))])
+def test_params_equal_the_official_build_and_the_readme(family, readme):
+    """Exact counts of the official builds; the READMEs print them to 0.1M (Lite-HRNet rounds its 1.76M up,
+    Dite-HRNet truncates its 1.19M and 1.86M)."""
+    for case, printed in zip(("18", "30_small"), readme, strict=True):
+        name = model_name(family, case)
+        count = mamkpd.count_params(name)
+        assert count == int(FIXTURES[family][f"{case}_params"])
+        published = PUBLISHED_PARAMS[name].params_m
+        assert abs(count / 1e6 - published) <= PARAMS_REL_BASELINE * published
+        assert abs(count / 1e6 - printed) < PRINTED_UNIT
 
 
 @functools.cache
@@ -131,10 +143,11 @@ def fvcore_count(name: str, input_size: tuple[int, int] = (256, 192)):
 
 
 @pytest.mark.slow  # fvcore traces ~1000 small modules: 10-30 s a count on the shared cores
-@pytest.mark.parametrize("name", ["litehrnet_18", "litehrnet_30"])
+@pytest.mark.parametrize("name", ["litehrnet_18", "litehrnet_30", "ditehrnet_18", "ditehrnet_30"])
 def test_gflops_against_the_readme(name):
-    """The README counts with torchstat (conv, BN, ReLU, pooling, upsampling modules): between the HRNet
-    repository's conv-only count and fvcore's, which adds the functional pooling, interpolation and gating."""
+    """The READMEs count with torchstat (conv, BN, ReLU, pooling, upsampling modules): between the HRNet
+    repository's conv-only count and fvcore's, which adds the functional pooling, interpolation, gating and
+    (Dite-HRNet) the kernel mixing."""
     fvcore = fvcore_count(name)
     assert fvcore.uncounted_non_free == {}, fvcore.unsupported_ops
     conv_only = measure_complexity_hrnet_repo(name).gflops
@@ -143,24 +156,30 @@ def test_gflops_against_the_readme(name):
 
 
 @pytest.mark.slow
-def test_table2_prints_the_384x288_gflops_of_lite_hrnet_30():
-    """Table 2's 0.7 GFLOPs is Lite-HRNet-30's 384x288 figure (README: 717.8M), not its 256x192 one (319.2M)."""
-    row = load_table("table2").set_index("row").loc["Lite-HRNet"]
-    assert row["registry_name"] == "litehrnet_30"
-    at_256 = fvcore_count("litehrnet_30").gflops
-    at_384 = fvcore_count("litehrnet_30", (384, 288)).gflops
-    assert abs(at_256 - row["gflops"]) > 3 * PRINTED_UNIT
-    assert abs(at_384 - row["gflops"]) < PRINTED_UNIT
-    assert abs(at_384 / at_256 - 717.8 / 319.2) < 0.02  # the README's two sizes scale as ours do
+@pytest.mark.parametrize(
+    "row, name, readme_256, readme_384",
+    [("Lite-HRNet", "litehrnet_30", 319.2, 717.8), ("Dite-HRNet", "ditehrnet_30", 329.8, 741.7)],
+)
+def test_table2_prints_the_384x288_gflops_of_the_30_layer_model(row, name, readme_256, readme_384):
+    """Table 2's 0.7 GFLOPs (Lite-HRNet and Dite-HRNet rows) are the -30 models' 384x288 figures in their READMEs
+    (MFLOPs), not their 256x192 ones; our counts scale between the two sizes as the READMEs' do."""
+    paper = load_table("table2").set_index("row").loc[row]
+    assert paper["registry_name"] == name
+    assert round(readme_384 / 1000, 1) == paper["gflops"] and round(readme_256 / 1000, 1) != paper["gflops"]
+    at_256 = fvcore_count(name).gflops
+    at_384 = fvcore_count(name, (384, 288)).gflops
+    assert abs(at_256 - paper["gflops"]) > 3 * PRINTED_UNIT
+    assert abs(at_384 / at_256 - readme_384 / readme_256) < 0.02
 
 
-def test_input_size_and_keypoints():
+@pytest.mark.parametrize("family", list(FIXTURES))
+def test_input_size_and_keypoints(family):
     with torch.device("meta"):
-        model = mamkpd.create_model("litehrnet_30", num_keypoints=16, input_size=(256, 256)).eval()
+        model = mamkpd.create_model(f"{family}_30", num_keypoints=16, input_size=(256, 256)).eval()
         heatmaps = model(torch.empty(1, 3, 256, 256))
     assert heatmaps.shape == (1, 16, 64, 64)
-    with pytest.raises(ValueError, match="litehrnet_18: input_size must be .* multiples of 32"):
-        mamkpd.create_model("litehrnet_18", input_size=(256, 200))
+    with pytest.raises(ValueError, match=f"{family}_18: input_size must be .* multiples of 32"):
+        mamkpd.create_model(f"{family}_18", input_size=(256, 200))
 
 
 def test_cli_evaluates_an_official_release_checkpoint(tmp_path):
