@@ -145,8 +145,8 @@ def fvcore_count(name: str, input_size: tuple[int, int] = (256, 192)):
 @pytest.mark.slow  # fvcore traces ~1000 small modules: 10-30 s a count on the shared cores
 @pytest.mark.parametrize("name", ["litehrnet_18", "litehrnet_30", "ditehrnet_18", "ditehrnet_30"])
 def test_gflops_against_the_readme(name):
-    """The READMEs count with torchstat (conv, BN, ReLU, pooling, upsampling modules): between the HRNet
-    repository's conv-only count and fvcore's, which adds the functional pooling, interpolation, gating and
+    """The READMEs count with a torchstat-based tool (conv, BN, ReLU, pooling, upsampling modules): between the
+    HRNet repository's conv-only count and fvcore's, which adds the functional pooling, interpolation, gating and
     (Dite-HRNet) the kernel mixing."""
     fvcore = fvcore_count(name)
     assert fvcore.uncounted_non_free == {}, fvcore.unsupported_ops

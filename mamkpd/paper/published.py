@@ -50,12 +50,14 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "ppt_s": PublishedCount(6.6, _PPT_PAPER, gflops=1.6),
     "ppt_b": PublishedCount(13.5, _PPT_PAPER, gflops=5.0),
     # Lite-HRNet's README prints 1.1M and 1.8M; the exact counts are what its configs build (MMPose 1.3.2's
-    # LiteHRNet, the same network); GFLOPs: the README's FLOPs column (205.2M, 319.2M at 256x192), counted by
-    # its tools/summary_network.py (torchstat: conv, BN, ReLU, pooling and upsampling modules)
+    # LiteHRNet, the same network); GFLOPs: the README's FLOPs column (205.2M, 319.2M at 256x192), from its
+    # torchstat-based tools/summary_network.py (conv, BN, ReLU, pooling and upsampling modules), which gives
+    # 215.2M and 334.7M on MMPose 1.3.2's LiteHRNet: the README's figures are not reproduced to the MFLOP
     "litehrnet_18": PublishedCount(1.1308, _LITEHRNET_CONFIGS.format(18), gflops=0.2052),
     "litehrnet_30": PublishedCount(1.7637, _LITEHRNET_CONFIGS.format(30), gflops=0.3192),
     # Dite-HRNet's README prints 1.1M and 1.8M (truncated); the exact counts are what its code builds from its
-    # configs; GFLOPs: the README's FLOPs column (209.8M, 329.8M at 256x192), counted with torchstat as Lite-HRNet
+    # configs; GFLOPs: the README's FLOPs column (209.8M, 329.8M at 256x192), from the same torchstat-based
+    # tool, which as shipped skips the dynamic convs' kernel-bank conv (198.6M and 311.9M)
     "ditehrnet_18": PublishedCount(1.1869, _DITEHRNET_CONFIGS.format(18), gflops=0.2098),
     "ditehrnet_30": PublishedCount(1.8625, _DITEHRNET_CONFIGS.format(30), gflops=0.3298),
     # the paper prints TokenPose-L/D6's 20.8M (and 8.7 GFLOPs) for PPT-L; its released L/D6 config builds this
