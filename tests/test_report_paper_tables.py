@@ -35,6 +35,8 @@ KNOWN_NAMES = {
     "tokenpose_l_d6",
     "ppt_b",
     "ppt_l_d6",
+    "litehrnet_30",
+    "ditehrnet_30",
 }
 
 

@@ -18,6 +18,8 @@ class PublishedCount:
 _RTMPOSE_README = "MMPose projects/rtmpose/README.md, Model Zoo, Body 2d (17 Keypoints), 256x192"
 _TOKENPOSE_PAPER = "TokenPose paper (ICCV 2021) COCO val2017 table, 256x192"
 _PPT_PAPER = "PPT paper (ECCV 2022) COCO val2017 table, 256x192, keep ratio 0.7"
+_DITEHRNET_CONFIGS = "ZiyiZhang27/Dite-HRNet ditehrnet_{}_coco_256x192.py as its DiteHRNet builds it"
+_LITEHRNET_CONFIGS = "MMPose 1.3.2 td-hm_litehrnet-{}_8xb64-210e_coco-256x192 as its LiteHRNet builds it"
 
 PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "hrnet_w32": PublishedCount(28.54, "MMPose model zoo, td-hm_hrnet-w32_8xb64-210e_coco-256x192"),
@@ -47,6 +49,17 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     # PPT's README has no model table either: its paper's (Ma et al., ECCV 2022, arXiv 2209.08194) COCO val table
     "ppt_s": PublishedCount(6.6, _PPT_PAPER, gflops=1.6),
     "ppt_b": PublishedCount(13.5, _PPT_PAPER, gflops=5.0),
+    # Lite-HRNet's README prints 1.1M and 1.8M; the exact counts are what its configs build (MMPose 1.3.2's
+    # LiteHRNet, the same network); GFLOPs: the README's FLOPs column (205.2M, 319.2M at 256x192), from its
+    # torchstat-based tools/summary_network.py (conv, BN, ReLU, pooling and upsampling modules), which gives
+    # 215.2M and 334.7M on MMPose 1.3.2's LiteHRNet: the README's figures are not reproduced to the MFLOP
+    "litehrnet_18": PublishedCount(1.1308, _LITEHRNET_CONFIGS.format(18), gflops=0.2052),
+    "litehrnet_30": PublishedCount(1.7637, _LITEHRNET_CONFIGS.format(30), gflops=0.3192),
+    # Dite-HRNet's README prints 1.1M and 1.8M (truncated); the exact counts are what its code builds from its
+    # configs; GFLOPs: the README's FLOPs column (209.8M, 329.8M at 256x192), from the same torchstat-based
+    # tool, which as shipped skips the dynamic convs' kernel-bank conv (198.6M and 311.9M)
+    "ditehrnet_18": PublishedCount(1.1869, _DITEHRNET_CONFIGS.format(18), gflops=0.2098),
+    "ditehrnet_30": PublishedCount(1.8625, _DITEHRNET_CONFIGS.format(30), gflops=0.3298),
     # the paper prints TokenPose-L/D6's 20.8M (and 8.7 GFLOPs) for PPT-L; its released L/D6 config builds this
     "ppt_l_d6": PublishedCount(
         20.30, "HowieMa/PPT ppt_L_D6_256_192_patch43_dim192_depth6_heads8.yaml as its code builds it"
