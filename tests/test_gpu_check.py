@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -110,6 +111,38 @@ def test_check_path_imports_no_absent_package(tmp_path):
         [sys.executable, "-c", code, str(tmp_path / "store.csv")], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+# a bare GPU machine has torch, triton, numpy, pandas, pytest, onnxruntime and numba: it lacks these too
+ABSENT_AT_TEST_COLLECTION = (*ABSENT, "einops", "onnx", "onnxscript", "filelock", "pynvml")
+
+
+def test_gpu_test_modules_collect_on_a_bare_machine():
+    """The check's step 2 collects every tests/ module that holds gpu-marked tests (gpu_check.sh greps for
+    them); on a bare machine each must import, with the packages it lacks unimportable (plugins off: only
+    pytest is there)."""
+    (pattern,) = re.findall(r"grep -l -E '([^']+)' tests/test_\*\.py", (ROOT / "scripts" / "gpu_check.sh").read_text())
+    modules = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py") if re.search(pattern, p.read_text())
+    )
+    assert "tests/test_ops_triton.py" in modules and "tests/test_ops_cuda.py" in modules, modules
+    code = textwrap.dedent(
+        f"""
+        import sys
+        for name in {ABSENT_AT_TEST_COLLECTION!r}:
+            sys.modules[name] = None
+        import pytest
+        sys.exit(pytest.main(sys.argv[1:]))
+        """
+    )
+    args = ["--collect-only", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-o", "addopts=", *modules]
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    collected = {line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line}
+    assert collected == set(modules), f"no gpu test collected from {set(modules) - collected}"
 
 
 @pytest.mark.parametrize("half", ["bf16", "fp16"])
