@@ -30,6 +30,15 @@ if [[ -n $wheels && ! -d $wheels ]]; then
     echo "gpu_check.sh: --wheels $wheels is not a folder" >&2
     exit 2
 fi
+# a full check needs a CUDA device: say so before installing or testing anything (nothing is written)
+if [[ $dry == 0 ]]; then
+    no_cuda=$("$PY" -c 'import torch; print("" if torch.cuda.is_available() else "torch.cuda.is_available() is False")' 2>&1) \
+        || no_cuda="torch does not import with $PY: $(tail -n 1 <<<"$no_cuda")"
+    if [[ -n $no_cuda ]]; then
+        echo "gpu_check.sh: no CUDA device here ($no_cuda); use --dry-run to rehearse on the CPU" >&2
+        exit 2
+    fi
+fi
 start=$(date +%s)
 total_s=450  # under 8 minutes, with room for the process starts and the final prints
 mkdir -p "$out"

@@ -74,6 +74,21 @@ def test_cli_without_cuda_refuses_a_full_check_in_one_line_and_writes_nothing(tm
     assert not (tmp_path / "check").exists()
 
 
+def test_script_without_cuda_says_so_first_in_one_line_and_does_nothing(tmp_path):
+    # CUDA hidden: the same on a GPU machine as on a CPU one
+    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    out = tmp_path / "check"
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "gpu_check.sh"), str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stdout == ""  # no step ran: no install, no test
+    assert proc.stderr.splitlines() == [
+        "gpu_check.sh: no CUDA device here (torch.cuda.is_available() is False); use --dry-run to rehearse on the CPU"
+    ]
+    assert not out.exists()
+
+
 def test_cli_usage_error_is_one_line_naming_the_argument():
     proc = _gpu_check_cli("--seconds", "soon")
     assert proc.returncode == 2
