@@ -89,6 +89,20 @@ def test_script_without_cuda_says_so_first_in_one_line_and_does_nothing(tmp_path
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [((), "DIR"), (("wheels", "--python-version", "3"), "--python-version"), (("wheels", "--fast"), "--fast")],
+)
+def test_make_wheelhouse_usage_error_is_one_line_naming_the_argument(tmp_path, args, named):
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "make_wheelhouse.sh"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], proc.stderr
+    assert not (tmp_path / "wheels").exists()  # nothing fetched or made
+
+
 def test_cli_usage_error_is_one_line_naming_the_argument():
     proc = _gpu_check_cli("--seconds", "soon")
     assert proc.returncode == 2
