@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: one prepared run on a bare CUDA machine (CUDA torch, triton, numpy, pandas; no network, no
 # mamba-ssm), under 8 minutes on one GPU. See README.md, "Checking a GPU machine".
-#   scripts/gpu_check.sh [--wheels DIR] OUT_DIR     on a CUDA machine
+#   scripts/gpu_check.sh [--wheels DIR] OUT_DIR     on a CUDA machine (DIR: from scripts/make_wheelhouse.sh)
 #   scripts/gpu_check.sh --dry-run OUT_DIR          every step on the CPU at tiny sizes (CI, tests/test_gpu_check.py)
 # Steps: install the suite offline into this Python (no torch reinstall), the `gpu`-marked tests, then the
 # harness (python -m mamkpd.cli.gpu_check: scan kernels, Table 2's models, one training step, each part in
@@ -30,6 +30,15 @@ if [[ -n $wheels && ! -d $wheels ]]; then
     echo "gpu_check.sh: --wheels $wheels is not a folder" >&2
     exit 2
 fi
+# a full check needs a CUDA device: say so before installing or testing anything (nothing is written)
+if [[ $dry == 0 ]]; then
+    no_cuda=$("$PY" -c 'import torch; print("" if torch.cuda.is_available() else "torch.cuda.is_available() is False")' 2>&1) \
+        || no_cuda="torch does not import with $PY: $(tail -n 1 <<<"$no_cuda")"
+    if [[ -n $no_cuda ]]; then
+        echo "gpu_check.sh: no CUDA device here ($no_cuda); use --dry-run to rehearse on the CPU" >&2
+        exit 2
+    fi
+fi
 start=$(date +%s)
 total_s=450  # under 8 minutes, with room for the process starts and the final prints
 mkdir -p "$out"
@@ -56,8 +65,10 @@ if timeout 90 "$PY" "${install[@]}" >"$out/install.log" 2>&1; then
 else
     step install failed "see install.log; the check runs from the checkout through PYTHONPATH"
 fi
-# the suite's dependencies that do not import here: from --wheels where given, else listed (none is on the FPS path)
-missing=$("$PY" - <<'EOF'
+# the suite's dependencies that do not import here: from --wheels where given (scripts/make_wheelhouse.sh makes
+# the folder), else listed (none is on the FPS path)
+missing_dependencies() {
+    "$PY" - <<'EOF'
 import importlib.util
 modules = {"numpy": "numpy", "pandas": "pandas", "scipy": "scipy", "opencv-python-headless": "cv2",
            "pycocotools": "pycocotools", "fvcore": "fvcore", "matplotlib": "matplotlib", "tqdm": "tqdm",
@@ -65,14 +76,20 @@ modules = {"numpy": "numpy", "pandas": "pandas", "scipy": "scipy", "opencv-pytho
            "nvidia-ml-py": "pynvml", "numba": "numba", "pytest": "pytest", "triton": "triton"}
 print(" ".join(d for d, m in modules.items() if importlib.util.find_spec(m) is None))
 EOF
-)
+}
+missing=$(missing_dependencies)
 if [[ -n $missing && -n $wheels ]]; then
-    # shellcheck disable=SC2086
-    if timeout 120 "$PY" -m pip install --disable-pip-version-check --no-index --find-links "$wheels" $missing \
-        >>"$out/install.log" 2>&1; then
+    # one at a time, so that one absent from the folder does not stop pip installing the others; offline and
+    # without build isolation (the build requirements of an sdist could not be fetched)
+    for dependency in $missing; do
+        timeout 120 "$PY" -m pip install --disable-pip-version-check --no-index --no-build-isolation \
+            --find-links "$wheels" "$dependency" >>"$out/install.log" 2>&1
+    done
+    still=$(missing_dependencies)
+    if [[ -z $still ]]; then
         step dependencies ok "installed from $wheels: $missing"
     else
-        step dependencies partial "not all of '$missing' are in $wheels (install.log)"
+        step dependencies partial "still missing after installing from $wheels: $still (install.log)"
     fi
 elif [[ -n $missing ]]; then
     step dependencies absent "$missing (none is imported on the check's path; give --wheels DIR to install them)"

@@ -184,14 +184,6 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path):
         load_training_state(path)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (AMP is CUDA-only)")
-def test_amp_training_on_cuda_checkpoints_the_grad_scaler(tmp_path):
-    result = run(small_config(tmp_path, device="cuda", amp=True, deterministic=False, epochs=1))
-    state = load_training_state(result.checkpoint)
-    assert state["scaler"] is not None and state["model"]["body.0.weight"].device.type == "cpu"
-
-
 def samples_config(tmp_path: Path, **overrides) -> TrainConfig:
     """A reduced MamKPD-S at 64 x 48, trained and validated on the COCO samples."""
     ann = sample("coco", "test_coco.json")

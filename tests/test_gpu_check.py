@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -73,6 +74,35 @@ def test_cli_without_cuda_refuses_a_full_check_in_one_line_and_writes_nothing(tm
     assert not (tmp_path / "check").exists()
 
 
+def test_script_without_cuda_says_so_first_in_one_line_and_does_nothing(tmp_path):
+    # CUDA hidden: the same on a GPU machine as on a CPU one
+    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    out = tmp_path / "check"
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "gpu_check.sh"), str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stdout == ""  # no step ran: no install, no test
+    assert proc.stderr.splitlines() == [
+        "gpu_check.sh: no CUDA device here (torch.cuda.is_available() is False); use --dry-run to rehearse on the CPU"
+    ]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [((), "DIR"), (("wheels", "--python-version", "3"), "--python-version"), (("wheels", "--fast"), "--fast")],
+)
+def test_make_wheelhouse_usage_error_is_one_line_naming_the_argument(tmp_path, args, named):
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "make_wheelhouse.sh"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], proc.stderr
+    assert not (tmp_path / "wheels").exists()  # nothing fetched or made
+
+
 def test_cli_usage_error_is_one_line_naming_the_argument():
     proc = _gpu_check_cli("--seconds", "soon")
     assert proc.returncode == 2
@@ -110,6 +140,38 @@ def test_check_path_imports_no_absent_package(tmp_path):
         [sys.executable, "-c", code, str(tmp_path / "store.csv")], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+# a bare GPU machine has torch, triton, numpy, pandas, pytest, onnxruntime and numba: it lacks these too
+ABSENT_AT_TEST_COLLECTION = (*ABSENT, "einops", "onnx", "onnxscript", "filelock", "pynvml")
+
+
+def test_gpu_test_modules_collect_on_a_bare_machine():
+    """The check's step 2 collects every tests/ module that holds gpu-marked tests (gpu_check.sh greps for
+    them); on a bare machine each must import, with the packages it lacks unimportable (plugins off: only
+    pytest is there)."""
+    (pattern,) = re.findall(r"grep -l -E '([^']+)' tests/test_\*\.py", (ROOT / "scripts" / "gpu_check.sh").read_text())
+    modules = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py") if re.search(pattern, p.read_text())
+    )
+    assert "tests/test_ops_triton.py" in modules and "tests/test_ops_cuda.py" in modules, modules
+    code = textwrap.dedent(
+        f"""
+        import sys
+        for name in {ABSENT_AT_TEST_COLLECTION!r}:
+            sys.modules[name] = None
+        import pytest
+        sys.exit(pytest.main(sys.argv[1:]))
+        """
+    )
+    args = ["--collect-only", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-o", "addopts=", *modules]
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    collected = {line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line}
+    assert collected == set(modules), f"no gpu test collected from {set(modules) - collected}"
 
 
 @pytest.mark.parametrize("half", ["bf16", "fp16"])

@@ -20,6 +20,7 @@ from triton_interpreter import (  # sets TRITON_INTERPRET where there is no GPU,
     interpreters_own_scan,
     requires_cuda,
     requires_interpreter,
+    triton_36_scalar_index,
     vectorised_interpreter_scan,
 )
 
@@ -103,6 +104,14 @@ def test_triton_matches_reference(device, length, d_state):
     # 12 channels in 2 groups: 6 a group, a partly masked channel block of 8
     inputs = on(device, make_inputs(dim=12, d_state=d_state, length=length, groups=2))
     check_against_reference(inputs, softplus=True, dtype=torch.float64)
+
+
+@requires_interpreter
+def test_chunk_loops_run_under_triton_36s_interpreter_with_numpy_2():
+    # two chunks, forward and backward, with the interpreter turning scalars into ints as Triton 3.6 does
+    inputs = make_inputs(dim=12, d_state=3, length=23, groups=2)
+    with triton_36_scalar_index():
+        check_against_reference(inputs, softplus=True, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("device", DEVICES)

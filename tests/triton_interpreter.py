@@ -103,6 +103,28 @@ def interpreters_own_scan():
     return _scan_implementation(_OWN_SCAN)
 
 
+@contextlib.contextmanager
+def triton_36_scalar_index():
+    """Within the block, the interpreter turns a scalar tensor into a Python int as Triton 3.6's did,
+    ``int()`` of its one-element array, which numpy 2 refuses (3.9 squeezes it first): a kernel that loops
+    over ``range()`` of a scalar argument fails here as it does under Triton 3.6 with numpy 2."""
+    from triton.runtime import interpreter
+
+    own = getattr(interpreter, "_patch_lang_tensor", None)
+    if own is None:
+        pytest.skip("this Triton's interpreter patches tensors elsewhere: cannot play Triton 3.6's")
+
+    def patch_as_triton_36(tensor, scope):
+        own(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data))
+
+    interpreter._patch_lang_tensor = patch_as_triton_36
+    try:
+        yield
+    finally:
+        interpreter._patch_lang_tensor = own
+
+
 if not TRITON_MISSING:
     from mamkpd.ops.scan_triton_kernels import _compose
 

@@ -93,7 +93,8 @@ def count_ss2d(model: nn.Module) -> int:
 
 
 def _parallel_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="torch"):
-    return selective_scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    # the op's (out, tensors kept for the backward); an exported program runs no backward
+    return selective_scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus), []
 
 
 def lower_scan(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:

@@ -67,6 +67,10 @@ class ScanBackend:
     ``unavailable()`` returns None when the backend can run here, else the reason and how to install it.
     ``auto_priority`` ranks it for ``auto`` on each device type it lists (lower first; a device type it does
     not list never picks it). ``cross`` is its fused cross scan, None where SS2D gathers the four orders.
+    ``saved_like``: for a backend whose forward keeps tensors for its backward (mamba-ssm's chunk states),
+    ``(u, A, z) -> [empty tensors of their shapes and dtypes]`` (the op's fake kernel); its ``forward`` then
+    returns ``(out, [tensors])`` and its ``backward`` gets them as ``saved=``. None: the backward needs only
+    the inputs.
     """
 
     name: str
@@ -78,6 +82,7 @@ class ScanBackend:
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
     auto_priority: tuple[tuple[str, int], ...] = ()
     cross: CrossScan | None = None
+    saved_like: Callable[..., list[Tensor]] | None = None
     in_custom_op: bool = True
     # measured for speed (FPS, the GPU check's scan cells); False for the step-by-step oracle
     deployable: bool = True

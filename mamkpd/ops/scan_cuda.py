@@ -41,22 +41,58 @@ def cuda_backend_available() -> bool:
     return True
 
 
+# mamba-ssm's kernel is instantiated for u in one of BACKEND.dtypes, with delta, z, B and C in u's dtype, and
+# A, D and delta_bias (its "weights") in float32 only; it refuses anything else with a bare TORCH_CHECK
+WEIGHT_DTYPE = torch.float32
+
+
+def check_kernel_dtypes(u, delta, A, B, C, D, z, delta_bias) -> None:
+    """Refuse, in one line naming the argument, what mamba-ssm's kernel would refuse from inside."""
+    accepted = ", ".join(str(d).removeprefix("torch.") for d in BACKEND.dtypes)
+    if u.dtype not in BACKEND.dtypes:
+        raise TypeError(f"scan backend 'cuda': u is {u.dtype}; mamba-ssm's kernel takes u in {accepted} only")
+    for name, t in (("delta", delta), ("B", B), ("C", C), ("z", z)):
+        if t is not None and t.dtype != u.dtype:
+            raise TypeError(
+                f"scan backend 'cuda': {name} is {t.dtype} but u is {u.dtype}; mamba-ssm's kernel takes u, delta, "
+                "z, B and C in one dtype"
+            )
+    for name, t in (("A", A), ("D", D), ("delta_bias", delta_bias)):
+        if t is not None and t.dtype != WEIGHT_DTYPE:
+            raise TypeError(
+                f"scan backend 'cuda': {name} is {t.dtype}; mamba-ssm's kernel takes A, D and delta_bias in "
+                f"{WEIGHT_DTYPE} only"
+            )
+
+
 def _cuda_args(u, delta, A, B, C, D, z, delta_bias):
+    check_kernel_dtypes(u, delta, A, B, C, D, z, delta_bias)
     c = lambda t: None if t is None else t.contiguous()  # noqa: E731
     B, C = grouped(B), grouped(C)
     return c(u), c(delta), c(A), c(B), c(C), c(D), c(z), c(delta_bias)
 
 
+CHUNK_LENGTH = 2048  # the kernel's chunk: it keeps each chunk's end state for the backward
+
+
+def _saved_like(u, A, z) -> list:
+    """What the forward keeps, as empty tensors: the chunk states x (batch, dim, chunks, 2N) in A's dtype, and,
+    with z, the output before the gate (the backward's gradient of z reads it)."""
+    bsz, dim, length = u.shape
+    x = u.new_empty(bsz, dim, -(-length // CHUNK_LENGTH), 2 * A.shape[1], dtype=A.dtype)
+    return [x] if z is None else [x, u.new_empty(u.shape)]
+
+
 def _cuda_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     kernel = _load_cuda_kernel()
-    out, _, *rest = kernel.fwd(*_cuda_args(u, delta, A, B, C, D, z, delta_bias), delta_softplus)
-    return rest[0] if z is not None else out
+    out, x, *rest = kernel.fwd(*_cuda_args(u, delta, A, B, C, D, z, delta_bias), delta_softplus)
+    return (rest[0], [x, out]) if z is not None else (out, [x])
 
 
-def _cuda_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _cuda_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved):
     kernel = _load_cuda_kernel()
     args = _cuda_args(u, delta, A, B, C, D, z, delta_bias)
-    out, x, *_ = kernel.fwd(*args, delta_softplus)  # recompute the chunk states instead of saving them
+    x, out = saved if z is not None else (saved[0], None)
     du, ddelta, dA, dB, dC, dD, dbias, *rest = kernel.bwd(*args, gout.contiguous(), x, out, None, delta_softplus, False)
     dB = dB.squeeze(1) if B.dim() == 3 else dB
     dC = dC.squeeze(1) if C.dim() == 3 else dC
@@ -81,5 +117,6 @@ BACKEND = ScanBackend(
     description="mamba-ssm's compiled CUDA kernel (selective_scan_cuda)",
     dtypes=(torch.float32, torch.float16, torch.bfloat16),  # its kernel is instantiated for these only
     auto_priority=(("cuda", 0),),  # the authors' kernel first where it is built
+    saved_like=_saved_like,
     compiled=True,
 )

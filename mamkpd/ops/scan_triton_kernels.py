@@ -14,6 +14,11 @@ Indexing is over (batch, k, channel, step): k is the B/C group, and every channe
 the cross form (``CROSS``) k is the scan direction of VMamba's cross scan: the shared input x, the output
 and their gradients are (batch, dim, H*W) tensors read and written at each direction's spatial positions
 (outputs of the four directions summed with atomics), while delta, B and C come per direction.
+
+The loops over chunks are ``while`` loops on a counter, not ``range(n_chunks)``: Triton 3.6's interpreter
+(not 3.9's) makes a scalar argument a Python int by ``int()`` of a one-element array, which numpy 2 refuses
+("only 0-dimensional arrays can be converted to Python scalars"), while a comparison's truth value passes.
+Compiled, both are one loop; a constexpr count would compile once per sequence length.
 """
 
 from __future__ import annotations
@@ -140,7 +145,8 @@ def scan_fwd_kernel(
     B_row = B_ptr + b * sB_b + k * sB_k
     C_row = C_ptr + b * sC_b + k * sC_k
     h = tl.zeros([BLOCK_D, NP], dtype=ACC)
-    for c in range(n_chunks):
+    c = tl.full([], 0, tl.int32)
+    while c < n_chunks:  # not range(n_chunks): see the module's docstring
         t, tmask, pos, mask, u, _, dl = _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length,
                                                height, width, BLOCK_T, HAS_BIAS, SOFTPLUS, CROSS, ACC)  # fmt: skip
         du = dl * u
@@ -172,6 +178,7 @@ def scan_fwd_kernel(
                 tl.atomic_add(out_ptr + shared_rows[:, None] + pos[None, :], y, mask=mask)
             else:
                 tl.store(out_ptr + rows[:, None] + pos[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+        c += 1
 
 
 @triton.jit
@@ -247,8 +254,8 @@ def scan_bwd_kernel(
     dA = tl.zeros([BLOCK_D, NP], dtype=ACC)
     dD = tl.zeros([BLOCK_D], dtype=ACC)
     dbias = tl.zeros([BLOCK_D], dtype=ACC)
-    for i in range(n_chunks):
-        c = n_chunks - 1 - i
+    c = n_chunks - 1 + tl.full([], 0, tl.int32)
+    while c >= 0:  # not range(n_chunks): see the module's docstring
         t, tmask, pos, mask, u, raw, dl = _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length,
                                                  height, width, BLOCK_T, HAS_BIAS, SOFTPLUS, CROSS, ACC)  # fmt: skip
         # the decay of the next step, a_{t+1}, multiplies G_{t+1} in G_t
@@ -307,6 +314,7 @@ def scan_bwd_kernel(
             tl.atomic_add(du_ptr + shared_rows[:, None] + pos[None, :], du_out, mask=mask)
         else:
             tl.store(du_ptr + rows[:, None] + pos[None, :], du_out.to(du_ptr.dtype.element_ty), mask=mask)
+        c -= 1
     # per-batch partial sums, (batch, groups * dim_g[, N]); the caller sums over the batch
     tl.store(dA_ptr + row[:, None] * N + cols[None, :], dA, mask=state_mask)
     if HAS_D:

@@ -69,14 +69,20 @@ def _selective_scan_op(
     delta_bias: Tensor | None,
     delta_softplus: bool,
     backend: str,
-) -> Tensor:
+) -> tuple[Tensor, list[Tensor]]:
+    """(out, what the backend's forward keeps for its backward: empty for most)."""
+    chosen = SCAN_BACKENDS[backend]
+    result = chosen.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    out, saved = result if chosen.saved_like is not None else (result, [])
     # contiguous whatever the input strides, so that the fake kernel below describes it exactly
-    return SCAN_BACKENDS[backend].forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus).contiguous()
+    return out.contiguous(), [t.contiguous() for t in saved]
 
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend):
-    return u.new_empty(u.shape)  # contiguous (empty_like would copy u's strides; inductor checks them)
+    # contiguous (empty_like would copy u's strides; inductor checks them)
+    saved_like = SCAN_BACKENDS[backend].saved_like
+    return u.new_empty(u.shape), [] if saved_like is None else saved_like(u, A, z)
 
 
 def _absent(like: Tensor) -> Tensor:
@@ -95,28 +101,32 @@ def _selective_scan_backward_op(
     D: Tensor | None,
     z: Tensor | None,
     delta_bias: Tensor | None,
+    saved: list[Tensor],
     delta_softplus: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    grads = SCAN_BACKENDS[backend].backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    chosen = SCAN_BACKENDS[backend]
+    kept = {} if chosen.saved_like is None else {"saved": saved}
+    grads = chosen.backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, **kept)
     return tuple(_absent(u) if g is None else g.contiguous() for g in grads)
 
 
 @_selective_scan_backward_op.register_fake
-def _(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend):
+def _(gout, u, delta, A, B, C, D, z, delta_bias, saved, delta_softplus, backend):
     return tuple(_absent(u) if t is None else t.new_empty(t.shape) for t in (u, delta, A, B, C, D, z, delta_bias))
 
 
 def _setup_context(ctx, inputs, output):
     u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend = inputs
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
+    _, saved = output
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, *saved)
     ctx.delta_softplus, ctx.backend = delta_softplus, backend
 
 
-def _autograd_backward(ctx, gout):
-    u, delta, A, B, C, D, z, delta_bias = ctx.saved_tensors
+def _autograd_backward(ctx, gout, _gsaved):
+    u, delta, A, B, C, D, z, delta_bias, *saved = ctx.saved_tensors
     grads = torch.ops.mamkpd.selective_scan_backward(
-        gout, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, ctx.backend
+        gout, u, delta, A, B, C, D, z, delta_bias, saved, ctx.delta_softplus, ctx.backend
     )
     present = (u, delta, A, B, C, D, z, delta_bias)
     return tuple(None if p is None else g for g, p in zip(grads, present, strict=True)) + (None, None)
@@ -177,7 +187,8 @@ def selective_scan(
     if not chosen.in_custom_op:
         return chosen.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    return torch.ops.mamkpd.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chosen.name)
+    out, _ = torch.ops.mamkpd.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chosen.name)
+    return out
 
 
 def selective_scan_flops(
