@@ -21,7 +21,7 @@ import pandas as pd
 from ..engine.checkpoint import atomic_write
 from ..harness.jobs.run_plan import UNCOUNTED_MULTIPLIES
 from ..harness.measure.machine import environment_info
-from ..harness.store.results import STATUS_NOT_RUN, ResultsStore
+from ..harness.store.results import NUMERIC_COLUMNS, STATUS_NOT_RUN, ResultsStore
 from ..paper import TABLES, compared_model, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings
@@ -49,6 +49,8 @@ _FOOTNOTE_MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
 # an absolute path: a slash (or ~/) that starts a word, after a space, a quote or a bracket (not "samples/s",
 # "1/21", "https://", "experiments/*/resnet")
 _ABSOLUTE_PATH = re.compile(r"(?<![^\s`'\"(\[=])~?/[^\s`'\"|,;()\[\]<>]+")
+# what a spreadsheet runs as a formula at the start of a cell (OWASP, "CSV injection")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -67,18 +69,39 @@ class Report:
 def build_report(store_path: str | os.PathLike) -> Report:
     """Read the store and compare every paper table with it."""
     contents = ResultsStore(store_path).read()
-    comparisons = {name: compare_table(name, contents.frame) for name in TABLES}
+    # a cell of the store is data: a line break in it (a hand edit) must not start a line of the report
+    frame = contents.frame.assign(
+        **{c: contents.frame[c].map(one_line) for c in contents.frame.columns if c not in NUMERIC_COLUMNS}
+    )
+    comparisons = {name: compare_table(name, frame) for name in TABLES}
     return Report(
         Path(store_path),
-        contents.frame,
+        frame,
         contents.torn_lines,
         comparisons,
-        collect_findings(comparisons, contents.frame),
+        collect_findings(comparisons, frame),
         invalid_lines=contents.invalid_lines,
     )
 
 
-# --------------------------------------------------------------------------------------- portability
+# ------------------------------------------------------------------------------- escaping, portability
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: a line break from the store, a file name or a checkpoint cannot add a report line."""
+    return " ".join(str(text).splitlines())
+
+
+def csv_text(value: object) -> object:
+    """A text cell of a report CSV that a spreadsheet shows as text, never runs: a cell that starts like a
+    formula gets a leading ``'`` (OWASP's advice); numbers, and text that reads as a number, are kept."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 def portable(text: str) -> str:
@@ -91,10 +114,10 @@ def _store_label(store_path: Path, out_dir: Path) -> str:
     directory (or the store lies in the report's folder), else by file name."""
     store, out, here = store_path.resolve(), out_dir.resolve(), Path.cwd().resolve()
     if store.parent == out:
-        return f"`{store.name}` (beside this report)"
+        return f"`{one_line(store.name)}` (beside this report)"
     if store.is_relative_to(here) and out.is_relative_to(here):
-        return f"`{os.path.relpath(store, out)}` (relative to this report)"
-    return f"`{store.name}` (its file name; it lies elsewhere)"
+        return f"`{one_line(os.path.relpath(store, out))}` (relative to this report)"
+    return f"`{one_line(store.name)}` (its file name; it lies elsewhere)"
 
 
 def _commits(store: pd.DataFrame) -> str:
@@ -130,7 +153,7 @@ def _cell(c: pd.Series, mark: str = "") -> str:
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    esc = lambda s: one_line(s).replace("\\", "\\\\").replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
     return "\n".join(lines)
@@ -390,7 +413,7 @@ def write_report(
     for name, cells in report.comparisons.items():
         text_columns = cells.select_dtypes(include=["object", "string"]).columns
         shared = cells.assign(
-            **{c: cells[c].map(lambda v: portable(v) if isinstance(v, str) else v) for c in text_columns}
+            **{c: cells[c].map(lambda v: csv_text(portable(v)) if isinstance(v, str) else v) for c in text_columns}
         )
         written[name] = atomic_write(out / f"{name}.csv", lambda h, c=shared: c.to_csv(h, index=False), mode="w")
     try:
