@@ -383,6 +383,8 @@ def run_log_section(run_log: list[str]) -> tuple[str, str]:
 def check_out_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
     """``out_dir`` if a report may be written there: refuses a folder holding a committed example unless ``force``."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; name a folder for the report")
     if (out / EXAMPLE_MARKER).exists() and not force:
         raise ValueError(
             f"{out} holds the committed example report ({EXAMPLE_MARKER}); write elsewhere (--out DIR, default "

@@ -30,7 +30,7 @@ from ...paper.tolerances import tolerance_for
 from ..store.results import ResultsStore
 from .availability import cuda_status, dataset_status, sha256_of
 
-__all__ = ["RunPlan", "run_measurements", "worker_layout", "SAME_FUNCTION_REASON", "UNCOUNTED_MULTIPLIES"]
+__all__ = ["RunPlan", "check_plan", "run_measurements", "worker_layout", "SAME_FUNCTION_REASON", "UNCOUNTED_MULTIPLIES"]
 
 COMPLEXITY_SHARE = 0.5  # of the budget, for counting every row; speed, training and extras get the rest
 TABLE1_ROWS = {"mamkpd_s": "MamKPD-Small", "mamkpd_b": "MamKPD-Base", "mamkpd_l": "MamKPD-Large"}
@@ -67,6 +67,25 @@ class RunPlan:
     baseline_findings: bool = True
     budget_s: float = 300.0
     data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root, else the environment variables
+
+
+def check_plan(plan: RunPlan, store: ResultsStore) -> None:
+    """Refuse, before any work, a plan this machine cannot run or a store it cannot write: one ValueError
+    naming the ``report --run`` flag that asked for it (a step failing minutes later would only be logged)."""
+    from ...ops import resolve_backend
+    from ..measure.presets import PRESETS, check_preset_device
+
+    if not plan.budget_s > 0:
+        raise ValueError(f"--budget-s must be a positive number of seconds, got {plan.budget_s:g}")
+    try:
+        check_preset_device(PRESETS["fp32"], plan.device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"--device {plan.device}: {exc} (use --device cpu)") from None
+    try:
+        resolve_backend(plan.scan_backend, plan.device)
+    except RuntimeError as exc:
+        raise ValueError(f"--scan-backend {plan.scan_backend}: {exc} (use --scan-backend auto)") from None
+    store.check_writable()
 
 
 class _Progress:
@@ -475,6 +494,7 @@ def run_measurements(
     """Run every step of ``plan`` into the store; return the run log, one line per step (markdown items)."""
     plan = plan or RunPlan()
     store = ResultsStore(store_path)
+    check_plan(plan, store)
     progress = _Progress(echo, plan.budget_s)
     steps: list[tuple[str, Callable[[], None]]] = [
         ("reasons for what cannot run here", lambda: _record_unavailable(store, plan, progress)),

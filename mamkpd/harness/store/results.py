@@ -343,6 +343,13 @@ class ResultsStore:
                 os.close(fd)
         return cells
 
+    def check_writable(self) -> None:
+        """Refuse, before any measuring, a store this version cannot append to (a folder, another header)."""
+        if self.path.is_dir():
+            raise ValueError(f"results store {self.path} is a folder; name a CSV file (--store)")
+        if self.path.is_file() and self.path.stat().st_size:
+            self._check_header()
+
     def _ends_with_newline(self, size: int) -> bool:
         with open(self.path, "rb") as handle:
             handle.seek(size - 1)
