@@ -42,9 +42,9 @@ def _show_warnings_as_lines(command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # before any heavy import: a typo is answered at once
     from ..data.threads import set_main_process_threads
 
-    args = build_parser().parse_args(argv)
     set_main_process_threads()  # OMP_NUM_THREADS if set, else torch's default within this process's CPUs
     _show_warnings_as_lines(args.command)
     try:

@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-from ..harness.store.results import ResultsStore, default_store_path
 from .options import add_scan_backend
 
 
@@ -44,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..harness.store.results import ResultsStore, default_store_path
     from ..report import check_out_dir, run_log_section, write_report, write_run_log
 
     store = args.store or str(default_store_path())
