@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..engine.checkpoint import atomic_write
-from ..harness.jobs.run_plan import UNCOUNTED_MULTIPLIES
+from ..harness.jobs.run_plan import LOAD_METRIC, LOAD_TABLE, UNCOUNTED_MULTIPLIES, RunLog
 from ..harness.measure.machine import environment_info
 from ..harness.store.results import NUMERIC_COLUMNS, STATUS_NOT_RUN, ResultsStore
 from ..paper import TABLES, compared_model, load_table
@@ -64,6 +64,7 @@ class Report:
     findings: list[Finding]
     extra_sections: list[tuple[str, str]] = field(default_factory=list)  # (title, markdown) from a --run
     invalid_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, what is not data)
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) a --run did not measure
 
 
 def build_report(store_path: str | os.PathLike) -> Report:
@@ -304,6 +305,12 @@ def _speed_section(store: pd.DataFrame) -> str:
         )
     header = ["Model", "Device", "Runtime", "Precision", "Batch", "Scan", "samples/s (median)", "IQR", "Ratio (to)"]
     out = [_md_table([*header, "One sample", "Throttled"], rows) if rows else "No timings in the store."]
+    loads = store[(store["table"] == LOAD_TABLE) & (store["metric"] == LOAD_METRIC)].drop_duplicates(
+        "timestamp", keep="last"
+    )
+    for r in loads.itertuples():
+        flag = f" **Flagged: {r.notes}.**" if r.notes else ""
+        out.append(f"\nLoad during the `report --run` timings of {r.model} ({r.timestamp}): {r.status_reason}.{flag}")
     # one line per reason; a reason that names its model reads as one reason for all of them
     latest = untimed.drop_duplicates("model", keep="last")
     reasons = latest.assign(why=[r.status_reason.replace(r.model, "NAME") for r in latest.itertuples()])
@@ -334,6 +341,13 @@ def _warnings(report: Report) -> list[str]:
         out.append(
             f"**Warning:** the store has {len(report.invalid_lines)} line(s) whose values are not data, skipped "
             "(a hand edit?): " + "; ".join(f"line {n}: {why}" for n, why in report.invalid_lines) + ".\n"
+        )
+    if report.left_out:
+        out.append(
+            "**Left out of this run** (on an idle machine, or with a larger `--budget-s`, `mamkpd report --run` "
+            "measures them):\n\n"
+            + "\n".join(f"- {one_line(item)}: {one_line(why)}" for item, why in report.left_out)
+            + "\n"
         )
     return out
 
@@ -372,9 +386,9 @@ def render_markdown(report: Report, figures: dict[str, str], out_dir: str | os.P
     return portable("\n".join(out) + "\n")
 
 
-def run_log_section(run_log: list[str]) -> tuple[str, str]:
+def run_log_section(run_log: RunLog) -> tuple[str, str]:
     """The section listing what ``mamkpd report --run`` measured (the log of the harness's ``run_measurements``)."""
-    return ("What `mamkpd report --run` measured on this machine", "\n".join(run_log) + "\n")
+    return ("What `mamkpd report --run` measured on this machine", "\n".join(run_log.lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -404,13 +418,16 @@ def write_report(
     out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
     extra_sections: list[tuple[str, str]] | None = None,
     force: bool = False,
+    left_out: list[tuple[str, str]] | None = None,
 ) -> dict[str, Path]:
     """Write REPORT.md, one CSV per paper table and the figures into ``out_dir``; return their paths.
 
+    ``left_out``: (item, reason) of what a ``--run`` did not measure, listed at the report's top.
     Refuses a folder that holds the committed example unless ``force`` (:func:`check_out_dir`)."""
     out = check_out_dir(out_dir, force)
     report = build_report(store_path)
     report.extra_sections = list(extra_sections or [])
+    report.left_out = list(left_out or [])
     written: dict[str, Path] = {}
     for name, cells in report.comparisons.items():
         text_columns = cells.select_dtypes(include=["object", "string"]).columns
