@@ -54,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mamkpd {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # every write is whole or absent (store rows, REPORT.md, checkpoints): say so, not a traceback
+        print(
+            f"mamkpd {args.command}: interrupted; every file written so far is whole (a results store keeps "
+            "each complete row): run the command again to continue",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

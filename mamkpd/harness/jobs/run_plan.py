@@ -194,17 +194,32 @@ def _run_parallel(
     (counting does not depend on the load, so it is never cut). One progress line per finished job."""
     workers, threads = worker_layout()
     results, queue, pending = {}, list(jobs), {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        while queue or pending:
-            while queue and len(pending) < workers:
-                label, worker, args = queue.pop(0)
-                pending[pool.submit(worker, threads, *args)] = label
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                label = pending.pop(future)
-                result = results[label] = future.result()
-                progress(f"{what} {len(results)}/{len(jobs)} {label}: {describe(result)}")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_leave_ctrl_c_to_parent) as pool:
+        try:
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    label, worker, args = queue.pop(0)
+                    pending[pool.submit(worker, threads, *args)] = label
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    label = pending.pop(future)
+                    result = results[label] = future.result()
+                    progress(f"{what} {len(results)}/{len(jobs)} {label}: {describe(result)}")
+        except KeyboardInterrupt:  # stop the counts now rather than wait for them; nothing of theirs is stored yet
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return results
+
+
+def _leave_ctrl_c_to_parent() -> None:
+    """Counting workers ignore Ctrl-C (it reaches the whole process group): the parent stops them, so that an
+    interrupt prints one line, not a traceback per worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _describe_count(c) -> str:
