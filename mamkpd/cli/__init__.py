@@ -28,12 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_warnings_as_lines(command: str) -> None:
     """The suite's own warnings (a checkpoint loaded as a trusted full pickle) as one line each."""
+    from ..data.threads import ClampedWorkersWarning
     from ..models.checkpoint_file import TrustedCheckpointWarning
 
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, TrustedCheckpointWarning):
+        if issubclass(category, (TrustedCheckpointWarning, ClampedWorkersWarning)):
             print(f"mamkpd {command}: warning: {message}", file=sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)

@@ -81,6 +81,7 @@ def run_inference(
     Under DDP each rank predicts its shard and all ranks receive the full, de-duplicated set.
     """
     from ..data import collate, worker_init
+    from ..data.threads import loader_workers
     from ..data.transforms import crop_to_image
 
     ctx = ctx or DistContext()
@@ -94,7 +95,7 @@ def run_inference(
         batch_size=batch_size,
         sampler=sampler,
         shuffle=False,
-        num_workers=workers,
+        num_workers=loader_workers(workers),
         worker_init_fn=worker_init,
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",

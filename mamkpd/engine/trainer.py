@@ -249,6 +249,7 @@ def _setup_logging(out_dir: Path, ctx: DistContext) -> logging.Handler | None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addHandler(handler)  # captured warnings into train.log, not lost
     return handler
 
 
@@ -408,6 +409,7 @@ def train(
     finally:
         if handler is not None:
             log.removeHandler(handler)
+            logging.getLogger("py.warnings").removeHandler(handler)
             handler.close()
 
 
@@ -452,6 +454,7 @@ def setup_training(
 ) -> TrainingRun:
     """Seed, model (DDP-wrapped under torchrun), data, optimizer, LR schedule, AMP scaler; resume when asked."""
     from ..data import collate, worker_init
+    from ..data.threads import loader_workers
     from ..models import create_model
 
     if ctx.is_main:
@@ -489,7 +492,7 @@ def setup_training(
         train_set,
         batch_size=cfg.batch_size,
         sampler=sampler,
-        num_workers=cfg.workers,
+        num_workers=loader_workers(cfg.workers),
         worker_init_fn=worker_init,
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",

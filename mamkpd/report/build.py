@@ -21,7 +21,7 @@ import pandas as pd
 from ..engine.checkpoint import atomic_write
 from ..harness.jobs.run_plan import LOAD_METRIC, LOAD_TABLE, UNCOUNTED_MULTIPLIES, RunLog
 from ..harness.measure.machine import environment_info
-from ..harness.store.results import NUMERIC_COLUMNS, STATUS_NOT_RUN, ResultsStore
+from ..harness.store.results import NUMERIC_COLUMNS, STATUS_NOT_RUN, ResultsStore, utf8_text
 from ..paper import TABLES, compared_model, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings
@@ -89,8 +89,9 @@ def build_report(store_path: str | os.PathLike) -> Report:
 
 
 def one_line(text: object) -> str:
-    """``text`` on one line: a line break from the store, a file name or a checkpoint cannot add a report line."""
-    return " ".join(str(text).splitlines())
+    """``text`` on one line, in UTF-8: a line break from the store, a file name or a checkpoint cannot add a
+    report line, nor a file name that is not UTF-8 stop the report being written."""
+    return " ".join(utf8_text(str(text)).splitlines())
 
 
 def csv_text(value: object) -> object:
@@ -397,6 +398,10 @@ def run_log_section(run_log: RunLog) -> tuple[str, str]:
 def check_out_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
     """``out_dir`` if a report may be written there: refuses a folder holding a committed example unless ``force``."""
     out = Path(out_dir)
+    if out.is_symlink() and not out.exists():
+        raise ValueError(
+            f"--out {out} is a link to {os.readlink(out)}, which does not exist; create it or name a folder"
+        )
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; name a folder for the report")
     if (out / EXAMPLE_MARKER).exists() and not force:

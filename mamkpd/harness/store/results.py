@@ -42,6 +42,7 @@ __all__ = [
     "finding_notes",
     "judge",
     "split_finding",
+    "utf8_text",
     "machine_info",
     "environment_info",
 ]
@@ -215,7 +216,8 @@ def judge(
 
 
 def _cell(value: Any) -> str:
-    """One CSV cell: booleans lower-case, sizes as HxW, no line breaks (one row = one line)."""
+    """One CSV cell: booleans lower-case, sizes as HxW, no line breaks (one row = one line), text in UTF-8 (a
+    file name that is not, such as a checkpoint's, keeps its readable part and shows each other byte as �)."""
     if _missing(value):
         return ""
     if isinstance(value, bool):
@@ -224,7 +226,12 @@ def _cell(value: Any) -> str:
         return "x".join(str(v) for v in value)
     if isinstance(value, float):
         return repr(value)
-    return " ".join(str(value).splitlines())
+    return " ".join(utf8_text(str(value)).splitlines())
+
+
+def utf8_text(text: str) -> str:
+    """``text`` that encodes as UTF-8: the bytes of a non-UTF-8 file name (surrogate escapes) become �."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass
