@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from mamkpd.harness.measure import memory
-from mamkpd.harness.measure.memory import check_batch_fits, peak_activation_bytes
+from mamkpd.engine import memory
+from mamkpd.engine.memory import check_batch_fits, peak_activation_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 UNDER_A_LIMIT = """
@@ -55,3 +55,35 @@ def test_the_size_that_fits_fits(monkeypatch):
     check_batch_fits(model, x, fits, "cpu")  # accepted
     with pytest.raises(ValueError):
         check_batch_fits(model, x, fits + 1, "cpu")
+
+
+TRAIN_UNDER_A_LIMIT = """
+import resource, sys
+import torch
+used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+limit = used + 2 * 2**30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from mamkpd.cli import main
+sys.exit(main(["train", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
+def test_train_with_a_batch_beyond_the_memory_limit_says_what_fits(tmp_path):
+    import json
+
+    from pose_samples import sample
+    from test_cli_evaluate import TINY
+
+    ann = sample("coco", "test_coco.json")
+    args = ["--train-ann-file", str(ann), "--train-image-dir", str(ann.parent), "--model-kwargs", json.dumps(TINY)]
+    args += ["--input-size", "256", "192", "--batch-size", "100000", "--workers", "0", "--val-interval", "0"]
+    args += ["--out-dir", str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN_UNDER_A_LIMIT, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "--batch-size 100000 does not fit in memory" in proc.stderr, proc.stderr
+    fits = int(re.search(r"--batch-size (\d+) fits", proc.stderr).group(1))
+    assert 1 <= fits < 100000

@@ -32,6 +32,7 @@ from .config import ResumeDifferences, TrainConfig, resume_differences
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
 from .inference import evaluate, primary_metric
 from .loss import JointsMSELoss
+from .memory import check_batch_fits
 
 if TYPE_CHECKING:  # the data package (OpenCV) is imported where a run reads data, not with this module
     from ..data.infos import DatasetInfo
@@ -478,6 +479,9 @@ def setup_training(
     if val_set is not None:  # validation decodes with the run's codec: say it is missing now, not after an epoch
         setup.needed_codec()
     model = model.to(ctx.device)
+    # a batch that does not fit is refused now, with a size that fits, not killed mid-epoch without a word
+    example = torch.zeros(1, 3, *setup.input_size, device=ctx.device)
+    check_batch_fits(model, example, cfg.batch_size, str(ctx.device), flag="--batch-size", training=True)
     if ctx.distributed and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp_model = (

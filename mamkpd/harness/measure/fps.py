@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from ...engine.memory import check_batch_fits, out_of_memory
 from .machine import GpuClockState
-from .memory import check_batch_fits, out_of_memory
 from .presets import AUTOCAST_DTYPES, PRESETS, Preset, check_preset_device, preset_flags
 from .timing import FpsResult, TimingProtocol, time_callable
 

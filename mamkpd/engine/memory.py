@@ -1,8 +1,10 @@
 """Whether a batch fits in memory, asked before it runs: a batch that does not fit is refused with one line
 naming the size tried and a size that fits, never left to an out-of-memory kill without a word.
 
-The need is estimated from a forward at batch 1: the most activation memory alive at once (module outputs,
-tracked as they are made and freed), times a margin for the temporaries inside modules, times the batch.
+The need is estimated from a forward at batch 1 (eval mode, no autograd: the model's state is untouched): the
+most activation memory alive at once (module outputs, tracked as they are made and freed) for inference, every
+module output (what autograd keeps for the backward pass) for training; times a margin for the temporaries
+inside modules and the gradients, times the batch.
 The memory available is the device's free memory (CUDA) or the kernel's ``MemAvailable``, bounded by the
 process's address-space limit where one is set (``ulimit -v``)."""
 
@@ -42,13 +44,15 @@ def available_bytes(device: str) -> int | None:
     return free
 
 
-def peak_activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
-    """The most bytes of module outputs alive at once during ``model(example)`` (inference mode)."""
+def peak_activation_bytes(model: nn.Module, example: torch.Tensor, training: bool = False) -> int:
+    """The most bytes of module outputs alive at once during ``model(example)`` (inference mode); with
+    ``training``, all of them (autograd keeps them for the backward pass)."""
     live = peak = 0
 
     def freed(nbytes: int) -> None:
         nonlocal live
-        live -= nbytes
+        if not training:
+            live -= nbytes
 
     def track(_module, _inputs, output) -> None:
         nonlocal live, peak
@@ -60,10 +64,12 @@ def peak_activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
                 weakref.finalize(t, freed, nbytes)
 
     hooks = [m.register_forward_hook(track) for m in model.modules() if not list(m.children())]
+    was_training = model.training
     try:
         with torch.inference_mode():
-            model(example)
+            model.eval()(example)
     finally:
+        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return peak + example.untyped_storage().nbytes()
@@ -82,10 +88,12 @@ def _refusal(batch: int, per_sample: float, available: int, device: str, flag: s
     )
 
 
-def check_batch_fits(model: nn.Module, example: torch.Tensor, batch: int, device: str, flag: str = "--batch") -> float:
+def check_batch_fits(
+    model: nn.Module, example: torch.Tensor, batch: int, device: str, flag: str = "--batch", training: bool = False
+) -> float:
     """Refuse (ValueError, one line) a ``batch`` whose estimated need exceeds the memory available; ``example``
     is one sample (batch 1) on ``device``. Returns the estimated bytes per sample."""
-    per_sample = peak_activation_bytes(model, example) * TEMPORARIES_MARGIN
+    per_sample = peak_activation_bytes(model, example, training) * TEMPORARIES_MARGIN
     available = available_bytes(device)
     if available is not None and per_sample * batch > available:
         raise _refusal(batch, per_sample, available, device, flag)
