@@ -87,3 +87,31 @@ def test_train_with_a_batch_beyond_the_memory_limit_says_what_fits(tmp_path):
     assert proc.stderr.count("\n") == 1 and "--batch-size 100000 does not fit in memory" in proc.stderr, proc.stderr
     fits = int(re.search(r"--batch-size (\d+) fits", proc.stderr).group(1))
     assert 1 <= fits < 100000
+
+
+EVALUATE_WITH_LITTLE_MEMORY = """
+import sys
+from mamkpd.engine import memory
+memory.available_bytes = lambda device: 1_000_000  # a machine with 1 MB to spare (a mocked reading)
+from mamkpd.cli import main
+sys.exit(main(["evaluate", *sys.argv[1:]]))
+"""
+
+
+def test_evaluate_with_a_batch_beyond_the_memory_available_says_what_fits(tmp_path):
+    from pose_samples import sample
+    from test_cli_evaluate import untrained_checkpoint
+
+    ckpt = untrained_checkpoint(tmp_path / "last.pth")
+    ann = sample("coco", "test_coco.json")
+    args = ["--checkpoint", str(ckpt), "--dataset", "coco", "--ann-file", str(ann), "--image-dir", str(ann.parent)]
+    args += ["--device", "cpu", "--workers", "0", "--batch-size", "64", "--results", str(tmp_path / "k.json")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", EVALUATE_WITH_LITTLE_MEMORY, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "does not fit in memory" in line and "--batch-size" in line, proc.stderr[-2000:]
+    fits = int(re.search(r"--batch-size (\d+) fits", line).group(1))
+    assert 1 <= fits < 64

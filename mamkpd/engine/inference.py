@@ -100,6 +100,12 @@ def run_inference(
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",
     )
+    input_size = getattr(dataset, "input_size", None)
+    if input_size is not None:  # a batch that does not fit is refused now, with a size that fits
+        from .memory import check_batch_fits
+
+        example = torch.zeros(1, 3, *input_size, device=ctx.device)
+        check_batch_fits(model, example, min(batch_size, len(dataset)), str(ctx.device), flag="--batch-size")
     flip_pairs = [tuple(p) for p in dataset.info.flip_pairs] if flip_test else None
     shift = codec.flip_shift
     udp = codec.use_udp  # UDP crops map the box onto the (W-1) x (H-1) pixel-centre grid
