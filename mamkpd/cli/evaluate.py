@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from .options import RegistryChoices, add_input_size, add_scan_backend, add_trust_checkpoint, parse_json_dict
+from .options import add_input_size, add_registry_choice, add_scan_backend, add_trust_checkpoint, parse_json_dict
 
 
 def _datasets():
@@ -36,9 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", required=True, metavar="FILE", help="a `mamkpd train` checkpoint or a model-zoo .pth file"
     )
     add_trust_checkpoint(p)
-    p.add_argument(
-        "--dataset", required=True, choices=RegistryChoices(_datasets), metavar="NAME", help="one of %(choices)s"
-    )
+    add_registry_choice(p, "--dataset", _datasets, required=True, help="one of %(choices)s")
     p.add_argument("--model", help="registered model name (default: the checkpoint's)")
     p.add_argument(
         "--model-kwargs",
@@ -47,11 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="create_model overrides (default: the checkpoint's)",
     )
     p.add_argument("--data-root", help="data set root (default: the dataset's environment variable)")
-    p.add_argument(
+    add_registry_choice(
+        p,
         "--split",
+        _splits,
         default="val",
-        choices=RegistryChoices(_splits),
-        metavar="NAME",
         help="which split's annotations and images, one of %(choices)s (default: val)",
     )
     p.add_argument("--ann-file", help="annotation file (default: the standard one under --data-root)")

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from .options import LazyText, RegistryChoices, add_input_size, add_scan_backend
+from .options import LazyText, add_input_size, add_registry_choice, add_scan_backend
 
 
 def _presets():
@@ -36,21 +36,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, nargs="+", help="registered model name(s); several are timed each in its own process"
     )
     p.add_argument("--batch", type=int, default=1, help="samples per forward (1: latency, 64: throughput)")
-    preset = p.add_argument(
+    preset = add_registry_choice(
+        p,
         "--preset",
+        _presets,
         default="fp32",
-        choices=RegistryChoices(_presets),
-        metavar="NAME",
         help="numeric/execution preset, one of: %(described)s",
     )
     preset.described = LazyText(_presets_described)
     add_input_size(p, "the model's own")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    p.add_argument(
+    add_registry_choice(
+        p,
         "--protocol",
+        _protocol_names,
         default="standard",
-        choices=RegistryChoices(_protocol_names),
-        metavar="NAME",
         help="timing protocol, one of %(choices)s: 'quick' takes fewer, shorter rounds",
     )
     add_scan_backend(p)

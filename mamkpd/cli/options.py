@@ -83,6 +83,13 @@ class LazyText:
         return self._load()
 
 
+def add_registry_choice(
+    parser: argparse.ArgumentParser, flag: str, load: Callable[[], Iterable[str]], **kwargs
+) -> argparse.Action:
+    """``flag NAME``, one of the names ``load`` returns, read only when needed (:class:`RegistryChoices`)."""
+    return parser.add_argument(flag, choices=RegistryChoices(load), metavar="NAME", **kwargs)
+
+
 def _scan_backend_names() -> tuple[str, ...]:
     from ..ops import SCAN_BACKEND_CHOICES
 
@@ -99,11 +106,11 @@ def _scan_backends_described() -> str:
 def add_scan_backend(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     """``--scan-backend NAME``: the selective-scan backend of models that have one, from the registry of
     backends; the command records the one that ran. ``default`` None: "not given" (a config file decides)."""
-    action = parser.add_argument(
+    action = add_registry_choice(
+        parser,
         "--scan-backend",
+        _scan_backend_names,
         default=default,
-        choices=RegistryChoices(_scan_backend_names),
-        metavar="NAME",
         help="selective-scan backend of models with a scan, one of %(choices)s %(described)s",
     )
     action.described = LazyText(_scan_backends_described)
