@@ -92,7 +92,7 @@ def test_train_with_a_batch_beyond_the_memory_limit_says_what_fits(tmp_path):
 EVALUATE_WITH_LITTLE_MEMORY = """
 import sys
 from mamkpd.engine import memory
-memory.available_bytes = lambda device: 1_000_000  # a machine with 1 MB to spare (a mocked reading)
+memory.available_bytes = lambda device: 4_000_000  # a machine with 4 MB to spare (a mocked reading)
 from mamkpd.cli import main
 sys.exit(main(["evaluate", *sys.argv[1:]]))
 """
@@ -113,5 +113,6 @@ def test_evaluate_with_a_batch_beyond_the_memory_available_says_what_fits(tmp_pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = proc.stderr.strip().splitlines()[-1]
     assert "does not fit in memory" in line and "--batch-size" in line, proc.stderr[-2000:]
-    fits = int(re.search(r"--batch-size (\d+) fits", line).group(1))
-    assert 1 <= fits < 64
+    match = re.search(r"--batch-size (\d+) does not fit .* --batch-size (\d+) fits", line)
+    assert match, line
+    assert 1 <= int(match.group(2)) < int(match.group(1)) <= 64

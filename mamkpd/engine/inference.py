@@ -83,6 +83,7 @@ def run_inference(
     from ..data import collate, worker_init
     from ..data.threads import loader_workers
     from ..data.transforms import crop_to_image
+    from .memory import check_batch_fits
 
     ctx = ctx or DistContext()
     sampler = (
@@ -100,12 +101,6 @@ def run_inference(
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",
     )
-    input_size = getattr(dataset, "input_size", None)
-    if input_size is not None:  # a batch that does not fit is refused now, with a size that fits
-        from .memory import check_batch_fits
-
-        example = torch.zeros(1, 3, *input_size, device=ctx.device)
-        check_batch_fits(model, example, min(batch_size, len(dataset)), str(ctx.device), flag="--batch-size")
     flip_pairs = [tuple(p) for p in dataset.info.flip_pairs] if flip_test else None
     shift = codec.flip_shift
     udp = codec.use_udp  # UDP crops map the box onto the (W-1) x (H-1) pixel-centre grid
@@ -132,8 +127,10 @@ def run_inference(
 
     bar = tqdm(loader, desc="inference", disable=not (progress and ctx.is_main), dynamic_ncols=True)
     with torch.inference_mode():
-        for batch in bar:
+        for index, batch in enumerate(bar):
             images = batch["image"].to(ctx.device, non_blocking=True)
+            if index == 0:  # a batch that does not fit is refused before its forward, with a size that fits
+                check_batch_fits(model, images[:1], len(images), str(ctx.device), flag="--batch-size")
             with autocast:
                 heatmaps = predict_heatmaps(model, images, flip_pairs, shift)
             crop_xy, scores = codec.decode(heatmaps.float().cpu().numpy())

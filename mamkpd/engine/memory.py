@@ -76,7 +76,7 @@ def peak_activation_bytes(model: nn.Module, example: torch.Tensor, training: boo
 
 
 def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _refusal(batch: int, per_sample: float, available: int, device: str, flag: str) -> ValueError:
