@@ -73,3 +73,32 @@ def test_report_run_end_to_end_on_cpu(tmp_path):
     counted = frame[(frame["table"] == "table1") & (frame["metric"] == "params_m") & frame["measured_value"].notna()]
     assert len(counted) >= 1  # Table 1 is counted first, whatever the machine's speed
     assert (frame["status"] == "not run").any() and (frame["status_reason"].str.contains("not found")).any()
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--device", "cuda"), "--device"),
+        (("--scan-backend", "cuda"), "--scan-backend"),
+        (("--budget-s", "0"), "--budget-s"),
+    ],
+)
+def test_report_run_refuses_what_the_machine_cannot_do_before_any_work(tmp_path, flags, named):
+    """Issue 20, item 3: `report --run --device cuda` on a CPU machine exited 0 with a traceback in its log."""
+    import torch
+
+    if named != "--budget-s" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    store, out = tmp_path / "r.csv", tmp_path / "out"
+    proc = _mamkpd("report", "--run", *flags, "--store", str(store), "--out", str(out), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and named in proc.stderr, proc.stderr
+    assert proc.stdout == "" and not store.exists() and not out.exists()  # refused before any work
+
+
+def test_report_run_refuses_a_foreign_store_before_any_work(tmp_path):
+    store, out = tmp_path / "r.csv", tmp_path / "out"
+    store.write_text("a,b\n1,2\n")
+    proc = _mamkpd("report", "--run", "--store", str(store), "--out", str(out), timeout=120)
+    assert proc.returncode == 2 and "MAMKPD_RESULTS" in proc.stderr and proc.stdout == ""
+    assert not out.exists()

@@ -28,12 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_warnings_as_lines(command: str) -> None:
     """The suite's own warnings (a checkpoint loaded as a trusted full pickle) as one line each."""
+    from ..data.threads import ClampedWorkersWarning
     from ..models.checkpoint_file import TrustedCheckpointWarning
 
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, TrustedCheckpointWarning):
+        if issubclass(category, (TrustedCheckpointWarning, ClampedWorkersWarning)):
             print(f"mamkpd {command}: warning: {message}", file=sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)
@@ -42,9 +43,9 @@ def _show_warnings_as_lines(command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # before any heavy import: a typo is answered at once
     from ..data.threads import set_main_process_threads
 
-    args = build_parser().parse_args(argv)
     set_main_process_threads()  # OMP_NUM_THREADS if set, else torch's default within this process's CPUs
     _show_warnings_as_lines(args.command)
     try:
@@ -54,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mamkpd {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # every write is whole or absent (store rows, REPORT.md, checkpoints): say so, not a traceback
+        print(
+            f"mamkpd {args.command}: interrupted; every file written so far is whole (a results store keeps "
+            "each complete row): run the command again to continue",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

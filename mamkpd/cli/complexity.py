@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..harness.measure.complexity import measure_complexity
-from ..models import list_models, model_info
 from .options import add_input_size
 
 
@@ -26,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def print_models() -> None:
     """One line per registered model: name, family, input size, what one sample is, tags."""
+    from ..models import list_models, model_info
+
     print(f"{'model':<22} {'family':<16} {'input':<9} {'one sample':<24} tags")
     for name in list_models():
         info = model_info(name)
@@ -34,6 +34,9 @@ def print_models() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..harness.measure.complexity import measure_complexity
+    from ..models import list_models, model_info
+
     if args.list:
         print_models()
         return 0

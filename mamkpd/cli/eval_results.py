@@ -9,13 +9,10 @@ import argparse
 import json
 import math
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..data.readers import read_json
-from ..evaluation import ap10k_ap, coco_keypoint_ap, evaluator_version, mpii_pckh
-from ..evaluation.coco import STAT_NAMES
-from ..evaluation.mpii import PCKH_COLUMNS, PCKH_THRESHOLD, SC_BIAS
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_results(path: str):
+    from ..data.readers import read_json
+
     data = read_json(path, "results file")
     if isinstance(data, list) and not data:
         raise ValueError(f"{path}: no results to evaluate (empty list)")
@@ -51,6 +50,8 @@ def _load_results(path: str):
 
 
 def _mpii_predictions(data, path: str) -> np.ndarray:
+    import numpy as np
+
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of people, each 16 [x, y] pairs")
     try:
@@ -65,6 +66,10 @@ def _mpii_predictions(data, path: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluation import ap10k_ap, coco_keypoint_ap, evaluator_version, mpii_pckh
+    from ..evaluation.coco import STAT_NAMES
+    from ..evaluation.mpii import PCKH_COLUMNS, PCKH_THRESHOLD, SC_BIAS
+
     data = _load_results(args.results)
     if args.dataset == "mpii":
         if not args.gt_mat:

@@ -6,8 +6,19 @@ import argparse
 import json
 import os
 
-from ..data import DATASETS, SPLITS
-from .options import add_input_size, add_scan_backend, add_trust_checkpoint, parse_json_dict
+from .options import add_input_size, add_registry_choice, add_scan_backend, add_trust_checkpoint, parse_json_dict
+
+
+def _datasets():
+    from ..data import DATASETS
+
+    return DATASETS
+
+
+def _splits():
+    from ..data import SPLITS
+
+    return SPLITS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", required=True, metavar="FILE", help="a `mamkpd train` checkpoint or a model-zoo .pth file"
     )
     add_trust_checkpoint(p)
-    p.add_argument("--dataset", required=True, choices=tuple(DATASETS), help="data set to evaluate on")
+    add_registry_choice(p, "--dataset", _datasets, required=True, help="one of %(choices)s")
     p.add_argument("--model", help="registered model name (default: the checkpoint's)")
     p.add_argument(
         "--model-kwargs",
@@ -34,7 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="create_model overrides (default: the checkpoint's)",
     )
     p.add_argument("--data-root", help="data set root (default: the dataset's environment variable)")
-    p.add_argument("--split", default="val", choices=SPLITS, help="which split's annotations and images (default: val)")
+    add_registry_choice(
+        p,
+        "--split",
+        _splits,
+        default="val",
+        help="which split's annotations and images, one of %(choices)s (default: val)",
+    )
     p.add_argument("--ann-file", help="annotation file (default: the standard one under --data-root)")
     p.add_argument("--image-dir", help="image folder (default: the standard one under --data-root)")
     p.add_argument("--box-file", help="COCO detector results json for the person boxes (default: ground-truth boxes)")

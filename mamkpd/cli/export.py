@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..export import DEFAULT_TOLERANCE, OnnxExportConfig, export_onnx
-from ..models import model_info
-from .options import add_input_size, add_scan_backend, add_trust_checkpoint, positive_int
+from .options import LazyText, add_input_size, add_scan_backend, add_trust_checkpoint, positive_int
 
 
 def _batch(text: str) -> int | None:
@@ -50,17 +48,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="skip onnxscript's graph optimiser (faster export; onnxruntime still optimises at load)",
     )
-    p.add_argument(
+    tolerance = p.add_argument(
         "--tolerance",
         type=float,
-        default=DEFAULT_TOLERANCE,
-        help=f"max abs difference allowed between onnxruntime and PyTorch (default {DEFAULT_TOLERANCE:g})",
+        help="max abs difference allowed between onnxruntime and PyTorch (default %(default_tolerance)s)",
     )
+    tolerance.default_tolerance = LazyText(lambda: f"{_default_tolerance():g}")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
+def _default_tolerance() -> float:
+    from ..export import DEFAULT_TOLERANCE
+
+    return DEFAULT_TOLERANCE
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..export import OnnxExportConfig, export_onnx
+    from ..models import model_info
+
+    if args.tolerance is None:
+        args.tolerance = _default_tolerance()
     model_info(args.model)  # an unknown name fails before any work, with the list of registered ones
     overrides = {}
     if args.input_size:

@@ -6,36 +6,52 @@ import argparse
 import dataclasses
 import json
 
-from ..harness.jobs.fps_isolated import measure_models_isolated
-from ..harness.measure.fps import measure_model_fps, speed_ratios
-from ..harness.measure.presets import PRESETS
-from ..harness.measure.timing import PROTOCOLS
-from ..harness.store.fps_records import record_fps
-from ..models import model_info
-from .options import add_input_size, add_scan_backend
+from .options import LazyText, add_input_size, add_registry_choice, add_scan_backend
+
+
+def _presets():
+    from ..harness.measure.presets import PRESETS
+
+    return PRESETS
+
+
+def _presets_described() -> str:
+    return "; ".join(f"{n}: {p.description}{' (CUDA only)' if p.cuda_only else ''}" for n, p in _presets().items())
+
+
+def _protocol_names():
+    from ..harness.measure.timing import PROTOCOLS
+
+    return PROTOCOLS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    presets = "; ".join(f"{n}: {p.description}{' (CUDA only)' if p.cuda_only else ''}" for n, p in PRESETS.items())
     p = sub.add_parser(
         "fps",
         help="time models (forward only, samples/s, median and IQR)",
         description="Time registered models: forward pass only (no flip, no decoding), eval and inference "
-        "mode, warm-up until steady, then timed rounds with device synchronisation. "
-        f"Presets: {presets}.",
+        "mode, warm-up until steady, then timed rounds with device synchronisation.",
     )
     p.add_argument(
         "--model", required=True, nargs="+", help="registered model name(s); several are timed each in its own process"
     )
     p.add_argument("--batch", type=int, default=1, help="samples per forward (1: latency, 64: throughput)")
-    p.add_argument("--preset", default="fp32", choices=list(PRESETS), help="numeric/execution preset")
+    preset = add_registry_choice(
+        p,
+        "--preset",
+        _presets,
+        default="fp32",
+        help="numeric/execution preset, one of: %(described)s",
+    )
+    preset.described = LazyText(_presets_described)
     add_input_size(p, "the model's own")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    p.add_argument(
+    add_registry_choice(
+        p,
         "--protocol",
+        _protocol_names,
         default="standard",
-        choices=list(PROTOCOLS),
-        help="timing protocol: 'quick' takes fewer, shorter rounds",
+        help="timing protocol, one of %(choices)s: 'quick' takes fewer, shorter rounds",
     )
     add_scan_backend(p)
     p.add_argument(
@@ -65,13 +81,14 @@ RUNTIMES = ("eager", "compiled", "onnxruntime")
 
 def _preset_for_runtime(preset: str, runtime: str | None) -> str:
     """The preset a --runtime asks for: compiled needs a compiling preset, onnxruntime runs fp32 only."""
-    compiles = bool(PRESETS[preset].compile_mode)
+    presets = _presets()
+    compiles = bool(presets[preset].compile_mode)
     if runtime == "compiled" and not compiles:
         if preset == "fp32":
             return "compile"
         raise ValueError(
             f"--runtime compiled needs a compiling preset, not {preset!r}; choose one of "
-            f"{', '.join(n for n, p in PRESETS.items() if p.compile_mode)}"
+            f"{', '.join(n for n, p in presets.items() if p.compile_mode)}"
         )
     if runtime == "eager" and compiles:
         raise ValueError(f"preset {preset!r} compiles the model; use --runtime compiled or an eager preset")
@@ -81,6 +98,11 @@ def _preset_for_runtime(preset: str, runtime: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..harness.jobs.fps_isolated import measure_models_isolated
+    from ..harness.measure.fps import measure_model_fps, speed_ratios
+    from ..harness.store.fps_records import record_fps
+    from ..models import model_info
+
     names = list(dict.fromkeys(args.model + ([args.vs] if args.vs else [])))
     for name in names:
         model_info(name)  # unknown names fail before any timing, with the list of registered ones
@@ -109,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         measurements = measure_models_isolated(
             names, args.batch, args.preset, args.device, args.protocol, args.scan_backend, input_size=size
         )
-    if PRESETS[args.preset].compile_mode:
+    if _presets()[args.preset].compile_mode:
         measurements = [dataclasses.replace(m, runtime="compiled") for m in measurements]
     ratios = speed_ratios(measurements, args.vs) if args.vs else {}
     if args.store:

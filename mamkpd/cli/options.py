@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Iterable, Iterator
 
 TRUST_HELP = (
     "load a checkpoint that torch.load(weights_only=True) refuses as a full pickle, which can run code from "
@@ -47,20 +48,72 @@ def add_input_size(
     )
 
 
+class RegistryChoices:
+    """argparse ``choices`` read from a registry (scan backends, presets, data sets) only when a value is checked
+    or ``--help`` lists them, so that a command line is parsed, and a typo answered, without importing torch.
+    Give the option a ``metavar``: argparse would otherwise list the choices when the option is added."""
+
+    def __init__(self, load: Callable[[], Iterable[str]]):
+        self._load, self._names = load, None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        if self._names is None:
+            self._names = tuple(self._load())
+        return self._names
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class LazyText:
+    """Help text read from a registry when ``--help`` is shown (``%(name)s`` in the help, the object set as
+    the action's attribute ``name``): see :class:`RegistryChoices`."""
+
+    def __init__(self, load: Callable[[], str]):
+        self._load = load
+
+    def __str__(self) -> str:
+        return self._load()
+
+
+def add_registry_choice(
+    parser: argparse.ArgumentParser, flag: str, load: Callable[[], Iterable[str]], **kwargs
+) -> argparse.Action:
+    """``flag NAME``, one of the names ``load`` returns, read only when needed (:class:`RegistryChoices`)."""
+    return parser.add_argument(flag, choices=RegistryChoices(load), metavar="NAME", **kwargs)
+
+
+def _scan_backend_names() -> tuple[str, ...]:
+    from ..ops import SCAN_BACKEND_CHOICES
+
+    return SCAN_BACKEND_CHOICES
+
+
+def _scan_backends_described() -> str:
+    from ..ops import AUTO, SCAN_BACKENDS
+
+    described = "; ".join(f"{name}: {b.description}" for name, b in SCAN_BACKENDS.items())
+    return f"(default: {AUTO}, the best one available on the device). {described}"
+
+
 def add_scan_backend(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     """``--scan-backend NAME``: the selective-scan backend of models that have one, from the registry of
     backends; the command records the one that ran. ``default`` None: "not given" (a config file decides)."""
-    from ..ops import AUTO, SCAN_BACKEND_CHOICES, SCAN_BACKENDS
-
-    described = "; ".join(f"{name}: {b.description}" for name, b in SCAN_BACKENDS.items())
-    parser.add_argument(
+    action = add_registry_choice(
+        parser,
         "--scan-backend",
+        _scan_backend_names,
         default=default,
-        choices=SCAN_BACKEND_CHOICES,
-        metavar="NAME",
-        help=f"selective-scan backend of models with a scan, one of {', '.join(SCAN_BACKEND_CHOICES)} "
-        f"(default: {AUTO}, the best one available on the device). {described}",
+        help="selective-scan backend of models with a scan, one of %(choices)s %(described)s",
     )
+    action.described = LazyText(_scan_backends_described)
 
 
 def add_trust_checkpoint(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-from ..harness.store.results import ResultsStore, default_store_path
 from .options import add_scan_backend
 
 
@@ -35,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--budget-s",
         type=float,
         default=300.0,
-        help="with --run: steps that would start after this many seconds are skipped (default 300)",
+        help="with --run: seconds for the timing and the training, which stop at a safe point (between two "
+        "models, two epochs) rather than overrun; the counts, findings and reasons always run (default 300)",
     )
     p.add_argument("--device", default="cpu", help="with --run: device for the speed and training steps")
     add_scan_backend(p)
@@ -44,11 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..harness.store.results import ResultsStore, default_store_path
     from ..report import check_out_dir, run_log_section, write_report, write_run_log
 
     store = args.store or str(default_store_path())
     check_out_dir(args.out, args.force)  # before measuring for minutes
-    sections, log = [], []
+    sections, log, left_out = [], [], []
     if args.run:
         from ..harness.jobs.run_plan import RunPlan, run_measurements
 
@@ -59,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
         plan = RunPlan(
             budget_s=args.budget_s, device=args.device, readings=not args.no_readings, scan_backend=args.scan_backend
         )
-        sections = [run_log_section(run_measurements(store, plan, echo=echo))]
+        run_log = run_measurements(store, plan, echo=echo)
+        sections, left_out = [run_log_section(run_log)], run_log.left_out
     elif not os.path.exists(store):
         raise FileNotFoundError(
             f"results store {store} not found: run `mamkpd report --run`, the pytest reproductions, or pass --store"
         )
-    written = write_report(store, args.out, extra_sections=sections, force=args.force)
+    written = write_report(store, args.out, extra_sections=sections, force=args.force, left_out=left_out)
     if log:
         written["log"] = write_run_log(args.out, log)
     print(f"wrote {written['report']} and {len(written) - 1} table CSVs/figures/logs in {written['report'].parent}")

@@ -8,7 +8,6 @@ import json
 import os
 from typing import get_type_hints
 
-from ..data.readers import read_json
 from ..engine.config import TrainConfig
 from .options import add_input_size, add_scan_backend, parse_json_dict
 
@@ -97,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
     base = None
     if args.config:
+        from ..data.readers import read_json
+
         values = read_json(args.config, "config file")
         if not isinstance(values, dict):
             raise ValueError(f"{args.config}: a config file holds one JSON object of TrainConfig fields")

@@ -6,17 +6,19 @@ Detectron2 set them.
   this process may run on (its affinity mask: a container or ``taskset`` often allows fewer). The numba
   scan runs on the same count.
 - DataLoader workers: one torch thread each and no OpenCV thread pool (``cv2.setNumThreads(0)``); the
-  workers themselves are the parallelism, and a pool per worker would oversubscribe the cores.
+  workers themselves are the parallelism, and a pool per worker would oversubscribe the cores. More
+  workers than usable CPUs only contend for them: the count is lowered to the CPUs, with a warning.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import cv2
 import torch
 
-__all__ = ["main_process_threads", "set_main_process_threads", "worker_init"]
+__all__ = ["ClampedWorkersWarning", "loader_workers", "main_process_threads", "set_main_process_threads", "worker_init"]
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -26,6 +28,24 @@ def _usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+class ClampedWorkersWarning(UserWarning):
+    """More DataLoader workers were asked for than this process has CPUs; fewer run."""
+
+
+def loader_workers(requested: int) -> int:
+    """The DataLoader workers to start for ``--workers requested``: at most the CPUs this process may use."""
+    usable = _usable_cpus()
+    if requested > usable:
+        warnings.warn(
+            f"--workers {requested} on {usable} usable CPU core(s): running {usable} data-loading workers "
+            "(more would only contend for the cores)",
+            ClampedWorkersWarning,
+            stacklevel=2,
+        )
+        return usable
+    return requested
 
 
 def main_process_threads(requested: int | None = None) -> int:

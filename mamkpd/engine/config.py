@@ -8,8 +8,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ops import SCAN_BACKEND_CHOICES
-
 __all__ = [
     "TrainConfig",
     "ResumeDifferences",
@@ -115,6 +113,10 @@ class TrainConfig:
     log_interval: int = _option(50, help="optimiser steps between lines of train.log")
 
     def __post_init__(self) -> None:
+        from ..ops import (
+            SCAN_BACKEND_CHOICES,
+        )  # here, not at the top: the command line reads these fields without torch
+
         if self.input_size is not None:
             self.input_size = tuple(int(v) for v in self.input_size)
             if len(self.input_size) != 2 or min(self.input_size) < 1:

@@ -77,7 +77,9 @@ def run_inference(
     Under DDP each rank predicts its shard and all ranks receive the full, de-duplicated set.
     """
     from ..data import collate, worker_init
+    from ..data.threads import loader_workers
     from ..data.transforms import crop_to_image
+    from .memory import check_batch_fits
 
     ctx = ctx or DistContext()
     sampler = (
@@ -90,7 +92,7 @@ def run_inference(
         batch_size=batch_size,
         sampler=sampler,
         shuffle=False,
-        num_workers=workers,
+        num_workers=loader_workers(workers),
         worker_init_fn=worker_init,
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",
@@ -120,8 +122,10 @@ def run_inference(
 
     bar = tqdm(loader, desc="inference", disable=not (progress and ctx.is_main), dynamic_ncols=True)
     with torch.inference_mode():
-        for batch in bar:
+        for index, batch in enumerate(bar):
             images = batch["image"].to(ctx.device, non_blocking=True)
+            if index == 0:  # a batch that does not fit is refused before its forward, with a size that fits
+                check_batch_fits(model, images[:1], len(images), str(ctx.device), flag="--batch-size")
             with autocast:
                 outputs = predict_outputs(model, images, codec, flip_pairs)
             crop_xy, scores = codec.decode(_numpy(outputs))

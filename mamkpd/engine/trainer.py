@@ -32,6 +32,7 @@ from .config import ResumeDifferences, TrainConfig, resume_differences
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
 from .inference import evaluate, primary_metric
 from .loss import JointsMSELoss
+from .memory import check_batch_fits
 
 if TYPE_CHECKING:  # the data package (OpenCV) is imported where a run reads data, not with this module
     from ..data.infos import DatasetInfo
@@ -254,6 +255,7 @@ def _setup_logging(out_dir: Path, ctx: DistContext) -> logging.Handler | None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addHandler(handler)  # captured warnings into train.log, not lost
     return handler
 
 
@@ -413,6 +415,7 @@ def train(
     finally:
         if handler is not None:
             log.removeHandler(handler)
+            logging.getLogger("py.warnings").removeHandler(handler)
             handler.close()
 
 
@@ -457,6 +460,7 @@ def setup_training(
 ) -> TrainingRun:
     """Seed, model (DDP-wrapped under torchrun), data, optimizer, LR schedule, AMP scaler; resume when asked."""
     from ..data import collate, worker_init
+    from ..data.threads import loader_workers
     from ..models import create_model
 
     if ctx.is_main:
@@ -480,6 +484,9 @@ def setup_training(
     if val_set is not None:  # validation decodes with the run's codec: say it is missing now, not after an epoch
         setup.needed_codec()
     model = model.to(ctx.device)
+    # a batch that does not fit is refused now, with a size that fits, not killed mid-epoch without a word
+    example = torch.zeros(1, 3, *setup.input_size, device=ctx.device)
+    check_batch_fits(model, example, cfg.batch_size, str(ctx.device), flag="--batch-size", training=True)
     if ctx.distributed and cfg.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp_model = (
@@ -494,7 +501,7 @@ def setup_training(
         train_set,
         batch_size=cfg.batch_size,
         sampler=sampler,
-        num_workers=cfg.workers,
+        num_workers=loader_workers(cfg.workers),
         worker_init_fn=worker_init,
         collate_fn=collate,
         pin_memory=ctx.device.type == "cuda",

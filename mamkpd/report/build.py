@@ -19,14 +19,15 @@ from pathlib import Path
 import pandas as pd
 
 from ..engine.checkpoint import atomic_write
-from ..harness.jobs.run_plan import UNCOUNTED_MULTIPLIES
+from ..harness.jobs.run_plan import LOAD_METRIC, LOAD_TABLE, UNCOUNTED_MULTIPLIES, RunLog
 from ..harness.measure.machine import environment_info
-from ..harness.store.results import STATUS_NOT_RUN, ResultsStore
+from ..harness.store.results import NUMERIC_COLUMNS, STATUS_NOT_RUN, ResultsStore
 from ..paper import TABLES, compared_model, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings
 from .ledger import LedgerEntry, ledger, ledger_frame, ledger_section
 from .markdown import md_table as _md_table
+from .markdown import one_line
 from .rtmpose import rtmpose_section
 
 __all__ = [
@@ -52,6 +53,8 @@ _FOOTNOTE_MARKS = "¹²³⁴⁵⁶⁷⁸⁹"
 # an absolute path: a slash (or ~/) that starts a word, after a space, a quote or a bracket (not "samples/s",
 # "1/21", "https://", "experiments/*/resnet")
 _ABSOLUTE_PATH = re.compile(r"(?<![^\s`'\"(\[=])~?/[^\s`'\"|,;()\[\]<>]+")
+# what a spreadsheet runs as a formula at the start of a cell (OWASP, "CSV injection")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -66,24 +69,41 @@ class Report:
     extra_sections: list[tuple[str, str]] = field(default_factory=list)  # (title, markdown) from a --run
     invalid_lines: list[tuple[int, str]] = field(default_factory=list)  # (line, what is not data)
     claims: list[LedgerEntry] = field(default_factory=list)  # the paper's comparative claims, evaluated
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) a --run did not measure
 
 
 def build_report(store_path: str | os.PathLike) -> Report:
     """Read the store and compare every paper table with it."""
     contents = ResultsStore(store_path).read()
-    comparisons = {name: compare_table(name, contents.frame) for name in TABLES}
+    # a cell of the store is data: a line break in it (a hand edit) must not start a line of the report
+    frame = contents.frame.assign(
+        **{c: contents.frame[c].map(one_line) for c in contents.frame.columns if c not in NUMERIC_COLUMNS}
+    )
+    comparisons = {name: compare_table(name, frame) for name in TABLES}
     return Report(
         Path(store_path),
-        contents.frame,
+        frame,
         contents.torn_lines,
         comparisons,
-        collect_findings(comparisons, contents.frame),
+        collect_findings(comparisons, frame),
         invalid_lines=contents.invalid_lines,
         claims=ledger(comparisons),
     )
 
 
-# --------------------------------------------------------------------------------------- portability
+# ------------------------------------------------------------------------------- escaping, portability
+
+
+def csv_text(value: object) -> object:
+    """A text cell of a report CSV that a spreadsheet shows as text, never runs: a cell that starts like a
+    formula gets a leading ``'`` (OWASP's advice); numbers, and text that reads as a number, are kept."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 def portable(text: str) -> str:
@@ -96,10 +116,10 @@ def _store_label(store_path: Path, out_dir: Path) -> str:
     directory (or the store lies in the report's folder), else by file name."""
     store, out, here = store_path.resolve(), out_dir.resolve(), Path.cwd().resolve()
     if store.parent == out:
-        return f"`{store.name}` (beside this report)"
+        return f"`{one_line(store.name)}` (beside this report)"
     if store.is_relative_to(here) and out.is_relative_to(here):
-        return f"`{os.path.relpath(store, out)}` (relative to this report)"
-    return f"`{store.name}` (its file name; it lies elsewhere)"
+        return f"`{one_line(os.path.relpath(store, out))}` (relative to this report)"
+    return f"`{one_line(store.name)}` (its file name; it lies elsewhere)"
 
 
 def _commits(store: pd.DataFrame) -> str:
@@ -279,6 +299,12 @@ def _speed_section(store: pd.DataFrame) -> str:
         )
     header = ["Model", "Device", "Runtime", "Precision", "Batch", "Scan", "samples/s (median)", "IQR", "Ratio (to)"]
     out = [_md_table([*header, "One sample", "Throttled"], rows) if rows else "No timings in the store."]
+    loads = store[(store["table"] == LOAD_TABLE) & (store["metric"] == LOAD_METRIC)].drop_duplicates(
+        "timestamp", keep="last"
+    )
+    for r in loads.itertuples():
+        flag = f" **Flagged: {r.notes}.**" if r.notes else ""
+        out.append(f"\nLoad during the `report --run` timings of {r.model} ({r.timestamp}): {r.status_reason}.{flag}")
     # one line per reason; a reason that names its model reads as one reason for all of them
     latest = untimed.drop_duplicates("model", keep="last")
     reasons = latest.assign(why=[r.status_reason.replace(r.model, "NAME") for r in latest.itertuples()])
@@ -309,6 +335,13 @@ def _warnings(report: Report) -> list[str]:
         out.append(
             f"**Warning:** the store has {len(report.invalid_lines)} line(s) whose values are not data, skipped "
             "(a hand edit?): " + "; ".join(f"line {n}: {why}" for n, why in report.invalid_lines) + ".\n"
+        )
+    if report.left_out:
+        out.append(
+            "**Left out of this run** (on an idle machine, or with a larger `--budget-s`, `mamkpd report --run` "
+            "measures them):\n\n"
+            + "\n".join(f"- {one_line(item)}: {one_line(why)}" for item, why in report.left_out)
+            + "\n"
         )
     return out
 
@@ -349,9 +382,9 @@ def render_markdown(report: Report, figures: dict[str, str], out_dir: str | os.P
     return portable("\n".join(out) + "\n")
 
 
-def run_log_section(run_log: list[str]) -> tuple[str, str]:
+def run_log_section(run_log: RunLog) -> tuple[str, str]:
     """The section listing what ``mamkpd report --run`` measured (the log of the harness's ``run_measurements``)."""
-    return ("What `mamkpd report --run` measured on this machine", "\n".join(run_log) + "\n")
+    return ("What `mamkpd report --run` measured on this machine", "\n".join(run_log.lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -360,6 +393,12 @@ def run_log_section(run_log: list[str]) -> tuple[str, str]:
 def check_out_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
     """``out_dir`` if a report may be written there: refuses a folder holding a committed example unless ``force``."""
     out = Path(out_dir)
+    if out.is_symlink() and not out.exists():
+        raise ValueError(
+            f"--out {out} is a link to {os.readlink(out)}, which does not exist; create it or name a folder"
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; name a folder for the report")
     if (out / EXAMPLE_MARKER).exists() and not force:
         raise ValueError(
             f"{out} holds the committed example report ({EXAMPLE_MARKER}); write elsewhere (--out DIR, default "
@@ -379,19 +418,22 @@ def write_report(
     out_dir: str | os.PathLike = DEFAULT_OUT_DIR,
     extra_sections: list[tuple[str, str]] | None = None,
     force: bool = False,
+    left_out: list[tuple[str, str]] | None = None,
 ) -> dict[str, Path]:
     """Write REPORT.md, one CSV per paper table, the claims ledger's CSV and the figures into ``out_dir``; return
     their paths.
 
+    ``left_out``: (item, reason) of what a ``--run`` did not measure, listed at the report's top.
     Refuses a folder that holds the committed example unless ``force`` (:func:`check_out_dir`)."""
     out = check_out_dir(out_dir, force)
     report = build_report(store_path)
     report.extra_sections = list(extra_sections or [])
+    report.left_out = list(left_out or [])
     written: dict[str, Path] = {}
     for name, cells in report.comparisons.items():
         text_columns = cells.select_dtypes(include=["object", "string"]).columns
         shared = cells.assign(
-            **{c: cells[c].map(lambda v: portable(v) if isinstance(v, str) else v) for c in text_columns}
+            **{c: cells[c].map(lambda v: csv_text(portable(v)) if isinstance(v, str) else v) for c in text_columns}
         )
         written[name] = atomic_write(out / f"{name}.csv", lambda h, c=shared: c.to_csv(h, index=False), mode="w")
     claims = ledger_frame(report.claims)

@@ -4,13 +4,20 @@ On a CPU machine with no data sets this means: params and GFLOPs of every paper 
 HRNet repository's counter for the rows the paper counted with it), Table 1 under the alternative
 architecture readings, CPU speed of a few models with HRNet-W32 as the common reference, a short
 training and evaluation on the built-in pose samples, the baselines' findings, and a ``not run`` row
-with its reason for every accuracy cell. Steps run in order of importance under a time budget; a
-step that would start after the budget is spent is recorded as skipped, with that reason. The report
-(:mod:`mamkpd.report`) only renders what was stored, and the run log :func:`run_measurements` returns.
+with its reason for every accuracy cell.
+
+The same things are measured whatever the machine's load: the counts, the findings and the reasons
+(load-independent) always run, first. Only the timing and the training share the time budget, and they
+stop at a safe point (between two models, between two epochs) when the next piece would overrun it;
+what they left out is listed, item by item with the reason, in :attr:`RunLog.left_out`, which the report
+shows at its top. The load during the timings is read (:mod:`mamkpd.harness.measure.load`) and ratios
+taken while other processes held more than one core are flagged. The report (:mod:`mamkpd.report`) only
+renders what was stored, and the :class:`RunLog` that :func:`run_measurements` returns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -27,12 +34,23 @@ from tqdm import tqdm
 from ...models import model_info
 from ...paper import TABLES, compared_model, load_table
 from ...paper.tolerances import tolerance_for
+from ..measure.load import BUSY_CORES
 from ..store.results import ResultsStore
 from .availability import cuda_status, dataset_status, sha256_of
 
-__all__ = ["RunPlan", "run_measurements", "worker_layout", "SAME_FUNCTION_REASON", "UNCOUNTED_MULTIPLIES"]
+__all__ = [
+    "LOAD_METRIC",
+    "LOAD_TABLE",
+    "RunLog",
+    "RunPlan",
+    "check_plan",
+    "run_measurements",
+    "worker_layout",
+    "SAME_FUNCTION_REASON",
+    "UNCOUNTED_MULTIPLIES",
+]
 
-COMPLEXITY_SHARE = 0.5  # of the budget, for counting every row; speed, training and extras get the rest
+BUDGET_REASON = "the time budget (--budget-s) was spent"
 TABLE1_ROWS = {"mamkpd_s": "MamKPD-Small", "mamkpd_b": "MamKPD-Base", "mamkpd_l": "MamKPD-Large"}
 # a reading that, given the default's weights, computes the default's outputs changes only initialisation
 SAME_FUNCTION_REASON = (
@@ -40,6 +58,7 @@ SAME_FUNCTION_REASON = (
     "only how training starts, so no count can differ"
 )
 UNCOUNTED_MULTIPLIES = "uncounted_multiplies"  # metric: element-wise multiplies per sample, reading minus default
+LOAD_TABLE, LOAD_METRIC = "load", "other_processes_cores"  # the machine's load during report --run's timings
 
 
 @dataclass
@@ -65,21 +84,59 @@ class RunPlan:
     train_input_size: tuple[int, int] = (64, 48)
     readings: bool = True
     baseline_findings: bool = True
-    budget_s: float = 300.0
+    budget_s: float = 300.0  # for the timing and the training; the rest always runs
     data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root, else the environment variables
 
 
+def check_plan(plan: RunPlan, store: ResultsStore) -> None:
+    """Refuse, before any work, a plan this machine cannot run or a store it cannot write: one ValueError
+    naming the ``report --run`` flag that asked for it (a step failing minutes later would only be logged)."""
+    from ...ops import resolve_backend
+    from ..measure.presets import PRESETS, check_preset_device
+
+    if not plan.budget_s > 0:
+        raise ValueError(f"--budget-s must be a positive number of seconds, got {plan.budget_s:g}")
+    try:
+        check_preset_device(PRESETS["fp32"], plan.device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"--device {plan.device}: {exc} (use --device cpu)") from None
+    try:
+        resolve_backend(plan.scan_backend, plan.device)
+    except RuntimeError as exc:
+        raise ValueError(f"--scan-backend {plan.scan_backend}: {exc} (use --scan-backend auto)") from None
+    store.check_writable()
+
+
+@dataclass
+class RunLog:
+    """What a ``report --run`` did: one markdown item per step, what it left out (item, reason) and the
+    machine's load during its timings (a :class:`~mamkpd.harness.measure.load.LoadReading`, or None)."""
+
+    lines: list[str] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    load: object | None = None
+
+
 class _Progress:
-    def __init__(self, echo: Callable[[str], None], budget_s: float):
+    def __init__(self, echo: Callable[[str], None], budget_s: float, run_log: RunLog | None = None):
         self.start, self.echo, self.budget_s = time.monotonic(), echo, budget_s
+        self.run_log = run_log if run_log is not None else RunLog()
+
+    @property
+    def left_s(self) -> float:
+        return self.budget_s - self.elapsed
+
+    def leave_out(self, item: str, reason: str = BUDGET_REASON) -> None:
+        self.run_log.left_out.append((item, reason))
+        self(f"left out {item}: {reason}")
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def over_budget(self, share: float = 1.0) -> bool:
-        """Whether ``share`` of the budget is spent (the counting step stops at half, leaving time for the rest)."""
-        return self.elapsed > share * self.budget_s
+    def fits(self, seconds: float) -> bool:
+        """Whether a piece of work expected to take ``seconds`` ends within the budget."""
+        return seconds <= self.left_s
 
     def __call__(self, message: str) -> None:
         self.echo(f"[{self.elapsed:6.1f}s] {message}")
@@ -130,28 +187,39 @@ def worker_layout() -> tuple[int, int]:
 def _run_parallel(
     jobs: list[tuple[str, Callable, tuple]],
     progress: _Progress,
-    share: float,
     what: str,
     describe: Callable[[object], str],
 ) -> dict:
-    """Run ``(label, worker, args)`` jobs in worker processes as ``worker(threads, *args)``;
-    stop submitting once ``share`` of the budget is spent. One progress line per finished job."""
+    """Run ``(label, worker, args)`` jobs in worker processes as ``worker(threads, *args)``, every one of them
+    (counting does not depend on the load, so it is never cut). One progress line per finished job."""
     workers, threads = worker_layout()
     results, queue, pending = {}, list(jobs), {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        while queue or pending:
-            while queue and len(pending) < workers and not progress.over_budget(share):
-                label, worker, args = queue.pop(0)
-                pending[pool.submit(worker, threads, *args)] = label
-            if not pending:
-                progress(f"{what}: budget spent, {len(queue)} left uncounted")
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                label = pending.pop(future)
-                result = results[label] = future.result()
-                progress(f"{what} {len(results)}/{len(jobs)} {label}: {describe(result)}")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_leave_ctrl_c_to_parent) as pool:
+        try:
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    label, worker, args = queue.pop(0)
+                    pending[pool.submit(worker, threads, *args)] = label
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    label = pending.pop(future)
+                    result = results[label] = future.result()
+                    progress(f"{what} {len(results)}/{len(jobs)} {label}: {describe(result)}")
+        except KeyboardInterrupt:  # stop the counts now rather than wait for them; nothing of theirs is stored yet
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return results
+
+
+def _leave_ctrl_c_to_parent() -> None:
+    """Counting workers ignore Ctrl-C (it reaches the whole process group): the parent stops them, so that an
+    interrupt prints one line, not a traceback per worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _describe_count(c) -> str:
@@ -163,21 +231,10 @@ def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, o
     models = list(dict.fromkeys(m for _, _, _, m in cells))
     paper = {n: load_table(n).set_index("row") for n in TABLES}
     jobs = [(m, _count_one, (m, {})) for m in models]
-    measured = _run_parallel(jobs, progress, COMPLEXITY_SHARE, "complexity", _describe_count)
+    measured = _run_parallel(jobs, progress, "complexity", _describe_count)
     for table, row, metric, model in cells:
         printed = paper[table].loc[row].get(metric, math.nan)
         printed = None if isinstance(printed, float) and math.isnan(printed) else float(printed)
-        if model not in measured:
-            store.record(
-                table=table,
-                row=row,
-                model=model,
-                metric=metric,
-                paper=printed,
-                status="not run",
-                status_reason="report --run time budget spent before this model was counted",
-            )
-            continue
         c = measured[model]
         tol, kind = tolerance_for(table, metric, model_info(model).tolerance_class)
         store.record(
@@ -245,7 +302,7 @@ def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
         if overrides
         for model in TABLE1_ROWS
     ]
-    effects = _run_parallel(jobs, progress, 1.0, "reading", _describe_reading)
+    effects = _run_parallel(jobs, progress, "reading", _describe_reading)
     for e in effects.values():
         row, c = TABLE1_ROWS[e.model], e.complexity
         common = dict(
@@ -285,26 +342,47 @@ def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
 
 
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
+    """Time the reference, then each model, each in its own process; stop between two models when the next
+    would overrun the budget (expected to take as long as the slowest so far). The load is read throughout."""
     from ..measure.fps import speed_ratios
+    from ..measure.load import LoadMonitor
     from ..store.fps_records import record_fps
     from .fps_isolated import measure_models_isolated
 
     names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
-    done = measure_models_isolated(
-        names,
-        plan.speed_batch,
-        "fp32",
-        plan.device,
-        plan.speed_protocol,
-        plan.scan_backend,
-        on_done=lambda m: progress(
+    done, slowest, monitor = [], 0.0, LoadMonitor().start()
+    for index, name in enumerate(names):
+        if done and not progress.fits(slowest):
+            for left in names[index:]:
+                progress.leave_out(f"speed of {left}", f"{BUDGET_REASON}: the next timing would take ~{slowest:.0f} s")
+            break
+        started = progress.elapsed
+        (m,) = measure_models_isolated(
+            [name], plan.speed_batch, "fp32", plan.device, plan.speed_protocol, plan.scan_backend
+        )
+        slowest = max(slowest, progress.elapsed - started)
+        progress(
             f"speed {m.model} on {m.device}: {m.result.median:.3g} samples/s "
             f"(IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"
-        ),
-    )
+        )
+        done.append(m)
+    load = progress.run_log.load = monitor.stop()
+    progress(f"load during the timings: {load.describe()}" + (" (ratios flagged)" if load.busy else ""))
     ratios = speed_ratios(done, plan.speed_reference)
     for m in done:
         record_fps(store, m, ratios[m.model], plan.speed_reference)
+    store.record(
+        table=LOAD_TABLE,
+        row="report --run timings",
+        model=", ".join(m.model for m in done),
+        metric=LOAD_METRIC,
+        measured=load.others_cores,
+        status="measured",
+        status_reason=load.describe(),
+        device=plan.device,
+        unit="cores used by other processes",
+        notes=f"busy (> {BUSY_CORES:g} core taken): ratios flagged" if load.busy else "",
+    )
 
 
 class _Repeated:
@@ -365,9 +443,26 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
             f"training a reduced {plan.train_model} on {len(samples)} sample people: {epochs} epochs of "
             f"{plan.train_passes_per_epoch} passes (progress bars on stderr)"
         )
-        summary = train(config, train_set=_Repeated(samples, plan.train_passes_per_epoch)).summary()
+        # one epoch per call, resumed exactly from last.pth: an epoch's end is the safe point to stop at
+        # when the next epoch would overrun the budget (the first one always runs)
+        slowest, trained = 0.0, 0
+        for epoch in range(1, epochs + 1):
+            if trained and not progress.fits(slowest):
+                progress.leave_out(
+                    f"training epochs {epoch}-{epochs} of {epochs}",
+                    f"{BUDGET_REASON}: an epoch takes ~{slowest:.0f} s; the evaluation below is of epoch {trained}",
+                )
+                break
+            started = progress.elapsed
+            resume = str(Path(out) / "last.pth") if trained else None
+            step = dataclasses.replace(config, epochs=epoch, resume=resume)
+            summary = train(step, train_set=_Repeated(samples, plan.train_passes_per_epoch)).summary()
+            trained, slowest = epoch, max(slowest, progress.elapsed - started)
         checkpoint = summary["checkpoint"]
-        progress(f"trained a reduced {plan.train_model} for {summary['global_step']} step(s) on the COCO samples")
+        progress(
+            f"trained a reduced {plan.train_model} for {summary['global_step']} step(s) ({trained} of {epochs} "
+            "epochs) on the COCO samples"
+        )
         evaluation = evaluate_checkpoint(
             EvalConfig(
                 checkpoint=checkpoint,
@@ -405,7 +500,8 @@ def _train_on_samples(store: ResultsStore, plan: RunPlan, progress: _Progress) -
                 device=plan.device,
                 checkpoint_sha256=sha,
                 seed=0,
-                notes=f"{summary['global_step']} optimiser steps, model overrides {plan.train_model_kwargs}",
+                notes=f"{summary['global_step']} optimiser steps ({trained} of {epochs} epochs), model overrides "
+                f"{plan.train_model_kwargs}",
             )
     progress(f"evaluated on the samples: AP {metrics.get('AP', float('nan')):.3f} (pipeline check only)")
 
@@ -471,35 +567,55 @@ def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress)
 
 def run_measurements(
     store_path: str | os.PathLike, plan: RunPlan | None = None, echo: Callable[[str], None] = print
-) -> list[str]:
-    """Run every step of ``plan`` into the store; return the run log, one line per step (markdown items)."""
+) -> RunLog:
+    """Run every step of ``plan`` into the store: the load-independent ones first and always, then the timing
+    and the training within the budget. Returns the :class:`RunLog`."""
     plan = plan or RunPlan()
     store = ResultsStore(store_path)
-    progress = _Progress(echo, plan.budget_s)
-    steps: list[tuple[str, Callable[[], None]]] = [
+    check_plan(plan, store)
+    run_log = RunLog()
+    progress = _Progress(echo, plan.budget_s, run_log)
+    always: list[tuple[str, Callable[[], None]]] = [
         ("reasons for what cannot run here", lambda: _record_unavailable(store, plan, progress)),
         ("params and GFLOPs of every paper row", lambda: _measure_complexity(store, progress)),
+        ("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)),
+    ]
+    if plan.readings:
+        always.append(("Table 1 under alternative readings", lambda: _measure_readings(store, progress)))
+    if plan.baseline_findings:
+        always.append(("baseline findings", lambda: _record_baseline_findings(store, progress)))
+    budgeted: list[tuple[str, Callable[[], None]]] = [
         ("CPU speed with HRNet-W32 as reference", lambda: _measure_speed(store, plan, progress)),
         ("short training and evaluation on the pose samples", lambda: _train_on_samples(store, plan, progress)),
     ]
-    if plan.readings:
-        steps.append(("Table 1 under alternative readings", lambda: _measure_readings(store, progress)))
-    steps.append(("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)))
-    if plan.baseline_findings:
-        steps.append(("baseline findings", lambda: _record_baseline_findings(store, progress)))
-    log = []
-    for title, step in steps:
-        if progress.over_budget():
-            log.append(f"- {title}: skipped, the time budget of {plan.budget_s:.0f} s was spent")
-            progress(f"skipped {title}: budget spent")
+    for title, step in always:
+        _run_step(title, step, progress)
+    budget_start = progress.elapsed  # the budget is for the timing and the training, whatever the rest took
+    progress.budget_s = plan.budget_s + budget_start
+    for title, step in budgeted:
+        if progress.left_s <= 0:
+            run_log.lines.append(f"- {title}: skipped, {BUDGET_REASON}")
+            progress.leave_out(title)
             continue
-        started = progress.elapsed
-        progress(f"{title} ...")
-        try:
-            step()
-            log.append(f"- {title}: done in {progress.elapsed - started:.0f} s")
-        except (RuntimeError, ValueError, KeyError, OSError) as exc:
-            log.append(f"- {title}: failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-            progress(f"{title} failed: {exc}")
-    log.append(f"- total {progress.elapsed:.0f} s on {os.cpu_count()} CPU core(s); budget {plan.budget_s:.0f} s")
-    return log
+        _run_step(title, step, progress)
+    run_log.lines.append(
+        f"- total {progress.elapsed:.0f} s on {os.cpu_count()} CPU core(s): {budget_start:.0f} s for the counts, "
+        f"findings and reasons (always run), the rest for timing and training (budget {plan.budget_s:.0f} s)"
+    )
+    if run_log.load is not None:
+        flag = " **Speed ratios flagged: measured on a busy machine.**" if run_log.load.busy else ""
+        run_log.lines.append(f"- load during the timings: {run_log.load.describe()}.{flag}")
+    return run_log
+
+
+def _run_step(title: str, step: Callable[[], None], progress: _Progress) -> None:
+    """One step, logged; a failure is logged (and listed as left out) and the next step runs."""
+    started = progress.elapsed
+    progress(f"{title} ...")
+    try:
+        step()
+        progress.run_log.lines.append(f"- {title}: done in {progress.elapsed - started:.0f} s")
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        progress.run_log.lines.append(f"- {title}: failed: {first}")
+        progress.leave_out(title, f"failed: {first}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ...engine.memory import check_batch_fits, out_of_memory
 from .machine import GpuClockState
 from .presets import AUTOCAST_DTYPES, PRESETS, Preset, check_preset_device, preset_flags
 from .timing import FpsResult, TimingProtocol, time_callable
@@ -140,6 +141,8 @@ def measure_model_fps(
     backend_used = scan_backend_of(model) or ""
     memory_format = torch.channels_last if chosen.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    one = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=memory_format)
+    per_sample = check_batch_fits(model, one, batch, device)  # before allocating the batch: one line, not a kill
     x = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0)).to(device, memory_format=memory_format)
     if not chosen.compile_mode:
         forward = model
@@ -157,8 +160,14 @@ def measure_model_fps(
     def call() -> Any:
         return forward(x)
 
-    with preset_flags(chosen), torch.inference_mode(), autocast:
-        result = time_callable(call, batch, device, protocol)
+    try:
+        with preset_flags(chosen), torch.inference_mode(), autocast:
+            result = time_callable(call, batch, device, protocol)
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+        refusal = out_of_memory(exc, batch, per_sample, device)
+        if refusal is None:
+            raise
+        raise refusal from None
     return FpsMeasurement(
         model=name,
         batch=batch,

@@ -15,7 +15,6 @@ are skipped and listed, never shown as data.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 import time
@@ -43,6 +42,7 @@ __all__ = [
     "finding_notes",
     "judge",
     "split_finding",
+    "utf8_text",
     "machine_info",
     "environment_info",
 ]
@@ -216,7 +216,8 @@ def judge(
 
 
 def _cell(value: Any) -> str:
-    """One CSV cell: booleans lower-case, sizes as HxW, no line breaks (one row = one line)."""
+    """One CSV cell: booleans lower-case, sizes as HxW, no line breaks (one row = one line), text in UTF-8 (a
+    file name that is not, such as a checkpoint's, keeps its readable part and shows each other byte as �)."""
     if _missing(value):
         return ""
     if isinstance(value, bool):
@@ -225,7 +226,12 @@ def _cell(value: Any) -> str:
         return "x".join(str(v) for v in value)
     if isinstance(value, float):
         return repr(value)
-    return " ".join(str(value).splitlines())
+    return " ".join(utf8_text(str(value)).splitlines())
+
+
+def utf8_text(text: str) -> str:
+    """``text`` that encodes as UTF-8: the bytes of a non-UTF-8 file name (surrogate escapes) become �."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass
@@ -344,6 +350,13 @@ class ResultsStore:
                 os.close(fd)
         return cells
 
+    def check_writable(self) -> None:
+        """Refuse, before any measuring, a store this version cannot append to (a folder, another header)."""
+        if self.path.is_dir():
+            raise ValueError(f"results store {self.path} is a folder; name a CSV file (--store)")
+        if self.path.is_file() and self.path.stat().st_size:
+            self._check_header()
+
     def _ends_with_newline(self, size: int) -> bool:
         with open(self.path, "rb") as handle:
             handle.seek(size - 1)
@@ -365,29 +378,54 @@ class ResultsStore:
             return StoreContents(pd.DataFrame(columns=list(COLUMNS)))
         with self._lock:
             text = self.path.read_text(encoding="utf-8")
-        lines = text.split("\n")
-        header = lines[0]
-        if tuple(header.split(",")) != COLUMNS:
+        if not text:  # created but never written (the first append writes the header): an empty store
+            return StoreContents(pd.DataFrame(columns=list(COLUMNS)))
+        records, torn = _csv_records(text, len(COLUMNS))
+        if not records or tuple(records[0][1]) != COLUMNS or records[0][0] != 1:
             raise ValueError(
                 f"results store {self.path}: unexpected header; expected the {len(COLUMNS)} "
                 f"columns of mamkpd.harness.store.results.COLUMNS"
             )
-        good, numbers, torn = [], [], []
-        last = len(lines) - 1
-        for number, line in enumerate(lines[1:], start=2):
-            if not line:
-                continue
-            fields = next(csv.reader([line]))
-            # the final piece has no newline after it: a write that never finished
-            if len(fields) != len(COLUMNS) or number - 1 == last:
-                torn.append((number, line))
-            else:
-                good.append(line)
-                numbers.append(number)
-        frame = pd.read_csv(io.StringIO("\n".join([header, *good]) + "\n"), dtype=str, keep_default_na=False)
+        good = records[1:]
+        numbers = [number for number, _ in good]
+        frame = pd.DataFrame([fields for _, fields in good], columns=list(COLUMNS), dtype=str)
         problems = _invalid_values(frame)
         invalid = [(numbers[i], problems.iloc[i]) for i in range(len(frame)) if problems.iloc[i]]
         frame = frame[problems == ""].reset_index(drop=True)
         for name in NUMERIC_COLUMNS:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
-        return StoreContents(frame, torn, invalid)
+        return StoreContents(frame, sorted(torn), invalid)
+
+
+def _csv_records(text: str, columns: int) -> tuple[list[tuple[int, list[str]]], list[tuple[int, str]]]:
+    """The CSV records of ``text`` that have ``columns`` cells, with the 1-based line each starts on, and the
+    torn lines (line, text).
+
+    A quoted cell may hold a line break: a record ends where its quotes balance, not at every newline.
+    A line that starts no whole record (a write cut inside a quoted cell, or short of cells) is torn on its
+    own and reading resumes at the next line, so that it cannot swallow the rows after it; so is a last
+    record without its newline (a write that never finished)."""
+    lines = text.split("\n")
+    ends_whole = lines[-1] == ""
+    if ends_whole:
+        lines.pop()
+    quotes = [line.count('"') for line in lines]
+    records, torn = [], []
+    start = 0
+    while start < len(lines):
+        end, open_quotes = start, quotes[start] % 2
+        while open_quotes and end + 1 < len(lines):
+            end += 1
+            open_quotes = (open_quotes + quotes[end]) % 2
+        if not lines[start] and end == start:
+            start += 1
+            continue
+        fields = None if open_quotes else next(csv.reader(["\n".join(lines[start : end + 1])]))
+        unfinished = end == len(lines) - 1 and not ends_whole
+        if fields is None or unfinished or (start and len(fields) != columns):
+            torn.append((start + 1, lines[start]))
+            start += 1  # resume at the next line: a torn line never swallows whole rows after it
+            continue
+        records.append((start + 1, fields))
+        start = end + 1
+    return records, torn
