@@ -65,7 +65,10 @@ LOAD_TABLE, LOAD_METRIC = "load", "other_processes_cores"  # the machine's load 
 class RunPlan:
     """What ``report --run`` measures; the defaults fit a 2-core CPU machine in a few minutes."""
 
-    speed_models: tuple[str, ...] = ("hrnet_w32", "mamkpd_s", "mamkpd_b")
+    # RTMPose-m: not in the paper, the real-time model users deploy; timed beside the paper's (REPORT.md's
+    # RTMPose section), as are its four sizes counted
+    speed_models: tuple[str, ...] = ("hrnet_w32", "mamkpd_s", "mamkpd_b", "rtmpose_m")
+    beside_models: tuple[str, ...] = ("rtmpose_t", "rtmpose_s", "rtmpose_m", "rtmpose_l")
     speed_reference: str = "hrnet_w32"
     speed_batch: int = 1
     speed_protocol: str = "smoke"
@@ -226,14 +229,16 @@ def _describe_count(c) -> str:
     return f"{c.params / 1e6:.2f}M params, {c.gflops:.2f} GFLOPs"
 
 
-def _measure_complexity(store: ResultsStore, progress: _Progress) -> dict[str, object]:
+def _measure_complexity(store: ResultsStore, progress: _Progress, beside: tuple[str, ...] = ()) -> dict[str, object]:
+    """Params and GFLOPs of every paper row, and of the ``beside`` models (no paper row: table "complexity")."""
     cells = _complexity_cells()
+    cells += [("complexity", m, metric, m) for m in beside for metric in ("params_m", "gflops")]
     models = list(dict.fromkeys(m for _, _, _, m in cells))
     paper = {n: load_table(n).set_index("row") for n in TABLES}
     jobs = [(m, _count_one, (m, {})) for m in models]
     measured = _run_parallel(jobs, progress, "complexity", _describe_count)
     for table, row, metric, model in cells:
-        printed = paper[table].loc[row].get(metric, math.nan)
+        printed = paper[table].loc[row].get(metric, math.nan) if table in paper else math.nan
         printed = None if isinstance(printed, float) and math.isnan(printed) else float(printed)
         c = measured[model]
         tol, kind = tolerance_for(table, metric, model_info(model).tolerance_class)
@@ -577,7 +582,7 @@ def run_measurements(
     progress = _Progress(echo, plan.budget_s, run_log)
     always: list[tuple[str, Callable[[], None]]] = [
         ("reasons for what cannot run here", lambda: _record_unavailable(store, plan, progress)),
-        ("params and GFLOPs of every paper row", lambda: _measure_complexity(store, progress)),
+        ("params and GFLOPs of every paper row", lambda: _measure_complexity(store, progress, plan.beside_models)),
         ("GFLOPs with the HRNet repository's counter", lambda: _measure_hrnet_counter(store, progress)),
     ]
     if plan.readings:
