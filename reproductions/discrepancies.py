@@ -23,6 +23,8 @@ _HRNET_FAMILY_384 = (
 )
 
 KNOWN_DISCREPANCIES: dict[tuple[str, str, str], str] = {
+    ("fig1", "Dite-HRNet", "params_m"): "the paper prints Lite-HRNet-30 and Dite-HRNet-30 both as 1.8M (1.764M "
+    "rounded, 1.863M truncated), a tie; measured, Dite-HRNet-30 is the larger of the two and ranks one place up",
     ("table2", "MamKPD-S", "params_m"): "Small as described (Base without the stem) has about 0.7M more "
     "parameters than the printed 6.3M under every reading",
     ("table2", "MamKPD-S", "gflops"): "0.5 GFLOPs is below what Small's own blocks and dimensions cost under any "

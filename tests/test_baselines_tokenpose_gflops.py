@@ -13,7 +13,13 @@ from mamkpd.paper.tolerances import PRINTED_UNIT
 pytestmark = pytest.mark.slow  # full-size models at 256x192
 
 
-@pytest.mark.parametrize("name", sorted(n for n, p in PUBLISHED_PARAMS.items() if p.gflops is not None))
+# the models built on the HRNet repository's code; RTMPose's README counts with MMPose's own counter (all ops)
+HRNET_CODE_BASES = ("tokenpose", "ppt")
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, p in PUBLISHED_PARAMS.items() if p.gflops is not None and n.startswith(HRNET_CODE_BASES))
+)
 def test_hrnet_repo_counter_reproduces_published_gflops(name):
     """The TokenPose and PPT papers count with the HRNet repository's counter too (their code is built on it)."""
     published = PUBLISHED_PARAMS[name].gflops

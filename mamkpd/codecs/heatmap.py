@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
@@ -36,6 +35,14 @@ from mamkpd.codecs.flip import flip_order
 from mamkpd.codecs.simcc import SimCCLabel
 
 Refine = Literal["none", "dark"]
+
+
+def _cv2():
+    """OpenCV, imported where DARK blurs: the flip test and the heatmap codecs' other paths run without it (a
+    bare GPU machine has none)."""
+    import cv2
+
+    return cv2
 
 
 def _gaussian_targets(
@@ -159,7 +166,7 @@ def _dark_refine(coords: np.ndarray, heatmaps: np.ndarray, kernel: int) -> np.nd
             src = heatmaps[i, j].astype(np.float32)
             padded = np.zeros((h + 2 * border, w + 2 * border), dtype=np.float32)
             padded[border:-border, border:-border] = src
-            out = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:-border, border:-border]
+            out = _cv2().GaussianBlur(padded, (kernel, kernel), 0)[border:-border, border:-border]
             peak = out.max()
             blurred[i, j] = out * (src.max() / peak) if peak > 0 else out
     logmaps = np.log(np.maximum(blurred, 1e-10))
@@ -175,7 +182,7 @@ def _dark_udp_refine(coords: np.ndarray, heatmaps: np.ndarray, kernel: int) -> n
     blurred = np.empty((n, k, h, w), dtype=np.float32)
     for i in range(n):
         for j in range(k):
-            blurred[i, j] = cv2.GaussianBlur(heatmaps[i, j].astype(np.float32), (kernel, kernel), 0)
+            blurred[i, j] = _cv2().GaussianBlur(heatmaps[i, j].astype(np.float32), (kernel, kernel), 0)
     logmaps = np.log(np.clip(blurred, 0.001, 50.0))
     padded = np.pad(logmaps, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
     shifted = coords + 1.0  # into the padded frame
