@@ -13,7 +13,8 @@ level maps. :meth:`KAPAO.dense` is the Detect head's inference transform and :me
 people as the official ``val.py`` does: ``run_nms`` (pose objects and keypoint objects, each with its own
 thresholds and class-offset NMS), then ``post_process_batch``'s fusion (a keypoint object overwrites the nearest
 same-type keypoint of a confident pose object when it is more confident and within ``overwrite_tol`` pixels).
-Not reproduced: the test-time augmentation of the published test-dev figures (scales 0.8/1/1.2 with a flip).
+:meth:`KAPAO.dense_augmented` is ``Model.forward_augment``, the test-time augmentation of the published test
+figures (scales 0.8, 1 and 1.2, the middle one flipped), whose output :meth:`KAPAO.decode_dense` decodes the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ ANCHORS = (
     ((140, 301), (303, 264), (238, 542)),
     ((436, 615), (739, 380), (925, 792)),
 )
+TTA_SCALES = (0.8, 1.0, 1.2)  # val.py --scales 0.8 1 1.2 --flips -1 3 -1: the README's test-dev commands
+TTA_FLIPS = (False, True, False)
+TTA_PAD = 0.447  # utils/torch_utils.py scale_img pads a rescaled image with this value
+COCO_FLIP = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)  # data/coco-kp.yaml kp_flip
 CLASS_OFFSET = 4096  # utils/general.py non_max_suppression_kp: boxes of different classes never overlap
 MAX_NMS = 30000  # candidates into NMS, by confidence
 
@@ -231,6 +236,37 @@ class KAPAO(nn.Module):
             out.append(torch.cat((xy, wh, y[..., 4:-k2], kp), -1).view(n, -1, no))
         return torch.cat(out, 1)
 
+    def dense_augmented(
+        self,
+        x: Tensor,
+        flip_index: tuple[int, ...] = COCO_FLIP,
+        scales: tuple[float, ...] = TTA_SCALES,
+        flips: tuple[bool, ...] = TTA_FLIPS,
+    ) -> Tensor:
+        """``Model.forward_augment``: the input rescaled (bilinear, padded to whole stride-64 cells) and optionally
+        flipped left-right, each pass's :meth:`dense` output mapped back to the input (coordinates divided by the
+        scale; after a flip, x mirrored and the left/right keypoint classes and coordinates swapped by
+        ``flip_index``), all passes concatenated."""
+        h, w = x.shape[-2:]
+        k, flip = self.num_keypoints, list(flip_index)
+        out = []
+        for scale, flipped in zip(scales, flips, strict=True):
+            xi = x.flip(-1) if flipped else x
+            if scale != 1.0:
+                size = (int(h * scale), int(w * scale))
+                xi = F.interpolate(xi, size=size, mode="bilinear", align_corners=False)
+                ph, pw = (math.ceil(d * scale / STRIDES[-1]) * STRIDES[-1] for d in (h, w))
+                xi = F.pad(xi, [0, pw - size[1], 0, ph - size[0]], value=TTA_PAD)
+            p = self.dense(self(xi))
+            p = torch.cat((p[..., :4] / scale, p[..., 4 : -2 * k], p[..., -2 * k :] / scale), -1)
+            if flipped:
+                cls = p[..., 6 : 6 + k][..., flip]  # the keypoint objects' classes, left for right
+                kx, ky = w - p[..., -2 * k :: 2], p[..., -2 * k + 1 :: 2]
+                kp = torch.stack((kx[..., flip], ky[..., flip]), -1).flatten(-2)
+                p = torch.cat((w - p[..., :1], p[..., 1:6], cls, p[..., 6 + k : -2 * k], kp), -1)
+            out.append(p)
+        return torch.cat(out, 1)
+
     def _nms(self, pred: Tensor, conf_thres: float, iou_thres: float, person: bool | None, max_det: int) -> Tensor:
         """utils/general.py ``non_max_suppression_kp`` for one image: rows (x1, y1, x2, y2, conf, class, 2K
         keypoint coordinates); ``person`` keeps only pose objects (True), only keypoint objects (False) or both."""
@@ -253,10 +289,17 @@ class KAPAO(nn.Module):
         """People per image, in input pixels: ``bboxes`` (M, 4) xyxy, rounded and clipped to the input, ``scores``
         (M,), ``keypoints`` (M, K, 2) and ``keypoint_scores`` (M, K): a fused keypoint object's confidence, 0 for a
         keypoint from the pose object alone (val.py's ``run_nms`` and ``post_process_batch``)."""
-        d, (h, w) = decoding, tuple(outputs[0].shape[2:4])
-        h, w = h * STRIDES[0], w * STRIDES[0]
+        h, w = outputs[0].shape[2] * STRIDES[0], outputs[0].shape[3] * STRIDES[0]
+        return self.decode_dense(self.dense(outputs), (h, w), decoding)
+
+    @torch.no_grad()
+    def decode_dense(
+        self, dense: Tensor, input_hw: tuple[int, int], decoding: KAPAODecoding = KAPAODecoding()
+    ) -> list[dict[str, Tensor]]:
+        """:meth:`decode` from :meth:`dense` (or :meth:`dense_augmented`) outputs for an ``input_hw`` input."""
+        d, (h, w) = decoding, input_hw
         people = []
-        for pred in self.dense(outputs).float():
+        for pred in dense.float():
             if d.iou_thres == d.iou_thres_kp and d.conf_thres_kp >= d.conf_thres:  # run_nms's combined NMS
                 dets = self._nms(pred, d.conf_thres, d.iou_thres, None, d.max_det)
                 person, kp = dets[dets[:, 5] == 0], dets[(dets[:, 4] >= d.conf_thres_kp) & (dets[:, 5] > 0)]
@@ -291,8 +334,14 @@ class KAPAO(nn.Module):
             "keypoint_scores": conf.float(),
         }
 
-    def predict(self, x: Tensor, decoding: KAPAODecoding = KAPAODecoding()) -> list[dict[str, Tensor]]:
-        """``decode(forward(x))``."""
+    @torch.no_grad()
+    def predict(
+        self, x: Tensor, decoding: KAPAODecoding = KAPAODecoding(), augment: bool = False
+    ) -> list[dict[str, Tensor]]:
+        """``decode(forward(x))``; with ``augment``, decoded from :meth:`dense_augmented` (the published test
+        figures' protocol)."""
+        if augment:
+            return self.decode_dense(self.dense_augmented(x), tuple(x.shape[-2:]), decoding)
         return self.decode(self(x), decoding)
 
 

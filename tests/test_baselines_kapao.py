@@ -96,6 +96,21 @@ def test_raw_maps_equal_the_official_model(size):
         np.testing.assert_allclose(seeded(size).dense(levels).numpy(), ref["s_dense"], rtol=1e-5, atol=1e-3)
 
 
+def test_test_time_augmentation_equals_forward_augment():
+    """Scales 0.8, 1 (flipped) and 1.2 as val.py runs them for the published test figures: every 7th row of the
+    concatenated output and the column sums over all rows."""
+    ref = reference()
+    hw = tuple(int(v) for v in ref["tta_input_hw"])
+    x = torch.randn((1, 3, *hw), generator=torch.Generator().manual_seed(41))
+    with torch.no_grad():
+        tta = seeded("s").dense_augmented(x)
+    assert tta.shape[1] == int(ref["tta_count"])
+    np.testing.assert_allclose(tta[:, ::7].numpy(), ref["tta_rows"], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(tta.double().sum(1).numpy(), ref["tta_sums"], rtol=1e-5)
+    people = seeded("s").predict(x, augment=True)[0]  # decoded like the plain output
+    assert people["keypoints"].shape[1:] == (17, 2) and len(people["scores"]) > 0
+
+
 def decode_maps() -> tuple[torch.Tensor, ...]:
     h, w = DECODE_HW
     return tuple(
