@@ -14,6 +14,7 @@ from mamkpd.paper.tolerances import PARAMS_REL_BASELINE
 
 BASELINES = sorted(PUBLISHED_PARAMS)
 RTMO = ("rtmo_s", "rtmo_m", "rtmo_l")  # one-stage: a whole image per sample, decoded by RTMO itself
+KAPAO = ("kapao_s", "kapao_m", "kapao_l")  # one-stage at 1280x1280, decoded by KAPAO itself
 RTMPOSE = ("rtmpose_t", "rtmpose_s", "rtmpose_m", "rtmpose_l")  # top-down, SimCC vectors
 TOKENPOSE_AND_PPT = ("tokenpose_s_v1", "tokenpose_b", "tokenpose_l_d6", "tokenpose_l_d24", "ppt_s", "ppt_b", "ppt_l_d6")
 VITPOSE = ("vitpose_s", "vitpose_b", "vitpose_l", "vitpose_s_simple", "vitpose_b_simple", "vitpose_l_simple")
@@ -32,9 +33,16 @@ def test_every_baseline_is_registered_with_its_sample_kind():
         info = mamkpd.model_info(name)
         if name in RTMO:
             assert info.whole_image and info.sample == "whole image (640x640)" and info.input_size == (640, 640)
+        elif name in KAPAO:
+            assert info.whole_image and info.sample == "whole image (1280x1280)" and info.input_size == (1280, 1280)
         else:
             assert not info.whole_image and info.sample == "person crop" and info.input_size == (256, 192)
-        own = {**{n: "rtmo" for n in RTMO}, **{n: "simcc" for n in RTMPOSE}, **{n: "udp" for n in VITPOSE}}
+        own = {
+            **{n: "rtmo" for n in RTMO},
+            **{n: "kapao" for n in KAPAO},
+            **{n: "simcc" for n in RTMPOSE},
+            **{n: "udp" for n in VITPOSE},
+        }
         own.update({n: "darkpose" for n in TOKENPOSE_AND_PPT})  # TokenPose and PPT train and test with DarkPose's code
         assert info.codec == own.get(name, "msra")  # the others test with MSRA heatmaps
         assert not info.has_scan and info.tolerance_class == "official"  # the authors' architectures, no scan

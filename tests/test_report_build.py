@@ -3,6 +3,9 @@ complete, findings derived from the data, figures written."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -134,7 +137,7 @@ def test_every_paper_row_and_cell_present_with_right_statuses(fixture_store):
     t2 = report.comparisons["table2"].set_index(["row", "metric"])
     assert t2.loc[("MamKPD-B", "AP"), "reason"] == "COCO not found at /nowhere"
     assert t2.loc[("MamKPD-B", "fps"), "status"] == "measured"
-    assert t2.loc[("I2R-Net", "AP"), "reason"] == "method not implemented by the suite"
+    assert t2.loc[("I2R-Net", "AP"), "reason"].startswith("method not implemented by the suite: code public")
     assert t2.loc[("GroupPose-L", "params_m"), "status"] == NOT_IN_PAPER
     assert t2.loc[("HRNet-W32", "gflops"), "delta"] == pytest.approx(0.59)
     assert "counter MAC (fvcore)" in t2.loc[("HRNet-W32", "gflops"), "protocol"]
@@ -164,6 +167,35 @@ def test_written_report_csvs_and_figures(fixture_store, tmp_path):
     assert "d_state 1" in text and "## Run log" in text
     for key in ("fig1", "fps_vs_ap"):
         assert written[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[key].stat().st_size > 10_000
+
+
+def test_the_report_says_why_a_paper_method_has_no_model(fixture_store, tmp_path):
+    """Table 2's methods without a registered model: the report's status carries the paper table's note on why
+    (no public code, or code public but not ported), as the CLI writes it."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mamkpd.cli",
+            "report",
+            "--store",
+            str(fixture_store.path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = {
+        line.split("|")[1].strip(): line
+        for line in (tmp_path / "out" / "REPORT.md").read_text().splitlines()
+        if line.startswith("| ")
+    }
+    assert "not run (8): method not implemented by the suite: no public code at 2026-12-06" in lines["SwinPose"]
+    assert "code public (leijue222/Intra-and-Inter-Human-Relation-Network-for-MPEE" in lines["I²R-Net"]
+    assert "official code public (Michel-liu/GroupPose" in lines["GroupPose-L"]
 
 
 def test_empty_store_still_reports_every_row(tmp_path):

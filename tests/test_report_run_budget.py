@@ -72,6 +72,27 @@ def test_a_tight_budget_stops_at_safe_points_and_the_report_says_what_it_left_ou
     assert "Load during the `report --run` timings of hrnet_w32" in text
 
 
+def test_the_default_timings_are_the_papers_methods():
+    """Besides RTMPose-m (the report's own section), report --run times Table 2 methods whose FPS the paper prints."""
+    from mamkpd.paper import load_table
+
+    t2 = load_table("table2")
+    printed_fps = set(t2.loc[t2["fps"].notna() & (t2["registry_name"] != ""), "registry_name"])
+    assert set(RunPlan().speed_models) - {"rtmpose_m"} <= printed_fps
+
+
+@pytest.mark.slow
+def test_the_papers_methods_are_timed_cheapest_first():
+    """In increasing cost per sample, so that a budget cut leaves out the costliest (fvcore at half of each model's
+    own input size: the same order, 4x cheaper to count; a couple of minutes on a loaded 2-core machine)."""
+    from mamkpd.harness.measure.complexity import measure_complexity
+
+    plan = RunPlan()
+    after = plan.speed_models[plan.speed_models.index("rtmpose_m") + 1 :]
+    macs = [measure_complexity(m, tuple(s // 2 for s in model_info(m).input_size)).flops for m in after]
+    assert macs == sorted(macs), dict(zip(after, macs, strict=True))
+
+
 def test_the_load_of_other_processes_is_read():
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:

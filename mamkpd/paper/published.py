@@ -19,6 +19,7 @@ _RTMPOSE_README = "MMPose projects/rtmpose/README.md, Model Zoo, Body 2d (17 Key
 _TOKENPOSE_PAPER = "TokenPose paper (ICCV 2021) COCO val2017 table, 256x192"
 _PPT_PAPER = "PPT paper (ECCV 2022) COCO val2017 table, 256x192, keep ratio 0.7"
 _DITEHRNET_CONFIGS = "ZiyiZhang27/Dite-HRNet ditehrnet_{}_coco_256x192.py as its DiteHRNet builds it"
+_KAPAO_PAPER = "KAPAO paper (ECCV 2022) COCO table, 1280x1280 whole image"
 _LITEHRNET_CONFIGS = "MMPose 1.3.2 td-hm_litehrnet-{}_8xb64-210e_coco-256x192 as its LiteHRNet builds it"
 
 PUBLISHED_PARAMS: dict[str, PublishedCount] = {
@@ -60,6 +61,12 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     # tool, which as shipped skips the dynamic convs' kernel-bank conv (198.6M and 311.9M)
     "ditehrnet_18": PublishedCount(1.1869, _DITEHRNET_CONFIGS.format(18), gflops=0.2098),
     "ditehrnet_30": PublishedCount(1.8625, _DITEHRNET_CONFIGS.format(30), gflops=0.3298),
+    # KAPAO's README has no model table: its paper's (McNally et al., ECCV 2022, arXiv 2111.08557) COCO table, at
+    # 1280x1280; its official build (models/yolov5{s,m,l}6.yaml, 18 classes, 34 coordinates) counts 12,559,980,
+    # 35,755,404 and 77,047,852; no GFLOPs published
+    "kapao_s": PublishedCount(12.6, _KAPAO_PAPER),
+    "kapao_m": PublishedCount(35.8, _KAPAO_PAPER),
+    "kapao_l": PublishedCount(77.0, _KAPAO_PAPER),
     # the paper prints TokenPose-L/D6's 20.8M (and 8.7 GFLOPs) for PPT-L; its released L/D6 config builds this
     "ppt_l_d6": PublishedCount(
         20.30, "HowieMa/PPT ppt_L_D6_256_192_patch43_dim192_depth6_heads8.yaml as its code builds it"

@@ -139,9 +139,9 @@ def pick_measurement(candidates: pd.DataFrame, metric: str) -> pd.Series:
     return ranked.iloc[-1]
 
 
-def _default_reason(model: str) -> str:
-    if not model:
-        return "method not implemented by the suite"
+def _default_reason(model: str, notes: str = "") -> str:
+    if not model:  # the paper table's notes on the row say why (no public code, or code not ported)
+        return "method not implemented by the suite" + (f": {notes}" if notes else "")
     return f"no measurement of {model} in the results store"
 
 
@@ -187,7 +187,7 @@ def compare_table(name: str, store: pd.DataFrame) -> pd.DataFrame:
                 m = cands.sort_values("timestamp").iloc[-1]
                 cell.update(status=STATUS_NOT_RUN, reason=m["status_reason"] or "recorded as not run")
             elif _present(paper_value):
-                cell.update(status=STATUS_NOT_RUN, reason=_default_reason(model))
+                cell.update(status=STATUS_NOT_RUN, reason=_default_reason(model, prow.get("notes", "")))
             else:
                 cell.update(status=NOT_IN_PAPER, reason="")
             records.append(cell)
