@@ -190,8 +190,8 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
     rows = batch * groups * dim_g
     n_chunks = -(-length // chunk)
     np_ = flags["NP"]
-    states = u4.new_empty(rows, n_chunks, np_, dtype=acc)
-    hbuf = u4.new_empty(rows, chunk, np_, dtype=acc)
+    states = u4.new_empty(n_chunks, np_, rows, dtype=acc)
+    hbuf = u4.new_empty(chunk, np_, rows, dtype=acc)
     du = rows_out(u4.dtype)
     ddelta = torch.empty_like(delta4)
     dz = None if z4 is None else torch.empty_like(z4)

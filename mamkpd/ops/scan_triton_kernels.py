@@ -99,6 +99,20 @@ def _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmas
 
 
 @triton.jit
+def _state_tile(ptr, ch, dmask, N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
+    """The (NP, BLOCK_D) tile of a contiguous (channels, N) parameter, 0 past N, assembled from one channel
+    vector a state: a 2-d load would be laid out along its contiguous N axis, and the loop's states with it
+    (states across lanes, shuffles to sum them); built from channel vectors it keeps a channel's states in
+    its thread."""
+    n = tl.arange(0, NP)
+    tile = tl.zeros([NP, BLOCK_D], dtype=ACC)
+    for i in tl.static_range(N):
+        column = tl.load(ptr + ch * N + i, mask=dmask, other=0.0).to(ACC)
+        tile = tl.where(n[:, None] == i, column[None, :], tile)
+    return tile
+
+
+@triton.jit
 def scan_fwd_kernel(
     u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
     su_b, su_k, su_d, su_l, sd_b, sd_k, sd_d, sd_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
@@ -111,7 +125,7 @@ def scan_fwd_kernel(
     k, b, d, dmask, ch = _program(dim_g, BLOCK_D)
     n = tl.arange(0, NP)
     nmask = n < N
-    A2 = tl.load(A2_ptr + ch[:, None] * N + n[None, :], mask=dmask[:, None] & nmask[None, :], other=0.0)
+    A2 = _state_tile(A2_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
     bias = tl.zeros([BLOCK_D], dtype=ACC)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
@@ -125,14 +139,14 @@ def scan_fwd_kernel(
     B_row = B_ptr + b * sB_b + k * sB_k + n * sB_n
     C_row = C_ptr + b * sC_b + k * sC_k + n * sC_n
     i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
-    h = tl.zeros([BLOCK_D, NP], dtype=ACC)
+    h = tl.zeros([NP, BLOCK_D], dtype=ACC)
     t = tl.full([], 0, tl.int32)
     while t < length:  # not range(length): see the module's docstring
         p = i * so + j * si
         u, _, dl, Bt, Ct = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask,
                                         bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
-        h = tl.exp2(dl[:, None] * A2) * h + (dl * u)[:, None] * Bt[None, :]
-        y = tl.sum(h * Ct[None, :], axis=1) + Dv * u
+        h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
+        y = tl.sum(h * Ct[:, None], axis=0) + Dv * u
         if HAS_Z:
             z = tl.load(z_row + p * sz_l, mask=dmask, other=0.0).to(ACC)
             y = y * z * tl.sigmoid(z)
@@ -159,15 +173,15 @@ def scan_bwd_kernel(
     dL/dC_t = g_t h_t, dL/db_t = G_t, dL/d(delta_t A) = G_t a_t h_{t-1} = G_t (h_t - b_t).
     dB and dC are summed over the channels of a block in registers and over blocks with atomics (fp32
     buffers, N values a step); dA, dD and d(delta_bias) are summed over time here (per (batch, channel)
-    partial sums) and over the batch by the caller. ``states`` (rows, n_chunks, NP) and ``hbuf`` (rows,
-    CHUNK, NP), rows = batch * groups * dim_g, are scratch in ACC.
+    partial sums) and over the batch by the caller. ``states`` (n_chunks, NP, rows) and ``hbuf`` (CHUNK,
+    NP, rows), rows = batch * groups * dim_g, are scratch in ACC.
     """
     k, b, d, dmask, ch = _program(dim_g, BLOCK_D)
     n = tl.arange(0, NP)
     nmask = n < N
-    tile_mask = dmask[:, None] & nmask[None, :]
-    A2 = tl.load(A2_ptr + ch[:, None] * N + n[None, :], mask=tile_mask, other=0.0)
-    A = tl.load(A_ptr + ch[:, None] * N + n[None, :], mask=tile_mask, other=0.0)
+    tile_mask = nmask[:, None] & dmask[None, :]
+    A2 = _state_tile(A2_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
+    A = _state_tile(A_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
     bias = tl.zeros([BLOCK_D], dtype=ACC)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
@@ -186,28 +200,30 @@ def scan_bwd_kernel(
     bk = b * tl.num_programs(1) + k
     dBC_row = bk * N * length + n * length  # dB, dC: contiguous (batch, groups, N, L), at storage positions
     row = bk * dim_g + d  # this program's channels among all (batch, k, channel) rows
-    state_rows = states_ptr + row[:, None] * (n_chunks * NP) + n[None, :]
-    hbuf_rows = hbuf_ptr + row[:, None] * (CHUNK * NP) + n[None, :]
+    # scratch (slot, NP, rows) with the channels innermost, as the states' tiles are laid out
+    n_rows = tl.num_programs(2) * tl.num_programs(1) * dim_g
+    state_rows = states_ptr + n[:, None] * n_rows + row[None, :]
+    hbuf_rows = hbuf_ptr + n[:, None] * n_rows + row[None, :]
 
     # the forward sweep: the state at the start of every chunk
     i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
-    h = tl.zeros([BLOCK_D, NP], dtype=ACC)
+    h = tl.zeros([NP, BLOCK_D], dtype=ACC)
     t = tl.full([], 0, tl.int32)
     while t < length:
         if t % CHUNK == 0:
-            tl.store(state_rows + (t // CHUNK) * NP, h, mask=tile_mask)
+            tl.store(state_rows + (t // CHUNK) * NP * n_rows, h, mask=tile_mask)
         p = i * so + j * si
         u, _, dl, Bt, _ = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask,
                                        bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
-        h = tl.exp2(dl[:, None] * A2) * h + (dl * u)[:, None] * Bt[None, :]
+        h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
         i, j = _advance(i, j, m, s)
         t += 1
     # the scratch buffers are written and read by the same program: order its threads' accesses
     tl.debug_barrier()
 
-    G = tl.zeros([BLOCK_D, NP], dtype=ACC)  # dL/dh of the step after the current one
-    a_next = tl.zeros([BLOCK_D, NP], dtype=ACC)  # its decay (G is 0 there at the end)
-    dA = tl.zeros([BLOCK_D, NP], dtype=ACC)
+    G = tl.zeros([NP, BLOCK_D], dtype=ACC)  # dL/dh of the step after the current one
+    a_next = tl.zeros([NP, BLOCK_D], dtype=ACC)  # its decay (G is 0 there at the end)
+    dA = tl.zeros([NP, BLOCK_D], dtype=ACC)
     dD = tl.zeros([BLOCK_D], dtype=ACC)
     dbias = tl.zeros([BLOCK_D], dtype=ACC)
     c = tl.full([], 0, tl.int32) + n_chunks - 1
@@ -216,14 +232,14 @@ def scan_bwd_kernel(
         start = c * CHUNK
         stop = tl.minimum(start + CHUNK, length)
         i, j, m, so, si, s = _walk(start, k, length, height, width, CROSS)
-        h = tl.load(state_rows + c * NP, mask=tile_mask, other=0.0)
+        h = tl.load(state_rows + c * NP * n_rows, mask=tile_mask, other=0.0)
         t = start
         while t < stop:
             p = i * so + j * si
             u, _, dl, Bt, _ = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask,
                                            nmask, bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
-            h = tl.exp2(dl[:, None] * A2) * h + (dl * u)[:, None] * Bt[None, :]
-            tl.store(hbuf_rows + (t - start) * NP, h, mask=tile_mask)
+            h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
+            tl.store(hbuf_rows + (t - start) * NP * n_rows, h, mask=tile_mask)
             i, j = _advance(i, j, m, s)
             t += 1
         tl.debug_barrier()
@@ -234,25 +250,25 @@ def scan_bwd_kernel(
             p = i * so + j * si
             u, raw, dl, Bt, Ct = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask,
                                               nmask, bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
-            h = tl.load(hbuf_rows + (t - start) * NP, mask=tile_mask, other=0.0)
+            h = tl.load(hbuf_rows + (t - start) * NP * n_rows, mask=tile_mask, other=0.0)
             gout = tl.load(g_row + p * sg_l, mask=dmask, other=0.0).to(ACC)
             g = gout
             if HAS_Z:
                 z = tl.load(z_row + p * sz_l, mask=dmask, other=0.0).to(ACC)
                 z_sig = tl.sigmoid(z)
                 g = gout * z * z_sig
-            G = a_next * G + g[:, None] * Ct[None, :]
-            a_next = tl.exp2(dl[:, None] * A2)
+            G = a_next * G + Ct[:, None] * g[None, :]
+            a_next = tl.exp2(dl[None, :] * A2)
             du_t = dl * u
-            G_decay = G * (h - du_t[:, None] * Bt[None, :])  # G_t a_t h_{t-1}
-            dA += G_decay * dl[:, None]
-            GB = tl.sum(G * Bt[None, :], axis=1)
-            ddl = tl.sum(G_decay * A, axis=1) + u * GB
+            G_decay = G * (h - Bt[:, None] * du_t[None, :])  # G_t a_t h_{t-1}
+            dA += G_decay * dl[None, :]
+            GB = tl.sum(G * Bt[:, None], axis=0)
+            ddl = tl.sum(G_decay * A, axis=0) + u * GB
             du = dl * GB + Dv * g
             if HAS_D:
                 dD += g * u
             if HAS_Z:
-                y = tl.sum(h * Ct[None, :], axis=1) + Dv * u
+                y = tl.sum(h * Ct[:, None], axis=0) + Dv * u
                 dz = gout * y * z_sig * (1.0 + z * (1.0 - z_sig))
                 tl.store(dz_row + p * sdz_l, dz.to(dz_ptr.dtype.element_ty), mask=dmask)
             if SOFTPLUS:
@@ -261,14 +277,14 @@ def scan_bwd_kernel(
             tl.store(dd_row + p * sdd_l, ddl.to(ddelta_ptr.dtype.element_ty), mask=dmask)
             tl.store(du_row + p * sdu_l, du.to(du_ptr.dtype.element_ty), mask=dmask)
             # masked channels have g = 0, so G = 0 and u = 0: they add nothing to the sums over channels
-            tl.atomic_add(dB_ptr + dBC_row + p, tl.sum(G * du_t[:, None], axis=0), mask=nmask)
-            tl.atomic_add(dC_ptr + dBC_row + p, tl.sum(g[:, None] * h, axis=0), mask=nmask)
+            tl.atomic_add(dB_ptr + dBC_row + p, tl.sum(G * du_t[None, :], axis=1), mask=nmask)
+            tl.atomic_add(dC_ptr + dBC_row + p, tl.sum(h * g[None, :], axis=1), mask=nmask)
             i, j = _advance(i, j, m, -s)
             t -= 1
         tl.debug_barrier()  # before the next chunk overwrites the scratch buffer
         c -= 1
     # per-batch partial sums, (batch * groups * dim_g[, N]); the caller sums over the batch
-    tl.store(dA_ptr + row[:, None] * N + n[None, :], dA, mask=tile_mask)
+    tl.store(dA_ptr + row[None, :] * N + n[:, None], dA, mask=tile_mask)
     if HAS_D:
         tl.store(dD_ptr + row, dD, mask=dmask)
     if HAS_BIAS:
