@@ -9,6 +9,7 @@ variants run the compiled kernels, and the interpreter variants skip.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 
 import pytest
@@ -49,6 +50,9 @@ def triton_36_scalar_index():
     own = getattr(interpreter, "_patch_lang_tensor", None)
     if own is None:
         pytest.skip("this Triton's interpreter patches tensors elsewhere: cannot play Triton 3.6's")
+    if len(inspect.signature(own).parameters) == 1:  # Triton 3.0-3.2's: int() of the array already
+        yield
+        return
 
     def patch_as_triton_36(tensor, scope):
         own(tensor, scope)

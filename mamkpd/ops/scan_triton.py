@@ -8,7 +8,14 @@ use, so the suite imports and runs where it is absent.
 Plain entry points, for timing the kernels without autograd: :func:`triton_scan_forward`,
 :func:`triton_scan_backward` and the four-direction cross forms :func:`triton_cross_scan_forward`,
 :func:`triton_cross_scan_backward` (used by :mod:`.cross_selective_scan`). :func:`scan_bytes_moved` and
-:func:`cross_scan_bytes_moved` give the bytes a call must move at least, for the memory-bandwidth bound.
+:func:`cross_scan_bytes_moved` give the bytes a call must move at least: the traffic term of the scan's
+roofline (the GPU check's, with the exponentials' term beside it).
+
+The kernels (:mod:`.scan_triton_kernels`) run the time loop one step after another with a block of channels
+across the threads, one channel and its N states a thread; the grid is batch x directions (groups) x channel
+blocks, not split along the sequence: at MamKPD-B's stage 1 and batch 64 that is 49,152 threads, 11 warps
+an SM of an H200, while a split would add a second pass and its traffic. At batch 1 the grid is 64 times
+smaller and the scan latency-bound: the kernels are built for training and batched throughput.
 """
 
 from __future__ import annotations
@@ -173,7 +180,11 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
         forward, backward = forward.fn, backward.fn
         flags.update(BLOCK_D=config.block_d, num_warps=config.num_warps)
     chunk = (config or (INTERPRETER_CONFIG if interpret else None) or KernelConfig(32, 1, GPU_CHUNK)).chunk
-    grid = lambda meta: (_cdiv(dim_g, meta["BLOCK_D"]), groups, batch)  # noqa: E731
+    block_d = config.block_d if config is not None else INTERPRETER_CONFIG.block_d if interpret else None
+    if block_d is None:  # the autotuner's choice
+        grid = lambda meta: (_cdiv(dim_g, meta["BLOCK_D"]), groups, batch)  # noqa: E731
+    else:  # a fixed grid: Triton 3.0's interpreter hands the grid function its constexprs as arrays
+        grid = (_cdiv(dim_g, block_d), groups, batch)
 
     def rows_out(dtype):
         # (batch, k, dim_g, L) with channels innermost: a step's row of channels is one contiguous store

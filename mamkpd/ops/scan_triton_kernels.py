@@ -28,8 +28,8 @@ makes a scalar argument a Python int by ``int()`` of a one-element array, which 
 ("only 0-dimensional arrays can be converted to Python scalars"), while a comparison's truth value passes.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: Triton 3.0's interpreter finds constexpr arguments by comparing
+# annotations with tl.constexpr, which string annotations never equal
 import triton
 import triton.language as tl
 
