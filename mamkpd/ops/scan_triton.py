@@ -53,7 +53,7 @@ class KernelConfig:
 
     block_d: int
     num_warps: int = 4
-    chunk: int = 16
+    chunk: int = 16  # GPU_CHUNK
 
     def __post_init__(self):
         for name in ("block_d", "chunk"):
@@ -179,7 +179,7 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
     if config is not None:  # one given launch shape, not the autotuner's
         forward, backward = forward.fn, backward.fn
         flags.update(BLOCK_D=config.block_d, num_warps=config.num_warps)
-    chunk = (config or (INTERPRETER_CONFIG if interpret else None) or KernelConfig(32, 1, GPU_CHUNK)).chunk
+    chunk = config.chunk if config is not None else INTERPRETER_CONFIG.chunk if interpret else GPU_CHUNK
     block_d = config.block_d if config is not None else INTERPRETER_CONFIG.block_d if interpret else None
     if block_d is None:  # the autotuner's choice
         grid = lambda meta: (_cdiv(dim_g, meta["BLOCK_D"]), groups, batch)  # noqa: E731

@@ -5,10 +5,13 @@ are compiled for a GPU or run by Triton's interpreter (``TRITON_INTERPRET=1``, C
 
 One program owns ``BLOCK_D`` channels of one (batch, k) pair, k the B/C group or, in the cross form
 (``CROSS``), the scan direction, and runs the time loop one step after another. Channels lie across the lanes
-(a warp's 32 lanes, 32 channels, one channel a thread when BLOCK_D = 32 x num_warps), each channel's N states
-are a (BLOCK_D, N) tile whose N values sit in the channel's own thread, so the sum over the states for y is
-in registers; B_t and C_t (N values) are loaded once a step for the whole block. Nothing is scanned across
-threads: the parallelism is batch x k x channel blocks (49,152 threads at MamKPD-B's stage 1, batch 64).
+(a warp's 32 lanes, 32 channels, one channel a thread when BLOCK_D = 32 x num_warps); the states are an
+(N, BLOCK_D) tile whose N values of a channel sit in the channel's own thread (built from channel vectors, see
+:func:`_state_tile`), so the sum over the states for y is in registers: compiled for sm_90, the forward's loop
+has no shuffle and no barrier. B_t and C_t (N values) are loaded once a step by every thread (the same
+address across a warp). Nothing is scanned across threads: the parallelism is batch x k x channel blocks
+(49,152 threads at MamKPD-B's stage 1, batch 64). The next step's u and delta are loaded before a step's
+arithmetic, so that their latency overlaps it.
 
 Every tensor is read through its strides (batch, k, channel, step position), so x, delta, B and C are read
 in the layout the model holds them (SS2D: x and delta channels-last, B and C views of x_proj's output):
@@ -83,19 +86,56 @@ def _advance(i, j, m, s):
 
 
 @triton.jit
-def _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask, bias,
-                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
-    """One step's u, raw delta (+ bias), effective delta (BLOCK_D each), B and C (NP each) at position p."""
-    u = tl.load(u_row + p * su_l, mask=dmask, other=0.0).to(ACC)
-    raw = tl.load(delta_row + p * sd_l, mask=dmask, other=0.0).to(ACC)
+def _delta(raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ACC: tl.constexpr):
+    """(raw delta + bias, effective delta) from the loaded raw delta."""
+    raw = raw.to(ACC)
     if HAS_BIAS:
         raw = raw + bias
     dl = raw
     if SOFTPLUS:
         dl = _softplus(raw)
+    return raw, dl
+
+
+@triton.jit
+def _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask, bias,
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """One step's u, raw delta (+ bias), effective delta (BLOCK_D each), B and C (NP each) at position p."""
+    u = tl.load(u_row + p * su_l, mask=dmask, other=0.0).to(ACC)
+    raw, dl = _delta(tl.load(delta_row + p * sd_l, mask=dmask, other=0.0), bias, HAS_BIAS, SOFTPLUS, ACC)
     Bt = tl.load(B_row + p * sB_l, mask=nmask, other=0.0).to(ACC)
     Ct = tl.load(C_row + p * sC_l, mask=nmask, other=0.0).to(ACC)
     return u, raw, dl, Bt, Ct
+
+
+@triton.jit
+def _row(ptr, b, k, index, s_b, s_k, s_i):
+    """Pointers to step 0 of batch b, k and ``index`` (channels or states) of a strided tensor."""
+    return ptr + b * s_b + k * s_k + index * s_i
+
+
+@triton.jit
+def _setup(u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
+           sB_b, sB_k, sB_n, sC_b, sC_k, sC_n, sz_b, sz_k, sz_d, dim_g, N: tl.constexpr, NP: tl.constexpr,
+           BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """What both kernels start from: the program's k, b, channels d (mask, ch = k * dim_g + d), states n (mask),
+    the A log2(e) tile, delta_bias and D (zeros where absent), and the rows of u, delta, z, B and C."""
+    k, b, d, dmask, ch = _program(dim_g, BLOCK_D)
+    n = tl.arange(0, NP)
+    nmask = n < N
+    A2 = _state_tile(A2_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
+    bias = tl.zeros([BLOCK_D], dtype=ACC)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
+    Dv = tl.zeros([BLOCK_D], dtype=ACC)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)
+    u_row = _row(u_ptr, b, k, d, su_b, su_k, su_d)
+    delta_row = _row(delta_ptr, b, k, d, sd_b, sd_k, sd_d)
+    z_row = _row(z_ptr, b, k, d, sz_b, sz_k, sz_d)
+    B_row = _row(B_ptr, b, k, n, sB_b, sB_k, sB_n)
+    C_row = _row(C_ptr, b, k, n, sC_b, sC_k, sC_n)
+    return k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row
 
 
 @triton.jit
@@ -122,36 +162,37 @@ def scan_fwd_kernel(
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CROSS: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
     """out = scan (plus D u, times silu(z)). A2: A log2(e), contiguous (k * dim_g + d, N), in ACC."""
-    k, b, d, dmask, ch = _program(dim_g, BLOCK_D)
-    n = tl.arange(0, NP)
-    nmask = n < N
-    A2 = _state_tile(A2_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
-    bias = tl.zeros([BLOCK_D], dtype=ACC)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    Dv = tl.zeros([BLOCK_D], dtype=ACC)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    u_row = u_ptr + b * su_b + k * su_k + d * su_d
-    delta_row = delta_ptr + b * sd_b + k * sd_k + d * sd_d
-    z_row = z_ptr + b * sz_b + k * sz_k + d * sz_d
-    out_row = out_ptr + b * so_b + k * so_k + d * so_d
-    B_row = B_ptr + b * sB_b + k * sB_k + n * sB_n
-    C_row = C_ptr + b * sC_b + k * sC_k + n * sC_n
+    k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row = _setup(
+        u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
+        sB_b, sB_k, sB_n, sC_b, sC_k, sC_n, sz_b, sz_k, sz_d, dim_g, N, NP, BLOCK_D, HAS_D, HAS_BIAS, ACC,
+    )  # fmt: skip
+    out_row = _row(out_ptr, b, k, d, so_b, so_k, so_d)
     i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
     h = tl.zeros([NP, BLOCK_D], dtype=ACC)
     t = tl.full([], 0, tl.int32)
+    p = i * so + j * si
+    u_in = tl.load(u_row + p * su_l, mask=dmask, other=0.0)
+    delta_in = tl.load(delta_row + p * sd_l, mask=dmask, other=0.0)
     while t < length:  # not range(length): see the module's docstring
-        p = i * so + j * si
-        u, _, dl, Bt, Ct = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask,
-                                        bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
+        # the next step's u and delta are loaded before this step's arithmetic and used (converted) only in the
+        # next iteration, so that their latency overlaps it. B_t and C_t are loaded here, not carried: a
+        # carried (N,) vector would be laid out across threads and gathered through shared memory each step
+        Bt = tl.load(B_row + p * sB_l, mask=nmask, other=0.0).to(ACC)
+        Ct = tl.load(C_row + p * sC_l, mask=nmask, other=0.0).to(ACC)
+        i, j = _advance(i, j, m, s)
+        p_next = i * so + j * si
+        more = t + 1 < length
+        u_next = tl.load(u_row + p_next * su_l, mask=dmask & more, other=0.0)
+        delta_next = tl.load(delta_row + p_next * sd_l, mask=dmask & more, other=0.0)
+        u = u_in.to(ACC)
+        _, dl = _delta(delta_in, bias, HAS_BIAS, SOFTPLUS, ACC)
         h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
         y = tl.sum(h * Ct[:, None], axis=0) + Dv * u
         if HAS_Z:
             z = tl.load(z_row + p * sz_l, mask=dmask, other=0.0).to(ACC)
             y = y * z * tl.sigmoid(z)
         tl.store(out_row + p * so_l, y.to(out_ptr.dtype.element_ty), mask=dmask)
-        i, j = _advance(i, j, m, s)
+        u_in, delta_in, p = u_next, delta_next, p_next
         t += 1
 
 
@@ -176,27 +217,16 @@ def scan_bwd_kernel(
     partial sums) and over the batch by the caller. ``states`` (n_chunks, NP, rows) and ``hbuf`` (CHUNK,
     NP, rows), rows = batch * groups * dim_g, are scratch in ACC.
     """
-    k, b, d, dmask, ch = _program(dim_g, BLOCK_D)
-    n = tl.arange(0, NP)
-    nmask = n < N
+    k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row = _setup(
+        u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
+        sB_b, sB_k, sB_n, sC_b, sC_k, sC_n, sz_b, sz_k, sz_d, dim_g, N, NP, BLOCK_D, HAS_D, HAS_BIAS, ACC,
+    )  # fmt: skip
     tile_mask = nmask[:, None] & dmask[None, :]
-    A2 = _state_tile(A2_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
     A = _state_tile(A_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
-    bias = tl.zeros([BLOCK_D], dtype=ACC)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    Dv = tl.zeros([BLOCK_D], dtype=ACC)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    u_row = u_ptr + b * su_b + k * su_k + d * su_d
-    delta_row = delta_ptr + b * sd_b + k * sd_k + d * sd_d
-    z_row = z_ptr + b * sz_b + k * sz_k + d * sz_d
-    g_row = gout_ptr + b * sg_b + k * sg_k + d * sg_d
-    du_row = du_ptr + b * sdu_b + k * sdu_k + d * sdu_d
-    dd_row = ddelta_ptr + b * sdd_b + k * sdd_k + d * sdd_d
-    dz_row = dz_ptr + b * sdz_b + k * sdz_k + d * sdz_d
-    B_row = B_ptr + b * sB_b + k * sB_k + n * sB_n
-    C_row = C_ptr + b * sC_b + k * sC_k + n * sC_n
+    g_row = _row(gout_ptr, b, k, d, sg_b, sg_k, sg_d)
+    du_row = _row(du_ptr, b, k, d, sdu_b, sdu_k, sdu_d)
+    dd_row = _row(ddelta_ptr, b, k, d, sdd_b, sdd_k, sdd_d)
+    dz_row = _row(dz_ptr, b, k, d, sdz_b, sdz_k, sdz_d)
     bk = b * tl.num_programs(1) + k
     dBC_row = bk * N * length + n * length  # dB, dC: contiguous (batch, groups, N, L), at storage positions
     row = bk * dim_g + d  # this program's channels among all (batch, k, channel) rows
