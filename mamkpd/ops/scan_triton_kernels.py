@@ -181,9 +181,10 @@ def scan_fwd_kernel(
         Ct = tl.load(C_row + p * sC_l, mask=nmask, other=0.0).to(ACC)
         i, j = _advance(i, j, m, s)
         p_next = i * so + j * si
-        more = t + 1 < length
-        u_next = tl.load(u_row + p_next * su_l, mask=dmask & more, other=0.0)
-        delta_next = tl.load(delta_row + p_next * sd_l, mask=dmask & more, other=0.0)
+        # a vector: the interpreter's `&` of a vector and a scalar mask yields a dtype tl.load refuses
+        more = dmask & (t + 1 + 0 * d < length)
+        u_next = tl.load(u_row + p_next * su_l, mask=more, other=0.0)
+        delta_next = tl.load(delta_row + p_next * sd_l, mask=more, other=0.0)
         u = u_in.to(ACC)
         _, dl = _delta(delta_in, bias, HAS_BIAS, SOFTPLUS, ACC)
         h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
