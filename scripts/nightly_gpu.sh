@@ -7,7 +7,9 @@
 #    timed each in its own process) and params/GFLOPs of every row. Accuracy (marker `data`: full
 #    COCO/MPII/AP-10K evaluations, tens of minutes each) is left to the full-training workflow and to
 #    `MAMKPD_NIGHTLY_DATA=1` on runners with data and checkpoints;
-# 3. writes the report from the store. The store and the report are the artifacts.
+# 3. compiles the Triton kernels and runs their interpreter tests under the oldest and newest Triton of
+#    pyproject's `gpu` range (scripts/triton_versions.sh);
+# 4. writes the report from the store. The store and the report are the artifacts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-nightly}
@@ -27,6 +29,8 @@ timeout 40m python3 -m pytest reproductions -m "gpu and not data" -q -p no:cache
     --junitxml="$OUT/gpu-junit.xml" || status=$?
 timeout 10m python3 -m pytest reproductions -m "not gpu and not data" -q -p no:cacheprovider \
     --junitxml="$OUT/cpu-junit.xml" || status=$?
+# the Triton kernels under the oldest and newest Triton of pyproject's `gpu` range (CPU, a few minutes)
+timeout 15m scripts/triton_versions.sh > "$OUT/triton-versions.log" 2>&1 || status=$?
 if [[ "${MAMKPD_NIGHTLY_DATA:-0}" == "1" ]]; then
     python3 -m pytest reproductions -m "data" -q -p no:cacheprovider --junitxml="$OUT/data-junit.xml" || status=$?
 fi

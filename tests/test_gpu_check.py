@@ -37,7 +37,7 @@ def test_dry_run_writes_store_summary_and_report_with_concrete_backends(tmp_path
     store = pd.read_csv(out / "results.csv", keep_default_na=False)
     scans = store[store["table"] == "kernels"]
     assert set(scans["scan_backend"]) == {"triton", "reference"}, set(scans["scan_backend"])
-    assert set(scans["metric"]) == {"seconds_per_call", "fraction_of_bandwidth_bound"}
+    assert set(scans["metric"]) == {"seconds_per_call", "fraction_of_roofline"}
     fps = store[store["metric"] == "fps"]
     assert {"hrnet_w32", "mamkpd_s"} <= set(fps["model"]), "the dry run's FPS cells wrote no rows"
     assert set(fps[fps["model"] == "mamkpd_s"]["scan_backend"]) == {"torch"}

@@ -102,8 +102,9 @@ def _numpy_dtype_classes() -> list[type]:
     return [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
 
 
-# numpy moved its core to numpy._core in 2.0; files written under 1.x name numpy.core
-_NUMPY_CORE = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+# numpy moved its core to numpy._core in 2.0; files written under 1.x name numpy.core (1.26 has a partial
+# numpy._core, without multiarray, once something has imported it)
+_NUMPY_CORE = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
 
 ZOO_SAFE_GLOBALS: tuple[tuple[Any, str], ...] = (
     # numpy arrays, scalars and dtypes: MMPose 0.x / ViTPose (mmcv) keep the best score as a numpy scalar in

@@ -3,46 +3,38 @@
 Imported only by :mod:`.scan_triton`, lazily: ``triton.jit`` decides at definition time whether the kernels
 are compiled for a GPU or run by Triton's interpreter (``TRITON_INTERPRET=1``, CPU tensors).
 
-One program owns ``BLOCK_D`` channels of one (batch, group) pair and walks the whole sequence in chunks of
-``BLOCK_T`` steps, keeping the (BLOCK_D, N) state in registers between chunks. Inside a chunk each state
-index n is a (BLOCK_D, BLOCK_T) tile scanned along time with ``tl.associative_scan`` on the composition of
-affine maps h -> a h + b; the chunk's start state is folded into its first step. Tiles stay 2-d with time
-innermost (the layout Triton's scan lowering is tested on); the N states are a loop, not unrolled (unrolled,
-the compiler hoists every state's loads and the backward kernel spills registers).
+One program owns ``BLOCK_D`` channels of one (batch, k) pair, k the B/C group or, in the cross form
+(``CROSS``), the scan direction, and runs the time loop one step after another. Channels lie across the lanes
+(a warp's 32 lanes, 32 channels, one channel a thread when BLOCK_D = 32 x num_warps); the states are an
+(N, BLOCK_D) tile whose N values of a channel sit in the channel's own thread (built from channel vectors, see
+:func:`_state_tile`), so the sum over the states for y is in registers: compiled for sm_90, the forward's loop
+has no shuffle and no barrier. B_t and C_t (N values) are loaded once a step by every thread (the same
+address across a warp). Nothing is scanned across threads: the parallelism is batch x k x channel blocks
+(49,152 threads at MamKPD-B's stage 1, batch 64). The next step's u and delta are loaded before a step's
+arithmetic, so that their latency overlaps it.
 
-Indexing is over (batch, k, channel, step): k is the B/C group, and every channel c = k * dim_g + d. In
-the cross form (``CROSS``) k is the scan direction of VMamba's cross scan: the shared input x, the output
-and their gradients are (batch, dim, H*W) tensors read and written at each direction's spatial positions
-(outputs of the four directions summed with atomics), while delta, B and C come per direction.
+Every tensor is read through its strides (batch, k, channel, step position), so x, delta, B and C are read
+in the layout the model holds them (SS2D: x and delta channels-last, B and C views of x_proj's output):
+with channels innermost, one step's loads of a block are one contiguous row. The decay is
+``exp2(delta * A log2(e))``, with A scaled once on the host.
 
-The loops over chunks are ``while`` loops on a counter, not ``range(n_chunks)``: Triton 3.6's interpreter
-(not 3.9's) makes a scalar argument a Python int by ``int()`` of a one-element array, which numpy 2 refuses
+The cross form walks direction k's positions (row-major, column-major, both reversed) by an outer and an
+inner index moved one step at a time, no division a step. Each direction writes its own output rows (the
+caller sums the four), so the merged output needs no atomics and no zero fill.
+
+The backward kernel is one launch: a forward sweep stores the state at the start of every ``CHUNK`` steps,
+then, chunk by chunk from the end, it recomputes the chunk's states (kept in a small per-channel scratch
+buffer, re-used by every chunk, so it stays in cache) and runs the reverse recurrence over the chunk.
+
+The loops are ``while`` loops on a counter, not ``range(length)``: Triton 3.6's interpreter (not 3.9's)
+makes a scalar argument a Python int by ``int()`` of a one-element array, which numpy 2 refuses
 ("only 0-dimensional arrays can be converted to Python scalars"), while a comparison's truth value passes.
-Compiled, both are one loop; a constexpr count would compile once per sequence length.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: Triton 3.0's interpreter finds constexpr arguments by comparing
+# annotations with tl.constexpr, which string annotations never equal
 import triton
 import triton.language as tl
-
-
-@triton.jit
-def _compose(a_first, b_first, a_then, b_then):
-    # h -> a_first h + b_first, then h -> a_then h + b_then
-    return a_first * a_then, b_first * a_then + b_then
-
-
-@triton.jit
-def _positions(t, k, length, height, width, CROSS: tl.constexpr):
-    """Where step t of group/direction k sits along the stored sequence."""
-    p = t
-    if CROSS:
-        t = tl.minimum(t, length - 1)  # masked steps past the end still get an address inside the tensor
-        t = tl.where(k >= 2, length - 1 - t, t)  # directions 2 and 3 run backwards
-        # directions 1 and 3 walk the columns: step t = w * H + h is the row-major position h * W + w
-        p = tl.where(k % 2 == 1, (t % height) * width + t // height, t)
-    return p
 
 
 @triton.jit
@@ -52,271 +44,278 @@ def _softplus(x):
 
 
 @triton.jit
-def _load_delta(delta_ptr, rows, pos, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ACC: tl.constexpr):
-    """(raw delta + bias, effective delta); the effective delta is 0 on masked steps (decay 1, input 0)."""
-    raw = tl.load(delta_ptr + rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
-    if HAS_BIAS:
-        raw = raw + bias[:, None]
-    dl = raw
-    if SOFTPLUS:
-        dl = _softplus(raw)
-    return raw, tl.where(mask, dl, 0.0)
-
-
-@triton.jit
-def _program(dim_g, BLOCK_D: tl.constexpr, CROSS: tl.constexpr):
-    """This program's batch b, group k and channels d (mask dmask); ch = k * dim_g + d indexes A, D and
-    delta_bias; ``row`` the channels' rows in per-group (batch, groups * dim_g, L) tensors and ``shared``
-    in the cross form's shared (batch, dim_g, L) ones (x, the output and their gradients)."""
+def _program(dim_g, BLOCK_D: tl.constexpr):
+    """This program's k, batch b, channels d of the group (mask dmask) and ch = k * dim_g + d (A, D, bias)."""
     k = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
     d = tl.program_id(0) * BLOCK_D + tl.arange(0, BLOCK_D)
-    row = (b * tl.num_programs(1) + k) * dim_g + d
-    shared = row
+    return k, b, d, d < dim_g, k * dim_g + d
+
+
+@triton.jit
+def _walk(t, k, length, height, width, CROSS: tl.constexpr):
+    """Where step t of k lies: (outer index i, inner index j, inner extent m, outer stride so, inner stride
+    si, s) with position i * so + j * si; s (+1 or -1) moves j one step forward in time."""
     if CROSS:
-        shared = b * dim_g + d
-    return k, b, d < dim_g, k * dim_g + d, row, shared
+        cols = k % 2 == 1  # directions 1 and 3 walk the columns
+        back = k >= 2  # directions 2 and 3 run backwards
+        m = tl.where(cols, height, width)
+        so = tl.where(cols, 1, width)
+        si = tl.where(cols, width, 1)
+        tt = tl.where(back, length - 1 - t, t)
+        s = tl.where(back, -1, 1)
+    else:
+        # tensors (k's), not constants: the loops re-assign these
+        m = length + 0 * k
+        so = 0 * k
+        si = 1 + 0 * k
+        tt = t + 0 * k
+        s = 1 + 0 * k
+    return tt // m, tt % m, m, so, si, s
 
 
 @triton.jit
-def _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length, height, width,
-           BLOCK_T: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CROSS: tl.constexpr,
-           ACC: tl.constexpr):  # fmt: skip
-    """Chunk c's steps t, their positions, masks, u, raw and effective delta."""
-    t = c * BLOCK_T + tl.arange(0, BLOCK_T)
-    tmask = t < length
-    pos = _positions(t, k, length, height, width, CROSS)
-    mask = dmask[:, None] & tmask[None, :]
-    u = tl.load(u_ptr + shared_rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
-    raw, dl = _load_delta(delta_ptr, rows, pos, mask, bias, HAS_BIAS, SOFTPLUS, ACC)
-    return t, tmask, pos, mask, u, raw, dl
+def _advance(i, j, m, s):
+    """The indices of the next step (s = +1 or -1), wrapping the inner index."""
+    j = j + s
+    over = j >= m
+    under = j < 0
+    i = i + tl.where(over, 1, tl.where(under, -1, 0))
+    j = tl.where(over, 0, tl.where(under, m - 1, j))
+    return i, j
 
 
 @triton.jit
-def scan_fwd_kernel(
-    u_ptr,
-    delta_ptr,
-    A_ptr,
-    B_ptr,
-    C_ptr,
-    D_ptr,
-    z_ptr,
-    bias_ptr,
-    out_ptr,
-    states_ptr,
-    sB_b,
-    sB_k,
-    sB_n,
-    sB_l,
-    sC_b,
-    sC_k,
-    sC_n,
-    sC_l,
-    sA_d,
-    sA_n,
-    dim_g,
-    length,
-    height,
-    width,
-    n_chunks,
-    N: tl.constexpr,
-    NP: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_T: tl.constexpr,
-    HAS_D: tl.constexpr,
-    HAS_Z: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr,
-    CROSS: tl.constexpr,
-    WRITE_OUT: tl.constexpr,
-    STORE_STATES: tl.constexpr,
-    ACC: tl.constexpr,
-):
-    """out = scan (plus D u, times silu(z)); with STORE_STATES the state at the start of every chunk is
-    written to ``states`` (batch, groups * dim_g, n_chunks, N) for the backward pass."""
-    k, b, dmask, ch, row, shared = _program(dim_g, BLOCK_D, CROSS)
-    rows, shared_rows = row * length, shared * length
-    cols = tl.arange(0, NP)
-    ts = tl.arange(0, BLOCK_T)
-    state_mask = dmask[:, None] & (cols[None, :] < N)
-    bias = tl.zeros([BLOCK_D], dtype=ACC)
+def _delta(raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ACC: tl.constexpr):
+    """(raw delta + bias, effective delta) from the loaded raw delta."""
+    raw = raw.to(ACC)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    B_row = B_ptr + b * sB_b + k * sB_k
-    C_row = C_ptr + b * sC_b + k * sC_k
-    h = tl.zeros([BLOCK_D, NP], dtype=ACC)
-    c = tl.full([], 0, tl.int32)
-    while c < n_chunks:  # not range(n_chunks): see the module's docstring
-        t, tmask, pos, mask, u, _, dl = _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length,
-                                               height, width, BLOCK_T, HAS_BIAS, SOFTPLUS, CROSS, ACC)  # fmt: skip
-        du = dl * u
-        if STORE_STATES:
-            tl.store(states_ptr + row[:, None] * (n_chunks * N) + c * N + cols[None, :], h, mask=state_mask)
-        y = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)
-        if WRITE_OUT and HAS_D:
-            y += tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)[:, None] * u  # now: u is dead in the loop
-        for n in range(N):
-            # (columns of register tiles are taken by masked sums: registers cannot be indexed)
-            a_n = tl.load(A_ptr + ch * sA_d + n * sA_n, mask=dmask, other=0.0).to(ACC)
-            h_n = tl.sum(tl.where(cols[None, :] == n, h, 0.0), axis=1)
-            B_n = tl.load(B_row + n * sB_n + pos * sB_l, mask=tmask, other=0.0).to(ACC)
-            decay = tl.exp(dl * a_n[:, None])
-            inp = du * B_n[None, :]
-            inp = tl.where(ts[None, :] == 0, inp + decay * h_n[:, None], inp)
-            _, hs = tl.associative_scan((decay, inp), axis=1, combine_fn=_compose)
-            if WRITE_OUT:
-                C_n = tl.load(C_row + n * sC_n + pos * sC_l, mask=tmask, other=0.0).to(ACC)
-                y += hs * C_n[None, :]
-            # masked steps have decay 1 and input 0, so the last column is the state after the last real step
-            h_end = tl.sum(tl.where(ts[None, :] == BLOCK_T - 1, hs, 0.0), axis=1)
-            h = tl.where(cols[None, :] == n, h_end[:, None], h)
-        if WRITE_OUT:
-            if HAS_Z:
-                z = tl.load(z_ptr + rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
-                y = y * z * tl.sigmoid(z)
-            if CROSS:
-                tl.atomic_add(out_ptr + shared_rows[:, None] + pos[None, :], y, mask=mask)
-            else:
-                tl.store(out_ptr + rows[:, None] + pos[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
-        c += 1
+        raw = raw + bias
+    dl = raw
+    if SOFTPLUS:
+        dl = _softplus(raw)
+    return raw, dl
 
 
 @triton.jit
-def scan_bwd_kernel(
-    u_ptr,
-    delta_ptr,
-    A_ptr,
-    B_ptr,
-    C_ptr,
-    D_ptr,
-    z_ptr,
-    bias_ptr,
-    gout_ptr,
-    states_ptr,
-    du_ptr,
-    ddelta_ptr,
-    dz_ptr,
-    dA_ptr,
-    dD_ptr,
-    dbias_ptr,
-    dB_ptr,
-    dC_ptr,
-    sB_b,
-    sB_k,
-    sB_n,
-    sB_l,
-    sC_b,
-    sC_k,
-    sC_n,
-    sC_l,
-    sA_d,
-    sA_n,
-    dim_g,
-    length,
-    height,
-    width,
-    n_chunks,
-    N: tl.constexpr,
-    NP: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_T: tl.constexpr,
-    HAS_D: tl.constexpr,
-    HAS_Z: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr,
-    CROSS: tl.constexpr,
-    ACC: tl.constexpr,
-):
-    """Gradients, chunk by chunk from the end, recomputing each chunk's states from its stored start state.
+def _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask, bias,
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """One step's u, raw delta (+ bias), effective delta (BLOCK_D each), B and C (NP each) at position p."""
+    u = tl.load(u_row + p * su_l, mask=dmask, other=0.0).to(ACC)
+    raw, dl = _delta(tl.load(delta_row + p * sd_l, mask=dmask, other=0.0), bias, HAS_BIAS, SOFTPLUS, ACC)
+    Bt = tl.load(B_row + p * sB_l, mask=nmask, other=0.0).to(ACC)
+    Ct = tl.load(C_row + p * sC_l, mask=nmask, other=0.0).to(ACC)
+    return u, raw, dl, Bt, Ct
 
-    With a_t = exp(delta_t A), b_t = delta_t u_t B_t, h_t = a_t h_{t-1} + b_t, y_t = <C_t, h_t> and g_t the
-    gradient of y_t (after the z gate), G_t = dL/dh_t = C_t g_t + a_{t+1} G_{t+1} (a reverse scan), and
-    dL/dC_t = g_t h_t, dL/db_t = G_t, dL/d(delta_t A) = G_t a_t h_{t-1} = G_t (h_t - b_t).
-    dB and dC are summed over the channels of a group with atomics (fp32 buffers); dA, dD and d(delta_bias)
-    are summed over time here and over the batch by the caller.
-    """
-    k, b, dmask, ch, row, shared = _program(dim_g, BLOCK_D, CROSS)
-    rows, shared_rows = row * length, shared * length
-    cols = tl.arange(0, NP)
-    ts = tl.arange(0, BLOCK_T)
-    state_mask = dmask[:, None] & (cols[None, :] < N)
+
+@triton.jit
+def _row(ptr, b, k, index, s_b, s_k, s_i):
+    """Pointers to step 0 of batch b, k and ``index`` (channels or states) of a strided tensor."""
+    return ptr + b * s_b + k * s_k + index * s_i
+
+
+@triton.jit
+def _setup(u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
+           sB_b, sB_k, sB_n, sC_b, sC_k, sC_n, sz_b, sz_k, sz_d, dim_g, N: tl.constexpr, NP: tl.constexpr,
+           BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """What both kernels start from: the program's k, b, channels d (mask, ch = k * dim_g + d), states n (mask),
+    the A log2(e) tile, delta_bias and D (zeros where absent), and the rows of u, delta, z, B and C."""
+    k, b, d, dmask, ch = _program(dim_g, BLOCK_D)
+    n = tl.arange(0, NP)
+    nmask = n < N
+    A2 = _state_tile(A2_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
     bias = tl.zeros([BLOCK_D], dtype=ACC)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(ACC)
     Dv = tl.zeros([BLOCK_D], dtype=ACC)
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0).to(ACC)
-    state_rows = row * (n_chunks * N)
-    B_row = B_ptr + b * sB_b + k * sB_k
-    C_row = C_ptr + b * sC_b + k * sC_k
-    dBC_row = (b * tl.num_programs(1) + k) * N * length  # dB, dC: contiguous (batch, groups, N, L)
-    G_next = tl.zeros([BLOCK_D, NP], dtype=ACC)  # G at the first step of the chunk after this one
-    dA = tl.zeros([BLOCK_D, NP], dtype=ACC)
+    u_row = _row(u_ptr, b, k, d, su_b, su_k, su_d)
+    delta_row = _row(delta_ptr, b, k, d, sd_b, sd_k, sd_d)
+    z_row = _row(z_ptr, b, k, d, sz_b, sz_k, sz_d)
+    B_row = _row(B_ptr, b, k, n, sB_b, sB_k, sB_n)
+    C_row = _row(C_ptr, b, k, n, sC_b, sC_k, sC_n)
+    return k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row
+
+
+@triton.jit
+def _state_tile(ptr, ch, dmask, N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
+    """The (NP, BLOCK_D) tile of a contiguous (channels, N) parameter, 0 past N, assembled from one channel
+    vector a state: a 2-d load would be laid out along its contiguous N axis, and the loop's states with it
+    (states across lanes, shuffles to sum them); built from channel vectors it keeps a channel's states in
+    its thread."""
+    n = tl.arange(0, NP)
+    tile = tl.zeros([NP, BLOCK_D], dtype=ACC)
+    for i in tl.static_range(N):
+        column = tl.load(ptr + ch * N + i, mask=dmask, other=0.0).to(ACC)
+        tile = tl.where(n[:, None] == i, column[None, :], tile)
+    return tile
+
+
+@triton.jit
+def scan_fwd_kernel(
+    u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
+    su_b, su_k, su_d, su_l, sd_b, sd_k, sd_d, sd_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
+    sz_b, sz_k, sz_d, sz_l, so_b, so_k, so_d, so_l,
+    dim_g, length, height, width,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CROSS: tl.constexpr, ACC: tl.constexpr,
+):  # fmt: skip
+    """out = scan (plus D u, times silu(z)). A2: A log2(e), contiguous (k * dim_g + d, N), in ACC."""
+    k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row = _setup(
+        u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
+        sB_b, sB_k, sB_n, sC_b, sC_k, sC_n, sz_b, sz_k, sz_d, dim_g, N, NP, BLOCK_D, HAS_D, HAS_BIAS, ACC,
+    )  # fmt: skip
+    out_row = _row(out_ptr, b, k, d, so_b, so_k, so_d)
+    i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
+    h = tl.zeros([NP, BLOCK_D], dtype=ACC)
+    t = tl.full([], 0, tl.int32)
+    p = i * so + j * si
+    u_in = tl.load(u_row + p * su_l, mask=dmask, other=0.0)
+    delta_in = tl.load(delta_row + p * sd_l, mask=dmask, other=0.0)
+    while t < length:  # not range(length): see the module's docstring
+        # the next step's u and delta are loaded before this step's arithmetic and used (converted) only in the
+        # next iteration, so that their latency overlaps it. B_t and C_t are loaded here, not carried: a
+        # carried (N,) vector would be laid out across threads and gathered through shared memory each step
+        Bt = tl.load(B_row + p * sB_l, mask=nmask, other=0.0).to(ACC)
+        Ct = tl.load(C_row + p * sC_l, mask=nmask, other=0.0).to(ACC)
+        i, j = _advance(i, j, m, s)
+        p_next = i * so + j * si
+        # a vector: the interpreter's `&` of a vector and a scalar mask yields a dtype tl.load refuses
+        more = dmask & (t + 1 + 0 * d < length)
+        u_next = tl.load(u_row + p_next * su_l, mask=more, other=0.0)
+        delta_next = tl.load(delta_row + p_next * sd_l, mask=more, other=0.0)
+        u = u_in.to(ACC)
+        _, dl = _delta(delta_in, bias, HAS_BIAS, SOFTPLUS, ACC)
+        h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
+        y = tl.sum(h * Ct[:, None], axis=0) + Dv * u
+        if HAS_Z:
+            z = tl.load(z_row + p * sz_l, mask=dmask, other=0.0).to(ACC)
+            y = y * z * tl.sigmoid(z)
+        tl.store(out_row + p * so_l, y.to(out_ptr.dtype.element_ty), mask=dmask)
+        u_in, delta_in, p = u_next, delta_next, p_next
+        t += 1
+
+
+@triton.jit
+def scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr, states_ptr, hbuf_ptr,
+    su_b, su_k, su_d, su_l, sd_b, sd_k, sd_d, sd_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
+    sz_b, sz_k, sz_d, sz_l, sg_b, sg_k, sg_d, sg_l, sdu_b, sdu_k, sdu_d, sdu_l, sdd_b, sdd_k, sdd_d, sdd_l,
+    sdz_b, sdz_k, sdz_d, sdz_l,
+    dim_g, length, height, width, n_chunks,
+    N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, HAS_D: tl.constexpr,
+    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CROSS: tl.constexpr, ACC: tl.constexpr,
+):  # fmt: skip
+    """Gradients in one launch, from the end of the sequence to its start.
+
+    With a_t = exp(delta_t A), b_t = delta_t u_t B_t, h_t = a_t h_{t-1} + b_t, y_t = <C_t, h_t> and g_t the
+    gradient of y_t (after the z gate), G_t = dL/dh_t = C_t g_t + a_{t+1} G_{t+1} (a reverse recurrence),
+    dL/dC_t = g_t h_t, dL/db_t = G_t, dL/d(delta_t A) = G_t a_t h_{t-1} = G_t (h_t - b_t).
+    dB and dC are summed over the channels of a block in registers and over blocks with atomics (fp32
+    buffers, N values a step); dA, dD and d(delta_bias) are summed over time here (per (batch, channel)
+    partial sums) and over the batch by the caller. ``states`` (n_chunks, NP, rows) and ``hbuf`` (CHUNK,
+    NP, rows), rows = batch * groups * dim_g, are scratch in ACC.
+    """
+    k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row = _setup(
+        u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
+        sB_b, sB_k, sB_n, sC_b, sC_k, sC_n, sz_b, sz_k, sz_d, dim_g, N, NP, BLOCK_D, HAS_D, HAS_BIAS, ACC,
+    )  # fmt: skip
+    tile_mask = nmask[:, None] & dmask[None, :]
+    A = _state_tile(A_ptr, ch, dmask, N, NP, BLOCK_D, ACC)
+    g_row = _row(gout_ptr, b, k, d, sg_b, sg_k, sg_d)
+    du_row = _row(du_ptr, b, k, d, sdu_b, sdu_k, sdu_d)
+    dd_row = _row(ddelta_ptr, b, k, d, sdd_b, sdd_k, sdd_d)
+    dz_row = _row(dz_ptr, b, k, d, sdz_b, sdz_k, sdz_d)
+    bk = b * tl.num_programs(1) + k
+    dBC_row = bk * N * length + n * length  # dB, dC: contiguous (batch, groups, N, L), at storage positions
+    row = bk * dim_g + d  # this program's channels among all (batch, k, channel) rows
+    # scratch (slot, NP, rows) with the channels innermost, as the states' tiles are laid out
+    n_rows = tl.num_programs(2) * tl.num_programs(1) * dim_g
+    state_rows = states_ptr + n[:, None] * n_rows + row[None, :]
+    hbuf_rows = hbuf_ptr + n[:, None] * n_rows + row[None, :]
+
+    # the forward sweep: the state at the start of every chunk
+    i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
+    h = tl.zeros([NP, BLOCK_D], dtype=ACC)
+    t = tl.full([], 0, tl.int32)
+    while t < length:
+        if t % CHUNK == 0:
+            tl.store(state_rows + (t // CHUNK) * NP * n_rows, h, mask=tile_mask)
+        p = i * so + j * si
+        u, _, dl, Bt, _ = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask,
+                                       bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
+        h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
+        i, j = _advance(i, j, m, s)
+        t += 1
+    # the scratch buffers are written and read by the same program: order its threads' accesses
+    tl.debug_barrier()
+
+    G = tl.zeros([NP, BLOCK_D], dtype=ACC)  # dL/dh of the step after the current one
+    a_next = tl.zeros([NP, BLOCK_D], dtype=ACC)  # its decay (G is 0 there at the end)
+    dA = tl.zeros([NP, BLOCK_D], dtype=ACC)
     dD = tl.zeros([BLOCK_D], dtype=ACC)
     dbias = tl.zeros([BLOCK_D], dtype=ACC)
-    c = n_chunks - 1 + tl.full([], 0, tl.int32)
-    while c >= 0:  # not range(n_chunks): see the module's docstring
-        t, tmask, pos, mask, u, raw, dl = _chunk(u_ptr, delta_ptr, c, k, dmask, rows, shared_rows, bias, length,
-                                                 height, width, BLOCK_T, HAS_BIAS, SOFTPLUS, CROSS, ACC)  # fmt: skip
-        # the decay of the next step, a_{t+1}, multiplies G_{t+1} in G_t
-        next_mask = dmask[:, None] & ((t + 1) < length)[None, :]
-        pos_next = _positions(t + 1, k, length, height, width, CROSS)
-        _, dl_next = _load_delta(delta_ptr, rows, pos_next, next_mask, bias, HAS_BIAS, SOFTPLUS, ACC)
-        gout = tl.load(gout_ptr + shared_rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
-        g = gout
-        if HAS_Z:
-            z = tl.load(z_ptr + rows[:, None] + pos[None, :], mask=mask, other=0.0).to(ACC)
-            z_sig = tl.sigmoid(z)
-            g = gout * z * z_sig
-        du = dl * u
-        y = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)  # the scan's output, for the z gate's gradient
-        sum_GB = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)  # sum_n G B: gives du and part of ddelta
-        ddl = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)
-        for n in range(N):
-            a_n = tl.load(A_ptr + ch * sA_d + n * sA_n, mask=dmask, other=0.0).to(ACC)
-            h_start = tl.load(states_ptr + state_rows + c * N + n, mask=dmask, other=0.0)
-            B_n = tl.load(B_row + n * sB_n + pos * sB_l, mask=tmask, other=0.0).to(ACC)
-            C_n = tl.load(C_row + n * sC_n + pos * sC_l, mask=tmask, other=0.0).to(ACC)
-            decay = tl.exp(dl * a_n[:, None])
-            inp = du * B_n[None, :]
-            first = tl.where(ts[None, :] == 0, decay * h_start[:, None], 0.0)
-            _, hs = tl.associative_scan((decay, inp + first), axis=1, combine_fn=_compose)
+    c = tl.full([], 0, tl.int32) + n_chunks - 1
+    while c >= 0:
+        # the chunk's states, from its stored start state, into the scratch buffer
+        start = c * CHUNK
+        stop = tl.minimum(start + CHUNK, length)
+        i, j, m, so, si, s = _walk(start, k, length, height, width, CROSS)
+        h = tl.load(state_rows + c * NP * n_rows, mask=tile_mask, other=0.0)
+        t = start
+        while t < stop:
+            p = i * so + j * si
+            u, _, dl, Bt, _ = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask,
+                                           nmask, bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
+            h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
+            tl.store(hbuf_rows + (t - start) * NP * n_rows, h, mask=tile_mask)
+            i, j = _advance(i, j, m, s)
+            t += 1
+        tl.debug_barrier()
+        # the reverse recurrence over the chunk
+        i, j, m, so, si, s = _walk(stop - 1, k, length, height, width, CROSS)
+        t = stop - 1
+        while t >= start:
+            p = i * so + j * si
+            u, raw, dl, Bt, Ct = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask,
+                                              nmask, bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
+            h = tl.load(hbuf_rows + (t - start) * NP * n_rows, mask=tile_mask, other=0.0)
+            gout = tl.load(g_row + p * sg_l, mask=dmask, other=0.0).to(ACC)
+            g = gout
             if HAS_Z:
-                y += hs * C_n[None, :]
-            decay_next = tl.exp(dl_next * a_n[:, None])
-            grad_in = g * C_n[None, :]
-            G_next_n = tl.sum(tl.where(cols[None, :] == n, G_next, 0.0), axis=1)
-            last = tl.where(ts[None, :] == BLOCK_T - 1, decay_next * G_next_n[:, None], 0.0)
-            _, G = tl.associative_scan((decay_next, grad_in + last), axis=1, combine_fn=_compose, reverse=True)
-            tl.atomic_add(dC_ptr + dBC_row + n * length + pos, tl.sum(g * hs, axis=0), mask=tmask)
-            tl.atomic_add(dB_ptr + dBC_row + n * length + pos, tl.sum(G * du, axis=0), mask=tmask)
-            sum_GB += G * B_n[None, :]
-            G_decay = G * (hs - inp)  # G_t a_t h_{t-1}
-            ddl += G_decay * a_n[:, None]
-            dA = tl.where(cols[None, :] == n, dA + tl.sum(G_decay * dl, axis=1)[:, None], dA)
-            G_first = tl.sum(tl.where(ts[None, :] == 0, G, 0.0), axis=1)
-            G_next = tl.where(cols[None, :] == n, G_first[:, None], G_next)
-        du_out = dl * sum_GB
-        ddl += u * sum_GB
-        if HAS_D:
-            du_out += Dv[:, None] * g
-            dD += tl.sum(g * u, axis=1)
-            y += Dv[:, None] * u
-        if HAS_Z:
-            dz = gout * y * z_sig * (1.0 + z * (1.0 - z_sig))
-            tl.store(dz_ptr + rows[:, None] + pos[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask)
-        if SOFTPLUS:
-            ddl = ddl * tl.sigmoid(raw)
-        ddl = tl.where(mask, ddl, 0.0)
-        dbias += tl.sum(ddl, axis=1)
-        tl.store(ddelta_ptr + rows[:, None] + pos[None, :], ddl.to(ddelta_ptr.dtype.element_ty), mask=mask)
-        if CROSS:
-            tl.atomic_add(du_ptr + shared_rows[:, None] + pos[None, :], du_out, mask=mask)
-        else:
-            tl.store(du_ptr + rows[:, None] + pos[None, :], du_out.to(du_ptr.dtype.element_ty), mask=mask)
+                z = tl.load(z_row + p * sz_l, mask=dmask, other=0.0).to(ACC)
+                z_sig = tl.sigmoid(z)
+                g = gout * z * z_sig
+            G = a_next * G + Ct[:, None] * g[None, :]
+            a_next = tl.exp2(dl[None, :] * A2)
+            du_t = dl * u
+            G_decay = G * (h - Bt[:, None] * du_t[None, :])  # G_t a_t h_{t-1}
+            dA += G_decay * dl[None, :]
+            GB = tl.sum(G * Bt[:, None], axis=0)
+            ddl = tl.sum(G_decay * A, axis=0) + u * GB
+            du = dl * GB + Dv * g
+            if HAS_D:
+                dD += g * u
+            if HAS_Z:
+                y = tl.sum(h * Ct[:, None], axis=0) + Dv * u
+                dz = gout * y * z_sig * (1.0 + z * (1.0 - z_sig))
+                tl.store(dz_row + p * sdz_l, dz.to(dz_ptr.dtype.element_ty), mask=dmask)
+            if SOFTPLUS:
+                ddl = ddl * tl.sigmoid(raw)
+            dbias += tl.where(dmask, ddl, 0.0)
+            tl.store(dd_row + p * sdd_l, ddl.to(ddelta_ptr.dtype.element_ty), mask=dmask)
+            tl.store(du_row + p * sdu_l, du.to(du_ptr.dtype.element_ty), mask=dmask)
+            # masked channels have g = 0, so G = 0 and u = 0: they add nothing to the sums over channels
+            tl.atomic_add(dB_ptr + dBC_row + p, tl.sum(G * du_t[None, :], axis=1), mask=nmask)
+            tl.atomic_add(dC_ptr + dBC_row + p, tl.sum(h * g[None, :], axis=1), mask=nmask)
+            i, j = _advance(i, j, m, -s)
+            t -= 1
+        tl.debug_barrier()  # before the next chunk overwrites the scratch buffer
         c -= 1
-    # per-batch partial sums, (batch, groups * dim_g[, N]); the caller sums over the batch
-    tl.store(dA_ptr + row[:, None] * N + cols[None, :], dA, mask=state_mask)
+    # per-batch partial sums, (batch * groups * dim_g[, N]); the caller sums over the batch
+    tl.store(dA_ptr + row[None, :] * N + n[:, None], dA, mask=tile_mask)
     if HAS_D:
         tl.store(dD_ptr + row, dD, mask=dmask)
     if HAS_BIAS:

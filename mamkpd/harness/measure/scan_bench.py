@@ -1,10 +1,12 @@
-"""The selective scan's kernels timed against the memory-bandwidth bound.
+"""The selective scan's kernels timed against their roofline: memory bandwidth or exponentials.
 
 A scan moves little arithmetic per byte, so its speed limit is memory traffic: a call that must move
 ``bytes_moved`` bytes (every input read once, every output written once: :func:`mamkpd.ops.scan_bytes_moved`,
 :func:`mamkpd.ops.cross_scan_bytes_moved`) cannot take less than ``bytes_moved / peak bandwidth``. The
 peak is measured in the same run, as a device-to-device copy (:func:`copy_bandwidth`), and the vendor's
-datasheet figure is shown beside it where the device is known (:data:`DATASHEET_BANDWIDTH`).
+datasheet figure is shown beside it where the device is known (:data:`DATASHEET_BANDWIDTH`). Nor can it
+take less than its exponentials (one a state a channel a step) at the special function units' rate
+(:func:`sfu_exp_rate`): :func:`scan_roofline` is the larger of the two.
 
 The shapes are MamKPD-B's at 256x192 (:data:`SCAN_SHAPES`); :func:`scan_inputs` makes the inputs of
 either form, and :func:`unfused_cross_scan` is SS2D's unfused path (cross scan, scan, merge). Used by
@@ -25,6 +27,8 @@ from .timing import time_callable
 
 __all__ = [
     "DATASHEET_BANDWIDTH",
+    "DATASHEET_BOOST_CLOCK",
+    "SFU_EXP2_PER_SM_PER_CLOCK",
     "DTYPES",
     "SCAN_SHAPES",
     "ScanShape",
@@ -32,6 +36,9 @@ __all__ = [
     "datasheet_bandwidth",
     "scan_cell_bytes",
     "scan_cell_call",
+    "scan_cell_exponentials",
+    "scan_roofline",
+    "sfu_exp_rate",
     "scan_inputs",
     "seconds_per_call",
     "unfused_cross_scan",
@@ -87,6 +94,45 @@ DATASHEET_BANDWIDTH: tuple[tuple[str, float], ...] = (
 def datasheet_bandwidth(device_name: str) -> float | None:
     """The datasheet's peak bandwidth (bytes/s) of the device called ``device_name``; None if unknown."""
     return next((bw for key, bw in DATASHEET_BANDWIDTH if key in device_name), None)
+
+
+# The exponentials exp(delta A), one a state a channel a step, are a second limit: they run on the special
+# function units, 16 results of ex2 a clock an SM on compute capability 8.0, 8.6, 8.9 and 9.0 (NVIDIA, CUDA C++
+# Programming Guide, "Arithmetic Instructions", throughput table: "base-2 exponential (exp2f)"). At MamKPD-B's
+# stage 1 (batch 64) that is 1.2e9 of them a forward pass: 0.29 ms on an H200, above its 0.1 ms of traffic.
+SFU_EXP2_PER_SM_PER_CLOCK = 16
+# Boost clocks (Hz) from the vendors' datasheets, matched as DATASHEET_BANDWIDTH is (the first match wins)
+DATASHEET_BOOST_CLOCK: tuple[tuple[str, float], ...] = (
+    ("H200", 1.98e9),
+    ("H100 NVL", 1.785e9),
+    ("H100 PCIe", 1.755e9),
+    ("H100", 1.98e9),
+    ("A100", 1.41e9),
+    ("RTX 4090", 2.52e9),
+    ("L40S", 2.52e9),
+    ("V100", 1.53e9),
+)
+
+
+def sfu_exp_rate(device_name: str, sm_count: int) -> float | None:
+    """Exponentials a second the device's special function units can return (``sm_count`` SMs at the
+    datasheet's boost clock); None for a device whose clock is not listed (the CPU of a dry run)."""
+    clock = next((hz for key, hz in DATASHEET_BOOST_CLOCK if key in device_name), None)
+    return None if clock is None else SFU_EXP2_PER_SM_PER_CLOCK * sm_count * clock
+
+
+def scan_cell_exponentials(shape: ScanShape, batch: int, backward: bool) -> int:
+    """Exponentials a call needs at least: exp(delta A) for every state of every channel of the four
+    directions at every step, once for the forward and once more for the backward (which needs the decays
+    again and cannot keep 8 states a step from the forward)."""
+    per_pass = batch * 4 * shape.dim * shape.length * shape.d_state
+    return per_pass * (2 if backward else 1)
+
+
+def scan_roofline(bytes_moved: int, exponentials: int, bandwidth: float, exp_rate: float | None) -> float:
+    """The least seconds a scan call can take: the larger of its memory traffic at ``bandwidth`` (bytes/s)
+    and its exponentials at ``exp_rate`` (a second; None: not known, the traffic alone)."""
+    return max(bytes_moved / bandwidth, exponentials / exp_rate if exp_rate else 0.0)
 
 
 def seconds_per_call(fn: Callable[[], Any], device: str, protocol: str) -> float:
