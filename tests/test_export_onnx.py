@@ -21,7 +21,7 @@ from mamkpd.export import (
     flat_outputs,
     onnx_session,
 )
-from mamkpd.ops import cross_selective_scan_stepwise, selective_scan_stepwise
+from mamkpd.ops import ONNX_SCAN_FORM, cross_selective_scan_stepwise, selective_scan_stepwise
 
 # the registered architectures at a smaller input (every factory takes input_size): the graph is the
 # same, onnxruntime and the eager reference just run faster; the scans still span non-power-of-2 lengths
@@ -132,3 +132,5 @@ def test_dynamic_batch(tmp_path):
     assert report.batch is None and report.check.batch == 1 and report.check.passed and not report.check.weak
     model = export_graph.prepare_for_export(create_model("mamkpd_s", checkpoint_path=ckpt, **TINY_MAMKPD))
     assert onnxruntime_vs_eager(out, model, example_input(TINY_MAMKPD["input_size"], batch=3)) <= DEFAULT_TOLERANCE
+    # each SS2D's scan (the fused cross scan on numba, the plain one elsewhere) is one ONNX Scan, not four
+    assert report.scan_form == ONNX_SCAN_FORM and report.onnx_op_types["Scan"] == count_ss2d(model) == 3
