@@ -21,7 +21,7 @@ from mamkpd.export import (
     flat_outputs,
     onnx_session,
 )
-from mamkpd.ops import selective_scan_parallel
+from mamkpd.ops import ONNX_SCAN_FORM, cross_selective_scan_stepwise, selective_scan_stepwise
 
 # the registered architectures at a smaller input (every factory takes input_size): the graph is the
 # same, onnxruntime and the eager reference just run faster; the scans still span non-power-of-2 lengths
@@ -99,13 +99,19 @@ def test_onnx_matches_pytorch(tmp_path, name, size):
 
 
 def _wrong_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """The parallel scan without its D skip connection: a plausible lowering bug."""
-    return selective_scan_parallel(u, delta, A, B, C, None, z, delta_bias, delta_softplus)
+    """The lowered scan without its D skip connection: a plausible lowering bug."""
+    return selective_scan_stepwise(u, delta, A, B, C, None, z, delta_bias, delta_softplus)
+
+
+def _wrong_cross_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+    """The lowered cross scan without its D skip connection."""
+    return cross_selective_scan_stepwise(x, delta, A, B, C, None, delta_bias, delta_softplus)
 
 
 def test_failed_numeric_check_writes_nothing(tmp_path, monkeypatch):
     ckpt = heatmap_scale_checkpoint(tmp_path / "weights.pt", "mamkpd_s", **TINY_MAMKPD)
-    monkeypatch.setattr(export_graph, "selective_scan_parallel", _wrong_scan)
+    monkeypatch.setattr(export_graph, "selective_scan_stepwise", _wrong_scan)
+    monkeypatch.setattr(export_graph, "cross_selective_scan_stepwise", _wrong_cross_scan)
     out = tmp_path / "wrong.onnx"
     with pytest.raises(RuntimeError, match="failed its numeric check.*nothing written"):
         export_onnx(
@@ -126,3 +132,5 @@ def test_dynamic_batch(tmp_path):
     assert report.batch is None and report.check.batch == 1 and report.check.passed and not report.check.weak
     model = export_graph.prepare_for_export(create_model("mamkpd_s", checkpoint_path=ckpt, **TINY_MAMKPD))
     assert onnxruntime_vs_eager(out, model, example_input(TINY_MAMKPD["input_size"], batch=3)) <= DEFAULT_TOLERANCE
+    # each SS2D's scan (the fused cross scan on numba, the plain one elsewhere) is one ONNX Scan, not four
+    assert report.scan_form == ONNX_SCAN_FORM and report.onnx_op_types["Scan"] == count_ss2d(model) == 3

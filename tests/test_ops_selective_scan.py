@@ -12,8 +12,8 @@ from mamkpd.ops import (
     selective_scan,
     selective_scan_chunked,
     selective_scan_flops,
-    selective_scan_parallel,
     selective_scan_ref,
+    selective_scan_stepwise,
 )
 
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-9), torch.float32: dict(rtol=2e-4, atol=2e-4)}
@@ -85,7 +85,7 @@ def test_optional_inputs_and_groups(backend, options, groups, softplus):
         torch.testing.assert_close(g, ref_grads[name], **TOL[torch.float64], msg=f"gradient of {name}")
 
 
-@pytest.mark.parametrize("fn", [selective_scan_parallel, selective_scan_chunked])
+@pytest.mark.parametrize("fn", [selective_scan_stepwise, selective_scan_chunked])
 @pytest.mark.parametrize("length", [1, 64, 100])
 def test_other_formulations_match_reference(fn, length):
     inputs = make_inputs(length=length, groups=4)
@@ -168,16 +168,6 @@ def test_flop_formula():
     assert selective_scan_flops(2, 768, 3072, 8, with_D=False) == 9 * 2 * 3072 * 768 * 8
     assert (
         selective_scan_flops(2, 768, 3072, 8, with_D=True, with_z=True) == 9 * 2 * 3072 * 768 * 8 + 2 * 2 * 768 * 3072
-    )
-
-
-@pytest.mark.parametrize("chunk", [1, 5, 16, 200])  # one step, a chunk that leaves a padded tail, one chunk
-def test_parallel_form_any_chunk(chunk):
-    inputs = make_inputs(length=37, groups=2)
-    torch.testing.assert_close(
-        selective_scan_parallel(**inputs, delta_softplus=True, chunk=chunk),
-        selective_scan_ref(**inputs, delta_softplus=True),
-        **TOL[torch.float64],
     )
 
 

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export a model to ONNX (checked with onnxruntime before it is written)",
         description="Export a registered model to ONNX through torch.export, with each selective scan lowered "
-        "to its log-depth parallel form. The file is run with onnxruntime (CPU) on a random batch "
+        "to one ONNX Scan over time. The file is run with onnxruntime (CPU) on a random batch "
         "and compared with PyTorch eager; it is written only if the max abs difference is within "
         "the tolerance.",
     )
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"  {report.model}: batch {batch}, input 3x{height}x{width}, opset {report.opset}, "
         f"{report.onnx_nodes} ONNX nodes{'' if report.optimized else ' (not optimised)'}"
-        + (f", {report.scan_nodes} selective scans lowered to the parallel form" if report.scan_nodes else "")
+        + (f", {report.scan_nodes} selective scans lowered to {report.scan_form}" if report.scan_nodes else "")
         + (f" (PyTorch eager on the {report.scan_backend} scan)" if report.scan_backend else "")
     )
     print(

@@ -4,6 +4,7 @@ A layer beside :mod:`mamkpd.harness` (it uses the harness's FPS protocol for onn
 """
 
 from .graph import (
+    CROSS_SCAN_OP,
     SCAN_OP,
     CompileStats,
     compile_model,
@@ -28,6 +29,7 @@ from .onnx_export import (
 from .runtimes import PROVIDERS, OnnxFpsMeasurement, OnnxRunner, measure_onnx_fps, onnx_runner, resolve_provider
 
 __all__ = [
+    "CROSS_SCAN_OP",
     "SCAN_OP",
     "CompileStats",
     "compile_model",

@@ -1,9 +1,12 @@
 """Whole-model graphs of registered models: ``torch.compile`` and ``torch.export`` with the scan as one node.
 
-The selective scan is the custom op ``mamkpd::selective_scan`` (fake kernel and autograd registered),
-so Dynamo traces MamKPD with no graph break and ``torch.export`` keeps each scan as a single node.
-For ONNX, :func:`lower_scan` replaces those nodes by :func:`mamkpd.ops.selective_scan_parallel`, the
-same computation written only with slicing, padding and element-wise ops.
+The selective scan is the custom op ``mamkpd::selective_scan``, SS2D's fused cross scan the custom op
+``mamkpd::cross_selective_scan`` (fake kernels and autograd registered), so Dynamo traces MamKPD with no
+graph break and ``torch.export`` keeps each SS2D's scan as a single node. For ONNX, :func:`lower_scan`
+replaces those nodes by :func:`mamkpd.ops.selective_scan_stepwise` and
+:func:`mamkpd.ops.cross_selective_scan_stepwise`: the same computations as one loop over time (torch's
+``scan``), which the ONNX exporter writes as one ONNX ``Scan`` node per SS2D (why that form:
+:mod:`mamkpd.ops.scan_onnx`).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from torch import Tensor, nn
 
 from ..models import model_info, scan_backend_of
 from ..models.layers import SS2D
-from ..ops import AUTO, get_backend, selective_scan_parallel
+from ..ops import AUTO, cross_selective_scan_stepwise, get_backend, selective_scan_stepwise
 
 __all__ = [
     "SCAN_OP",
+    "CROSS_SCAN_OP",
     "prepare_for_export",
     "input_size_of",
     "example_input",
@@ -33,6 +37,7 @@ __all__ = [
 ]
 
 SCAN_OP = torch.ops.mamkpd.selective_scan.default
+CROSS_SCAN_OP = torch.ops.mamkpd.cross_selective_scan.default
 MAX_DYNAMIC_BATCH = 1024
 
 
@@ -44,15 +49,11 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
     if hasattr(model, "scan_backend"):
         # "reference" would unroll a Python loop over time into the graph. The backend name is a constant
         # argument of each scan node: the graph is the same for every backend, and a compiled or exported
-        # program runs the scan on the one named there (the ONNX lowering replaces the node whatever it names)
+        # program runs the scan on the one named there (the ONNX lowering replaces the node whatever it names).
+        # Each SS2D keeps its path: the fused cross scan where the backend has one, else the plain scan
         running = scan_backend_of(model)
         if running is None or not get_backend(running).in_custom_op:
             model.scan_backend = AUTO
-        # one mamkpd::selective_scan node per SS2D, the node lower_scan replaces for ONNX (the fused cross
-        # scan, mamkpd::cross_selective_scan, has no lowering)
-        for module in model.modules():
-            if isinstance(module, SS2D):
-                module.fused_cross_scan = False
     return model.eval()
 
 
@@ -82,9 +83,10 @@ def export_program(model: nn.Module, example: Tensor, dynamic_batch: bool = Fals
 
 
 def count_scan_nodes(program: torch.export.ExportedProgram | torch.fx.GraphModule) -> int:
-    """Number of ``mamkpd::selective_scan`` nodes in an exported program or graph module."""
+    """Number of scan nodes (``mamkpd::selective_scan`` and ``mamkpd::cross_selective_scan``) in an exported
+    program or graph module."""
     graph = program.graph
-    return sum(1 for node in graph.nodes if node.op == "call_function" and node.target is SCAN_OP)
+    return sum(1 for node in graph.nodes if node.op == "call_function" and node.target in (SCAN_OP, CROSS_SCAN_OP))
 
 
 def count_ss2d(model: nn.Module) -> int:
@@ -92,23 +94,28 @@ def count_ss2d(model: nn.Module) -> int:
     return sum(1 for module in model.modules() if isinstance(module, SS2D))
 
 
-def _parallel_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="torch"):
+def _stepwise_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="torch"):
     # the op's (out, tensors kept for the backward); an exported program runs no backward
-    return selective_scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus), []
+    return selective_scan_stepwise(u, delta, A, B, C, D, z, delta_bias, delta_softplus), []
+
+
+def _stepwise_cross_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend="torch"):
+    return cross_selective_scan_stepwise(x, delta, A, B, C, D, delta_bias, delta_softplus)
 
 
 def lower_scan(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """Replace every scan node by the log-depth parallel scan; programs without one are returned as is.
+    """Replace every scan node by its loop over time (one ONNX ``Scan`` each once exported); programs
+    without one are returned as is.
 
-    ``run_decompositions`` with a one-entry table touches nothing else: the ONNX exporter applies its
+    ``run_decompositions`` with a two-entry table touches nothing else: the ONNX exporter applies its
     own decompositions afterwards and keeps the ops it translates directly (layer norm, convolutions).
     """
     if count_scan_nodes(program) == 0:
         return program
-    lowered = program.run_decompositions({SCAN_OP: _parallel_scan})
+    lowered = program.run_decompositions({SCAN_OP: _stepwise_scan, CROSS_SCAN_OP: _stepwise_cross_scan})
     left = count_scan_nodes(lowered)
     if left:
-        raise RuntimeError(f"{left} selective-scan node(s) survived the lowering to the parallel scan")
+        raise RuntimeError(f"{left} selective-scan node(s) survived the lowering to ONNX's scan form")
     return lowered
 
 

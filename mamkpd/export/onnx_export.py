@@ -1,13 +1,15 @@
 """ONNX export of any registered model, checked with onnxruntime before anything is written.
 
 Pipeline (torch 2.13's ``dynamo=True`` exporter, the only one that sees custom ops as such):
-``torch.export`` (the scan is one ``mamkpd::selective_scan`` node) -> :func:`~mamkpd.export.graph.lower_scan`
-(each node becomes the log-depth parallel scan, pure pad/slice/mul/add/exp/sum) ->
-``torch.onnx.export`` of that ExportedProgram. The parallel scan is lowered with the exporter's
-public entry point (``ExportedProgram.run_decompositions``) instead of a ``custom_translation_table``
-entry, because a translation would have to restate the scan in onnxscript: a second implementation of
-the same computation to keep in sync. This way the ONNX graph is built from the very function the
-ops tests compare with the reference.
+``torch.export`` (each SS2D's scan is one ``mamkpd::cross_selective_scan`` or ``mamkpd::selective_scan``
+node) -> :func:`~mamkpd.export.graph.lower_scan` (each node becomes its loop over time, torch's ``scan``
+with a seven-op step) -> ``torch.onnx.export`` of that ExportedProgram, which writes each loop as one ONNX
+``Scan`` node (:data:`~mamkpd.ops.ONNX_SCAN_FORM`; the form and its timings against the others tried:
+:mod:`mamkpd.ops.scan_onnx`). The scans are lowered with the exporter's public entry point
+(``ExportedProgram.run_decompositions``) instead of a ``custom_translation_table`` entry, because a
+translation would have to restate the scan in onnxscript: a second implementation of the same computation
+to keep in sync. This way the ONNX graph is built from the very functions the tests compare with the
+reference.
 
 The file is saved into a temporary folder beside ``out``, run with onnxruntime (CPU provider) on a
 fixed random batch and compared with the PyTorch eager forward; only an export within ``tolerance``
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..ops import ONNX_SCAN_FORM
 from .graph import count_scan_nodes, example_input, export_program, input_size_of, lower_scan, prepare_for_export
 
 __all__ = [
@@ -63,7 +66,7 @@ class OnnxExportConfig:
     checkpoint: Path | None = None
     trust_checkpoint: bool = False  # load a checkpoint weights_only=True refuses as a full pickle (a trusted file)
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. input_size, num_keypoints
-    scan_backend: str = "auto"  # what PyTorch eager runs for the check (the ONNX graph has the parallel scan)
+    scan_backend: str = "auto"  # what PyTorch eager runs for the check (the ONNX graph has its own scan form)
     batch: int | None = 1
     opset: int | None = None  # None: the exporter's default
     tolerance: float = DEFAULT_TOLERANCE
@@ -118,7 +121,8 @@ class OnnxExportReport:
     model_kwargs: dict[str, Any]
     scan_backend: str  # the scan backend of the PyTorch eager reference ("" for a model without a scan)
     optimized: bool  # onnxscript's optimiser ran
-    scan_nodes: int  # mamkpd::selective_scan nodes of torch.export's graph, each lowered to the parallel scan
+    scan_nodes: int  # scan nodes of torch.export's graph (mamkpd::selective_scan, ::cross_selective_scan)
+    scan_form: str  # what the ONNX graph runs for them (ONNX_SCAN_FORM: one ONNX Scan each); "" without scans
     onnx_nodes: int
     onnx_op_types: dict[str, int]
     file_bytes: int
@@ -306,6 +310,7 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
         scan_backend=scan_backend_of(model) or "",
         optimized=config.optimize,
         scan_nodes=scan_nodes,
+        scan_form=ONNX_SCAN_FORM if scan_nodes else "",
         onnx_nodes=sum(op_types.values()),
         onnx_op_types=dict(op_types.most_common()),
         file_bytes=file_bytes,

@@ -160,7 +160,7 @@ def measure_onnx_fps(
         preset=PRESETS["fp32"],
         device=device,
         input_size=runner.export.input_size,
-        scan_backend="parallel" if runner.export.scan_nodes else "",
+        scan_backend=runner.export.scan_form,
         sample=info.sample,
         result=result,
         runtime="onnxruntime",

@@ -3,7 +3,7 @@
 from .cross_selective_scan import cross_scan_positions, cross_selective_scan, cross_selective_scan_flop_jit
 from .scan_contract import CrossScan, ScanBackend
 from .scan_cuda import cuda_backend_available
-from .scan_parallel import selective_scan_parallel
+from .scan_onnx import ONNX_SCAN_FORM, cross_selective_scan_stepwise, selective_scan_stepwise
 from .scan_reference import selective_scan_ref
 from .scan_torch import selective_scan_chunked
 from .scan_triton import cross_scan_bytes_moved, scan_bytes_moved
@@ -22,6 +22,7 @@ from .selective_scan import (
 
 __all__ = [
     "AUTO",
+    "ONNX_SCAN_FORM",
     "SCAN_BACKEND_CHOICES",
     "SCAN_BACKENDS",
     "CrossScan",
@@ -33,6 +34,7 @@ __all__ = [
     "cross_scan_positions",
     "cross_selective_scan",
     "cross_selective_scan_flop_jit",
+    "cross_selective_scan_stepwise",
     "cuda_backend_available",
     "resolve_backend",
     "scan_bytes_moved",
@@ -40,6 +42,6 @@ __all__ = [
     "selective_scan_chunked",
     "selective_scan_flop_jit",
     "selective_scan_flops",
-    "selective_scan_parallel",
     "selective_scan_ref",
+    "selective_scan_stepwise",
 ]

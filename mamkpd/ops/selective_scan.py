@@ -21,7 +21,8 @@ with :func:`selective_scan_flop_jit`. Each backend is a :class:`~.scan_contract.
 what it can do; ``auto`` takes the available backend of best ``auto_priority`` on the tensors' device.
 :func:`resolve_backend` turns a name into that object once (a model does it when it is built or moved, never
 per forward), and its name is what gets recorded.
-:func:`~.scan_parallel.selective_scan_parallel` is the same computation with no loop over time, for ONNX.
+:func:`~.scan_onnx.selective_scan_stepwise` is the same computation as torch's ``scan`` over time, the form ONNX
+export lowers the op to.
 """
 
 from __future__ import annotations
