@@ -125,19 +125,29 @@ EOF
 begin dependencies
 missing=$(missing_dependencies)
 if [[ -n $missing && -n $wheels ]]; then
-    # one at a time, so that one absent from the folder does not stop pip installing the others; without build
-    # isolation (the build requirements of an sdist could not be fetched)
-    stopped_at=""
-    deadline=$((step_start + step_limit))
-    for dependency in $missing; do
-        step_limit=$((deadline - $(date +%s)))
-        echo "== $dependency" >>"$out/install.log"
-        run dependencies "$out/install.log" "${pip_install[@]}" --find-links "$wheels" "$dependency"
-        [[ $? == 124 ]] && { stopped_at=$dependency; break; }
-    done
-    step_limit=$((deadline - step_start))
+    # every wheel of the folder whose project this Python lacks, as it is (no resolution: nothing installed is
+    # ever upgraded or uninstalled); in one pip call, else one at a time so that a bad wheel stops only itself
+    mapfile -t to_install < <("$PY" -c 'import importlib.metadata, pathlib, re, sys
+for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
+    try:
+        importlib.metadata.distribution(re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]))
+    except importlib.metadata.PackageNotFoundError:
+        print(wheel)' "$wheels")
+    echo "== ${#to_install[@]} wheels from $wheels" >>"$out/install.log"
+    run dependencies "$out/install.log" "${pip_install[@]}" --no-deps --ignore-installed "${to_install[@]}"
+    rc=$?
+    if [[ $rc != 0 && $rc != 124 ]]; then
+        deadline=$((step_start + step_limit))
+        for wheel in "${to_install[@]}"; do
+            step_limit=$((deadline - $(date +%s)))
+            run dependencies "$out/install.log" "${pip_install[@]}" --no-deps --ignore-installed "$wheel"
+            rc=$?
+            [[ $rc == 124 ]] && break
+        done
+        step_limit=$((deadline - step_start))
+    fi
     still=$(missing_dependencies)
-    if [[ -n $stopped_at ]]; then
+    if [[ $rc == 124 ]]; then
         step dependencies stopped "$(stopped "$out/install.log"); still missing: $still"
     elif [[ -z $still ]]; then
         step dependencies ok "installed from $wheels: $missing"
@@ -150,10 +160,11 @@ else
     step dependencies ok "every one imports here"
 fi
 
-# 2. the suite: offline, no dependencies, no build isolation (the build a bare machine must do)
+# 2. the suite: offline, no dependencies, no build isolation (the build a bare machine must do); an installed
+# mamkpd is left where it is (--ignore-installed: pip would otherwise uninstall it from this Python)
 begin install
 echo "== mamkpd" >>"$out/install.log"
-run install "$out/install.log" "${pip_install[@]}" --no-deps -e .
+run install "$out/install.log" "${pip_install[@]}" --no-deps --ignore-installed -e .
 rc=$?
 if [[ $rc == 0 ]]; then  # the baselines' models register through the installed metadata's entry points
     run install "$out/install.log" "$PY" -c 'from mamkpd.models import list_models
