@@ -74,20 +74,17 @@ seconds=$(($(date +%s) - start))
 problems=()
 [[ $rc == 0 ]] || problems+=("gpu_check.sh exited $rc")
 [[ $seconds -lt 480 ]] || problems+=("it took $seconds s, not under 8 minutes")
-not_clean=$(grep -v -P '\t(ok|passed|done)\t' "$out/check/steps.tsv" 2>/dev/null | cut -f 1,2 | tr '\t\n' ' ;')
+not_clean=$(grep -v -P '\t(ok|passed|done)\t' "$out/check/steps.tsv" 2>/dev/null | cut -f 1,2 | tr '\t\n' ' ,')
 [[ -z $not_clean ]] || problems+=("steps not clean: $not_clean")
 grep -q '^install	ok' "$out/check/steps.tsv" 2>/dev/null || problems+=("the suite was not installed")
 [[ -s $out/check/report/REPORT.md ]] || problems+=("no report/REPORT.md")
 cells=$(grep -c '^kernels,.*,seconds_per_call,' "$out/check/results.csv" 2>/dev/null)
-read -r planned skipped < <("$venv/bin/python" -c 'import json, sys
-check = json.load(open(sys.argv[1]))
-plan = check["plan"]
-print(len(plan["scan_shapes"]) * len(plan["scan_dtypes"]) * len(plan["scan_backward"]) * 3 * len(plan["scan_backends"]),
-      len(check["skipped"]))' "$out/check/gpu_check.json" 2>/dev/null || echo "? ?")
+skipped=$("$venv/bin/python" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["skipped"]))' \
+    "$out/check/gpu_check.json" 2>/dev/null || echo "an unknown number of")
 [[ $skipped == 0 ]] || problems+=("$skipped cells skipped (gpu_check.md, Skipped)")
 [[ ${cells:-0} -gt 0 ]] || problems+=("no scan cell measured")
 if [[ ${#problems[@]} -gt 0 ]]; then
-    say "FAILED after $seconds s: $(IFS=';'; echo "${problems[*]}")"
+    say "FAILED after $seconds s: $(IFS=';'; echo "${problems[*]}" | sed 's/;/; /g')"
     exit 1
 fi
-say "passed in $seconds s (under 480): every step ran, $cells scan cells measured (of at most $planned planned), report written"
+say "passed in $seconds s (under 480): every step ran, $cells scan cells measured, none skipped, report written"
