@@ -35,7 +35,8 @@ mkdir -p "$dir"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# the suite's dependencies (pyproject.toml) and pytest, less what the GPU machine's torch brings
+# the suite's dependencies (pyproject.toml), its build backend (gpu_check.sh builds the suite without build
+# isolation: a Python 3.12 venv has no setuptools) and pytest, less what the GPU machine's torch brings
 "$PY" - >"$work/requirements.txt" <<'EOF'
 import re
 try:
@@ -43,10 +44,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     from pip._vendor import tomli as tomllib
 with open("pyproject.toml", "rb") as f:
-    project = tomllib.load(f)["project"]
+    pyproject = tomllib.load(f)
+project = pyproject["project"]
 brought_by_torch = {"torch", "triton", "numpy"}
 pytest = [r for r in project["optional-dependencies"]["dev"] if r.startswith("pytest>")]
-for requirement in project["dependencies"] + pytest:
+for requirement in project["dependencies"] + pyproject["build-system"]["requires"] + pytest:
     if re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower() not in brought_by_torch:
         print(requirement)
 EOF

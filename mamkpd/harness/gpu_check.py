@@ -26,7 +26,19 @@ from typing import Any
 
 from .jobs.launch import CheckJob, launch_collect
 
-__all__ = ["CheckOutcome", "CheckPlan", "CheckRequest", "GOALS", "plan_for", "run_check", "run_part"]
+__all__ = [
+    "CHECK_TOTAL_S",
+    "CheckOutcome",
+    "CheckPlan",
+    "CheckRequest",
+    "GOALS",
+    "StepBudget",
+    "TRITON_GPU_TEST_COMPILES",
+    "check_budgets",
+    "plan_for",
+    "run_check",
+    "run_part",
+]
 
 TABLE2_MODELS = ("hrnet_w32", "mamkpd_l", "mamkpd_b", "mamkpd_s", "vitpose_b", "rtmo_s")
 
@@ -40,6 +52,58 @@ GOALS = {
     "mamkpd_b_ratio": 2439.0 / 916.0,  # the paper's own MamKPD-B / HRNet-W32 ratio
     "scan_fraction": 0.5,  # of the roofline (bandwidth or exponentials) at the stage-1 shape
 }
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """One step's time: ``seconds`` at most, and ``floor`` seconds kept for it, which the install, the tests and
+    the harness as a whole leave (they stop early rather than take them)."""
+
+    seconds: float
+    floor: float = 0.0
+
+
+# The whole check (scripts/gpu_check.sh) in under 8 minutes: what is left of CHECK_TOTAL_S goes to the steps in
+# the order they run, each stopped at its own budget or where only the later steps' floors are left. The
+# harness's floors (scan, FPS, training) are what no install or test can eat; within the harness the steps run
+# in the order of what the check is for, the scan cells first, then Table 2's FPS cells, then the training
+# step, so a slow one takes only from those after it. The report's floor is what it takes on a loaded machine.
+CHECK_TOTAL_S = 450.0  # 8 minutes less the process starts and the final prints
+# The `gpu` tests' cap (tests, below), sized by counting compiles on a cold Triton cache. Counted without a GPU by
+# tests/triton_specialisations.py (each launch's kernel, constexprs, dtypes, alignments and integer
+# specialisations, in the CPU twins of the gpu tests): 22 Triton tests, 79 launches, 65 distinct
+# specialisations (44 of the forward kernel, 21 of the backward), plus a few for the AMP training test's model.
+# One cold compile of these kernels for sm_90 (Triton 3.6) took 0.15-0.55 s of CPU (0.3-2.1 s of wall time on
+# two busy cores). At 1 s a compile (twice the slowest, for the launch and the loads) and 30 s for pytest, torch,
+# the CUDA context and the training test: 65 x 1 s + 30 s = 95 s, inside 120 s, which has room for
+# TRITON_GPU_TEST_COMPILES = (120 - 30) / 1 compiles; tests/test_gpu_check.py (nightly) counts them again.
+TRITON_GPU_TEST_COMPILES = 90
+_BUDGETS = {
+    False: dict(  # a CUDA machine
+        dependencies=StepBudget(90),  # from --wheels only: about 30 wheels offline
+        install=StepBudget(60),
+        tests=StepBudget(120),  # sized by counting compiles: TRITON_GPU_TEST_COMPILES
+        scan=StepBudget(90, floor=90),
+        fps=StepBudget(200, floor=120),
+        train=StepBudget(50, floor=30),
+        report=StepBudget(40, floor=40),
+    ),
+    True: dict(  # the dry run on a loaded 2-core CPU (the simulated bare machine: tests/test_gpu_check.py)
+        dependencies=StepBudget(120),
+        install=StepBudget(60),
+        tests=StepBudget(60),
+        scan=StepBudget(90, floor=60),  # 18-26 s on a busy CPU
+        fps=StepBudget(200, floor=90),  # 65-110 s on a busy CPU (a process a cell, one of them dynamo's tracing)
+        train=StepBudget(100, floor=30),  # a training step on a busy CPU: 50-60 s
+        report=StepBudget(60, floor=45),  # 40 s on a busy CPU
+    ),
+}
+HARNESS_STEPS = ("scan", "fps", "train")
+
+
+def check_budgets(dry_run: bool) -> dict[str, StepBudget]:
+    """Every step of the check and its budget, in the order the check runs them."""
+    return dict(_BUDGETS[dry_run])
 
 
 @dataclass
@@ -64,7 +128,7 @@ class CheckPlan:
     train_batch: int
     fps_protocol: str
     kernel_protocol: str
-    budgets: dict[str, float]
+    budgets: dict[str, StepBudget]  # the harness's steps (scan, fps, train)
     cell_timeout_s: float
     compile_timeout_s: float
     env: dict[str, str] = field(default_factory=dict)
@@ -108,8 +172,7 @@ def plan_for(dry_run: bool, device: str, half: str, scan_backends: tuple[str, ..
             train_batch=2,
             fps_protocol="dry",
             kernel_protocol="dry",
-            # seconds on a quiet CPU; the budgets leave room for a loaded 2-core CI machine
-            budgets={"scan": 100.0, "fps": 200.0, "train": 100.0},
+            budgets={step: check_budgets(True)[step] for step in HARNESS_STEPS},
             cell_timeout_s=100.0,
             compile_timeout_s=100.0,
             env=dict(DRY_RUN_ENV),
@@ -134,7 +197,7 @@ def plan_for(dry_run: bool, device: str, half: str, scan_backends: tuple[str, ..
         train_batch=TrainConfig().batch_size,
         fps_protocol="quick",
         kernel_protocol="kernel",
-        budgets={"scan": 70.0, "fps": 230.0, "train": 60.0},
+        budgets={step: check_budgets(False)[step] for step in HARNESS_STEPS},
         cell_timeout_s=45.0,
         compile_timeout_s=100.0,
     )
@@ -187,6 +250,7 @@ def _scan_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if not SCAN_BACKENDS[backend].deployable:  # the oracle's Python loop: a slice of the steps
             shape = shape.sliced(p["reference_steps"])
         label = f"{op} {shape.name} {dtype} {backend}{' fwd+bwd' if backward else ' fwd'}"
+        yield dict(kind="progress", what=label)  # a part stopped at its budget then names the cell it was on
         try:
             call = scan_cell_call(op, shape, p["batch"], dtype, backend, backward, device)
             seconds = seconds_per_call(call, device, p["protocol"])
@@ -222,6 +286,7 @@ def _fps_part(p: dict[str, Any]) -> Iterator[dict[str, Any]]:
     from .measure.fps import measure_model_fps
 
     for batch in p["batches"]:
+        yield dict(kind="progress", what=f"{p['model']} {p['preset']} batch {batch}")
         try:
             m = measure_model_fps(
                 p["model"],
@@ -282,16 +347,15 @@ def run_part(part: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 class _Clock:
-    """The whole check's deadline and each step's budget: a step ends at its own budget or when only the
-    later steps' budgets are left, whichever comes first, so that one slow step cannot starve the next."""
+    """The harness's deadline and each step's budget: a step ends at its own budget or at the deadline,
+    whichever comes first. The steps run in the order of what matters (scan, FPS, training): a slow one
+    takes only from the less important ones after it."""
 
-    def __init__(self, deadline: float, budgets: dict[str, float]):
+    def __init__(self, deadline: float, budgets: dict[str, StepBudget]):
         self.deadline, self.budgets = deadline, budgets
 
     def step_end(self, step: str) -> float:
-        names = list(self.budgets)
-        later = sum(self.budgets[n] for n in names[names.index(step) + 1 :])
-        return min(time.monotonic() + self.budgets[step], self.deadline - later)
+        return min(time.monotonic() + self.budgets[step].seconds, self.deadline)
 
     def left(self, step_end: float) -> float:
         return min(self.deadline, step_end) - time.monotonic()
@@ -305,6 +369,7 @@ class _Run:
     clock: _Clock
     results: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (step, what, why)
+    steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, status, seconds of its budget)
 
     def skip(self, step: str, what: str, why: str) -> None:
         self.skipped.append((step, what, why))
@@ -316,15 +381,16 @@ class _Run:
         if left < min_s:
             self.skip(step, what, f"the step's budget ran out ({max(left, 0):.0f} s left, a job needs {min_s:.0f} s)")
             return []
-        start = time.monotonic()
-        done = launch_collect(job, timeout_s=min(cap, left), env=self.plan.env)
-        print(f"[gpu-check] {step}: {what} ({time.monotonic() - start:.0f} s)", flush=True)
+        start, limit = time.monotonic(), min(cap, left)
+        done = launch_collect(job, timeout_s=limit, env=self.plan.env)
+        print(f"[gpu-check] {step}: {what} ({time.monotonic() - start:.0f} s of its {limit:.0f} s)", flush=True)
         for r in done.results:
             if r.get("kind") == "skip":
                 self.skip(r["step"], r["what"], r["reason"])
         if done.error:
-            self.skip(step, what, done.error)
-        got = [r for r in done.results if r.get("kind") != "skip"]
+            doing = [r["what"] for r in done.results if r.get("kind") == "progress"]
+            self.skip(step, what, done.error + (f", while timing {doing[-1]}" if doing else ""))
+        got = [r for r in done.results if r.get("kind") not in ("skip", "progress")]
         self.results += got
         return got
 
@@ -367,7 +433,7 @@ def _scan_step(run: _Run) -> None:
         protocol=plan.kernel_protocol,
         label="scan kernels",
     )
-    for r in run.launch("scan", CheckJob("scan", params), end, plan.budgets["scan"], 10.0):
+    for r in run.launch("scan", CheckJob("scan", params), end, plan.budgets["scan"].seconds, 10.0):
         _record_scan(run, r)
 
 
@@ -664,15 +730,20 @@ def run_check(request: CheckRequest) -> CheckOutcome:
         half = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     backends, left_out = _scan_backends(device, request.dry_run)
     plan = plan_for(request.dry_run, device, half, backends)
-    total = request.seconds if request.seconds is not None else sum(plan.budgets.values())
+    total = request.seconds if request.seconds is not None else sum(b.seconds for b in plan.budgets.values())
     request.out.mkdir(parents=True, exist_ok=True)
     run = _Run(plan, request.out, ResultsStore(request.out / "results.csv"), _Clock(start + total, plan.budgets))
     for name, why in left_out:
         run.skip("scan", f"backend {name}", why)
-    for step in (_scan_step, _fps_step, _train_step):
+    for name, step in zip(HARNESS_STEPS, (_scan_step, _fps_step, _train_step), strict=True):
+        step_start, skipped = time.monotonic(), len(run.skipped)
         step(run)
+        took = f"{time.monotonic() - step_start:.0f} s of its {plan.budgets[name].seconds:.0f} s"
+        status = "done" if len(run.skipped) == skipped else f"done, {len(run.skipped) - skipped} skipped"
+        run.steps.append((name, status, took))
+        print(f"[gpu-check] {name} {status} ({took})", flush=True)
     seconds = time.monotonic() - start
-    steps = _shell_steps(request.out) + [("harness", "done", f"{seconds:.0f} s")]
+    steps = _shell_steps(request.out) + run.steps
     (request.out / "gpu_check.md").write_text(_summary(run, steps, seconds))
     goals = _goal_lines(run)
     summary = dict(
