@@ -23,7 +23,7 @@ PROG = "python -m mamkpd.cli.gpu_check"
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="The GPU check: scan kernels against the bandwidth bound, Table 2's models (eager and "
+        description="The GPU check: scan kernels against their roofline, Table 2's models (eager and "
         "compiled, fp32 and half precision) as ratios to HRNet-W32, one training step, each part in a process "
         "of its own under a time budget.",
         epilog="usually run by scripts/gpu_check.sh [--dry-run] OUT_DIR, after the install and the GPU tests",

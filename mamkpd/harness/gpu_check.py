@@ -1,4 +1,4 @@
-"""The GPU check (``scripts/gpu_check.sh OUT_DIR``): scan kernels against the bandwidth bound, Table 2's
+"""The GPU check (``scripts/gpu_check.sh OUT_DIR``): scan kernels against their roofline, Table 2's
 models (eager and compiled, fp32 and half precision) as ratios to HRNet-W32, one training step, in minutes.
 
 The shell script installs the suite and runs the ``gpu``-marked tests, then the check's command line
