@@ -148,7 +148,7 @@ def test_bad_input_is_a_value_error(shape, message):
         (dict(input_size=(250, 192)), "mamkpd_b: input_size must be .*positive multiples of 16"),
         (dict(dims=(96, 192)), "equal length"),
         (dict(width=3), r"unknown MamKPD config field\(s\) \['width'\]"),
-        (dict(scan_backend="fast"), "scan_backend must be one of"),
+        (dict(scan_backend="fast"), "unknown scan backend .fast.; choose one of auto, "),
     ],
 )
 def test_bad_config_names_the_field(overrides, message):
