@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from mamkpd.models.registry import register_model
 
+from .layers import ConvModule
 from .litehrnet import LiteHRNet, TopDownHeatmapModel, channel_shuffle, litehrnet
 
 KERNEL_BANK_RATIO = 4  # kernel attention's bottleneck
@@ -82,23 +83,12 @@ class DynamicConv(nn.Module):
         return self.aggregation(x, self.attention(x))
 
 
-class ConvBN(nn.Module):
+def conv_bn(
+    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, num_kernels: int = 1, relu: bool = False
+) -> ConvModule:
     """Conv (a bank of ``num_kernels`` when more than one) + BN (+ ReLU), the official ``conv``/``bn`` names."""
-
-    def __init__(
-        self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, num_kernels: int = 1, relu=False
-    ):
-        super().__init__()
-        if num_kernels > 1:
-            self.conv = DynamicConv(cin, cout, kernel, stride, groups, num_kernels)
-        else:
-            self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU() if relu else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.bn(self.conv(x))
-        return x if self.relu is None else self.relu(x)
+    bank = DynamicConv(cin, cout, kernel, stride, groups, num_kernels) if num_kernels > 1 else None
+    return ConvModule(cin, cout, kernel, stride, groups, act=nn.ReLU if relu else None, conv=bank)
 
 
 def channel_gate(channels: int, mid: int) -> nn.Sequential:
@@ -167,7 +157,7 @@ class DynamicSplitConv(nn.Module):
         self.split_channels = [channels // splits] * splits
         self.split_channels[0] += channels - sum(self.split_channels)
         self.conv = nn.ModuleList(
-            ConvBN(c, c, 2 * i + 3, groups=c, num_kernels=KERNELS_MIXED[branch])
+            conv_bn(c, c, 2 * i + 3, groups=c, num_kernels=KERNELS_MIXED[branch])
             for i, c in enumerate(self.split_channels)
         )
 
@@ -203,18 +193,18 @@ class DiteStem(nn.Module):
         super().__init__()
         half = channels // 2
         mid = half // 4
-        self.conv1 = ConvBN(cin, channels, 3, 2, relu=True)
+        self.conv1 = conv_bn(cin, channels, 3, 2, relu=True)
         self.branch1 = nn.Sequential(
-            ConvBN(half, half, 3, 2, groups=half, num_kernels=4),
+            conv_bn(half, half, 3, 2, groups=half, num_kernels=4),
             GlobalContext(half, 4),
-            ConvBN(half, half, 1, num_kernels=4, relu=True),
+            conv_bn(half, half, 1, num_kernels=4, relu=True),
         )
         self.branch2 = nn.Sequential(
-            ConvBN(half, half, 3, groups=half, num_kernels=4),
+            conv_bn(half, half, 3, groups=half, num_kernels=4),
             GlobalContext(half, 4),
-            ConvBN(half, mid, 1, num_kernels=4, relu=True),
-            ConvBN(mid, half, 1, num_kernels=4),
-            ConvBN(half, half, 3, 2, groups=half, num_kernels=4, relu=True),
+            conv_bn(half, mid, 1, num_kernels=4, relu=True),
+            conv_bn(mid, half, 1, num_kernels=4),
+            conv_bn(half, half, 3, 2, groups=half, num_kernels=4, relu=True),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -30,6 +30,7 @@ from mamkpd.models.init import hrnet_init
 from mamkpd.models.registry import register_model
 
 from .hrnet import HRNetHead
+from .layers import ConvModule
 from .topdown import TopDownHeatmapModel, check_input_size, topdown_layouts
 
 STEM_CHANNELS = 32
@@ -45,32 +46,6 @@ class LiteHRNetConfig:
 
 
 LITEHRNET_SIZES = {"18": LiteHRNetConfig((2, 4, 2)), "30": LiteHRNetConfig((3, 8, 3))}
-
-
-class ConvNormAct(nn.Module):
-    """MMCV's ConvModule as these models use it: ``conv`` (no bias when followed by ``bn``), ``bn``, then an
-    optional activation."""
-
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int,
-        stride: int = 1,
-        groups: int = 1,
-        act: type[nn.Module] | None = None,
-        norm: bool = True,
-    ):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=not norm)
-        self.bn = nn.BatchNorm2d(cout) if norm else None
-        self.act = act() if act else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        return x if self.act is None else self.act(x)
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -95,13 +70,11 @@ class Stem(nn.Module):
     def __init__(self, cin: int, channels: int):
         super().__init__()
         half = channels // 2
-        self.conv1 = ConvNormAct(cin, channels, 3, 2, act=nn.ReLU)
-        self.branch1 = nn.Sequential(
-            ConvNormAct(half, half, 3, 2, groups=half), ConvNormAct(half, half, 1, act=nn.ReLU)
-        )
-        self.expand_conv = ConvNormAct(half, channels, 1, act=nn.ReLU)
-        self.depthwise_conv = ConvNormAct(channels, channels, 3, 2, groups=channels)
-        self.linear_conv = ConvNormAct(channels, half, 1, act=nn.ReLU)
+        self.conv1 = ConvModule(cin, channels, 3, 2, act=nn.ReLU)
+        self.branch1 = nn.Sequential(ConvModule(half, half, 3, 2, groups=half), ConvModule(half, half, 1, act=nn.ReLU))
+        self.expand_conv = ConvModule(half, channels, 1, act=nn.ReLU)
+        self.depthwise_conv = ConvModule(channels, channels, 3, 2, groups=channels)
+        self.linear_conv = ConvModule(channels, half, 1, act=nn.ReLU)
 
     def forward(self, x: Tensor) -> Tensor:
         x1, x2 = self.conv1(x).chunk(2, dim=1)
@@ -114,8 +87,8 @@ class SpatialWeighting(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv1 = ConvNormAct(channels, channels // SPATIAL_RATIO, 1, act=nn.ReLU, norm=False)
-        self.conv2 = ConvNormAct(channels // SPATIAL_RATIO, channels, 1, act=nn.Sigmoid, norm=False)
+        self.conv1 = ConvModule(channels, channels // SPATIAL_RATIO, 1, act=nn.ReLU, norm=False)
+        self.conv2 = ConvModule(channels // SPATIAL_RATIO, channels, 1, act=nn.Sigmoid, norm=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.conv2(self.conv1(F.adaptive_avg_pool2d(x, 1)))
@@ -128,8 +101,8 @@ class CrossResolutionWeighting(nn.Module):
         super().__init__()
         self.channels = channels
         total = sum(channels)
-        self.conv1 = ConvNormAct(total, total // REDUCE_RATIO, 1, act=nn.ReLU)
-        self.conv2 = ConvNormAct(total // REDUCE_RATIO, total, 1, act=nn.Sigmoid)
+        self.conv1 = ConvModule(total, total // REDUCE_RATIO, 1, act=nn.ReLU)
+        self.conv2 = ConvModule(total // REDUCE_RATIO, total, 1, act=nn.Sigmoid)
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         low = xs[-1].shape[-2:]
@@ -146,7 +119,7 @@ class ConditionalChannelWeighting(nn.Module):
         super().__init__()
         halves = [c // 2 for c in channels]
         self.cross_resolution_weighting = CrossResolutionWeighting(halves)
-        self.depthwise_convs = nn.ModuleList(ConvNormAct(c, c, 3, groups=c) for c in halves)
+        self.depthwise_convs = nn.ModuleList(ConvModule(c, c, 3, groups=c) for c in halves)
         self.spatial_weighting = nn.ModuleList(SpatialWeighting(c) for c in halves)
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
@@ -205,8 +178,8 @@ class DepthwiseSeparable(nn.Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.depthwise_conv = ConvNormAct(cin, cin, 3, groups=cin)
-        self.pointwise_conv = ConvNormAct(cin, cout, 1, act=nn.ReLU)
+        self.depthwise_conv = ConvModule(cin, cin, 3, groups=cin)
+        self.pointwise_conv = ConvModule(cin, cout, 1, act=nn.ReLU)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise_conv(self.depthwise_conv(x))

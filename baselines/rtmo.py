@@ -24,37 +24,21 @@ from torch import Tensor, nn
 from mamkpd.models.checkpoint import KeyLayout
 from mamkpd.models.registry import check_input_size, register_model
 
+from .layers import ConvModule
+
 INPUT_SIZE = (640, 640)
 STRIDES = (16, 32)  # the head's feature levels
 BBOX_PADDING = 1.25  # box -> DCC bin range
 
 
-class ConvModule(nn.Module):
-    """Conv (no bias) + BN + optional SiLU, with MMCV ConvModule's names (``conv``, ``bn``)."""
-
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int,
-        stride: int = 1,
-        groups: int = 1,
-        act: bool = True,
-        bn_eps: float = 1e-5,
-        bn_momentum: float = 0.1,
-    ):
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout, eps=bn_eps, momentum=bn_momentum)
-        self.act = nn.SiLU(inplace=True) if act else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(x)))
+def silu_conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> ConvModule:
+    """ConvModule with PyTorch's default BN and SiLU: RT-DETR's neck here, every conv of RTMPose's CSPNeXt."""
+    return ConvModule(cin, cout, kernel, stride, groups, act=nn.SiLU)
 
 
 def yolox_conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> ConvModule:
     """ConvModule with YOLOX's BN (momentum 0.03, eps 1e-3) and SiLU, used in the backbone and head."""
-    return ConvModule(cin, cout, kernel, stride, groups, act=True, bn_eps=1e-3, bn_momentum=0.03)
+    return ConvModule(cin, cout, kernel, stride, groups, act=nn.SiLU, bn_eps=1e-3, bn_momentum=0.03)
 
 
 # ----------------------------------------------------------------------------------------- backbone
@@ -245,8 +229,8 @@ class RepVGGBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.branch_3x3 = ConvModule(channels, channels, 3, act=False)
-        self.branch_1x1 = ConvModule(channels, channels, 1, act=False)
+        self.branch_3x3 = ConvModule(channels, channels, 3)
+        self.branch_1x1 = ConvModule(channels, channels, 1)
         self.act = nn.SiLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -257,10 +241,10 @@ class CSPRepLayer(nn.Module):
     def __init__(self, cin: int, cout: int, num_blocks: int, widen: float):
         super().__init__()
         hidden = int(cout * widen)
-        self.conv1 = ConvModule(cin, hidden, 1)
-        self.conv2 = ConvModule(cin, hidden, 1)
+        self.conv1 = silu_conv(cin, hidden, 1)
+        self.conv2 = silu_conv(cin, hidden, 1)
         self.bottlenecks = nn.Sequential(*(RepVGGBlock(hidden) for _ in range(num_blocks)))
-        self.conv3 = ConvModule(hidden, cout, 1) if hidden != cout else nn.Identity()
+        self.conv3 = silu_conv(hidden, cout, 1) if hidden != cout else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv3(self.bottlenecks(self.conv1(x)) + self.conv2(x))
@@ -271,7 +255,7 @@ class ChannelMapper(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int):
         super().__init__()
-        self.convs = nn.ModuleList(ConvModule(c, out_channels, 1, act=False) for c in in_channels)
+        self.convs = nn.ModuleList(ConvModule(c, out_channels, 1) for c in in_channels)
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         return [conv(f) for conv, f in zip(self.convs, feats, strict=True)]
@@ -295,13 +279,13 @@ class HybridEncoder(nn.Module):
         super().__init__()
         n = len(in_channels)
         self.hidden = hidden
-        self.input_proj = nn.ModuleList(ConvModule(c, hidden, 1, act=False) for c in in_channels)
+        self.input_proj = nn.ModuleList(ConvModule(c, hidden, 1) for c in in_channels)
         self.encoder = nn.ModuleList([Encoder(1, hidden, num_heads, ffn_dim)])
         self.sincos_pos_enc = SinePositionalEncoding(hidden // 2, pe_temperature)
         blocks = round(3 * deepen)
-        self.lateral_convs = nn.ModuleList(ConvModule(hidden, hidden, 1) for _ in range(n - 1))
+        self.lateral_convs = nn.ModuleList(silu_conv(hidden, hidden, 1) for _ in range(n - 1))
         self.fpn_blocks = nn.ModuleList(CSPRepLayer(2 * hidden, hidden, blocks, widen) for _ in range(n - 1))
-        self.downsample_convs = nn.ModuleList(ConvModule(hidden, hidden, 3, 2) for _ in range(n - 1))
+        self.downsample_convs = nn.ModuleList(silu_conv(hidden, hidden, 3, 2) for _ in range(n - 1))
         self.pan_blocks = nn.ModuleList(CSPRepLayer(2 * hidden, hidden, blocks, widen) for _ in range(n - 1))
         self.projector = ChannelMapper([hidden, hidden], out_channels)
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from mamkpd.models.checkpoint import KeyLayout
 from mamkpd.models.registry import check_input_size, register_model
 
-from .rtmo import ConvModule, GAUEncoder, ScaleNorm, SPPBottleneck
+from .rtmo import GAUEncoder, ScaleNorm, SPPBottleneck, silu_conv
 
 STRIDE = 32  # the head reads the last backbone stage
 SIMCC_SPLIT_RATIO = 2.0  # bins per input pixel
@@ -37,8 +37,8 @@ class DepthwiseSeparableConv(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int):
         super().__init__()
-        self.depthwise_conv = ConvModule(cin, cin, kernel, groups=cin)
-        self.pointwise_conv = ConvModule(cin, cout, 1)
+        self.depthwise_conv = silu_conv(cin, cin, kernel, groups=cin)
+        self.pointwise_conv = silu_conv(cin, cout, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise_conv(self.depthwise_conv(x))
@@ -49,7 +49,7 @@ class CSPNeXtBlock(nn.Module):
 
     def __init__(self, channels: int, add_identity: bool):
         super().__init__()
-        self.conv1 = ConvModule(channels, channels, 3)
+        self.conv1 = silu_conv(channels, channels, 3)
         self.conv2 = DepthwiseSeparableConv(channels, channels, 5)
         self.add_identity = add_identity
 
@@ -77,9 +77,9 @@ class CSPNeXtLayer(nn.Module):
     def __init__(self, channels: int, num_blocks: int, add_identity: bool):
         super().__init__()
         mid = channels // 2
-        self.main_conv = ConvModule(channels, mid, 1)
-        self.short_conv = ConvModule(channels, mid, 1)
-        self.final_conv = ConvModule(2 * mid, channels, 1)
+        self.main_conv = silu_conv(channels, mid, 1)
+        self.short_conv = silu_conv(channels, mid, 1)
+        self.final_conv = silu_conv(2 * mid, channels, 1)
         self.blocks = nn.Sequential(*(CSPNeXtBlock(mid, add_identity) for _ in range(num_blocks)))
         self.attention = ChannelAttention(2 * mid)
 
@@ -103,12 +103,12 @@ class CSPNeXt(nn.Module):
         super().__init__()
         stem = int(64 * widen)
         half = int(64 * widen // 2)
-        self.stem = nn.Sequential(ConvModule(3, half, 3, 2), ConvModule(half, half, 3), ConvModule(half, stem, 3))
+        self.stem = nn.Sequential(silu_conv(3, half, 3, 2), silu_conv(half, half, 3), silu_conv(half, stem, 3))
         for i, (cin, cout, blocks, identity, spp) in enumerate(self.ARCH):
             cin, cout = int(cin * widen), int(cout * widen)
-            layers: list[nn.Module] = [ConvModule(cin, cout, 3, 2)]
+            layers: list[nn.Module] = [silu_conv(cin, cout, 3, 2)]
             if spp:
-                layers.append(SPPBottleneck(cout, conv=ConvModule))
+                layers.append(SPPBottleneck(cout, conv=silu_conv))
             layers.append(CSPNeXtLayer(cout, max(round(blocks * deepen), 1), identity))
             self.add_module(f"stage{i + 1}", nn.Sequential(*layers))
         self.out_channels = int(self.ARCH[-1][1] * widen)

@@ -108,7 +108,7 @@ def test_scan_backend_reaches_every_block():
     assert len(blocks) == 1 + 2 + 3 and all(b.scan_backend == "reference" for b in blocks)
     model.scan_backend = "torch"
     assert all(b.scan_backend == "torch" for b in blocks)
-    with pytest.raises(ValueError, match="scan_backend"):
+    with pytest.raises(ValueError, match="unknown scan backend .gpu."):
         model.scan_backend = "gpu"
 
 
@@ -148,12 +148,32 @@ def test_bad_input_is_a_value_error(shape, message):
         (dict(input_size=(250, 192)), "mamkpd_b: input_size must be .*positive multiples of 16"),
         (dict(dims=(96, 192)), "equal length"),
         (dict(width=3), r"unknown MamKPD config field\(s\) \['width'\]"),
-        (dict(scan_backend="fast"), "scan_backend must be one of"),
+        (dict(scan_backend="fast"), "unknown scan backend .fast.; choose one of auto, "),
     ],
 )
 def test_bad_config_names_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
         mamkpd.create_model("mamkpd_b", **overrides)
+
+
+def test_a_scan_backend_name_is_checked_by_the_ops_registry_wherever_it_is_set(tmp_path):
+    from test_checkpoint_safety import one_error_line
+    from test_cli_evaluate import TINY, mamkpd_cli, untrained_checkpoint
+
+    model = mamkpd.create_model("mamkpd_s", input_size=(64, 48), **TINY)
+    for set_it in (
+        lambda: MamKPDConfig(scan_backend="fast"),
+        lambda: setattr(model, "scan_backend", "fast"),
+        lambda: SS2D(16, scan_backend="fast"),
+    ):
+        with pytest.raises(ValueError, match="^unknown scan backend 'fast'; choose one of auto, reference, torch"):
+            set_it()
+    assert model.scan_backend == "auto"  # a refused name is not kept
+    # the command line: one line, naming the option that sets it
+    ckpt = untrained_checkpoint(tmp_path / "untrained.pth")
+    args = ["--checkpoint", str(ckpt), "--dataset", "coco", "--model-kwargs", '{"scan_backend": "fast"}']
+    line = one_error_line(mamkpd_cli("evaluate", *args, cwd=tmp_path), "evaluate")
+    assert "model_kwargs may not set scan_backend: use EvalConfig.scan_backend (--scan-backend)" in line, line
 
 
 def test_each_model_names_the_codec_its_authors_used():

@@ -39,7 +39,7 @@ class SimCCLabel:
     name = "simcc"  # its build_codec name, recorded in protocols
     use_udp = False  # RTMPose's TopdownAffine(use_udp=False)
     flip_shift = False  # flip_vectors reverses the bins without a shift
-    training_loss = None  # RTMPose trains with KLDiscretLoss, which the suite's trainer does not have
+    training_loss = "kl_discret"  # RTMPose trains with KLDiscretLoss (mamkpd.engine.loss) against these labels
 
     def __init__(self, input_size=(256, 192), sigma: tuple[float, float] = (4.9, 5.66), split_ratio: float = 2.0):
         self.input_size = (int(input_size[0]), int(input_size[1]))

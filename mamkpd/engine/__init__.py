@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .config import TrainConfig
     from .distributed import DistContext, gather_by_index, init_distributed
     from .inference import build_coco_results, evaluate, flip_back, predict_outputs, run_inference
-    from .loss import JointsMSELoss
+    from .loss import JointsMSELoss, KLDiscretLoss
     from .trainer import NonFiniteLossError, TrainResult, WarmupMultiStep, train
 
 _MODULE_OF = {
@@ -25,6 +25,7 @@ _MODULE_OF = {
     "NonFiniteLossError": "trainer",
     "WarmupMultiStep": "trainer",
     "JointsMSELoss": "loss",
+    "KLDiscretLoss": "loss",
     "evaluate": "inference",
     "EvalConfig": "checkpoint_eval",
     "evaluate_checkpoint": "checkpoint_eval",
@@ -47,6 +48,7 @@ __all__ = [
     "NonFiniteLossError",
     "WarmupMultiStep",
     "JointsMSELoss",
+    "KLDiscretLoss",
     "evaluate",
     "EvalConfig",
     "evaluate_checkpoint",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import read_checkpoint_contents
+from .config import refuse_scan_backend_override
 from .distributed import init_distributed
 from .inference import evaluate
 
@@ -44,6 +45,9 @@ class EvalConfig:
     amp: bool = False
     results: str | None = None  # None: default_results_path(...), named after model, run, checkpoint, data
     trust_checkpoint: bool = False  # load a checkpoint weights_only=True refuses as a full pickle (a trusted file)
+
+    def __post_init__(self) -> None:
+        refuse_scan_backend_override(self.model_kwargs, "EvalConfig")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,16 @@ __all__ = [
     "ResumeDifferences",
     "RESUME_FIXED_SETTINGS",
     "RESUME_FREE_SETTINGS",
+    "refuse_scan_backend_override",
     "resume_differences",
 ]
+
+
+def refuse_scan_backend_override(model_kwargs: dict[str, Any] | None, config: str) -> None:
+    """One way to set a model's scan backend, the config's own field: the run records it as the backend that
+    ran (a model override beside it would reach create_model twice)."""
+    if model_kwargs and "scan_backend" in model_kwargs:
+        raise ValueError(f"model_kwargs may not set scan_backend: use {config}.scan_backend (--scan-backend)")
 
 
 def _option(default: Any = dataclasses.MISSING, *, help: str, factory: Any = dataclasses.MISSING, **argparse_kw):
@@ -49,8 +57,8 @@ class TrainConfig:
     )
     codec: str | None = _option(
         None,
-        help="heatmap codec: msra, msra_dark, udp or darkpose (default: the model's own, udp for ViTPose, darkpose "
-        "for TokenPose and PPT)",
+        help="codec of the targets: msra, msra_dark, udp, darkpose or simcc (default: the model's own, udp for "
+        "ViTPose, darkpose for TokenPose and PPT, simcc for RTMPose)",
     )
     augment: bool = _option(True, help="HRNet's augmentations (flip, half-body, scale, rotation); false for none")
     # annotation/image overrides inside data_root (the standard paths when None)
@@ -136,8 +144,7 @@ class TrainConfig:
             "on_bad": self.on_bad in ("skip", "error"),
             "scan_backend": self.scan_backend in SCAN_BACKEND_CHOICES,
         }
-        if "scan_backend" in self.model_kwargs:  # one way to set it: the run records it as the backend that ran
-            raise ValueError("model_kwargs may not set scan_backend: use TrainConfig.scan_backend (--scan-backend)")
+        refuse_scan_backend_override(self.model_kwargs, "TrainConfig")
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(

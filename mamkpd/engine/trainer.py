@@ -1,4 +1,5 @@
-"""Top-down heatmap training: single process, or many under torchrun with DistributedDataParallel."""
+"""Top-down training (heatmaps; SimCC vectors for RTMPose): single process, or many under torchrun with
+DistributedDataParallel. The loss is the codec's (``training_loss``): JointsMSELoss or KLDiscretLoss."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from .checkpoint import (
 from .config import ResumeDifferences, TrainConfig, resume_differences
 from .distributed import DistContext, barrier, broadcast_buffers, init_distributed
 from .inference import evaluate, primary_metric
-from .loss import JointsMSELoss
+from .loss import training_loss_of
 from .memory import check_batch_fits
 
 if TYPE_CHECKING:  # the data package (OpenCV) is imported where a run reads data, not with this module
@@ -186,11 +187,6 @@ def resolve_training(cfg: TrainConfig, train_set: Dataset | None = None) -> Trai
             "(TrainConfig.input_size, else the data set's): set input_size to the training set's"
         )
     codec = build_codec(codec_name, input_size) if codec_name else None
-    if codec is not None and codec.training_loss is None:
-        raise ValueError(
-            f"codec: {cfg.model} decodes with the {codec_name!r} codec, whose training loss the suite's trainer "
-            "does not have (it trains heatmap codecs: msra, msra_dark, udp); evaluate it from a released checkpoint"
-        )
     return TrainSetup(info=info, input_size=input_size, codec_name=codec_name, codec=codec)
 
 
@@ -529,7 +525,7 @@ def setup_training(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        criterion=JointsMSELoss(),
+        criterion=training_loss_of(setup.codec),
         setup=setup,
         metric_name=primary_metric(setup.info.name),
         use_amp=use_amp,
@@ -575,8 +571,8 @@ def train_one_epoch(run: TrainingRun, epoch: int) -> tuple[dict[str, Any], bool]
         target = batch["target"].to(ctx.device, non_blocking=True)
         weight = batch["target_weight"].to(ctx.device, non_blocking=True)
         with autocast:
-            heatmaps = run.ddp_model(images)
-        loss = run.criterion(heatmaps, target, weight)
+            outputs = run.ddp_model(images)  # heatmaps, or a SimCC model's (x, y) vectors
+        loss = run.criterion(outputs, target, weight)
         # the mean over ranks for the log; a NaN on any rank stops every rank at the same step
         reported = loss.detach().clone()
         if ctx.distributed:

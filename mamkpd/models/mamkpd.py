@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..ops import SCAN_BACKEND_CHOICES
+from ..ops import check_scan_backend
 from .init import INITS
 from .layers import SS2D, ContextModeling, DeconvHead, LinearPatchEmbed, PatchMerging, SS2DBlock
 from .registry import check_input_size, register_model
@@ -67,12 +67,6 @@ class MamKPDConfig:
     @property
     def heatmap_size(self) -> tuple[int, int]:
         return (self.input_size[0] // 4, self.input_size[1] // 4)
-
-
-def check_scan_backend(name: str) -> str:
-    if name not in SCAN_BACKEND_CHOICES:
-        raise ValueError(f"scan_backend must be one of {SCAN_BACKEND_CHOICES}, got {name!r}")
-    return name
 
 
 class Stem(nn.Module):

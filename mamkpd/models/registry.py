@@ -83,7 +83,8 @@ class ModelInfo:
 
     @property
     def trains_top_down(self) -> bool:
-        """Whether the suite's top-down heatmap trainer and evaluator take it: person crops in, heatmaps out."""
+        """Whether the suite's top-down trainer and evaluator take it: person crops in, a codec's outputs out
+        (heatmaps, or SimCC vectors)."""
         return self.uses_codec and not self.whole_image
 
 

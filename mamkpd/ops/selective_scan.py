@@ -39,6 +39,7 @@ __all__ = [
     "SCAN_BACKENDS",
     "auto_order",
     "backend_unavailable",
+    "check_scan_backend",
     "get_backend",
     "resolve_backend",
     "selective_scan",
@@ -143,6 +144,14 @@ def get_backend(name: str) -> ScanBackend:
         return SCAN_BACKENDS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown scan backend {name!r}; choose one of {', '.join(SCAN_BACKEND_CHOICES)}") from None
+
+
+def check_scan_backend(name: str) -> str:
+    """``name`` when a user may ask for it (``auto`` or a registered backend); else :func:`get_backend`'s error.
+    The one check of a requested name, wherever it is set (a model's config, an SS2D block)."""
+    if name != AUTO:
+        get_backend(name)
+    return name
 
 
 def auto_order(device_type: str) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...ops import AUTO, ScanBackend, cross_selective_scan, get_backend, resolve_backend, selective_scan
+from ...ops import ScanBackend, check_scan_backend, cross_selective_scan, resolve_backend, selective_scan
 from .cross_scan import cross_merge, cross_scan, cross_scan_per_direction
 
 DIRECTIONS = 4  # cross scan: rows, columns, and both reversed
@@ -65,8 +65,7 @@ class SS2D(nn.Module):
 
     @scan_backend.setter
     def scan_backend(self, name: str) -> None:
-        if name != AUTO:
-            get_backend(name)  # an unknown name fails here, wherever the module is
+        check_scan_backend(name)  # an unknown name fails here, wherever the module is
         self._scan_request = name
         self._resolve_scan()
 
