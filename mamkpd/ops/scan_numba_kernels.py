@@ -1,15 +1,19 @@
 """numba kernels of the ``numba`` scan backend. Imported only by :mod:`.scan_numba`, and only once numba is
 known to be installed (this module imports it at the top).
 
-Layout: channels innermost. A kernel scans ``K`` sequences at once (the groups of a grouped scan, or the four
-directions of SS2D's cross scan) over rows of ``C`` channels:
+Layout: the arrays are views of the caller's tensors, read and written in place with whatever strides they
+have (nothing is copied into a kernel layout). A kernel scans ``K`` sequences at once (the groups of a grouped
+scan, or the four directions of SS2D's cross scan) over rows of ``channels`` channels:
 
-- ``x``, ``out``, ``gout``, ``gx``: (batch, Kx, P, C) with Kx = K (one input row set per sequence) or Kx = 1
-  (one shared by the K sequences, and the K outputs summed into one: the cross scan);
-- ``delta``, ``z``, ``gdelta``, ``gz``: (batch, K, P, C); an absent z is a (0, 0, 0, 0) array;
-- ``order``: (K, L), the row that step t of sequence k reads and writes (the identity for a grouped scan);
-- ``A2``, ``A``: (K, N, C), A log2(e) (the exponent the recurrence takes in base 2) and A;
-- ``Bt``, ``Ct``: (batch, K, L, N), time-major in scan order; ``D``, ``bias``: (K, C).
+- ``x``, ``out``, ``gout``, ``gx``: (batch, Kx, P, channels) with Kx = K (one input row set per sequence) or
+  Kx = 1 (one shared by the K sequences, and the K outputs summed into one: the cross scan);
+- ``delta``, ``z``, ``gdelta``, ``gz``: (batch, K, P, channels); an absent z is a (0, 0, 0, 0) array;
+- ``order``: (K, L), the row (position) that step t of sequence k reads and writes (the identity for a
+  grouped scan);
+- ``B``, ``C``: (batch, K, N, P), read at the step's position; ``gB``, ``gC``: (batch, blocks, K, N, P);
+- ``A2``, ``A``: (K, N, padded), A log2(e) (the exponent the recurrence takes in base 2) and A; ``D``,
+  ``bias``: (K, padded); padded is channels rounded up to whole blocks (parameters are small: they are the
+  only arrays the caller pads).
 
 A task is one (batch, block of ``BLOCK`` channels) and runs all K sequences, in order, so that the sums over
 them are the same bits whatever the thread count. Inside a task the vectors of :mod:`.scan_numba_vectors`
@@ -17,6 +21,13 @@ carry ``LANES`` channels each; every lane does the same scalar arithmetic, so a 
 depend on the lane it lands in. Time runs in chunks of ``CHUNK`` steps: a first pass loads the chunk's
 rows (prefetching those ahead: the column-major directions jump a whole image row per step) and computes
 dt = softplus(delta + bias), a second runs the recurrence.
+
+Where an array's channels are adjacent in memory (stride 1, the model's channels-last activations) a block
+is loaded and stored as vectors straight from its rows. Otherwise (channels L apart, as a contiguous
+(batch, dim, L) tensor holds them), and for the last block when the channels do not fill it, the chunk's
+values are copied channel by channel (consecutive in time, so in memory) into a (CHUNK, BLOCK) tile, zero
+past the last channel, and outputs are written back from such a tile: the padded lanes compute with u = 0
+and A = 0, so their state stays zero and they add exact zeros to the sums over channels.
 """
 
 from __future__ import annotations
@@ -163,32 +174,96 @@ def _silu_parts(z):
 
 # ------------------------------------------------------------------------------------------- kernels
 @njit(inline="always", **JIT)
+def _unit(rows) -> bool:
+    """Channels adjacent in memory (the last axis has stride 1): blocks load as vectors from the rows."""
+    return rows.strides[rows.ndim - 1] == rows.itemsize
+
+
+@njit(inline="always", **JIT)
+def _tile_in(rows, steps, t0, n_steps, c0, channels, tile):
+    """tile[i, l] = rows[steps[t0 + i], c0 + l] for the chunk's steps and the block's channels (channel by
+    channel: consecutive in time, so in memory, where the channels are L apart), zero past the last channel."""
+    count = min(BLOCK, channels - c0)
+    for lane in range(BLOCK):
+        if lane < count:
+            c = c0 + lane
+            for i in range(n_steps):
+                tile[i * BLOCK + lane] = rows[steps[t0 + i], c]
+        else:
+            for i in range(n_steps):
+                tile[i * BLOCK + lane] = 0
+
+
+@njit(inline="always", **JIT)
+def _tile_out(rows, steps, t0, n_steps, c0, channels, tile, accumulate):
+    """rows[steps[t0 + i], c0 + l] = tile[i, l] (or += with ``accumulate``), the channels that exist only."""
+    for lane in range(min(BLOCK, channels - c0)):
+        c = c0 + lane
+        for i in range(n_steps):
+            row = steps[t0 + i]
+            if accumulate:
+                rows[row, c] = rows[row, c] + tile[i * BLOCK + lane]
+            else:
+                rows[row, c] = tile[i * BLOCK + lane]
+
+
+@njit(inline="always", **JIT)
+def _get(direct, rows, row, c0, tile, j):
+    """The block's two vectors at ``row``: from the row itself (``direct``) or from the chunk's tile at ``j``."""
+    if direct:
+        r = rows[row]
+        return vload(r, c0), vload(r, c0 + LANES)
+    return vload(tile, j), vload(tile, j + LANES)
+
+
+@njit(inline="always", **JIT)
+def _put(direct, rows, row, c0, tile, j, v0, v1, accumulate):
+    """Store the block's two vectors into the row (``direct``, added to it with ``accumulate``) or into the
+    tile at ``j`` (written back by :func:`_tile_out`)."""
+    if direct:
+        r = rows[row]
+        if accumulate:
+            v0, v1 = vload(r, c0) + v0, vload(r, c0 + LANES) + v1
+        vstore(r, c0, v0)
+        vstore(r, c0 + LANES, v1)
+    else:
+        vstore(tile, j, v0)
+        vstore(tile, j + LANES, v1)
+
+
+@njit(inline="always", **JIT)
 def _prefetch_rows(rows, row, c0):
     prefetch(rows[row], c0)
     prefetch(rows[row], c0 + LANES)
 
 
 @njit(inline="always", **JIT)
-def _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, ahead, rows_p, prefetch_p, scratch):
+def _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0, bias1, softplus,
+                ahead, rows_p, prefetch_p, scratch):  # fmt: skip
     """First pass over a chunk: dt = softplus(delta + bias) (or delta + bias), dt u, u and d dt / d delta into
     ``scratch`` (dt, dt u, u, sigmoid; CHUNK x BLOCK each), prefetching the rows of step t + ``ahead`` (x,
-    delta and, with ``prefetch_p``, ``rows_p``)."""
+    delta and, with ``prefetch_p``, ``rows_p``) that are read directly. x and delta that are not read directly
+    are tiled into u and dt first (and replaced in place)."""
     length = steps.shape[0]
-    c1 = c0 + LANES
     dt_s, dtu_s, u_s, sig_s = scratch
+    if not direct_x:
+        _tile_in(rows_x, steps, t0, n_steps, c0, channels, u_s)
+    if not direct_d:
+        _tile_in(rows_d, steps, t0, n_steps, c0, channels, dt_s)
     for i in range(n_steps):
         t = t0 + i
         if 0 <= t + ahead < length:
             row = steps[t + ahead]
-            _prefetch_rows(rows_x, row, c0)
-            _prefetch_rows(rows_d, row, c0)
+            if direct_x:
+                _prefetch_rows(rows_x, row, c0)
+            if direct_d:
+                _prefetch_rows(rows_d, row, c0)
             if prefetch_p:
                 _prefetch_rows(rows_p, row, c0)
-        row = steps[t]
-        xr, dr = rows_x[row], rows_d[row]
-        u0, u1 = vload(xr, c0), vload(xr, c1)
-        r0, r1 = vload(dr, c0) + bias0, vload(dr, c1) + bias1
-        j = i * BLOCK
+        row, j = steps[t], i * BLOCK
+        u0, u1 = _get(direct_x, rows_x, row, c0, u_s, j)
+        r0, r1 = _get(direct_d, rows_d, row, c0, dt_s, j)
+        r0, r1 = r0 + bias0, r1 + bias1
         if softplus:
             r0, s0 = softplus_sigmoid(r0)
             r1, s1 = softplus_sigmoid(r1)
@@ -203,13 +278,13 @@ def _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, 
 
 
 @njit(inline="always", **JIT)
-def _step_states(a2k, Bk, t, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at, dec, dec_at):
-    """h_new = exp(dt A) h + dt u B_t for every state of the block (h and h_new may be the same buffer), the
-    decays exp(dt A) written to ``dec`` when it is not empty."""
+def _step_states(a2k, Bk, row, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at, dec, dec_at):
+    """h_new = exp(dt A) h + dt u B[:, row] for every state of the block (h and h_new may be the same buffer),
+    the decays exp(dt A) written to ``dec`` when it is not empty."""
     c1 = c0 + LANES
     keep = dec.shape[0] > 0
     for n in range(a2k.shape[0]):
-        an, bn, o = a2k[n], splat(Bk[t, n]), n * BLOCK
+        an, bn, o = a2k[n], splat(Bk[n, row]), n * BLOCK
         e0 = exp2(dt0 * vload(an, c0))
         e1 = exp2(dt1 * vload(an, c1))
         vstore(h_new, h_new_at + o, vfma(e0, vload(h, h_at + o), dtu0 * bn))
@@ -220,11 +295,13 @@ def _step_states(a2k, Bk, t, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at,
 
 
 @njit(nogil=True, **JIT)
-def scan_forward(x, delta, z, A2, Bt, Ct, D, bias, order, softplus, first, last, out):
+def scan_forward(x, delta, z, A2, B, C, D, bias, order, softplus, first, last, out):
     """``out`` for tasks first .. last - 1 (layouts in the module docstring)."""
     n_seq, length = order.shape
-    blocks = delta.shape[3] // BLOCK
+    channels = delta.shape[3]
+    blocks = -(-channels // BLOCK)
     shared, has_z = x.shape[1] == 1, z.shape[0] > 0
+    unit_x, unit_d, unit_z, unit_o = _unit(x), _unit(delta), _unit(z), _unit(out)
     dtype = x.dtype
     scratch = (
         np.empty(CHUNK * BLOCK, dtype=dtype),  # dt
@@ -234,31 +311,36 @@ def scan_forward(x, delta, z, A2, Bt, Ct, D, bias, order, softplus, first, last,
     )
     dt_s, dtu_s, u_s, _ = scratch
     y_s = np.empty(CHUNK * BLOCK, dtype=dtype)
+    z_s = np.empty(CHUNK * BLOCK, dtype=dtype)
     h = np.empty(A2.shape[1] * BLOCK, dtype=dtype)
     none = np.empty(0, dtype=dtype)
     for task in range(first, last):
         b, c0 = task // blocks, (task % blocks) * BLOCK
-        c1 = c0 + LANES
+        full = c0 + BLOCK <= channels
+        direct_x, direct_d, direct_z, direct_o = full and unit_x, full and unit_d, full and unit_z, full and unit_o
         for k in range(n_seq):
             kx = 0 if shared else k
             accumulate = shared and k > 0  # the cross scan: outputs of the K sequences summed, in order
             rows_x, rows_d, rows_o, steps = x[b, kx], delta[b, k], out[b, kx], order[k]
             rows_z = z[b, k] if has_z else rows_d
-            bias0, bias1, D0, D1 = vload(bias[k], c0), vload(bias[k], c1), vload(D[k], c0), vload(D[k], c1)
-            a2k, Bk, Ck = A2[k], Bt[b, k], Ct[b, k]
+            bias0, bias1 = vload(bias[k], c0), vload(bias[k], c0 + LANES)
+            D0, D1 = vload(D[k], c0), vload(D[k], c0 + LANES)
+            a2k, Bk, Ck = A2[k], B[b, k], C[b, k]
             h[:] = 0
             for t0 in range(0, length, CHUNK):
                 n_steps = min(CHUNK, length - t0)
-                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, AHEAD, rows_o,
-                            accumulate, scratch)  # fmt: skip
+                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0, bias1,
+                            softplus, AHEAD, rows_o, accumulate and direct_o, scratch)  # fmt: skip
+                if has_z and not direct_z:
+                    _tile_in(rows_z, steps, t0, n_steps, c0, channels, z_s)
                 for i in range(n_steps):
-                    t, j = t0 + i, i * BLOCK
+                    row, j = steps[t0 + i], i * BLOCK
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
-                    _step_states(a2k, Bk, t, c0, dt0, dt1, vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0, h, 0,
+                    _step_states(a2k, Bk, row, c0, dt0, dt1, vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0, h, 0,
                                  none, 0)  # fmt: skip
                     y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
                     for n in range(a2k.shape[0]):
-                        cn, o = splat(Ck[t, n]), n * BLOCK
+                        cn, o = splat(Ck[n, row]), n * BLOCK
                         y0 = vfma(cn, vload(h, o), y0)
                         y1 = vfma(cn, vload(h, o + LANES), y1)
                     vstore(y_s, j, y0)
@@ -267,30 +349,30 @@ def scan_forward(x, delta, z, A2, Bt, Ct, D, bias, order, softplus, first, last,
                     row, j = steps[t0 + i], i * BLOCK
                     y0, y1 = vload(y_s, j), vload(y_s, j + LANES)
                     if has_z:
-                        y0 = y0 * silu_parts(vload(rows_z[row], c0))[0]
-                        y1 = y1 * silu_parts(vload(rows_z[row], c1))[0]
-                    orow = rows_o[row]
-                    if accumulate:
-                        y0 = vload(orow, c0) + y0
-                        y1 = vload(orow, c1) + y1
-                    vstore(orow, c0, y0)
-                    vstore(orow, c1, y1)
+                        z0, z1 = _get(direct_z, rows_z, row, c0, z_s, j)
+                        y0, y1 = y0 * silu_parts(z0)[0], y1 * silu_parts(z1)[0]
+                    _put(direct_o, rows_o, row, c0, y_s, j, y0, y1, accumulate)
+                if not direct_o:
+                    _tile_out(rows_o, steps, t0, n_steps, c0, channels, y_s, accumulate)
 
 
 @njit(nogil=True, **JIT)
 def scan_backward(
-    gout, x, delta, z, A2, A, Bt, Ct, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
+    gout, x, delta, z, A2, A, B, C, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
 ):
     """Gradients of sum(gout * out) for tasks first .. last - 1. A task (batch b, block) writes gA[b, k],
     gD[b, k] and gbias[b, k] at its channels (the caller sums them over the batch) and gB[b, block, k],
-    gC[b, block, k]: (L, N) sums over its channels (the caller sums them over the blocks).
+    gC[b, block, k]: (N, P) sums over its channels (the caller sums them over the blocks).
 
     The states are recomputed: a forward sweep keeps the state at the start of every chunk, and the
     backward sweep recomputes each chunk's states and decays from there before running it in reverse."""
     n_seq, length = order.shape
     n_state = A2.shape[1]
-    blocks = delta.shape[3] // BLOCK
+    channels = delta.shape[3]
+    blocks = -(-channels // BLOCK)
     shared, has_z = x.shape[1] == 1, z.shape[0] > 0
+    unit_x, unit_d, unit_z, unit_g = _unit(x), _unit(delta), _unit(z), _unit(gout)
+    unit_gx, unit_gd, unit_gz = _unit(gx), _unit(gdelta), _unit(gz)
     dtype = x.dtype
     width = n_state * BLOCK  # one set of states of a block
     chunks = -(-length // CHUNK)
@@ -301,7 +383,10 @@ def scan_backward(
         np.empty(CHUNK * BLOCK, dtype=dtype),  # d dt / d delta (sigmoid)
     )
     dt_s, dtu_s, u_s, sig_s = scratch
-    gy_s = np.empty(CHUNK * BLOCK, dtype=dtype)
+    gy_s = np.empty(CHUNK * BLOCK, dtype=dtype)  # dL/dy (gout tiled here first where not read directly)
+    # tiles of z, gz, gdelta and gx, where they are not read or written directly
+    z_s, gz_s = np.empty(CHUNK * BLOCK, dtype=dtype), np.empty(CHUNK * BLOCK, dtype=dtype)
+    gd_s, gx_s = np.empty(CHUNK * BLOCK, dtype=dtype), np.empty(CHUNK * BLOCK, dtype=dtype)
     starts = np.empty(chunks * width, dtype=dtype)  # the state entering every chunk
     hs = np.empty((CHUNK + 1) * width, dtype=dtype)  # hs[i] enters step t0 + i, hs[i + 1] leaves it
     dec = np.empty(CHUNK * width, dtype=dtype)  # exp(dt A) of every step of the chunk
@@ -314,26 +399,30 @@ def scan_backward(
         b, blk = task // blocks, task % blocks
         c0 = blk * BLOCK
         c1 = c0 + LANES
+        full = c0 + BLOCK <= channels
+        direct_x, direct_d, direct_z, direct_g = full and unit_x, full and unit_d, full and unit_z, full and unit_g
+        direct_gx, direct_gd, direct_gz = full and unit_gx, full and unit_gd, full and unit_gz
         for k in range(n_seq):
             kx = 0 if shared else k
             accumulate = shared and k > 0
             rows_x, rows_d, rows_g, rows_gx, steps = x[b, kx], delta[b, k], gout[b, kx], gx[b, kx], order[k]
+            rows_gd = gdelta[b, k]
             rows_z = z[b, k] if has_z else rows_d
             rows_gz = gz[b, k] if has_z else rows_d
             bias0, bias1, D0, D1 = vload(bias[k], c0), vload(bias[k], c1), vload(D[k], c0), vload(D[k], c1)
-            a2k, ak, Bk, Ck = A2[k], A[k], Bt[b, k], Ct[b, k]
+            a2k, ak, Bk, Ck = A2[k], A[k], B[b, k], C[b, k]
             # forward sweep: the state entering every chunk
             h[:] = 0
             for ci in range(chunks):
                 t0 = ci * CHUNK
                 n_steps = min(CHUNK, length - t0)
                 starts[ci * width : (ci + 1) * width] = h
-                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, AHEAD, rows_g, False,
-                            scratch)  # fmt: skip
+                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0, bias1,
+                            softplus, AHEAD, rows_g, False, scratch)  # fmt: skip
                 for i in range(n_steps):
                     j = i * BLOCK
-                    _step_states(a2k, Bk, t0 + i, c0, vload(dt_s, j), vload(dt_s, j + LANES), vload(dtu_s, j),
-                                 vload(dtu_s, j + LANES), h, 0, h, 0, none, 0)  # fmt: skip
+                    _step_states(a2k, Bk, steps[t0 + i], c0, vload(dt_s, j), vload(dt_s, j + LANES),
+                                 vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0, h, 0, none, 0)  # fmt: skip
             # backward sweep, chunk by chunk from the last
             carry[:] = 0
             gA_acc[:] = 0
@@ -342,36 +431,43 @@ def scan_backward(
                 t0 = ci * CHUNK
                 n_steps = min(CHUNK, length - t0)
                 # rows of the chunk before are prefetched while this one loads
-                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, -CHUNK, rows_g, True,
-                            scratch)  # fmt: skip
+                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0, bias1,
+                            softplus, -CHUNK, rows_g, direct_g, scratch)  # fmt: skip
+                if not direct_g:
+                    _tile_in(rows_g, steps, t0, n_steps, c0, channels, gy_s)
+                if has_z and not direct_z:
+                    _tile_in(rows_z, steps, t0, n_steps, c0, channels, z_s)
                 hs[:width] = starts[ci * width : (ci + 1) * width]
                 for i in range(n_steps):
                     j = i * BLOCK
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
                     dtu0, dtu1 = vload(dtu_s, j), vload(dtu_s, j + LANES)
-                    _step_states(a2k, Bk, t0 + i, c0, dt0, dt1, dtu0, dtu1, hs, i * width, hs, (i + 1) * width, dec,
-                                 i * width)  # fmt: skip
+                    _step_states(a2k, Bk, steps[t0 + i], c0, dt0, dt1, dtu0, dtu1, hs, i * width, hs,
+                                 (i + 1) * width, dec, i * width)  # fmt: skip
                 # dL/dy: gout, through the z gate when there is one (out = y silu(z), y = <C, h> + D u)
                 for i in range(n_steps):
                     t, j = t0 + i, i * BLOCK
                     row = steps[t]
-                    g0, g1 = vload(rows_g[row], c0), vload(rows_g[row], c1)
+                    g0, g1 = _get(direct_g, rows_g, row, c0, gy_s, j)
                     if has_z:
                         y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
                         for n in range(n_state):
-                            cn, o = splat(Ck[t, n]), (i + 1) * width + n * BLOCK
+                            cn, o = splat(Ck[n, row]), (i + 1) * width + n * BLOCK
                             y0 = vfma(cn, vload(hs, o), y0)
                             y1 = vfma(cn, vload(hs, o + LANES), y1)
-                        silu0, dsilu0 = silu_parts(vload(rows_z[row], c0))
-                        silu1, dsilu1 = silu_parts(vload(rows_z[row], c1))
-                        vstore(rows_gz[row], c0, g0 * y0 * dsilu0)
-                        vstore(rows_gz[row], c1, g1 * y1 * dsilu1)
+                        z0, z1 = _get(direct_z, rows_z, row, c0, z_s, j)
+                        silu0, dsilu0 = silu_parts(z0)
+                        silu1, dsilu1 = silu_parts(z1)
+                        _put(direct_gz, rows_gz, row, c0, gz_s, j, g0 * y0 * dsilu0, g1 * y1 * dsilu1, False)
                         g0, g1 = g0 * silu0, g1 * silu1
                     vstore(gy_s, j, g0)
                     vstore(gy_s, j + LANES, g1)
+                if has_z and not direct_gz:
+                    _tile_out(rows_gz, steps, t0, n_steps, c0, channels, gz_s, False)
                 # dL/dh_t = C_t gy_t + exp(dt_{t+1} A) dL/dh_{t+1}, backwards in time
                 for i in range(n_steps - 1, -1, -1):
                     t, j = t0 + i, i * BLOCK
+                    row = steps[t]
                     gy0, gy1 = vload(gy_s, j), vload(gy_s, j + LANES)
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
                     dtu0, dtu1 = vload(dtu_s, j), vload(dtu_s, j + LANES)
@@ -379,11 +475,11 @@ def scan_backward(
                     for n in range(n_state):
                         o = n * BLOCK
                         h_in, h_out, d_at = i * width + o, (i + 1) * width + o, i * width + o
-                        bn, cn = splat(Bk[t, n]), splat(Ck[t, n])
+                        bn, cn = splat(Bk[n, row]), splat(Ck[n, row])
                         gh0 = vfma(gy0, cn, vload(carry, o))
                         gh1 = vfma(gy1, cn, vload(carry, o + LANES))
-                        gC[b, blk, k, t, n] = hsum(vfma(gy1, vload(hs, h_out + LANES), gy0 * vload(hs, h_out)))
-                        gB[b, blk, k, t, n] = hsum(vfma(gh1, dtu1, gh0 * dtu0))
+                        gC[b, blk, k, n, row] = hsum(vfma(gy1, vload(hs, h_out + LANES), gy0 * vload(hs, h_out)))
+                        gB[b, blk, k, n, row] = hsum(vfma(gh1, dtu1, gh0 * dtu0))
                         e0, e1 = vload(dec, d_at), vload(dec, d_at + LANES)
                         # dL/d(dt A) = dL/dh_t exp(dt A) h_{t-1}
                         x0 = gh0 * e0 * vload(hs, h_in)
@@ -403,15 +499,13 @@ def scan_backward(
                         gdt0, gdt1 = gdt0 * vload(sig_s, j), gdt1 * vload(sig_s, j + LANES)
                     gbias0, gbias1 = gbias0 + gdt0, gbias1 + gdt1
                     gD0, gD1 = vfma(gy0, u0, gD0), vfma(gy1, u1, gD1)
-                    row = steps[t]
-                    vstore(gdelta[b, k, row], c0, gdt0)
-                    vstore(gdelta[b, k, row], c1, gdt1)
+                    _put(direct_gd, rows_gd, row, c0, gd_s, j, gdt0, gdt1, False)
                     gu0, gu1 = vfma(gy0, D0, dt0 * sum_b0), vfma(gy1, D1, dt1 * sum_b1)
-                    gxr = rows_gx[row]
-                    if accumulate:
-                        gu0, gu1 = vload(gxr, c0) + gu0, vload(gxr, c1) + gu1
-                    vstore(gxr, c0, gu0)
-                    vstore(gxr, c1, gu1)
+                    _put(direct_gx, rows_gx, row, c0, gx_s, j, gu0, gu1, accumulate)
+                if not direct_gd:
+                    _tile_out(rows_gd, steps, t0, n_steps, c0, channels, gd_s, False)
+                if not direct_gx:
+                    _tile_out(rows_gx, steps, t0, n_steps, c0, channels, gx_s, accumulate)
             for n in range(n_state):
                 gA[b, k, n, c0 : c0 + BLOCK] = gA_acc[n * BLOCK : (n + 1) * BLOCK]
             vstore(gD[b, k], c0, gD0)
