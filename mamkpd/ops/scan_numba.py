@@ -92,13 +92,14 @@ def _signature(name: str, dtype: torch.dtype):
     from numba import types
 
     f = types.float64 if dtype == torch.float64 else types.float32
-    a = lambda ndim: types.Array(f, ndim, "A")  # noqa: E731
-    order, flag, index = types.Array(types.int64, 2, "A"), types.boolean, types.int64
+    a = lambda ndim: types.Array(f, ndim, "A")  # noqa: E731  the caller's tensors: any strides
+    c = lambda ndim: types.Array(f, ndim, "C")  # noqa: E731  arrays this module makes: contiguous
+    order, flag, index = types.Array(types.int64, 2, "C"), types.boolean, types.int64
     if name == "scan_forward":  # x, delta, z, A2, B, C, D, bias, order, softplus, first, last, out
-        return (a(4), a(4), a(4), a(3), a(4), a(4), a(2), a(2), order, flag, index, index, a(4))
+        return (a(4), a(4), a(4), c(3), a(4), a(4), c(2), c(2), order, flag, index, index, a(4))
     # gout, x, delta, z, A2, A, B, C, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
-    return (a(4),) * 4 + (a(3), a(3), a(4), a(4), a(2), a(2), order, flag, index, index) + (a(4),) * 4 + (
-        a(5), a(5), a(3), a(3))
+    inputs = (a(4),) * 4 + (c(3), c(3), a(4), a(4), c(2), c(2), order, flag, index, index)
+    return inputs + (a(4),) * 3 + (c(4), c(5), c(5), c(3), c(3))
 
 
 _COMPILE_LOCK = threading.Lock()
