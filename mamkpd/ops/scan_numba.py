@@ -27,6 +27,7 @@ import functools
 import importlib.util
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -36,7 +37,15 @@ from torch import Tensor
 from .cross_contract import cross_scan_positions
 from .scan_contract import CrossScan, ScanBackend, compute_dtype, gradients_like, grouped
 
-__all__ = ["BACKEND", "NUMBA_INSTALL_HINT", "numba_cross_scan_backward", "numba_cross_scan_forward"]
+__all__ = [
+    "BACKEND",
+    "NUMBA_INSTALL_HINT",
+    "compiled_kernel",
+    "numba_cross_scan_backward",
+    "numba_cross_scan_forward",
+    "vector_fma_peak",
+    "warm_cache",
+]
 
 NUMBA_INSTALL_HINT = "the 'numba' scan backend needs numba; install it with `pip install numba`"
 TASKS_PER_THREAD = 4  # task ranges per thread, for load balance
@@ -116,6 +125,53 @@ def compiled_kernel(name: str, dtype: torch.dtype):
             kernel.compile(signature)
             kernel.disable_compile(True)
     return kernel
+
+
+def warm_cache(dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> None:
+    """Compile both kernels for each of ``dtypes`` into numba's on-disk cache (what ``install.sh`` runs, so
+    that a fresh install's first scan loads them instead of compiling), then run a small scan forward and
+    backward on them as a check. float32 serves float32, float16 and bfloat16 inputs (computed in float32)."""
+    from .selective_scan import selective_scan
+
+    for dtype in dtypes:
+        for name in ("scan_forward", "scan_backward"):
+            compiled_kernel(name, dtype)
+        u = torch.randn(1, 40, 35, dtype=dtype, requires_grad=True)
+        B = torch.randn(1, 2, 3, 35, dtype=dtype)
+        out = selective_scan(u, u.detach().clone(), -torch.ones(40, 3, dtype=dtype), B, B.clone(), backend="numba")
+        out.sum().backward()
+        if not bool(torch.isfinite(u.grad).all()):
+            raise RuntimeError(f"the numba scan's warm-up gave a non-finite gradient in {dtype}")
+
+
+def vector_fma_peak(seconds: float = 0.05, rounds: int = 5) -> float:
+    """float32 flops a second that one thread's vector unit reaches on independent FMAs (an FMA two flops), in
+    the kernels' vectors (``LANES`` float32 each: one AVX-512 register, or two AVX2 ones): the best of
+    ``rounds`` runs of about ``seconds`` each, timed in this thread's CPU time (a loaded machine's waits
+    are not counted)."""
+    kernels = _kernels()
+    lanes = _vectors().LANES
+    values = np.zeros(lanes, dtype=np.float32)
+    values[:3] = (0.999, 1e-3, 1.0)  # x -> 1: finite, never denormal
+
+    def timed(iterations: int) -> float:
+        start = time.thread_time()
+        kernels.fma_chains(values, iterations)
+        return time.thread_time() - start
+
+    iterations = 1000
+    timed(iterations)  # compiled (or loaded from the cache) outside the timing
+    while (elapsed := timed(iterations)) < seconds:
+        iterations *= 2
+    best = min([elapsed] + [timed(iterations) for _ in range(rounds - 1)]) / iterations
+    return kernels.FMA_CHAINS * lanes * 2 / best
+
+
+@functools.lru_cache(maxsize=1)
+def _vectors():
+    from . import scan_numba_vectors
+
+    return scan_numba_vectors
 
 
 def _detached(t: Tensor, dtype: torch.dtype) -> Tensor:

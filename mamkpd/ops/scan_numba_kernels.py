@@ -61,7 +61,7 @@ from .scan_numba_vectors import (
     where,
 )
 
-__all__ = ["BLOCK", "CHUNK", "LOG2E", "scan_backward", "scan_forward"]
+__all__ = ["BLOCK", "CHUNK", "FMA_CHAINS", "LOG2E", "fma_chains", "scan_backward", "scan_forward"]
 
 JIT = dict(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
 VECTORS = 2  # vectors per task: two independent recurrences interleave, and a row's 128 bytes are read at once
@@ -554,3 +554,20 @@ def scan_backward(
             vstore(gD[b, k], c1, gD1)
             vstore(gbias[b, k], c0, gbias0)
             vstore(gbias[b, k], c1, gbias1)
+
+
+FMA_CHAINS = 12  # independent FMA chains: more than latency x units (4 x 2 on current x86 cores) in flight
+
+
+@njit(nogil=True, **JIT)
+def fma_chains(values, iterations):
+    """``iterations`` rounds of FMA_CHAINS independent vector FMAs (x = x a + b): the rate the vector unit
+    reaches with nothing else in its way. ``values`` holds a, b and the start; the sum comes back in it (so
+    that nothing is dead code)."""
+    a, b, x = splat(values[0]), splat(values[1]), splat(values[2])
+    x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = x8 = x9 = x10 = x11 = x
+    for _ in range(iterations):
+        x0, x1, x2, x3 = vfma(x0, a, b), vfma(x1, a, b), vfma(x2, a, b), vfma(x3, a, b)
+        x4, x5, x6, x7 = vfma(x4, a, b), vfma(x5, a, b), vfma(x6, a, b), vfma(x7, a, b)
+        x8, x9, x10, x11 = vfma(x8, a, b), vfma(x9, a, b), vfma(x10, a, b), vfma(x11, a, b)
+    vstore(values, 0, ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) + ((x8 + x9) + (x10 + x11)))
