@@ -22,12 +22,14 @@ depend on the lane it lands in. Time runs in chunks of ``CHUNK`` steps: a first 
 rows (prefetching those ahead: the column-major directions jump a whole image row per step) and computes
 dt = softplus(delta + bias), a second runs the recurrence.
 
-Where an array's channels are adjacent in memory (stride 1, the model's channels-last activations) a block
-is loaded and stored as vectors straight from its rows. Otherwise (channels L apart, as a contiguous
-(batch, dim, L) tensor holds them), and for the last block when the channels do not fill it, the chunk's
-values are copied channel by channel (consecutive in time, so in memory) into a (CHUNK, BLOCK) tile, zero
-past the last channel, and outputs are written back from such a tile: the padded lanes compute with u = 0
-and A = 0, so their state stays zero and they add exact zeros to the sums over channels.
+The loops that compute read and write only (CHUNK, BLOCK) tiles, channels innermost (a branch between rows
+and tiles inside them halves the recurrence's speed); each chunk's values move between the arrays and the
+tiles in one of three ways: where an array's channels are adjacent in memory (stride 1, the model's
+channels-last activations), as vectors straight from its rows; where they lie along time (unit stride over
+consecutive steps: a contiguous (batch, dim, L) tensor), as LANES x LANES blocks loaded along time and
+transposed in registers; otherwise, and for the last block when the channels do not fill it, value by
+value, zero past the last channel. The padded lanes compute with u = 0 and A = 0, so their state stays zero
+and they add exact zeros to the sums over channels.
 """
 
 from __future__ import annotations
