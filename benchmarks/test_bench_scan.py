@@ -4,9 +4,10 @@ Benchmarks, not tests: run with ``python -m pytest benchmarks --benchmark-enable
 prints the backends of one group side by side; compare them as ratios within one run. Each scan cell also
 prints its share of the CPU's compute bound (:func:`mamkpd.harness.measure.scan_bench.compute_fraction`:
 the model's flops and exps over one thread's measured vector peak, times the threads used), as the GPU check
-does for bandwidth. The model group
-times MamKPD-B and HRNet-W32 alternately inside one benchmark, so that both see the same machine load;
-their img/s and ratio are in extra_info (``--benchmark-json``) and printed at the end of the run.
+does for bandwidth. The peak is timed in CPU time; on a loaded machine time the cells in CPU time too
+(``--benchmark-timer time.process_time``, one thread: ``OMP_NUM_THREADS=1``), or the fraction shows the load.
+The model group times MamKPD-B and HRNet-W32 alternately inside one benchmark, so that both see the same
+machine load; their img/s and ratio are in extra_info (``--benchmark-json``) and printed at the end of the run.
 """
 
 import time
@@ -35,7 +36,7 @@ def report_compute_bound(benchmark, batch, backward):
     bound = compute.flop_equivalents / peak.flops_per_second / torch.get_num_threads()
     benchmark.extra_info.update(compute_bound_s=bound, compute_bound_fraction=round(fraction, 3), cpu=peak.describe())
     print(
-        f"\n{benchmark.name}: {seconds * 1e3:.1f} ms, {fraction:.0%} of the compute bound ({bound * 1e3:.2f} ms: "
+        f"\n{benchmark.name}: {seconds * 1e3:.1f} ms, {fraction:.1%} of the compute bound ({bound * 1e3:.2f} ms: "
         f"{compute.flops / 1e6:.0f} Mflop and {compute.exps / 1e6:.1f} M exp on {peak.describe()})"
     )
 
