@@ -43,6 +43,7 @@ from numba.extending import overload
 from .scan_numba_vectors import (
     LANES,
     hsum,
+    item,
     pow2i,
     prefetch,
     prefetch_item,
@@ -301,8 +302,8 @@ def _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct
             _prefetch_rows(rows_p, steps[t + ahead], c0)
         row = steps[t]
         for n in range(n_state):
-            b_s[i * n_state + n] = Bk[n, row]
-            c_s[i * n_state + n] = Ck[n, row]
+            b_s[i * n_state + n] = item(Bk, n, row)
+            c_s[i * n_state + n] = item(Ck, n, row)
     for i in range(n_steps):
         j = i * BLOCK
         u0, u1 = vload(u_s, j), vload(u_s, j + LANES)

@@ -23,6 +23,7 @@ __all__ = [
     "hsum",
     "pow2i",
     "prefetch",
+    "item",
     "prefetch_item",
     "splat",
     "transpose_in",
@@ -393,3 +394,18 @@ def transpose_out(typingctx, tile, j, pitch, rows, t, c):
         return context.get_dummy_value()
 
     return types.none(tile, j, pitch, rows, t, c), codegen
+
+
+@intrinsic
+def item(typingctx, arr, i, j):
+    """arr[i, j] of a 2-d array of any strides, the indices known to be in range (no wrap-around of negative
+    indices: fewer instructions where it is read in a loop)."""
+    if not (_is_grid(arr) and isinstance(i, types.Integer) and isinstance(j, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        index = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:], strict=True)]
+        return builder.load(cgutils.get_item_pointer(context, builder, sig.args[0], ary, index, wraparound=False))
+
+    return arr.dtype(arr, i, j), codegen
