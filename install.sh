@@ -35,6 +35,13 @@ fi
 pip numpy cython setuptools wheel
 pip --no-build-isolation --no-binary xtcocotools "xtcocotools==1.14.3"
 pip -e ".[dev]"
+# numba compiles the CPU scan's kernels on first use (tens of seconds on a loaded 2-core machine): compile them
+# now into numba's cache (next to the source, or ~/.cache/numba), so that a fresh install's first MamKPD
+# forward loads them. float32 serves float32, float16 and bfloat16 models; float64 compiles on its first use.
+warm_start=$SECONDS
+"$PY" -c "from mamkpd.ops.scan_numba import warm_cache; warm_cache()" \
+    && echo "install.sh: numba scan kernels compiled into numba's cache ($((SECONDS - warm_start)) s)" \
+    || echo "install.sh: could not warm numba's cache; the first CPU scan compiles its kernels instead" >&2
 # The sdists of the mamba-ssm releases the `cuda` extra admits: tests/test_ops_cuda.py runs their Python interface
 # on CPU through a stand-in kernel (nothing is built; seconds). Offline, that test skips and says why.
 sdists=${MAMKPD_MAMBA_SSM_SDISTS:-$HOME/.cache/mamkpd/mamba-ssm}

@@ -1,9 +1,13 @@
 """Selective-scan backends at MamKPD stage-1 shape, and whole-model CPU throughput against HRNet-W32.
 
 Benchmarks, not tests: run with ``python -m pytest benchmarks --benchmark-enable``. pytest-benchmark
-prints the backends of one group side by side; compare them as ratios within one run. The model group
-times MamKPD-B and HRNet-W32 alternately inside one benchmark, so that both see the same machine load;
-their img/s and ratio are in extra_info (``--benchmark-json``) and printed at the end of the run.
+prints the backends of one group side by side; compare them as ratios within one run. Each scan cell also
+prints its share of the CPU's compute bound (:func:`mamkpd.harness.measure.scan_bench.compute_fraction`:
+the model's flops and exps over one thread's measured vector peak, times the threads used), as the GPU check
+does for bandwidth. The peak is timed in CPU time; on a loaded machine time the cells in CPU time too
+(``--benchmark-timer time.process_time``, one thread: ``OMP_NUM_THREADS=1``), or the fraction shows the load.
+The model group times MamKPD-B and HRNet-W32 alternately inside one benchmark, so that both see the same
+machine load; their img/s and ratio are in extra_info (``--benchmark-json``) and printed at the end of the run.
 """
 
 import time
@@ -12,12 +16,29 @@ import pytest
 import torch
 
 import mamkpd
+from mamkpd.harness.measure.scan_bench import compute_fraction, cpu_peak, scan_compute
 from mamkpd.models import scan_backend_of
 from mamkpd.ops import cross_selective_scan, selective_scan
 
 # stage 1 of MamKPD-B at 256x192: 4 directions x 192 inner channels, L = 64*48, d_state 8, 4 groups
 STAGE1 = dict(dim=4 * 192, length=64 * 48, d_state=8, groups=4)
 MODEL_ROUNDS = 5
+
+
+def report_compute_bound(benchmark, batch, backward):
+    """Print and record the cell's share of the compute bound (median time; the bound scales with the threads)."""
+    if benchmark.stats is None:  # benchmarks disabled: one untimed call
+        return
+    seconds = benchmark.stats.stats.median
+    compute = scan_compute(batch, STAGE1["dim"], STAGE1["length"], STAGE1["d_state"], backward)
+    peak = cpu_peak()
+    fraction = compute_fraction(seconds, compute, peak) / torch.get_num_threads()
+    bound = compute.flop_equivalents / peak.flops_per_second / torch.get_num_threads()
+    benchmark.extra_info.update(compute_bound_s=bound, compute_bound_fraction=round(fraction, 3), cpu=peak.describe())
+    print(
+        f"\n{benchmark.name}: {seconds * 1e3:.1f} ms, {fraction:.1%} of the compute bound ({bound * 1e3:.2f} ms: "
+        f"{compute.flops / 1e6:.0f} Mflop and {compute.exps / 1e6:.1f} M exp on {peak.describe()})"
+    )
 
 
 def stage1_inputs(batch):
@@ -46,6 +67,7 @@ def test_scan_forward(benchmark, backend, batch):
         benchmark.pedantic(
             selective_scan, kwargs=dict(inputs, delta_softplus=True, backend=backend), rounds=3, warmup_rounds=1
         )
+    report_compute_bound(benchmark, batch, backward=False)
 
 
 @pytest.mark.benchmark(group="scan-stage1-forward-backward")
@@ -59,6 +81,7 @@ def test_scan_forward_backward(benchmark, backend, batch):
 
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     benchmark.pedantic(step, rounds=2, warmup_rounds=1)
+    report_compute_bound(benchmark, batch, backward=True)
 
 
 def stage1_cross_inputs(batch, channels_last):
@@ -93,6 +116,7 @@ def test_cross_scan_forward_backward(benchmark, backend, batch):
 
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     benchmark.pedantic(step, rounds=2, warmup_rounds=1)
+    report_compute_bound(benchmark, batch, backward=True)
 
 
 @pytest.mark.benchmark(group="model-cpu-forward-vs-hrnet")

@@ -90,3 +90,52 @@ def test_ss2d_on_numba_matches_ss2d_on_torch(fused):
     torch.testing.assert_close(got, want, **TOL[torch.float64])
     for name, g in got_grads.items():
         torch.testing.assert_close(g, want_grads[name], **TOL[torch.float64], msg=f"gradient of {name}")
+
+
+def ss2d_leaves(inputs):
+    """Leaves and the cross scan's arguments made from them as SS2D hands them over: x a channels-last view of
+    (B, H, W, dim), delta channels-last, and B, C views into the projection's (B, H, W, 4, 2N) output."""
+    leaves = {k: inputs[k].clone().requires_grad_(True) for k in ("A", "D", "delta_bias")}
+    leaves["x"] = inputs["x"].permute(0, 2, 3, 1).contiguous().requires_grad_(True)
+    leaves["delta"] = inputs["delta"].permute(0, 1, 3, 4, 2).contiguous().requires_grad_(True)
+    projected = torch.cat([inputs["B"], inputs["C"]], dim=2).permute(0, 3, 4, 1, 2).contiguous()
+    leaves["BC"] = projected.requires_grad_(True)
+    n = inputs["B"].shape[2]
+    states = leaves["BC"].permute(0, 3, 4, 1, 2)  # (B, 4, 2N, H, W) view
+    args = dict(
+        x=leaves["x"].permute(0, 3, 1, 2),
+        delta=leaves["delta"].permute(0, 1, 4, 2, 3),
+        A=leaves["A"],
+        B=states[:, :, :n],
+        C=states[:, :, n:],
+        D=leaves["D"],
+        delta_bias=leaves["delta_bias"],
+    )
+    return leaves, args
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["ss2d", "contiguous"])
+def test_fused_numba_cross_scan_in_the_models_layouts(layout, dtype):
+    """40 channels (a whole SIMD block of 32 and a tail of 8), 8 x 9 positions (two whole chunks of 32 steps and
+    a tail), contiguous or in SS2D's layouts (strided B and C views): the unfused reference's output and
+    gradients, and dx, ddelta in x's and delta's own layouts (what the kernel wrote, no copy back)."""
+    inputs = cross_inputs(2, 40, 8, 9, 4, dtype)
+    if layout == "contiguous":
+        got, got_grads = run(cross_selective_scan, inputs, True, backend="numba")
+        want, want_grads = run(cross_selective_scan_unfused, inputs, True, backend="reference")
+        torch.testing.assert_close((got, got_grads), (want, want_grads), **TOL[dtype])
+        return
+    results = []
+    for fn, backend in ((cross_selective_scan_unfused, "reference"), (cross_selective_scan, "numba")):
+        leaves, args = ss2d_leaves(inputs)
+        assert args["x"].stride(1) == 1 and args["B"].stride(2) == 1
+        out = fn(**args, delta_softplus=True, backend=backend)
+        weight = torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
+        results.append((out, torch.autograd.grad((out * weight).sum(), list(leaves.values()))))
+        if backend == "numba":  # the kernel's gradients of x and delta in their own layouts: no copy on the way back
+            gx, gdelta = torch.ops.mamkpd.cross_selective_scan_backward(
+                torch.ones_like(out), *(args[k] for k in ("x", "delta", "A", "B", "C", "D", "delta_bias")), True,
+                "numba")[:2]  # fmt: skip
+            assert gx.stride() == args["x"].stride() and gdelta.stride() == args["delta"].stride()
+    torch.testing.assert_close(results[1], results[0], **TOL[dtype])

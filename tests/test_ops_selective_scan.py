@@ -203,3 +203,40 @@ def test_numba_backend_uses_several_threads_and_gives_the_same_result():
     assert torch.equal(out1, out3)
     for name in grads1:
         assert torch.equal(grads1[name], grads3[name]), name
+
+
+def in_model_layouts(inputs):
+    """Leaves and the scan's arguments made from them in the layouts a model holds: u, delta, z with channels
+    adjacent in memory (views of (batch, L, dim) tensors), B and C views into one wider (batch, L, groups, 2N)
+    tensor, as the split of a projection's output leaves them (what lies beside them is never read)."""
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items() if k not in ("u", "delta", "z", "B", "C")}
+    for name in ("u", "delta", "z"):
+        leaves[name] = inputs[name].transpose(1, 2).contiguous().requires_grad_(True)  # (batch, L, dim)
+    n = inputs["B"].shape[2]
+    wide = torch.cat([inputs["B"], inputs["C"]], dim=2).permute(0, 3, 1, 2).contiguous()  # (batch, L, groups, 2N)
+    leaves["BC"] = wide.requires_grad_(True)
+    args = {k: leaves[k] for k in ("A", "D", "delta_bias")}
+    args.update({k: leaves[k].transpose(1, 2) for k in ("u", "delta", "z")})
+    states = leaves["BC"].permute(0, 2, 3, 1)  # (batch, groups, 2N, L) view
+    args.update(B=states[:, :, :n], C=states[:, :, n:])
+    return leaves, args
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "model"])
+def test_numba_reads_any_strides_and_partial_blocks(layout, dtype):
+    """72 channels a group (two whole SIMD blocks of 32 and a tail of 8) over 70 steps (two whole chunks and a
+    tail): contiguous (batch, dim, L) inputs, or the model's layouts (channels innermost, strided B and C
+    views), give the reference's output and gradients."""
+    inputs = make_inputs(batch=2, dim=144, length=70, d_state=4, groups=2, dtype=dtype)
+    if layout == "contiguous":
+        torch.testing.assert_close(run("numba", inputs, True), run("reference", inputs, True), **TOL[dtype])
+        return
+    results = []
+    for backend in ("reference", "numba"):
+        leaves, args = in_model_layouts(inputs)
+        assert args["u"].stride(1) == 1 and args["B"].stride(2) == 1
+        out = selective_scan(**args, delta_softplus=True, backend=backend)
+        weight = torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
+        results.append((out, torch.autograd.grad((out * weight).sum(), list(leaves.values()))))
+    torch.testing.assert_close(results[1], results[0], **TOL[dtype])

@@ -109,12 +109,20 @@ def _cross_backward_op(
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     grads = SCAN_BACKENDS[backend].cross.backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus)
-    return tuple(x.new_empty(0) if g is None else g.contiguous() for g in grads)  # empty: "no such input"
+    inputs = (x, delta, A, B, C, D, delta_bias)
+    # empty: "no such input"; each gradient in its input's layout (x and delta channels-last in SS2D: no copy)
+    return tuple(x.new_empty(0) if g is None else _in_layout_of(g, t) for g, t in zip(grads, inputs, strict=True))
+
+
+def _in_layout_of(g: Tensor, like: Tensor) -> Tensor:
+    """``g`` with the strides ``torch.empty_like(like)`` has (what the fake kernel declares); no copy if it has them."""
+    out = torch.empty_like(like, dtype=g.dtype)
+    return g if g.stride() == out.stride() else out.copy_(g)
 
 
 @_cross_backward_op.register_fake
 def _(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, backend):
-    return tuple(x.new_empty(0) if t is None else t.new_empty(t.shape) for t in (x, delta, A, B, C, D, delta_bias))
+    return tuple(x.new_empty(0) if t is None else torch.empty_like(t) for t in (x, delta, A, B, C, D, delta_bias))
 
 
 def _setup_context(ctx, inputs, output):

@@ -11,11 +11,14 @@ of ``torch.get_num_threads()`` threads, so one thread setting governs torch and 
 ``parallel=True`` doubles the first-call compile time and brings a threading layer that is either not
 fork-safe (GNU OpenMP: a forked DataLoader worker hangs) or not thread-safe (workqueue).)
 
-The kernels take channels innermost (:mod:`.scan_numba_kernels`): the call puts u, delta, z and gout in
-(batch, groups, L, channels) order, each group's channels padded to whole blocks, and the outputs back; a
-task is one (batch, block of channels), its channels in SIMD lanes (:mod:`.scan_numba_vectors`). The backward
-recomputes the states chunk by chunk from the states kept at chunk starts: nothing of size L x N per channel
-is kept between the forward and the backward.
+The kernels read and write the tensors the model holds, in place, with their strides (numpy views of them;
+:mod:`.scan_numba_kernels`): u, delta, z and the outputs as (batch, groups, L, channels) views of (batch, dim,
+L) tensors, B and C as (batch, groups, N, L), and for the cross scan x, delta and y at spatial positions in
+SS2D's channels-last memory, B and C where SS2D's projection left them. Only the parameters (A, D,
+delta_bias) are copied, padded to whole blocks of channels. A task is one (batch, block of channels), its
+channels in SIMD lanes (:mod:`.scan_numba_vectors`). Each kernel is compiled once per dtype for arrays of any
+layout (so a new layout never compiles again). The backward recomputes the states chunk by chunk from the
+states kept at chunk starts: nothing of size L x N per channel is kept between the forward and the backward.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import functools
 import importlib.util
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,7 +37,15 @@ from torch import Tensor
 from .cross_contract import cross_scan_positions
 from .scan_contract import CrossScan, ScanBackend, compute_dtype, gradients_like, grouped
 
-__all__ = ["BACKEND", "NUMBA_INSTALL_HINT", "numba_cross_scan_backward", "numba_cross_scan_forward"]
+__all__ = [
+    "BACKEND",
+    "NUMBA_INSTALL_HINT",
+    "compiled_kernel",
+    "numba_cross_scan_backward",
+    "numba_cross_scan_forward",
+    "vector_fma_peak",
+    "warm_cache",
+]
 
 NUMBA_INSTALL_HINT = "the 'numba' scan backend needs numba; install it with `pip install numba`"
 TASKS_PER_THREAD = 4  # task ranges per thread, for load balance
@@ -84,28 +96,123 @@ def _run(kernel, tasks: int, pieces: int, *args, **kwargs) -> None:
         future.result()
 
 
-def _rows(t: Tensor, padded: int, dtype: torch.dtype) -> Tensor:
-    """A (batch, K, L, C) view of any strides -> contiguous (batch, K, L, padded) in ``dtype``, the padding
-    zero (no copy when ``t`` is already that)."""
-    if padded == t.shape[-1]:
-        return t.detach().to(dtype).contiguous()
-    out = t.new_zeros(*t.shape[:-1], padded, dtype=dtype)
-    out[..., : t.shape[-1]] = t.detach()
+# one signature per dtype, every array of any layout ('A'), so that views of any strides share it
+def _signature(name: str, dtype: torch.dtype):
+    from numba import types
+
+    f = types.float64 if dtype == torch.float64 else types.float32
+    a = lambda ndim: types.Array(f, ndim, "A")  # noqa: E731  the caller's tensors: any strides
+    c = lambda ndim: types.Array(f, ndim, "C")  # noqa: E731  arrays this module makes: contiguous
+    order, flag, index = types.Array(types.int64, 2, "C"), types.boolean, types.int64
+    if name == "scan_forward":  # x, delta, z, A2, B, C, D, bias, order, softplus, first, last, out
+        return (a(4), a(4), a(4), c(3), a(4), a(4), c(2), c(2), order, flag, index, index, a(4))
+    # gout, x, delta, z, A2, A, B, C, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
+    inputs = (a(4),) * 4 + (c(3), c(3), a(4), a(4), c(2), c(2), order, flag, index, index)
+    return inputs + (a(4),) * 3 + (c(4), c(5), c(5), c(3), c(3))
+
+
+_COMPILE_LOCK = threading.Lock()
+
+
+def compiled_kernel(name: str, dtype: torch.dtype):
+    """The kernel ``name`` (scan_forward, scan_backward) compiled (or loaded from numba's cache) for
+    ``dtype``'s arrays of any layout; calls with other layouts convert to that one rather than compile."""
+    kernel = getattr(_kernels(), name)
+    signature = _signature(name, dtype)
+    with _COMPILE_LOCK:
+        if signature not in kernel.overloads:
+            kernel.disable_compile(False)
+            kernel.compile(signature)
+            kernel.disable_compile(True)
+    return kernel
+
+
+def warm_cache(dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> None:
+    """Compile both kernels for each of ``dtypes`` into numba's on-disk cache (what ``install.sh`` runs, so
+    that a fresh install's first scan loads them instead of compiling), then run a small scan forward and
+    backward on them as a check. float32 serves float32, float16 and bfloat16 inputs (computed in float32)."""
+    from .selective_scan import selective_scan
+
+    for dtype in dtypes:
+        for name in ("scan_forward", "scan_backward"):
+            compiled_kernel(name, dtype)
+        u = torch.randn(1, 40, 35, dtype=dtype, requires_grad=True)
+        B = torch.randn(1, 2, 3, 35, dtype=dtype)
+        out = selective_scan(u, u.detach().clone(), -torch.ones(40, 3, dtype=dtype), B, B.clone(), backend="numba")
+        out.sum().backward()
+        if not bool(torch.isfinite(u.grad).all()):
+            raise RuntimeError(f"the numba scan's warm-up gave a non-finite gradient in {dtype}")
+
+
+def vector_fma_peak(seconds: float = 0.05, rounds: int = 5) -> float:
+    """float32 flops a second that one thread's vector unit reaches on independent FMAs (an FMA two flops), in
+    the kernels' vectors (``LANES`` float32 each: one AVX-512 register, or two AVX2 ones): the best of
+    ``rounds`` runs of about ``seconds`` each, timed in this thread's CPU time (a loaded machine's waits
+    are not counted)."""
+    kernels = _kernels()
+    lanes = _vectors().LANES
+    values = np.zeros(lanes, dtype=np.float32)
+    values[:3] = (0.999, 1e-3, 1.0)  # x -> 1: finite, never denormal
+
+    def timed(iterations: int) -> float:
+        start = time.thread_time()
+        kernels.fma_chains(values, iterations)
+        return time.thread_time() - start
+
+    iterations = 1000
+    timed(iterations)  # compiled (or loaded from the cache) outside the timing
+    while (elapsed := timed(iterations)) < seconds:
+        iterations *= 2
+    best = min([elapsed] + [timed(iterations) for _ in range(rounds - 1)]) / iterations
+    return kernels.FMA_CHAINS * lanes * 2 / best
+
+
+@functools.lru_cache(maxsize=1)
+def _vectors():
+    from . import scan_numba_vectors
+
+    return scan_numba_vectors
+
+
+def _detached(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` without autograd in ``dtype``: itself (no copy) when it has that dtype, else cast keeping its strides."""
+    return t.detach() if t.dtype == dtype else t.detach().to(dtype)
+
+
+def _rows(t: Tensor | None, groups: int, dtype: torch.dtype) -> np.ndarray:
+    """(batch, groups * C, L) of any strides -> the (batch, groups, L, C) numpy view the kernels index (a copy only
+    for a cast); None -> the kernels' empty (0, 0, 0, 0) array."""
+    if t is None:
+        return np.empty((0, 0, 0, 0), dtype=_NUMPY[dtype])
+    bsz, dim, length = t.shape
+    return _detached(t, dtype).view(bsz, groups, dim // groups, length).transpose(-1, -2).numpy()
+
+
+def _spatial_rows(t: Tensor, dtype: torch.dtype) -> np.ndarray:
+    """(batch, C, H, W) or (batch, K, C, H, W) of any strides -> a (batch, K, H * W, C) numpy view (K = 1 for
+    4-d): rows at spatial positions, as the cross scan's kernels index them. A copy only for a cast, or where
+    H and W do not merge into one axis (not SS2D's layouts)."""
+    t = _detached(t, dtype)
+    grouped_t = t.unsqueeze(1) if t.dim() == 4 else t
+    return grouped_t.flatten(3).transpose(-1, -2).numpy()
+
+
+def _writable_like(t: Tensor, dtype: torch.dtype, spatial: bool) -> Tensor:
+    """An empty tensor of ``t``'s shape and layout (its strides where they are dense; contiguous otherwise)
+    whose rows (:func:`_rows`, :func:`_spatial_rows` with ``spatial``) are a view, not a copy, so that the
+    kernels' writes land in it."""
+    out = torch.empty_like(t, dtype=dtype)
+    if spatial and out.stride(-2) != out.shape[-1] * out.stride(-1) and out.shape[-2] > 1:
+        out = torch.empty(t.shape, dtype=dtype)  # H and W would not merge into one axis without a copy
     return out
 
 
-def _channels_last(t: Tensor | None, groups: int, padded: int, dtype: torch.dtype) -> Tensor:
-    """(batch, groups * C, L) -> (batch, groups, L, padded) in ``dtype``, channels innermost, the padding zero;
-    None -> the kernels' empty (0, 0, 0, 0) array."""
-    if t is None:
-        return torch.empty(0, 0, 0, 0, dtype=dtype)
-    bsz, dim, length = t.shape
-    return _rows(t.reshape(bsz, groups, dim // groups, length).transpose(-1, -2), padded, dtype)
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _per_channel(t: Tensor | None, groups: int, padded: int, dtype: torch.dtype) -> Tensor:
     """(groups * C, ...) -> (groups, ..., padded): A as (groups, N, padded), D and delta_bias as (groups,
-    padded); absent -> zeros (no skip term, no bias)."""
+    padded); absent -> zeros (no skip term, no bias). The only arrays padded to whole blocks (parameters)."""
     out = torch.zeros(groups, *(() if t is None else t.shape[1:]), padded, dtype=dtype)
     if t is not None:
         per_group = t.shape[0] // groups
@@ -113,164 +220,125 @@ def _per_channel(t: Tensor | None, groups: int, padded: int, dtype: torch.dtype)
     return out
 
 
-def _from_channels_last(t: Tensor, dim: int) -> Tensor:
-    """(batch, groups, L, padded) -> (batch, dim, L)."""
-    bsz, groups, length, _ = t.shape
-    return t[..., : dim // groups].transpose(-1, -2).reshape(bsz, dim, length)
-
-
-def _arrays(u, delta, A, B, C, D, z, delta_bias):
-    """The kernels' arguments (layouts in :mod:`.scan_numba_kernels`): one sequence per group, each group's
-    channels padded to whole blocks (a padded channel has u = A = 0: its state stays zero)."""
+def _parameters(A, D, delta_bias, groups: int, channels: int, dtype: torch.dtype) -> dict:
+    """A log2(e), A, D and delta_bias per sequence, padded to whole blocks (a padded channel has A = 0 and
+    u = 0: its state stays zero)."""
     kernels = _kernels()
+    padded = -(-channels // kernels.BLOCK) * kernels.BLOCK
+    a = _per_channel(A, groups, padded, dtype)
+    return dict(
+        A2=(a * kernels.LOG2E).numpy(),
+        A=a.numpy(),
+        D=_per_channel(D, groups, padded, dtype).numpy(),
+        bias=_per_channel(delta_bias, groups, padded, dtype).numpy(),
+    )
+
+
+def _forward(x, delta, z, params, B, C, order, softplus, out, dtype) -> None:
+    """The forward kernel over all (batch, block) tasks: ``out`` written in place."""
+    kernels = _kernels()
+    kernel = compiled_kernel("scan_forward", dtype)
+    tasks = delta.shape[0] * -(-delta.shape[3] // kernels.BLOCK)
+    _run(kernel, tasks, TASKS_PER_THREAD * torch.get_num_threads(), x, delta, z, params["A2"], B, C, params["D"],
+         params["bias"], order, bool(softplus), out=out)  # fmt: skip
+
+
+def _backward(gout, x, delta, z, params, B, C, order, softplus, grads, dtype) -> dict:
+    """The backward kernel over all (batch, block) tasks, gx, gdelta and gz written in place into
+    ``grads``' arrays; returns the per-task partial sums (gA, gB, gC, gD, gbias) summed over batch or blocks:
+    gA (K, N, padded), gB and gC (batch, K, N, P), gD and gbias (K, padded)."""
+    kernels = _kernels()
+    kernel = compiled_kernel("scan_backward", dtype)
+    bsz, n_seq, positions, channels = delta.shape
+    blocks = -(-channels // kernels.BLOCK)
+    padded, n_state = blocks * kernels.BLOCK, params["A"].shape[1]
+    partial = dict(
+        gA=torch.empty(bsz, n_seq, n_state, padded, dtype=dtype),
+        gB=torch.empty(bsz, blocks, n_seq, n_state, positions, dtype=dtype),
+        gC=torch.empty(bsz, blocks, n_seq, n_state, positions, dtype=dtype),
+        gD=torch.empty(bsz, n_seq, padded, dtype=dtype),
+        gbias=torch.empty(bsz, n_seq, padded, dtype=dtype),
+    )
+    _run(kernel, bsz * blocks, TASKS_PER_THREAD * torch.get_num_threads(), gout, x, delta, z, params["A2"],
+         params["A"], B, C, params["D"], params["bias"], order, bool(softplus), **grads,
+         **{k: v.numpy() for k, v in partial.items()})  # fmt: skip
+    return dict(
+        gA=partial["gA"].sum(0), gB=partial["gB"].sum(1), gC=partial["gC"].sum(1),
+        gD=partial["gD"].sum(0), gbias=partial["gbias"].sum(0),
+    )  # fmt: skip
+
+
+def _per_channel_grads(sums: dict, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """gA (dim, N), gD and gbias (dim,) from the kernels' (K, N, padded) and (K, padded) sums."""
+    n_seq, n_state = sums["gA"].shape[:2]
+    per = dim // n_seq
+    gA = sums["gA"][..., :per].transpose(-1, -2).reshape(dim, n_state)
+    gD, gbias = (sums[k][:, :per].reshape(dim) for k in ("gD", "gbias"))
+    return gA, gD, gbias
+
+
+def _scan_setup(u, B, C, A, D, delta_bias):
     ct = compute_dtype(u)
     groups = grouped(B).shape[1]
-    padded = _padded(u.shape[1] // groups)
-    rows = lambda t: _channels_last(t, groups, padded, ct)  # noqa: E731
-    per_channel = lambda t: _per_channel(t, groups, padded, ct)  # noqa: E731
-    time_major = lambda t: grouped(t).detach().transpose(-1, -2).to(ct).contiguous()  # noqa: E731
-    a = per_channel(A)
-    return dict(
-        x=rows(u),
-        delta=rows(delta),
-        z=rows(z),
-        A2=a * kernels.LOG2E,
-        A=a,
-        Bt=time_major(B),
-        Ct=time_major(C),
-        D=per_channel(D),
-        bias=per_channel(delta_bias),
-        order=torch.arange(u.shape[2]).expand(groups, -1).contiguous(),
-    )
+    params = _parameters(A, D, delta_bias, groups, u.shape[1] // groups, ct)
+    bc = [_detached(grouped(t), ct).numpy() for t in (B, C)]
+    order = np.tile(np.arange(u.shape[2], dtype=np.int64), (groups, 1))  # each group in time order
+    return ct, groups, params, bc, order
 
 
 def _numba_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    kernels = _kernels()
-    t = _arrays(u, delta, A, B, C, D, z, delta_bias)
-    out = torch.empty_like(t["x"])
-    args = [t[k].numpy() for k in ("x", "delta", "z", "A2", "Bt", "Ct", "D", "bias", "order")]
-    tasks = u.shape[0] * (t["x"].shape[-1] // kernels.BLOCK)
-    _run(kernels.scan_forward, tasks, TASKS_PER_THREAD * torch.get_num_threads(), *args, bool(delta_softplus),
-         out=out.numpy())  # fmt: skip
-    return _from_channels_last(out, u.shape[1]).to(u.dtype)
+    ct, groups, params, (b, c), order = _scan_setup(u, B, C, A, D, delta_bias)
+    out = torch.empty(u.shape, dtype=ct)  # contiguous, as the op returns it
+    rows = lambda t: _rows(t, groups, ct)  # noqa: E731
+    _forward(rows(u), rows(delta), rows(z), params, b, c, order, delta_softplus, rows(out), ct)
+    return out.to(u.dtype)
 
 
 def _numba_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    kernels = _kernels()
-    t = _arrays(u, delta, A, B, C, D, z, delta_bias)
-    groups, length, padded = t["x"].shape[1:]
-    bsz, dim, n_state = u.shape[0], u.shape[1], A.shape[1]
-    blocks = padded // kernels.BLOCK
-    like = t["x"]
-    grads = dict(
-        gx=torch.empty_like(like),
-        gdelta=torch.empty_like(like),
-        gz=torch.empty_like(like) if z is not None else t["z"],
-        gA=like.new_empty(bsz, groups, n_state, padded),
-        gB=like.new_empty(bsz, blocks, groups, length, n_state),
-        gC=like.new_empty(bsz, blocks, groups, length, n_state),
-        gD=like.new_empty(bsz, groups, padded),
-        gbias=like.new_empty(bsz, groups, padded),
-    )
-    g = _channels_last(gout, groups, padded, like.dtype)
-    args = [t[k].numpy() for k in ("x", "delta", "z", "A2", "A", "Bt", "Ct", "D", "bias", "order")]
-    _run(kernels.scan_backward, bsz * blocks, TASKS_PER_THREAD * torch.get_num_threads(), g.numpy(), *args,
-         bool(delta_softplus), **{k: v.numpy() for k, v in grads.items()})  # fmt: skip
-    per_group = dim // groups
-    gA = grads["gA"].sum(0)[..., :per_group].transpose(-1, -2).reshape(dim, n_state)
-    gB, gC = (grads[k].sum(1).transpose(-1, -2) for k in ("gB", "gC"))
-    gD, gbias = (grads[k].sum(0)[:, :per_group].reshape(dim) for k in ("gD", "gbias"))
-    rows = lambda k: _from_channels_last(grads[k], dim)  # noqa: E731
+    ct, groups, params, (b, c), order = _scan_setup(u, B, C, A, D, delta_bias)
+    rows = lambda t: _rows(t, groups, ct)  # noqa: E731
+    # gradients of u, delta and z in their inputs' layouts (dense strides kept), written by the kernel
+    gu, gdelta = (_writable_like(t, ct, spatial=False) for t in (u, delta))
+    gz = _writable_like(z, ct, spatial=False) if z is not None else None
+    grads = dict(gx=rows(gu), gdelta=rows(gdelta), gz=rows(gz))
+    sums = _backward(rows(gout), rows(u), rows(delta), rows(z), params, b, c, order, delta_softplus, grads, ct)
+    gA, gD, gbias = _per_channel_grads(sums, u.shape[1])
     return gradients_like(
-        (rows("gx"), rows("gdelta"), gA, gB, gC, gD, rows("gz") if z is not None else None, gbias),
+        (gu, gdelta, gA, sums["gB"], sums["gC"], gD, gz, gbias),
         (u, delta, A, B, C, D, z, delta_bias),
     )
 
 
-def _padded(channels: int) -> int:
-    block = _kernels().BLOCK
-    return -(-channels // block) * block
-
-
-def _cross_arrays(x, delta, A, B, C, D, delta_bias, order):
-    """The kernels' arguments for the cross scan (shapes in :mod:`.cross_selective_scan`): x read once,
-    channels innermost, by all four directions in their orders; delta at spatial positions; B and C
-    gathered into scan order."""
-    kernels = _kernels()
+def _cross_setup(x, delta, A, B, C, D, delta_bias):
     ct = compute_dtype(x)
-    bsz, dim, height, width = x.shape
-    directions, n_state, length = delta.shape[1], A.shape[1], height * width
-    padded = _padded(dim)
-    # channels-last memory (as SS2D makes them) makes these permutes free
-    x_rows = x.permute(0, 2, 3, 1).reshape(bsz, 1, length, dim)
-    delta_rows = delta.permute(0, 1, 3, 4, 2).reshape(bsz, directions, length, dim)
-    index = order[None, :, :, None].expand(bsz, directions, length, n_state)
-    a = _per_channel(A, directions, padded, ct)
-
-    def in_scan_order(t: Tensor) -> Tensor:  # (batch, 4, N, H, W) -> (batch, 4, L, N), step t of direction k
-        return t.detach().flatten(3).transpose(-1, -2).gather(2, index).to(ct).contiguous()
-
-    return dict(
-        x=_rows(x_rows, padded, ct),
-        delta=_rows(delta_rows, padded, ct),
-        z=torch.empty(0, 0, 0, 0, dtype=ct),
-        A2=a * kernels.LOG2E,
-        A=a,
-        Bt=in_scan_order(B),
-        Ct=in_scan_order(C),
-        D=_per_channel(D, directions, padded, ct),
-        bias=_per_channel(delta_bias, directions, padded, ct),
-        order=order.contiguous(),
-    )
+    directions = delta.shape[1]
+    params = _parameters(A, D, delta_bias, directions, x.shape[1], ct)
+    order = cross_scan_positions(x.shape[2], x.shape[3], x.device).numpy()
+    bc = [_detached(t, ct).flatten(3).numpy() for t in (B, C)]  # (batch, 4, N, H * W) at spatial positions
+    return ct, params, bc, order
 
 
 def numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> Tensor:
-    """The four-direction cross scan and merge in one kernel call (arguments as :func:`.cross_selective_scan`);
-    y comes back in channels-last memory, as SS2D keeps x."""
-    kernels = _kernels()
-    order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
-    t = _cross_arrays(x, delta, A, B, C, D, delta_bias, order)
-    bsz, dim, height, width = x.shape
-    out = torch.empty_like(t["x"])
-    args = [t[k].numpy() for k in ("x", "delta", "z", "A2", "Bt", "Ct", "D", "bias", "order")]
-    tasks = bsz * (out.shape[-1] // kernels.BLOCK)
-    _run(kernels.scan_forward, tasks, TASKS_PER_THREAD * torch.get_num_threads(), *args, bool(delta_softplus),
-         out=out.numpy())  # fmt: skip
-    y = out[:, 0, :, :dim].reshape(bsz, height, width, dim).permute(0, 3, 1, 2)
-    return y.to(x.dtype).contiguous(memory_format=torch.channels_last)
+    """The four-direction cross scan and merge in one kernel call (arguments as :func:`.cross_selective_scan`),
+    read where the tensors lie; y comes back in channels-last memory, as SS2D keeps x."""
+    ct, params, (b, c), order = _cross_setup(x, delta, A, B, C, D, delta_bias)
+    y = torch.empty(x.shape, dtype=ct, memory_format=torch.channels_last)
+    rows = lambda t: _spatial_rows(t, ct)  # noqa: E731
+    _forward(rows(x), rows(delta), _rows(None, 1, ct), params, b, c, order, delta_softplus, rows(y), ct)
+    return y.to(x.dtype)
 
 
 def numba_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus) -> tuple:
-    """Gradients (dx, ddelta, dA, dB, dC, dD, ddelta_bias) of sum(gout * cross scan), None for absent inputs."""
-    kernels = _kernels()
-    order = cross_scan_positions(x.shape[2], x.shape[3], x.device)
-    t = _cross_arrays(x, delta, A, B, C, D, delta_bias, order)
-    bsz, dim, height, width = x.shape
-    directions, length, padded = t["delta"].shape[1:]
-    n_state, blocks = A.shape[1], padded // kernels.BLOCK
-    like = t["x"]
-    grads = dict(
-        gx=torch.empty_like(like),
-        gdelta=torch.empty_like(t["delta"]),
-        gz=t["z"],
-        gA=like.new_empty(bsz, directions, n_state, padded),
-        gB=like.new_empty(bsz, blocks, directions, length, n_state),
-        gC=like.new_empty(bsz, blocks, directions, length, n_state),
-        gD=like.new_empty(bsz, directions, padded),
-        gbias=like.new_empty(bsz, directions, padded),
-    )
-    g = _rows(gout.permute(0, 2, 3, 1).reshape(bsz, 1, length, dim), padded, like.dtype)
-    args = [t[k].numpy() for k in ("x", "delta", "z", "A2", "A", "Bt", "Ct", "D", "bias", "order")]
-    _run(kernels.scan_backward, bsz * blocks, TASKS_PER_THREAD * torch.get_num_threads(), g.numpy(), *args,
-         bool(delta_softplus), **{k: v.numpy() for k, v in grads.items()})  # fmt: skip
-    # dB, dC from scan order back to spatial positions: position order[k, t] takes step t's
-    index = order[None, :, :, None].expand(bsz, directions, length, n_state)
-    spatial = lambda k: grads[k].sum(1).new_zeros(bsz, directions, length, n_state).scatter_(2, index, grads[k].sum(1))  # noqa: E731
-    gB, gC = (spatial(k).transpose(-1, -2).reshape(B.shape) for k in ("gB", "gC"))
-    gx = grads["gx"][:, 0, :, :dim].reshape(bsz, height, width, dim).permute(0, 3, 1, 2)
-    gdelta = grads["gdelta"][..., :dim].reshape(bsz, directions, height, width, dim).permute(0, 1, 4, 2, 3)
-    gA = grads["gA"].sum(0)[..., :dim].transpose(-1, -2).reshape(directions * dim, n_state)
-    gD, gbias = (grads[k].sum(0)[:, :dim].reshape(directions * dim) for k in ("gD", "gbias"))
+    """Gradients (dx, ddelta, dA, dB, dC, dD, ddelta_bias) of sum(gout * cross scan), None for absent inputs;
+    dx and ddelta in x's and delta's layouts (their strides where dense), written by the kernel."""
+    ct, params, (b, c), order = _cross_setup(x, delta, A, B, C, D, delta_bias)
+    rows = lambda t: _spatial_rows(t, ct)  # noqa: E731
+    gx, gdelta = (_writable_like(t, ct, spatial=True) for t in (x, delta))
+    grads = dict(gx=rows(gx), gdelta=rows(gdelta), gz=_rows(None, 1, ct))
+    sums = _backward(rows(gout), rows(x), rows(delta), _rows(None, 1, ct), params, b, c, order, delta_softplus,
+                     grads, ct)  # fmt: skip
+    gA, gD, gbias = _per_channel_grads(sums, A.shape[0])
+    gB, gC = (sums[k].reshape(B.shape) for k in ("gB", "gC"))
     present = (x, delta, A, B, C, D, delta_bias)
     found = (gx, gdelta, gA, gB, gC, gD, gbias)
     return tuple(None if p is None else g.to(p.dtype) for g, p in zip(found, present, strict=True))

@@ -1,15 +1,19 @@
 """numba kernels of the ``numba`` scan backend. Imported only by :mod:`.scan_numba`, and only once numba is
 known to be installed (this module imports it at the top).
 
-Layout: channels innermost. A kernel scans ``K`` sequences at once (the groups of a grouped scan, or the four
-directions of SS2D's cross scan) over rows of ``C`` channels:
+Layout: the arrays are views of the caller's tensors, read and written in place with whatever strides they
+have (nothing is copied into a kernel layout). A kernel scans ``K`` sequences at once (the groups of a grouped
+scan, or the four directions of SS2D's cross scan) over rows of ``channels`` channels:
 
-- ``x``, ``out``, ``gout``, ``gx``: (batch, Kx, P, C) with Kx = K (one input row set per sequence) or Kx = 1
-  (one shared by the K sequences, and the K outputs summed into one: the cross scan);
-- ``delta``, ``z``, ``gdelta``, ``gz``: (batch, K, P, C); an absent z is a (0, 0, 0, 0) array;
-- ``order``: (K, L), the row that step t of sequence k reads and writes (the identity for a grouped scan);
-- ``A2``, ``A``: (K, N, C), A log2(e) (the exponent the recurrence takes in base 2) and A;
-- ``Bt``, ``Ct``: (batch, K, L, N), time-major in scan order; ``D``, ``bias``: (K, C).
+- ``x``, ``out``, ``gout``, ``gx``: (batch, Kx, P, channels) with Kx = K (one input row set per sequence) or
+  Kx = 1 (one shared by the K sequences, and the K outputs summed into one: the cross scan);
+- ``delta``, ``z``, ``gdelta``, ``gz``: (batch, K, P, channels); an absent z is a (0, 0, 0, 0) array;
+- ``order``: (K, L), the row (position) that step t of sequence k reads and writes (the identity for a
+  grouped scan);
+- ``B``, ``C``: (batch, K, N, P), read at the step's position; ``gB``, ``gC``: (batch, blocks, K, N, P);
+- ``A2``, ``A``: (K, N, padded), A log2(e) (the exponent the recurrence takes in base 2) and A; ``D``,
+  ``bias``: (K, padded); padded is channels rounded up to whole blocks (parameters are small: they are the
+  only arrays the caller pads).
 
 A task is one (batch, block of ``BLOCK`` channels) and runs all K sequences, in order, so that the sums over
 them are the same bits whatever the thread count. Inside a task the vectors of :mod:`.scan_numba_vectors`
@@ -17,6 +21,15 @@ carry ``LANES`` channels each; every lane does the same scalar arithmetic, so a 
 depend on the lane it lands in. Time runs in chunks of ``CHUNK`` steps: a first pass loads the chunk's
 rows (prefetching those ahead: the column-major directions jump a whole image row per step) and computes
 dt = softplus(delta + bias), a second runs the recurrence.
+
+The loops that compute read and write only (CHUNK, BLOCK) tiles, channels innermost (a branch between rows
+and tiles inside them halves the recurrence's speed); each chunk's values move between the arrays and the
+tiles in one of three ways: where an array's channels are adjacent in memory (stride 1, the model's
+channels-last activations), as vectors straight from its rows; where they lie along time (unit stride over
+consecutive steps: a contiguous (batch, dim, L) tensor), as LANES x LANES blocks loaded along time and
+transposed in registers; otherwise, and for the last block when the channels do not fill it, value by
+value, zero past the last channel. The padded lanes compute with u = 0 and A = 0, so their state stays zero
+and they add exact zeros to the sums over channels.
 """
 
 from __future__ import annotations
@@ -30,9 +43,13 @@ from numba.extending import overload
 from .scan_numba_vectors import (
     LANES,
     hsum,
+    item,
     pow2i,
     prefetch,
+    prefetch_item,
     splat,
+    transpose_in,
+    transpose_out,
     vabs,
     veq,
     vfma,
@@ -47,13 +64,14 @@ from .scan_numba_vectors import (
     where,
 )
 
-__all__ = ["BLOCK", "CHUNK", "LOG2E", "scan_backward", "scan_forward"]
+__all__ = ["BLOCK", "CHUNK", "FMA_CHAINS", "LOG2E", "fma_chains", "scan_backward", "scan_forward"]
 
 JIT = dict(cache=True, fastmath=False, error_model="numpy", boundscheck=False)
 VECTORS = 2  # vectors per task: two independent recurrences interleave, and a row's 128 bytes are read at once
 BLOCK = VECTORS * LANES  # channels per task
 CHUNK = 32  # time steps per chunk
 AHEAD = 32  # steps between a row's prefetch and its use
+LINE = 64  # bytes of a cache line
 LOG2E = 1.4426950408889634
 
 # ------------------------------------------------------------------------------------------- vector math
@@ -163,32 +181,133 @@ def _silu_parts(z):
 
 # ------------------------------------------------------------------------------------------- kernels
 @njit(inline="always", **JIT)
+def _unit(rows) -> bool:
+    """Channels adjacent in memory (the last axis has stride 1): blocks load as vectors from the rows."""
+    return rows.strides[rows.ndim - 1] == rows.itemsize
+
+
+@njit(inline="always", **JIT)
 def _prefetch_rows(rows, row, c0):
     prefetch(rows[row], c0)
     prefetch(rows[row], c0 + LANES)
 
 
 @njit(inline="always", **JIT)
-def _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, ahead, rows_p, prefetch_p, scratch):
-    """First pass over a chunk: dt = softplus(delta + bias) (or delta + bias), dt u, u and d dt / d delta into
-    ``scratch`` (dt, dt u, u, sigmoid; CHUNK x BLOCK each), prefetching the rows of step t + ``ahead`` (x,
-    delta and, with ``prefetch_p``, ``rows_p``)."""
+def _by_time(rows, steps, t0, n_steps, count) -> bool:
+    """A whole chunk of a whole block whose values lie along time (unit stride over consecutive steps: a
+    (batch, dim, L) tensor), moved as LANES x LANES blocks transposed in registers."""
+    if n_steps != CHUNK or count != BLOCK or rows.strides[0] != rows.itemsize:
+        return False
+    for i in range(1, CHUNK):
+        if steps[t0 + i] != steps[t0] + i:
+            return False
+    return True
+
+
+@njit(inline="always", **JIT)
+def _tile_in(rows, steps, t0, n_steps, c0, channels, direct, ahead, tile):
+    """tile[i, l] = rows[steps[t0 + i], c0 + l] for the chunk's steps and the block's channels. ``direct``: as
+    vectors from the rows, prefetching those of step t + ``ahead``; otherwise channel by channel (consecutive
+    in time, so in memory, where the channels are L apart), zero past the last channel."""
+    if direct:
+        length = steps.shape[0]
+        for i in range(n_steps):
+            t = t0 + i
+            if 0 <= t + ahead < length:
+                _prefetch_rows(rows, steps[t + ahead], c0)
+            r = rows[steps[t]]
+            vstore(tile, i * BLOCK, vload(r, c0))
+            vstore(tile, i * BLOCK + LANES, vload(r, c0 + LANES))
+        return
+    count = min(BLOCK, channels - c0)
+    if _by_time(rows, steps, t0, n_steps, count):
+        t = steps[t0]
+        for half in range(0, CHUNK, LANES):
+            for lanes in range(0, BLOCK, LANES):
+                transpose_in(rows, t + half, c0 + lanes, tile, half * BLOCK + lanes, BLOCK)
+        _prefetch_chunk(rows, steps, t0 + ahead, c0, count)
+        return
+    for lane in range(BLOCK):
+        if lane < count:
+            c = c0 + lane
+            for i in range(n_steps):
+                tile[i * BLOCK + lane] = rows[steps[t0 + i], c]
+        else:
+            for i in range(n_steps):
+                tile[i * BLOCK + lane] = 0
+    _prefetch_chunk(rows, steps, t0 + ahead, c0, count)
+
+
+@njit(inline="always", **JIT)
+def _prefetch_chunk(rows, steps, t0, c0, count):
+    """Prefetch a chunk's values of ``count`` channels from step t0, a cache line of steps apart (the lines a
+    chunk of a time-contiguous channel spans: too many streams at once for the hardware's prefetcher)."""
     length = steps.shape[0]
-    c1 = c0 + LANES
+    for s in range(0, CHUNK, LINE // rows.itemsize):
+        if 0 <= t0 + s < length:
+            row = steps[t0 + s]
+            for lane in range(count):
+                prefetch_item(rows, row, c0 + lane)
+
+
+@njit(inline="always", **JIT)
+def _tile_out(rows, steps, t0, n_steps, c0, channels, direct, tile, accumulate, ahead):
+    """rows[steps[t0 + i], c0 + l] = tile[i, l] (or += with ``accumulate``), the channels that exist only:
+    ``direct`` as vectors, otherwise channel by channel (and the lines of step t0 + ``ahead`` on prefetched)."""
+    if direct:
+        for i in range(n_steps):
+            r, j = rows[steps[t0 + i]], i * BLOCK
+            v0, v1 = vload(tile, j), vload(tile, j + LANES)
+            if accumulate:
+                v0, v1 = vload(r, c0) + v0, vload(r, c0 + LANES) + v1
+            vstore(r, c0, v0)
+            vstore(r, c0 + LANES, v1)
+        return
+    if not accumulate and _by_time(rows, steps, t0, n_steps, min(BLOCK, channels - c0)):
+        t = steps[t0]
+        for half in range(0, CHUNK, LANES):
+            for lanes in range(0, BLOCK, LANES):
+                transpose_out(tile, half * BLOCK + lanes, BLOCK, rows, t + half, c0 + lanes)
+        _prefetch_chunk(rows, steps, t0 + ahead, c0, min(BLOCK, channels - c0))
+        return
+    for lane in range(min(BLOCK, channels - c0)):
+        c = c0 + lane
+        for i in range(n_steps):
+            row = steps[t0 + i]
+            if accumulate:
+                rows[row, c] = rows[row, c] + tile[i * BLOCK + lane]
+            else:
+                rows[row, c] = tile[i * BLOCK + lane]
+    _prefetch_chunk(rows, steps, t0 + ahead, c0, min(BLOCK, channels - c0))
+
+
+@njit(inline="always", **JIT)
+def _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0, bias1,
+                softplus, ahead, rows_p, prefetch_p, scratch, bc):  # fmt: skip
+    """First pass over a chunk: the block's x and delta tiled into u and dt (prefetching rows of step t +
+    ``ahead``, and those of ``rows_p`` with ``prefetch_p``), then dt = softplus(delta + bias) (or delta + bias),
+    dt u and d dt / d delta into ``scratch`` (dt, dt u, u, sigmoid; CHUNK x BLOCK each), and B and C at the
+    chunk's steps into ``bc`` (CHUNK x N each, in step order: loads that miss the cache are issued here, off
+    the recurrence's path). The loops that compute read only tiles: a branch between rows and tiles in them
+    halves the recurrence's speed."""
+    length = steps.shape[0]
     dt_s, dtu_s, u_s, sig_s = scratch
+    b_s, c_s = bc
+    n_state = Bk.shape[0]
+    _tile_in(rows_x, steps, t0, n_steps, c0, channels, direct_x, ahead, u_s)
+    _tile_in(rows_d, steps, t0, n_steps, c0, channels, direct_d, ahead, dt_s)
     for i in range(n_steps):
         t = t0 + i
-        if 0 <= t + ahead < length:
-            row = steps[t + ahead]
-            _prefetch_rows(rows_x, row, c0)
-            _prefetch_rows(rows_d, row, c0)
-            if prefetch_p:
-                _prefetch_rows(rows_p, row, c0)
+        if prefetch_p and 0 <= t + ahead < length:
+            _prefetch_rows(rows_p, steps[t + ahead], c0)
         row = steps[t]
-        xr, dr = rows_x[row], rows_d[row]
-        u0, u1 = vload(xr, c0), vload(xr, c1)
-        r0, r1 = vload(dr, c0) + bias0, vload(dr, c1) + bias1
+        for n in range(n_state):
+            b_s[i * n_state + n] = item(Bk, n, row)
+            c_s[i * n_state + n] = item(Ck, n, row)
+    for i in range(n_steps):
         j = i * BLOCK
+        u0, u1 = vload(u_s, j), vload(u_s, j + LANES)
+        r0, r1 = vload(dt_s, j) + bias0, vload(dt_s, j + LANES) + bias1
         if softplus:
             r0, s0 = softplus_sigmoid(r0)
             r1, s1 = softplus_sigmoid(r1)
@@ -198,18 +317,17 @@ def _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, 
         vstore(dt_s, j + LANES, r1)
         vstore(dtu_s, j, r0 * u0)
         vstore(dtu_s, j + LANES, r1 * u1)
-        vstore(u_s, j, u0)
-        vstore(u_s, j + LANES, u1)
 
 
 @njit(inline="always", **JIT)
-def _step_states(a2k, Bk, t, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at, dec, dec_at):
-    """h_new = exp(dt A) h + dt u B_t for every state of the block (h and h_new may be the same buffer), the
-    decays exp(dt A) written to ``dec`` when it is not empty."""
+def _step_states(a2k, b_s, i, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at, dec, dec_at):
+    """h_new = exp(dt A) h + dt u B for every state of the block, B the chunk's step i (h and h_new may be the
+    same buffer), the decays exp(dt A) written to ``dec`` when it is not empty."""
     c1 = c0 + LANES
     keep = dec.shape[0] > 0
-    for n in range(a2k.shape[0]):
-        an, bn, o = a2k[n], splat(Bk[t, n]), n * BLOCK
+    n_state = a2k.shape[0]
+    for n in range(n_state):
+        an, bn, o = a2k[n], splat(b_s[i * n_state + n]), n * BLOCK
         e0 = exp2(dt0 * vload(an, c0))
         e1 = exp2(dt1 * vload(an, c1))
         vstore(h_new, h_new_at + o, vfma(e0, vload(h, h_at + o), dtu0 * bn))
@@ -220,11 +338,13 @@ def _step_states(a2k, Bk, t, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at,
 
 
 @njit(nogil=True, **JIT)
-def scan_forward(x, delta, z, A2, Bt, Ct, D, bias, order, softplus, first, last, out):
+def scan_forward(x, delta, z, A2, B, C, D, bias, order, softplus, first, last, out):
     """``out`` for tasks first .. last - 1 (layouts in the module docstring)."""
     n_seq, length = order.shape
-    blocks = delta.shape[3] // BLOCK
+    channels = delta.shape[3]
+    blocks = -(-channels // BLOCK)
     shared, has_z = x.shape[1] == 1, z.shape[0] > 0
+    unit_x, unit_d, unit_z, unit_o = _unit(x), _unit(delta), _unit(z), _unit(out)
     dtype = x.dtype
     scratch = (
         np.empty(CHUNK * BLOCK, dtype=dtype),  # dt
@@ -234,63 +354,68 @@ def scan_forward(x, delta, z, A2, Bt, Ct, D, bias, order, softplus, first, last,
     )
     dt_s, dtu_s, u_s, _ = scratch
     y_s = np.empty(CHUNK * BLOCK, dtype=dtype)
-    h = np.empty(A2.shape[1] * BLOCK, dtype=dtype)
+    z_s = np.empty(CHUNK * BLOCK, dtype=dtype)
+    n_state = A2.shape[1]
+    bc = (np.empty(CHUNK * n_state, dtype=dtype), np.empty(CHUNK * n_state, dtype=dtype))  # B, C of a chunk
+    b_s, c_s = bc
+    h = np.empty(n_state * BLOCK, dtype=dtype)
     none = np.empty(0, dtype=dtype)
     for task in range(first, last):
         b, c0 = task // blocks, (task % blocks) * BLOCK
-        c1 = c0 + LANES
+        full = c0 + BLOCK <= channels
+        direct_x, direct_d, direct_z, direct_o = full and unit_x, full and unit_d, full and unit_z, full and unit_o
         for k in range(n_seq):
             kx = 0 if shared else k
             accumulate = shared and k > 0  # the cross scan: outputs of the K sequences summed, in order
             rows_x, rows_d, rows_o, steps = x[b, kx], delta[b, k], out[b, kx], order[k]
             rows_z = z[b, k] if has_z else rows_d
-            bias0, bias1, D0, D1 = vload(bias[k], c0), vload(bias[k], c1), vload(D[k], c0), vload(D[k], c1)
-            a2k, Bk, Ck = A2[k], Bt[b, k], Ct[b, k]
+            bias0, bias1 = vload(bias[k], c0), vload(bias[k], c0 + LANES)
+            D0, D1 = vload(D[k], c0), vload(D[k], c0 + LANES)
+            a2k, Bk, Ck = A2[k], B[b, k], C[b, k]
             h[:] = 0
             for t0 in range(0, length, CHUNK):
                 n_steps = min(CHUNK, length - t0)
-                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, AHEAD, rows_o,
-                            accumulate, scratch)  # fmt: skip
+                _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
+                            bias1, softplus, AHEAD, rows_o, accumulate and direct_o, scratch, bc)  # fmt: skip
+                if has_z:
+                    _tile_in(rows_z, steps, t0, n_steps, c0, channels, direct_z, AHEAD, z_s)
                 for i in range(n_steps):
-                    t, j = t0 + i, i * BLOCK
+                    j = i * BLOCK
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
-                    _step_states(a2k, Bk, t, c0, dt0, dt1, vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0, h, 0,
+                    _step_states(a2k, b_s, i, c0, dt0, dt1, vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0, h, 0,
                                  none, 0)  # fmt: skip
                     y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
-                    for n in range(a2k.shape[0]):
-                        cn, o = splat(Ck[t, n]), n * BLOCK
+                    for n in range(n_state):
+                        cn, o = splat(c_s[i * n_state + n]), n * BLOCK
                         y0 = vfma(cn, vload(h, o), y0)
                         y1 = vfma(cn, vload(h, o + LANES), y1)
                     vstore(y_s, j, y0)
                     vstore(y_s, j + LANES, y1)
-                for i in range(n_steps):
-                    row, j = steps[t0 + i], i * BLOCK
-                    y0, y1 = vload(y_s, j), vload(y_s, j + LANES)
-                    if has_z:
-                        y0 = y0 * silu_parts(vload(rows_z[row], c0))[0]
-                        y1 = y1 * silu_parts(vload(rows_z[row], c1))[0]
-                    orow = rows_o[row]
-                    if accumulate:
-                        y0 = vload(orow, c0) + y0
-                        y1 = vload(orow, c1) + y1
-                    vstore(orow, c0, y0)
-                    vstore(orow, c1, y1)
+                if has_z:
+                    for i in range(n_steps):
+                        j = i * BLOCK
+                        vstore(y_s, j, vload(y_s, j) * silu_parts(vload(z_s, j))[0])
+                        vstore(y_s, j + LANES, vload(y_s, j + LANES) * silu_parts(vload(z_s, j + LANES))[0])
+                _tile_out(rows_o, steps, t0, n_steps, c0, channels, direct_o, y_s, accumulate, AHEAD)
 
 
 @njit(nogil=True, **JIT)
 def scan_backward(
-    gout, x, delta, z, A2, A, Bt, Ct, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
+    gout, x, delta, z, A2, A, B, C, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
 ):
     """Gradients of sum(gout * out) for tasks first .. last - 1. A task (batch b, block) writes gA[b, k],
     gD[b, k] and gbias[b, k] at its channels (the caller sums them over the batch) and gB[b, block, k],
-    gC[b, block, k]: (L, N) sums over its channels (the caller sums them over the blocks).
+    gC[b, block, k]: (N, P) sums over its channels (the caller sums them over the blocks).
 
     The states are recomputed: a forward sweep keeps the state at the start of every chunk, and the
     backward sweep recomputes each chunk's states and decays from there before running it in reverse."""
     n_seq, length = order.shape
     n_state = A2.shape[1]
-    blocks = delta.shape[3] // BLOCK
+    channels = delta.shape[3]
+    blocks = -(-channels // BLOCK)
     shared, has_z = x.shape[1] == 1, z.shape[0] > 0
+    unit_x, unit_d, unit_z, unit_g = _unit(x), _unit(delta), _unit(z), _unit(gout)
+    unit_gx, unit_gd, unit_gz = _unit(gx), _unit(gdelta), _unit(gz)
     dtype = x.dtype
     width = n_state * BLOCK  # one set of states of a block
     chunks = -(-length // CHUNK)
@@ -301,38 +426,47 @@ def scan_backward(
         np.empty(CHUNK * BLOCK, dtype=dtype),  # d dt / d delta (sigmoid)
     )
     dt_s, dtu_s, u_s, sig_s = scratch
-    gy_s = np.empty(CHUNK * BLOCK, dtype=dtype)
+    gy_s = np.empty(CHUNK * BLOCK, dtype=dtype)  # dL/dy (gout tiled here first where not read directly)
+    # tiles of z, gz, gdelta and gx, where they are not read or written directly
+    z_s, gz_s = np.empty(CHUNK * BLOCK, dtype=dtype), np.empty(CHUNK * BLOCK, dtype=dtype)
+    gd_s, gx_s = np.empty(CHUNK * BLOCK, dtype=dtype), np.empty(CHUNK * BLOCK, dtype=dtype)
     starts = np.empty(chunks * width, dtype=dtype)  # the state entering every chunk
     hs = np.empty((CHUNK + 1) * width, dtype=dtype)  # hs[i] enters step t0 + i, hs[i + 1] leaves it
     dec = np.empty(CHUNK * width, dtype=dtype)  # exp(dt A) of every step of the chunk
     h = np.empty(width, dtype=dtype)
     carry = np.empty(width, dtype=dtype)  # dL/dh_t through h_{t+1}
     gA_acc = np.empty(width, dtype=dtype)
+    bc = (np.empty(CHUNK * n_state, dtype=dtype), np.empty(CHUNK * n_state, dtype=dtype))  # B, C of a chunk
+    b_s, c_s = bc
     none = np.empty(0, dtype=dtype)
     zero = np.zeros(1, dtype=dtype)[0]
     for task in range(first, last):
         b, blk = task // blocks, task % blocks
         c0 = blk * BLOCK
         c1 = c0 + LANES
+        full = c0 + BLOCK <= channels
+        direct_x, direct_d, direct_z, direct_g = full and unit_x, full and unit_d, full and unit_z, full and unit_g
+        direct_gx, direct_gd, direct_gz = full and unit_gx, full and unit_gd, full and unit_gz
         for k in range(n_seq):
             kx = 0 if shared else k
             accumulate = shared and k > 0
             rows_x, rows_d, rows_g, rows_gx, steps = x[b, kx], delta[b, k], gout[b, kx], gx[b, kx], order[k]
+            rows_gd = gdelta[b, k]
             rows_z = z[b, k] if has_z else rows_d
             rows_gz = gz[b, k] if has_z else rows_d
             bias0, bias1, D0, D1 = vload(bias[k], c0), vload(bias[k], c1), vload(D[k], c0), vload(D[k], c1)
-            a2k, ak, Bk, Ck = A2[k], A[k], Bt[b, k], Ct[b, k]
+            a2k, ak, Bk, Ck = A2[k], A[k], B[b, k], C[b, k]
             # forward sweep: the state entering every chunk
             h[:] = 0
             for ci in range(chunks):
                 t0 = ci * CHUNK
                 n_steps = min(CHUNK, length - t0)
                 starts[ci * width : (ci + 1) * width] = h
-                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, AHEAD, rows_g, False,
-                            scratch)  # fmt: skip
+                _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
+                            bias1, softplus, AHEAD, rows_g, False, scratch, bc)  # fmt: skip
                 for i in range(n_steps):
                     j = i * BLOCK
-                    _step_states(a2k, Bk, t0 + i, c0, vload(dt_s, j), vload(dt_s, j + LANES), vload(dtu_s, j),
+                    _step_states(a2k, b_s, i, c0, vload(dt_s, j), vload(dt_s, j + LANES), vload(dtu_s, j),
                                  vload(dtu_s, j + LANES), h, 0, h, 0, none, 0)  # fmt: skip
             # backward sweep, chunk by chunk from the last
             carry[:] = 0
@@ -342,36 +476,43 @@ def scan_backward(
                 t0 = ci * CHUNK
                 n_steps = min(CHUNK, length - t0)
                 # rows of the chunk before are prefetched while this one loads
-                _load_chunk(rows_x, rows_d, steps, t0, n_steps, c0, bias0, bias1, softplus, -CHUNK, rows_g, True,
-                            scratch)  # fmt: skip
+                _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
+                            bias1, softplus, -CHUNK, rows_g, False, scratch, bc)  # fmt: skip
+                _tile_in(rows_g, steps, t0, n_steps, c0, channels, direct_g, -CHUNK, gy_s)
+                if has_z:
+                    _tile_in(rows_z, steps, t0, n_steps, c0, channels, direct_z, -CHUNK, z_s)
                 hs[:width] = starts[ci * width : (ci + 1) * width]
                 for i in range(n_steps):
                     j = i * BLOCK
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
                     dtu0, dtu1 = vload(dtu_s, j), vload(dtu_s, j + LANES)
-                    _step_states(a2k, Bk, t0 + i, c0, dt0, dt1, dtu0, dtu1, hs, i * width, hs, (i + 1) * width, dec,
+                    _step_states(a2k, b_s, i, c0, dt0, dt1, dtu0, dtu1, hs, i * width, hs, (i + 1) * width, dec,
                                  i * width)  # fmt: skip
                 # dL/dy: gout, through the z gate when there is one (out = y silu(z), y = <C, h> + D u)
                 for i in range(n_steps):
                     t, j = t0 + i, i * BLOCK
                     row = steps[t]
-                    g0, g1 = vload(rows_g[row], c0), vload(rows_g[row], c1)
+                    g0, g1 = vload(gy_s, j), vload(gy_s, j + LANES)
                     if has_z:
                         y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
                         for n in range(n_state):
-                            cn, o = splat(Ck[t, n]), (i + 1) * width + n * BLOCK
+                            cn, o = splat(c_s[i * n_state + n]), (i + 1) * width + n * BLOCK
                             y0 = vfma(cn, vload(hs, o), y0)
                             y1 = vfma(cn, vload(hs, o + LANES), y1)
-                        silu0, dsilu0 = silu_parts(vload(rows_z[row], c0))
-                        silu1, dsilu1 = silu_parts(vload(rows_z[row], c1))
-                        vstore(rows_gz[row], c0, g0 * y0 * dsilu0)
-                        vstore(rows_gz[row], c1, g1 * y1 * dsilu1)
+                        z0, z1 = vload(z_s, j), vload(z_s, j + LANES)
+                        silu0, dsilu0 = silu_parts(z0)
+                        silu1, dsilu1 = silu_parts(z1)
+                        vstore(gz_s, j, g0 * y0 * dsilu0)
+                        vstore(gz_s, j + LANES, g1 * y1 * dsilu1)
                         g0, g1 = g0 * silu0, g1 * silu1
                     vstore(gy_s, j, g0)
                     vstore(gy_s, j + LANES, g1)
+                if has_z:
+                    _tile_out(rows_gz, steps, t0, n_steps, c0, channels, direct_gz, gz_s, False, -CHUNK)
                 # dL/dh_t = C_t gy_t + exp(dt_{t+1} A) dL/dh_{t+1}, backwards in time
                 for i in range(n_steps - 1, -1, -1):
                     t, j = t0 + i, i * BLOCK
+                    row = steps[t]
                     gy0, gy1 = vload(gy_s, j), vload(gy_s, j + LANES)
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
                     dtu0, dtu1 = vload(dtu_s, j), vload(dtu_s, j + LANES)
@@ -379,11 +520,11 @@ def scan_backward(
                     for n in range(n_state):
                         o = n * BLOCK
                         h_in, h_out, d_at = i * width + o, (i + 1) * width + o, i * width + o
-                        bn, cn = splat(Bk[t, n]), splat(Ck[t, n])
+                        bn, cn = splat(b_s[i * n_state + n]), splat(c_s[i * n_state + n])
                         gh0 = vfma(gy0, cn, vload(carry, o))
                         gh1 = vfma(gy1, cn, vload(carry, o + LANES))
-                        gC[b, blk, k, t, n] = hsum(vfma(gy1, vload(hs, h_out + LANES), gy0 * vload(hs, h_out)))
-                        gB[b, blk, k, t, n] = hsum(vfma(gh1, dtu1, gh0 * dtu0))
+                        gC[b, blk, k, n, row] = hsum(vfma(gy1, vload(hs, h_out + LANES), gy0 * vload(hs, h_out)))
+                        gB[b, blk, k, n, row] = hsum(vfma(gh1, dtu1, gh0 * dtu0))
                         e0, e1 = vload(dec, d_at), vload(dec, d_at + LANES)
                         # dL/d(dt A) = dL/dh_t exp(dt A) h_{t-1}
                         x0 = gh0 * e0 * vload(hs, h_in)
@@ -403,18 +544,33 @@ def scan_backward(
                         gdt0, gdt1 = gdt0 * vload(sig_s, j), gdt1 * vload(sig_s, j + LANES)
                     gbias0, gbias1 = gbias0 + gdt0, gbias1 + gdt1
                     gD0, gD1 = vfma(gy0, u0, gD0), vfma(gy1, u1, gD1)
-                    row = steps[t]
-                    vstore(gdelta[b, k, row], c0, gdt0)
-                    vstore(gdelta[b, k, row], c1, gdt1)
+                    vstore(gd_s, j, gdt0)
+                    vstore(gd_s, j + LANES, gdt1)
                     gu0, gu1 = vfma(gy0, D0, dt0 * sum_b0), vfma(gy1, D1, dt1 * sum_b1)
-                    gxr = rows_gx[row]
-                    if accumulate:
-                        gu0, gu1 = vload(gxr, c0) + gu0, vload(gxr, c1) + gu1
-                    vstore(gxr, c0, gu0)
-                    vstore(gxr, c1, gu1)
+                    vstore(gx_s, j, gu0)
+                    vstore(gx_s, j + LANES, gu1)
+                _tile_out(rows_gd, steps, t0, n_steps, c0, channels, direct_gd, gd_s, False, -CHUNK)
+                _tile_out(rows_gx, steps, t0, n_steps, c0, channels, direct_gx, gx_s, accumulate, -CHUNK)
             for n in range(n_state):
                 gA[b, k, n, c0 : c0 + BLOCK] = gA_acc[n * BLOCK : (n + 1) * BLOCK]
             vstore(gD[b, k], c0, gD0)
             vstore(gD[b, k], c1, gD1)
             vstore(gbias[b, k], c0, gbias0)
             vstore(gbias[b, k], c1, gbias1)
+
+
+FMA_CHAINS = 12  # independent FMA chains: more than latency x units (4 x 2 on current x86 cores) in flight
+
+
+@njit(nogil=True, **JIT)
+def fma_chains(values, iterations):
+    """``iterations`` rounds of FMA_CHAINS independent vector FMAs (x = x a + b): the rate the vector unit
+    reaches with nothing else in its way. ``values`` holds a, b and the start; the sum comes back in it (so
+    that nothing is dead code)."""
+    a, b, x = splat(values[0]), splat(values[1]), splat(values[2])
+    x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = x8 = x9 = x10 = x11 = x
+    for _ in range(iterations):
+        x0, x1, x2, x3 = vfma(x0, a, b), vfma(x1, a, b), vfma(x2, a, b), vfma(x3, a, b)
+        x4, x5, x6, x7 = vfma(x4, a, b), vfma(x5, a, b), vfma(x6, a, b), vfma(x7, a, b)
+        x8, x9, x10, x11 = vfma(x8, a, b), vfma(x9, a, b), vfma(x10, a, b), vfma(x11, a, b)
+    vstore(values, 0, ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) + ((x8 + x9) + (x10 + x11)))

@@ -23,7 +23,11 @@ __all__ = [
     "hsum",
     "pow2i",
     "prefetch",
+    "item",
+    "prefetch_item",
     "splat",
+    "transpose_in",
+    "transpose_out",
     "vabs",
     "veq",
     "vfma",
@@ -119,6 +123,13 @@ def vstore(typingctx, row, index, v):
     return types.none(row, index, v), codegen
 
 
+def _prefetch(builder, ptr) -> None:
+    ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+    fnty = ir.FunctionType(ir.VoidType(), [ptr.type, _I32, _I32, _I32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+    builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])  # read, keep, data
+
+
 @intrinsic
 def prefetch(typingctx, row, index):
     """Ask for the cache line of ``row[index]`` ahead of its use (rows the scan visits in a strided order)."""
@@ -126,13 +137,26 @@ def prefetch(typingctx, row, index):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], *args), ir.IntType(8).as_pointer())
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, _I32, _I32, _I32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])  # read, keep, data
+        _prefetch(builder, _element_pointer(context, builder, sig.args[0], *args))
         return context.get_dummy_value()
 
     return types.none(row, index), codegen
+
+
+@intrinsic
+def prefetch_item(typingctx, arr, i, j):
+    """Ask for the cache line of ``arr[i, j]``, a 2-d array of any strides (never faults: a prefetch only asks)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2 and isinstance(i, types.Integer)
+            and isinstance(j, types.Integer)):  # fmt: skip
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        index = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:], strict=True)]
+        _prefetch(builder, cgutils.get_item_pointer(context, builder, sig.args[0], ary, index, wraparound=False))
+        return context.get_dummy_value()
+
+    return types.none(arr, i, j), codegen
 
 
 @intrinsic
@@ -287,3 +311,101 @@ def hsum(typingctx, v):
         return builder.extract_element(x, ir.Constant(_I32, 0))
 
     return v.dtype(v), codegen
+
+
+def _transposed(builder, vectors):
+    """The LANES x LANES transpose of ``vectors`` (row r = vector r): log2(LANES) stages, each swapping the
+    off-diagonal h x h blocks of every 2h x 2h block with one shuffle per vector."""
+    n = len(vectors)
+    mask = lambda f: ir.Constant(ir.VectorType(_I32, n), [f(c) for c in range(n)])  # noqa: E731
+    h = n // 2
+    while h >= 1:
+        first = mask(lambda c, h=h: c if c & h == 0 else n + c - h)
+        second = mask(lambda c, h=h: c + h if c & h == 0 else n + c)
+        for r in range(n):
+            if r & h == 0:
+                a, b = vectors[r], vectors[r + h]
+                vectors[r], vectors[r + h] = builder.shuffle_vector(a, b, first), builder.shuffle_vector(a, b, second)
+        h //= 2
+    return vectors
+
+
+def _is_grid(arr) -> bool:
+    return isinstance(arr, types.Array) and arr.ndim == 2 and arr.dtype in _FLOATS
+
+
+def _item_pointers(context, builder, arrty, arr, i, j, sig_i, sig_j):
+    """Pointers to arr[i, j + r] for r < LANES (any strides)."""
+    ary = context.make_array(arrty)(context, builder, arr)
+    i = context.cast(builder, i, sig_i, types.intp)
+    j = context.cast(builder, j, sig_j, types.intp)
+    step = ir.Constant(j.type, 1)
+    pointers = []
+    for _ in range(LANES):
+        pointers.append(cgutils.get_item_pointer(context, builder, arrty, ary, [i, j], wraparound=False))
+        j = builder.add(j, step)
+    return pointers
+
+
+@intrinsic
+def transpose_in(typingctx, rows, t, c, tile, j, pitch):
+    """tile[j + i * pitch + r] = rows[t + i, c + r] for i, r < LANES: a LANES x LANES block of a time-contiguous
+    array (rows[:, c] has unit stride: the caller checks) into a tile of channels innermost, by vector loads
+    along time and a transpose in registers."""
+    if not (_is_grid(rows) and _is_row(tile, j) and tile.dtype == rows.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(Vec(sig.args[0].dtype))
+        sources = _item_pointers(context, builder, sig.args[0], args[0], args[1], args[2], sig.args[1], sig.args[2])
+        align = sig.args[0].dtype.bitwidth // 8
+        loaded = [builder.load(builder.bitcast(p, vt.as_pointer()), align=align) for p in sources]
+        vectors = _transposed(builder, loaded)
+        at = context.cast(builder, args[4], sig.args[4], types.intp)
+        pitch = context.cast(builder, args[5], sig.args[5], types.intp)
+        data = context.make_array(sig.args[3])(context, builder, args[3]).data
+        for v in vectors:
+            builder.store(v, builder.bitcast(builder.gep(data, [at]), vt.as_pointer()), align=align)
+            at = builder.add(at, pitch)
+        return context.get_dummy_value()
+
+    return types.none(rows, t, c, tile, j, pitch), codegen
+
+
+@intrinsic
+def transpose_out(typingctx, tile, j, pitch, rows, t, c):
+    """rows[t + i, c + r] = tile[j + i * pitch + r] for i, r < LANES: the inverse of :func:`transpose_in`."""
+    if not (_is_grid(rows) and _is_row(tile, j) and tile.dtype == rows.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vt = context.get_value_type(Vec(sig.args[3].dtype))
+        align = sig.args[3].dtype.bitwidth // 8
+        at = context.cast(builder, args[1], sig.args[1], types.intp)
+        pitch = context.cast(builder, args[2], sig.args[2], types.intp)
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        vectors = []
+        for _ in range(LANES):
+            vectors.append(builder.load(builder.bitcast(builder.gep(data, [at]), vt.as_pointer()), align=align))
+            at = builder.add(at, pitch)
+        targets = _item_pointers(context, builder, sig.args[3], args[3], args[4], args[5], sig.args[4], sig.args[5])
+        for v, p in zip(_transposed(builder, vectors), targets, strict=True):
+            builder.store(v, builder.bitcast(p, vt.as_pointer()), align=align)
+        return context.get_dummy_value()
+
+    return types.none(tile, j, pitch, rows, t, c), codegen
+
+
+@intrinsic
+def item(typingctx, arr, i, j):
+    """arr[i, j] of a 2-d array of any strides, the indices known to be in range (no wrap-around of negative
+    indices: fewer instructions where it is read in a loop)."""
+    if not (_is_grid(arr) and isinstance(i, types.Integer) and isinstance(j, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        index = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:], strict=True)]
+        return builder.load(cgutils.get_item_pointer(context, builder, sig.args[0], ary, index, wraparound=False))
+
+    return arr.dtype(arr, i, j), codegen

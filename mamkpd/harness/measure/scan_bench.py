@@ -11,10 +11,33 @@ take less than its exponentials (one a state a channel a step) at the special fu
 The shapes are MamKPD-B's at 256x192 (:data:`SCAN_SHAPES`); :func:`scan_inputs` makes the inputs of
 either form, and :func:`unfused_cross_scan` is SS2D's unfused path (cross scan, scan, merge). Used by
 the GPU check (:mod:`mamkpd.harness.gpu_check`) and by ``benchmarks/test_bench_scan_cuda.py``.
+
+On a CPU the scan is bound by arithmetic instead: :func:`scan_compute` counts a call's flops and ``exp``
+calls (the model below), :func:`cpu_peak` measures what one thread's vector unit can do, and
+:func:`compute_fraction` is the share of that peak a measured call reaches (``benchmarks/test_bench_scan.py``).
+
+The compute model, per element-state (one channel, one step, one of the N states) and per element (one
+channel, one step), FMA counted as two flops:
+
+- forward, per element-state: dt A (1), dt u B (1), h = exp(dt A) h + dt u B (an FMA, 2), y += C h (an FMA,
+  2): 6 flops and 1 exp; per element: delta + bias, dt u, D u, the sum's start (4 flops) and softplus (an exp
+  and a log, 2 exps);
+- backward, per element-state: the states recomputed once (5 flops, 1 exp; the kernel recomputes them twice,
+  which the bound does not pay for), then dL/dh (an FMA, 2), dL/dC and dL/dB (a product and an FMA each, 6),
+  dL/d(dt A) (2 products, 2) and its sums into dA and ddelta (2 FMAs, 4), dL/dB's sum into ddelta (an FMA,
+  2), the carry to the step before (1): 22 flops and 1 exp; per element: 12 flops and the softplus again (2
+  exps);
+- an exp (or log) in a vectorised form costs ``EXP_FLOPS`` flop-equivalents: range reduction (3
+  instructions), a degree-6 polynomial (6 FMAs) and the scaling by 2^k (1), 10 vector instructions, each
+  the slot of an FMA (2 flops).
+
+The bound is the call's flop-equivalents over the peak: every vector slot an FMA's worth of work, no loads,
+stores or shuffles counted. It is a lower bound on the time, not the kernel's own instruction count.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +49,15 @@ from ...ops import cross_scan_bytes_moved, cross_selective_scan, scan_bytes_move
 from .timing import time_callable
 
 __all__ = [
+    "EXP_FLOPS",
+    "CpuPeak",
     "DATASHEET_BANDWIDTH",
     "DATASHEET_BOOST_CLOCK",
     "SFU_EXP2_PER_SM_PER_CLOCK",
+    "ScanCompute",
+    "compute_fraction",
+    "cpu_peak",
+    "scan_compute",
     "DTYPES",
     "SCAN_SHAPES",
     "ScanShape",
@@ -229,3 +258,69 @@ def scan_cell_call(
     leaves = {k: v.requires_grad_(True) for k, v in inputs.items()}
     # gradients returned, not accumulated into .grad (which would add a read and a write of each per call)
     return lambda: torch.autograd.grad(fn(**leaves).float().sum(), list(leaves.values()))
+
+
+# ------------------------------------------------------------------------------------------ the CPU's bound
+EXP_FLOPS = 20  # flop-equivalents of a vectorised exp or log: 10 vector instructions, each an FMA's slot
+FLOPS_PER_STATE = {"forward": 6, "backward": 22}
+EXPS_PER_STATE = {"forward": 1, "backward": 1}
+FLOPS_PER_ELEMENT = {"forward": 4, "backward": 12}
+EXPS_PER_ELEMENT = {"forward": 2, "backward": 2}
+
+
+@dataclass(frozen=True)
+class ScanCompute:
+    """The arithmetic of one scan call under the model in the module docstring."""
+
+    flops: float
+    exps: float
+
+    @property
+    def flop_equivalents(self) -> float:
+        return self.flops + EXP_FLOPS * self.exps
+
+
+def scan_compute(batch: int, channels: int, length: int, d_state: int, backward: bool) -> ScanCompute:
+    """Flops and exps of a scan over ``channels`` channels (all directions) of ``length`` steps with ``d_state``
+    states: the forward, or with ``backward`` the forward and the backward (a training step's two calls)."""
+    passes = ("forward", "backward") if backward else ("forward",)
+    elements = batch * channels * length
+    flops = sum(elements * (d_state * FLOPS_PER_STATE[p] + FLOPS_PER_ELEMENT[p]) for p in passes)
+    exps = sum(elements * (d_state * EXPS_PER_STATE[p] + EXPS_PER_ELEMENT[p]) for p in passes)
+    return ScanCompute(flops, exps)
+
+
+@dataclass(frozen=True)
+class CpuPeak:
+    """One thread's float32 vector peak: the CPU as LLVM names it, the widest vector it reports (AVX-512: 16
+    float32 lanes, AVX2: 8, else SSE: 4), whether it has FMA, and the flops a second measured on independent
+    FMAs (:func:`mamkpd.ops.scan_numba.vector_fma_peak`: lanes x FMA units x 2 x the clock it runs at)."""
+
+    cpu: str
+    lanes: int
+    fma: bool
+    flops_per_second: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.cpu}, {self.lanes} float32 lanes{' with FMA' if self.fma else ''}, "
+            f"{self.flops_per_second / 1e9:.0f} GFLOP/s a thread"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_peak() -> CpuPeak:
+    """This machine's :class:`CpuPeak` (measured once a process; needs numba, as the CPU scan does)."""
+    import llvmlite.binding as llvm
+
+    from ...ops.scan_numba import vector_fma_peak
+
+    features = llvm.get_host_cpu_features()
+    lanes = 16 if features.get("avx512f") else 8 if features.get("avx2") else 4
+    return CpuPeak(llvm.get_host_cpu_name(), lanes, bool(features.get("fma")), vector_fma_peak())
+
+
+def compute_fraction(seconds: float, compute: ScanCompute, peak: CpuPeak) -> float:
+    """The share of the compute bound a call of ``seconds`` reaches: bound time / measured time (1.0 = every
+    vector slot busy with the model's arithmetic, on one thread)."""
+    return compute.flop_equivalents / peak.flops_per_second / seconds
