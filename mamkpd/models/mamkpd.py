@@ -133,8 +133,9 @@ class Stage(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         context = self.downsample(x)  # (B, H, W, C)
         y = self.blocks(context)
-        if self.gate:
-            y = y * context  # SS2D output as attention weights over the intra-patch features
+        if self.gate:  # SS2D output as attention weights over the intra-patch features
+            # in place where autograd records nothing (its backward would need y), saving a tensor per stage
+            y = y * context if torch.is_grad_enabled() or y is context else y.mul_(context)
         return self.norm(y).permute(0, 3, 1, 2)
 
 
@@ -184,6 +185,9 @@ class MamKPD(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not torch.compiler.is_compiling():
             self.check_input(x)
+        # channels-last from the start: oneDNN runs the stem's 7x7 conv (3 input channels) and every depthwise
+        # conv after it several times faster in NHWC, and the stages' (B, H, W, C) views of it are then free
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.stem is not None:
             x = self.stem(x)
         for stage in self.stages:
