@@ -105,6 +105,7 @@ def _table(runners: list[Timed], batch: int) -> list[str]:
     cpu = {(r.model, r.runtime): r.per_s(batch, r.cpu_s) for r in runners}
     for r in runners:
         ratio = cpu[(r.model, "onnxruntime")] / cpu[(r.model, "eager")] if r.runtime == "onnxruntime" else None
+        ratio = None if r.error else ratio
         notes = r.error or ", ".join(f"{k} {v}" for k, v in r.info.items())
         lines.append(
             f"{r.model:<11} {r.runtime:<12} {cpu[(r.model, r.runtime)]:>9.2f} {r.per_s(batch, r.wall_s):>10.2f}  "
