@@ -40,6 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="with --run: device for the speed and training steps")
     add_scan_backend(p)
     p.add_argument("--no-readings", action="store_true", help="with --run: skip Table 1's alternative readings")
+    p.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="with --run: skip the ONNX Runtime timings (by default each timed model is also exported and timed "
+        "in onnxruntime, last, in what the budget leaves)",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,16 +57,21 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out, args.force)  # before measuring for minutes
     sections, log, left_out = [], [], []
     if args.run:
-        from ..harness.jobs.run_plan import RunPlan, run_measurements
+        from ..harness.jobs.run_plan import RunPlan
+        from ..report.onnx_speed import run_measurements_with_onnx
 
         def echo(line: str) -> None:
             print(line, flush=True)
             log.append(line)
 
         plan = RunPlan(
-            budget_s=args.budget_s, device=args.device, readings=not args.no_readings, scan_backend=args.scan_backend
+            budget_s=args.budget_s,
+            device=args.device,
+            readings=not args.no_readings,
+            scan_backend=args.scan_backend,
+            onnx_speed=not args.no_onnx,
         )
-        run_log = run_measurements(store, plan, echo=echo)
+        run_log = run_measurements_with_onnx(store, plan, echo=echo)
         sections, left_out = [run_log_section(run_log)], run_log.left_out
     elif not os.path.exists(store):
         raise FileNotFoundError(

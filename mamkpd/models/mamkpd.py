@@ -89,7 +89,20 @@ class Stem(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing():  # FLOP counters trace the BNs
+            return self.layers(x)
+        # inference: each BatchNorm as one in-place scale and shift of its conv's fresh output (what eval-mode
+        # batch_norm computes on the CPU); a new full-resolution tensor per BN cost its page faults, ~7 ms per
+        # image at batch 8
+        for layer in self.layers:
+            x = _batch_norm_in_place(layer, x) if isinstance(layer, nn.BatchNorm2d) else layer(x)
+        return x
+
+
+def _batch_norm_in_place(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    return torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1), out=x)
 
 
 class Stage(nn.Module):
@@ -127,8 +140,9 @@ class Stage(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         context = self.downsample(x)  # (B, H, W, C)
         y = self.blocks(context)
-        if self.gate:
-            y = y * context  # SS2D output as attention weights over the intra-patch features
+        if self.gate:  # SS2D output as attention weights over the intra-patch features
+            # in place where autograd records nothing (its backward would need y), saving a tensor per stage
+            y = y * context if torch.is_grad_enabled() or y is context else y.mul_(context)
         return self.norm(y).permute(0, 3, 1, 2)
 
 
@@ -178,6 +192,9 @@ class MamKPD(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not torch.compiler.is_compiling():
             self.check_input(x)
+        # channels-last from the start: oneDNN runs the stem's 7x7 conv (3 input channels) and every depthwise
+        # conv after it several times faster in NHWC, and the stages' (B, H, W, C) views of it are then free
+        x = x.contiguous(memory_format=torch.channels_last)
         if self.stem is not None:
             x = self.stem(x)
         for stage in self.stages:

@@ -28,6 +28,7 @@ from .findings import Finding, collect_findings
 from .ledger import LedgerEntry, ledger, ledger_frame, ledger_section
 from .markdown import md_table as _md_table
 from .markdown import one_line
+from .onnx_speed import ONNX_RUNTIME
 from .rtmpose import rtmpose_section
 
 __all__ = [
@@ -272,6 +273,7 @@ def _speed_section(store: pd.DataFrame) -> str:
     timed = fps[(fps["status"] != STATUS_NOT_RUN) & fps["measured_value"].notna()]
     untimed = fps[(fps["status"] == STATUS_NOT_RUN) & ~fps["model"].isin(timed["model"])]
     ratios = store[store["metric"].str.startswith("fps_ratio_to_")]
+    onnx = timed[timed["runtime"] == ONNX_RUNTIME]
     rows = []
     for r in timed.itertuples():
         ratio = ratios[
@@ -293,12 +295,14 @@ def _speed_section(store: pd.DataFrame) -> str:
                 f"{_num(ratio['measured_value'].iloc[-1])} ({ratio['metric'].iloc[-1][len('fps_ratio_to_') :]})"
                 if len(ratio)
                 else "—",
+                _onnx_beside(onnx, r),
                 r.sample,
                 "yes" if r.throttled == "true" else "",
             ]
         )
     header = ["Model", "Device", "Runtime", "Precision", "Batch", "Scan", "samples/s (median)", "IQR", "Ratio (to)"]
-    out = [_md_table([*header, "One sample", "Throttled"], rows) if rows else "No timings in the store."]
+    header += ["ONNX Runtime samples/s (× this)", "One sample", "Throttled"]
+    out = [_md_table(header, rows) if rows else "No timings in the store."]
     loads = store[(store["table"] == LOAD_TABLE) & (store["metric"] == LOAD_METRIC)].drop_duplicates(
         "timestamp", keep="last"
     )
@@ -311,6 +315,25 @@ def _speed_section(store: pd.DataFrame) -> str:
     for why, group in reasons.groupby("why", sort=False):
         out.append(f"\nNot timed: {', '.join(group['model'])}. Why: {why or 'no reason recorded'}.")
     return "\n".join(out) + "\n"
+
+
+def _onnx_beside(onnx: pd.DataFrame, r) -> str:
+    """The latest onnxruntime speed of the model of eager row ``r`` on the same CPU, batch, input size and
+    precision, and its ratio to ``r``; "—" for an onnxruntime row itself or when there is none."""
+    if r.runtime == ONNX_RUNTIME:
+        return "—"
+    same = onnx[
+        (onnx["model"] == r.model)
+        & (onnx["device"] == r.device)
+        & (onnx["cpu_model"] == r.cpu_model)
+        & (onnx["batch_size"] == r.batch_size)
+        & (onnx["input_size"] == r.input_size)
+        & (onnx["precision"] == r.precision)
+    ]
+    if not len(same):
+        return "—"
+    fps = same["median"].iloc[-1]
+    return f"{_num(fps)} ({_num(fps / r.median)}×)" if r.median else _num(fps)
 
 
 def _samples_section(store: pd.DataFrame) -> str:

@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +103,11 @@ class RunPlan:
     readings: bool = True
     baseline_findings: bool = True
     budget_s: float = 300.0  # for the timing and the training; the rest always runs
+    # ONNX Runtime beside eager for the timed models (a step of mamkpd.report, run last, in what the budget
+    # leaves): its first model runs only when this many seconds are left (an export, check and timing of a
+    # MamKPD takes about a minute on an idle 2-core machine); each next one when the slowest so far fits
+    onnx_speed: bool = True
+    onnx_first_estimate_s: float = 90.0
     data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root, else the environment variables
 
 
@@ -585,11 +590,19 @@ def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress)
     progress("recorded the reasons for what this machine cannot measure")
 
 
+BudgetedStep = Callable[[ResultsStore, RunPlan, _Progress], None]
+
+
 def run_measurements(
-    store_path: str | os.PathLike, plan: RunPlan | None = None, echo: Callable[[str], None] = print
+    store_path: str | os.PathLike,
+    plan: RunPlan | None = None,
+    echo: Callable[[str], None] = print,
+    later_steps: Sequence[tuple[str, BudgetedStep]] = (),
 ) -> RunLog:
     """Run every step of ``plan`` into the store: the load-independent ones first and always, then the timing
-    and the training within the budget. Returns the :class:`RunLog`."""
+    and the training within the budget, then ``later_steps`` (``(title, step(store, plan, progress))``, steps
+    of a higher layer such as :mod:`mamkpd.report`'s ONNX Runtime timings) in what the budget leaves. Returns
+    the :class:`RunLog`."""
     plan = plan or RunPlan()
     store = ResultsStore(store_path)
     check_plan(plan, store)
@@ -607,6 +620,7 @@ def run_measurements(
     budgeted: list[tuple[str, Callable[[], None]]] = [
         ("CPU speed with HRNet-W32 as reference", lambda: _measure_speed(store, plan, progress)),
         ("short training and evaluation on the pose samples", lambda: _train_on_samples(store, plan, progress)),
+        *((title, lambda step=step: step(store, plan, progress)) for title, step in later_steps),
     ]
     for title, step in always:
         _run_step(title, step, progress)

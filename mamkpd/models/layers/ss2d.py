@@ -108,7 +108,7 @@ class SS2D(nn.Module):
         if self.z_gate:
             x, z = x.chunk(2, dim=-1)
         # the depthwise conv keeps the channels-last memory of its input: x stays (B, H, W, d_inner) in memory
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)), inplace=not torch.is_grad_enabled()).permute(0, 2, 3, 1)
         # x_proj of all four directions as one GEMM on the image in its own order; only its few output channels
         # (dt_rank + 2 d_state per direction) are then put in each direction's order, not the d_inner inputs
         x_dbl = F.linear(x.reshape(bsz, height * width, self.d_inner), self.x_proj_weight.flatten(0, 1))
@@ -191,7 +191,9 @@ class SS2DBlock(nn.Module):
             self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.op(self.norm(x)))
+        # the residual added into the branch's own fresh output (no tensor allocated per block: at batch 8 a
+        # new one costs its page faults); an add's backward needs neither input, so this is safe with autograd
+        x = self.drop_path(self.op(self.norm(x))).add_(x)
         if self.mlp is not None:
-            x = x + self.drop_path(self.mlp(self.norm2(x)))
+            x = self.drop_path(self.mlp(self.norm2(x))).add_(x)
         return x
