@@ -34,7 +34,8 @@ fi
 # xtcocotools' wheel is built against numpy 1.x and fails to import under numpy 2: build it here.
 pip numpy cython setuptools wheel
 pip --no-build-isolation --no-binary xtcocotools "xtcocotools==1.14.3"
-pip -e ".[dev]"
+# ortx: onnxruntime-extensions for custom-op ONNX exports (a 2.6 MB wheel, no dependencies: seconds)
+pip -e ".[dev,ortx]"
 # The sdists of the mamba-ssm releases the `cuda` extra admits: tests/test_ops_cuda.py runs their Python interface
 # on CPU through a stand-in kernel (nothing is built; seconds). Offline, that test skips and says why.
 sdists=${MAMKPD_MAMBA_SSM_SDISTS:-$HOME/.cache/mamkpd/mamba-ssm}
