@@ -3,7 +3,9 @@
 ``mamkpd::cross_selective_scan`` becomes one ``ai.onnx.contrib::MamkpdCrossSelectiveScan`` node and
 ``mamkpd::selective_scan`` one ``ai.onnx.contrib::MamkpdSelectiveScan`` node (the domain onnxruntime-extensions
 serves Python ops from), with the op's own inputs and ``delta_softplus`` as an attribute; an absent optional
-input (D, z, delta_bias) is an empty tensor, as in the torch op's backward. At run time onnxruntime-extensions
+input (D, z, delta_bias) is an empty tensor, as in the torch op's backward. The cross scan's node takes x as
+(batch, H, W, dim) and delta as (batch, 4, H, W, dim) and returns y as (batch, H, W, dim): channels-last, as
+SS2D holds them and the ``numba`` kernel reads them. At run time onnxruntime-extensions
 calls :func:`mamkpd.ops.cross_selective_scan` / :func:`mamkpd.ops.selective_scan` on the ``auto`` backend
 (``numba`` on a CPU with numba), on as many threads as torch is set to use.
 
@@ -82,7 +84,11 @@ def custom_op_translations() -> dict:
         return op.Constant(value=absent) if t is None else t  # empty: "no such input"
 
     def cross(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend=AUTO):
-        return cross_node(x, delta, A, B, C, given(D), given(delta_bias), delta_softplus=int(delta_softplus))
+        # the node takes x and delta, and gives y, channels-last: SS2D holds them so, and
+        # onnxruntime cancels these Transposes against the model's own instead of copying twice each way
+        x, delta = op.Transpose(x, perm=[0, 2, 3, 1]), op.Transpose(delta, perm=[0, 1, 3, 4, 2])
+        y = cross_node(x, delta, A, B, C, given(D), given(delta_bias), delta_softplus=int(delta_softplus))
+        return op.Transpose(y, perm=[0, 3, 1, 2])
 
     def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend=AUTO):
         out = scan_node(u, delta, A, B, C, given(D), given(z), given(delta_bias), delta_softplus=int(delta_softplus))
@@ -101,9 +107,11 @@ def _tensors(arrays) -> list[torch.Tensor | None]:
 
 def _run_cross(x, delta, A, B, C, D, delta_bias, delta_softplus=0):
     x_, delta_, A_, B_, C_, D_, bias_ = _tensors((x, delta, A, B, C, D, delta_bias))
+    # the op's shapes as channels-last views, the memory the numba kernel reads and writes (no copy)
+    x_, delta_ = x_.permute(0, 3, 1, 2), delta_.permute(0, 1, 4, 2, 3)
     with torch.inference_mode():
         y = cross_selective_scan(x_, delta_, A_, B_, C_, D_, bias_, bool(delta_softplus), backend=AUTO)
-    return y.contiguous().numpy()  # ONNX's layout: channels first (the numba kernel returns channels-last)
+    return y.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _run_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus=0):
