@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         _scan_forms,
         help="how the file runs each selective scan, one of %(choices)s: onnx-scan (the default), one ONNX Scan over "
         "time, portable to any ONNX runtime; custom-op, one ai.onnx.contrib node run by mamkpd's own kernel, "
-        "about 2x faster in onnxruntime, but the file then runs only in a Python process with mamkpd and "
+        "about 3x faster in onnxruntime, but the file then runs only in a Python process with mamkpd and "
         "onnxruntime-extensions installed (mamkpd.export.onnx_session), not in OpenVINO or C++ onnxruntime",
     )
     p.add_argument(
