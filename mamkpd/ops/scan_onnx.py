@@ -35,8 +35,9 @@ compiled C++ custom-op library is out: the onnxruntime wheel ships no C headers 
 The other export form, ``custom-op`` (:mod:`mamkpd.export.custom_op`), writes each scan as one node that
 onnxruntime-extensions runs with the numba kernel: MamKPD-B in onnxruntime 15.3 img/s at batch 1 and 14.2 at
 batch 8 (1.36x/1.68x eager, against 0.42x/0.52x for this form; HRNet-W32 in onnxruntime 13.8/15.9, 1 thread,
-same process, alternating). Its file runs only in a Python process with mamkpd and onnxruntime-extensions
-installed, so this portable form stays the default.
+same process, alternating); MamKPD-S 1.32x/1.33x (this form 0.37x/0.45x), MamKPD-L 1.43x/1.73x
+(0.48x/0.57x). Its file runs only in a Python process with mamkpd and onnxruntime-extensions installed, so
+this portable form stays the default.
 """
 
 from __future__ import annotations
