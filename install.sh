@@ -34,7 +34,8 @@ fi
 # xtcocotools' wheel is built against numpy 1.x and fails to import under numpy 2: build it here.
 pip numpy cython setuptools wheel
 pip --no-build-isolation --no-binary xtcocotools "xtcocotools==1.14.3"
-pip -e ".[dev]"
+# ortx: onnxruntime-extensions for custom-op ONNX exports (a 2.6 MB wheel, no dependencies: seconds)
+pip -e ".[dev,ortx]"
 # numba compiles the CPU scan's kernels on first use (tens of seconds on a loaded 2-core machine): compile them
 # now into numba's cache (next to the source, or ~/.cache/numba), so that a fresh install's first MamKPD
 # forward loads them. float32 serves float32, float16 and bfloat16 models; float64 compiles on its first use.

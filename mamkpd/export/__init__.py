@@ -3,6 +3,7 @@
 A layer beside :mod:`mamkpd.harness` (it uses the harness's FPS protocol for onnxruntime timings).
 """
 
+from .custom_op import CUSTOM_OP_SCAN_FORM, register_custom_ops
 from .graph import (
     CROSS_SCAN_OP,
     SCAN_OP,
@@ -18,6 +19,7 @@ from .graph import (
 )
 from .onnx_export import (
     DEFAULT_TOLERANCE,
+    SCAN_FORMS,
     OnnxCheck,
     OnnxExportConfig,
     OnnxExportReport,
@@ -29,6 +31,8 @@ from .onnx_export import (
 from .runtimes import PROVIDERS, OnnxFpsMeasurement, OnnxRunner, measure_onnx_fps, onnx_runner, resolve_provider
 
 __all__ = [
+    "CUSTOM_OP_SCAN_FORM",
+    "register_custom_ops",
     "CROSS_SCAN_OP",
     "SCAN_OP",
     "CompileStats",
@@ -41,6 +45,7 @@ __all__ = [
     "lower_scan",
     "prepare_for_export",
     "DEFAULT_TOLERANCE",
+    "SCAN_FORMS",
     "OnnxCheck",
     "OnnxExportConfig",
     "OnnxExportReport",

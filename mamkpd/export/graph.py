@@ -6,7 +6,8 @@ graph break and ``torch.export`` keeps each SS2D's scan as a single node. For ON
 replaces those nodes by :func:`mamkpd.ops.selective_scan_stepwise` and
 :func:`mamkpd.ops.cross_selective_scan_stepwise`: the same computations as one loop over time (torch's
 ``scan``), which the ONNX exporter writes as one ONNX ``Scan`` node per SS2D (why that form:
-:mod:`mamkpd.ops.scan_onnx`).
+:mod:`mamkpd.ops.scan_onnx`); the ``custom-op`` form keeps the nodes and writes each as one custom ONNX
+node instead (:mod:`mamkpd.export.custom_op`).
 """
 
 from __future__ import annotations

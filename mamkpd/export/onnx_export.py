@@ -14,6 +14,10 @@ reference.
 The file is saved into a temporary folder beside ``out``, run with onnxruntime (CPU provider) on a
 fixed random batch and compared with the PyTorch eager forward; only an export within ``tolerance``
 (max abs difference over every output) is moved into place with ``os.replace``.
+
+``scan_form="custom-op"`` skips the lowering and writes each scan as one node of a custom domain, run by
+mamkpd's own kernel through onnxruntime-extensions: faster, but the file runs only in a Python process with
+mamkpd and onnxruntime-extensions installed (:mod:`~mamkpd.export.custom_op`).
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import ONNX_SCAN_FORM
+from .custom_op import CUSTOM_OP_SCAN_FORM, custom_op_translations, holds_custom_ops, register_custom_ops
 from .graph import count_scan_nodes, example_input, export_program, input_size_of, lower_scan, prepare_for_export
 
 __all__ = [
     "DEFAULT_TOLERANCE",
     "MIN_OPSET",
     "MAX_OPSET",
+    "SCAN_FORMS",
     "OnnxExportConfig",
     "OnnxCheck",
     "OnnxExportReport",
@@ -53,13 +59,15 @@ MIN_OPSET = 18  # the lowest opset torch's dynamo exporter translates to directl
 MAX_OPSET = torch.onnx._constants.ONNX_MAX_OPSET  # private, but the only place torch states it
 DYNAMIC_TRACE_BATCH = 2  # torch.export specialises a batch of 1, so dynamic exports trace with 2 ...
 DYNAMIC_CHECK_BATCH = 1  # ... and are checked at another size, which a wrongly specialised graph fails
+# how an export writes the scans: ONNX's Scan over time (portable, the default) or one custom node each
+SCAN_FORMS = (ONNX_SCAN_FORM, CUSTOM_OP_SCAN_FORM)
 WEAK_CHECK_RATIO = 100.0  # outputs smaller than this many tolerances make the check weak (untrained weights)
 
 
 @dataclass
 class OnnxExportConfig:
     """One ONNX export: which model (with factory overrides), which weights, where to, batch (None:
-    dynamic), opset, tolerance, and whether onnxscript's graph optimiser runs."""
+    dynamic), opset, tolerance, whether onnxscript's graph optimiser runs, and the scans' form."""
 
     model: str
     out: Path
@@ -72,6 +80,7 @@ class OnnxExportConfig:
     tolerance: float = DEFAULT_TOLERANCE
     seed: int = 0  # of the random check input
     optimize: bool = True  # onnxscript's optimiser (constant folding, rewrites); onnxruntime optimises anyway
+    scan_form: str = ONNX_SCAN_FORM  # one of SCAN_FORMS; "custom-op" files need mamkpd + onnxruntime-extensions
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -85,6 +94,8 @@ class OnnxExportConfig:
             )
         if not self.tolerance > 0:
             raise ValueError(f"tolerance must be positive, got {self.tolerance}")
+        if self.scan_form not in SCAN_FORMS:
+            raise ValueError(f"scan_form must be one of {', '.join(SCAN_FORMS)}, got {self.scan_form!r}")
 
 
 @dataclass
@@ -122,7 +133,7 @@ class OnnxExportReport:
     scan_backend: str  # the scan backend of the PyTorch eager reference ("" for a model without a scan)
     optimized: bool  # onnxscript's optimiser ran
     scan_nodes: int  # scan nodes of torch.export's graph (mamkpd::selective_scan, ::cross_selective_scan)
-    scan_form: str  # what the ONNX graph runs for them (ONNX_SCAN_FORM: one ONNX Scan each); "" without scans
+    scan_form: str  # what the ONNX graph runs for them (one of SCAN_FORMS); "" without scans
     onnx_nodes: int
     onnx_op_types: dict[str, int]
     file_bytes: int
@@ -151,10 +162,13 @@ def flat_outputs(output: Any) -> list[Tensor]:
 
 
 def onnx_session(path: str | os.PathLike, provider: str = "CPUExecutionProvider", threads: int | None = None):
-    """An onnxruntime session on ``provider`` with full graph optimisation; ``threads`` intra-op threads."""
+    """An onnxruntime session on ``provider`` with full graph optimisation; ``threads`` intra-op threads.
+    A ``custom-op`` file gets mamkpd's scan ops registered (RuntimeError if onnxruntime-extensions is missing)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if holds_custom_ops(path):
+        options.register_custom_ops_library(register_custom_ops())
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
         options.intra_op_num_threads = threads
@@ -236,6 +250,9 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
     from ..models import create_model, model_info, scan_backend_of
 
     model_info(config.model)
+    custom_op = config.scan_form == CUSTOM_OP_SCAN_FORM
+    if custom_op:
+        register_custom_ops()  # onnxruntime-extensions missing: one line before any work
     staged = _staging_folder(config.out)
     try:
         model = prepare_for_export(
@@ -253,7 +270,7 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
         start = time.perf_counter()
         program = export_program(model, trace, dynamic_batch=dynamic)
         scan_nodes = count_scan_nodes(program)
-        lowered = lower_scan(program)
+        lowered = program if custom_op else lower_scan(program)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # pytree deprecation notices from inside torch
             onnx_program = torch.onnx.export(
@@ -263,6 +280,7 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
                 opset_version=config.opset,
                 input_names=["images"],
                 optimize=config.optimize,
+                custom_translation_table=custom_op_translations() if custom_op else None,
                 verbose=False,
             )
         target = staged / config.out.name
@@ -310,7 +328,7 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportReport:
         scan_backend=scan_backend_of(model) or "",
         optimized=config.optimize,
         scan_nodes=scan_nodes,
-        scan_form=ONNX_SCAN_FORM if scan_nodes else "",
+        scan_form=config.scan_form if scan_nodes else "",
         onnx_nodes=sum(op_types.values()),
         onnx_op_types=dict(op_types.most_common()),
         file_bytes=file_bytes,

@@ -30,8 +30,14 @@ Whole models in ONNX Runtime against eager (numba), 256x192, 1 thread, one proce
 0.46x at batch 1 and 0.57x at batch 8 (0.06x with the log-depth form), MamKPD-S 0.41x/0.45x, MamKPD-L
 0.48x/0.67x; HRNet-W32 1.84x/1.51x: short of issue 18's goal (MamKPD-B at least 1.0x). What is left is
 per-node cost: each step runs seven small nodes, where the numba kernel keeps the state in registers. A
-custom-op library would run a compiled loop but make the file unusable outside it, and the onnxruntime
-wheel ships no C headers to build one against.
+compiled C++ custom-op library is out: the onnxruntime wheel ships no C headers to build one against.
+
+The other export form, ``custom-op`` (:mod:`mamkpd.export.custom_op`), writes each scan as one node that
+onnxruntime-extensions runs with the numba kernel: MamKPD-B in onnxruntime 15.3 img/s at batch 1 and 14.2 at
+batch 8 (1.36x/1.68x eager, against 0.42x/0.52x for this form; HRNet-W32 in onnxruntime 13.8/15.9, 1 thread,
+same process, alternating); MamKPD-S 1.32x/1.33x (this form 0.37x/0.45x), MamKPD-L 1.43x/1.73x
+(0.48x/0.57x). Its file runs only in a Python process with mamkpd and onnxruntime-extensions installed, so
+this portable form stays the default.
 """
 
 from __future__ import annotations
