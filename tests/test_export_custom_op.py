@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import onnx
@@ -94,3 +95,17 @@ def test_unknown_scan_form(tmp_path, capsys):
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
     with pytest.raises(ValueError, match="scan_form must be one of onnx-scan, custom-op"):
         OnnxExportConfig(model="mamkpd_s", out=tmp_path / "x.onnx", scan_form="loop")
+
+
+@needs_ortx
+def test_fps_times_the_custom_op_file(capsys):
+    """`mamkpd fps --runtime onnxruntime --onnx-scan custom-op` times the custom-op file and says so."""
+    code = main(
+        ["fps", "--model", "mamkpd_s", "--input-size", "64", "48", "--runtime", "onnxruntime"]
+        + ["--onnx-scan", CUSTOM_OP_SCAN_FORM, "--protocol", "smoke", "--json"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    row = json.loads(out.strip().splitlines()[-1])
+    assert row["runtime"] == "onnxruntime" and row["scan_backend"] == CUSTOM_OP_SCAN_FORM
+    assert row["median_samples_per_s"] > 0

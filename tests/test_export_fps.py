@@ -61,6 +61,7 @@ def test_fps_onnxruntime_recorded_with_provider(tmp_path):
         (["--runtime", "eager", "--preset", "compile"], "compiles the model"),
         (["--runtime", "compiled", "--preset", "bf16"], "needs a compiling preset"),
         (["--provider", "cuda"], "--provider applies to --runtime onnxruntime only"),
+        (["--onnx-scan", "custom-op"], "--onnx-scan applies to --runtime onnxruntime only"),
         (["--runtime", "onnxruntime", "--provider", "tensorrt"], "'tensorrt' is not available"),
     ],
 )

@@ -8,7 +8,7 @@ import json
 from .options import (
     LazyText,
     add_input_size,
-    add_registry_choice,
+    add_onnx_scan,
     add_scan_backend,
     add_trust_checkpoint,
     positive_int,
@@ -49,15 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-keypoints", type=int, help="heatmap channels (default: the model's own)")
     add_scan_backend(p)
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
-    add_registry_choice(
-        p,
-        "--onnx-scan",
-        _scan_forms,
-        help="how the file runs each selective scan, one of %(choices)s: onnx-scan (the default), one ONNX Scan over "
-        "time, portable to any ONNX runtime; custom-op, one ai.onnx.contrib node run by mamkpd's own kernel, "
-        "about 3x faster in onnxruntime, but the file then runs only in a Python process with mamkpd and "
-        "onnxruntime-extensions installed (mamkpd.export.onnx_session), not in OpenVINO or C++ onnxruntime",
-    )
+    add_onnx_scan(p)
     p.add_argument(
         "--no-optimize",
         dest="optimize",
@@ -74,12 +66,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _scan_forms() -> tuple[str, ...]:
-    from ..export import SCAN_FORMS
-
-    return SCAN_FORMS  # the default first
-
-
 def _default_tolerance() -> float:
     from ..export import DEFAULT_TOLERANCE
 
@@ -87,13 +73,11 @@ def _default_tolerance() -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import OnnxExportConfig, export_onnx
+    from ..export import SCAN_FORMS, OnnxExportConfig, export_onnx
     from ..models import model_info
 
     if args.tolerance is None:
         args.tolerance = _default_tolerance()
-    if args.onnx_scan is None:
-        args.onnx_scan = _scan_forms()[0]
     model_info(args.model)  # an unknown name fails before any work, with the list of registered ones
     overrides = {}
     if args.input_size:
@@ -112,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             opset=args.opset,
             tolerance=args.tolerance,
             optimize=args.optimize,
-            scan_form=args.onnx_scan,
+            scan_form=args.onnx_scan or SCAN_FORMS[0],
         )
     )
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from .options import LazyText, add_input_size, add_registry_choice, add_scan_backend
+from .options import LazyText, add_input_size, add_onnx_scan, add_registry_choice, add_scan_backend
 
 
 def _presets():
@@ -60,6 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="eager PyTorch, torch.compile, or onnxruntime on the model's ONNX export (checked against "
         "PyTorch first; fp32). Default: eager, or compiled for a compiling preset",
     )
+    add_onnx_scan(p)
     p.add_argument(
         "--provider",
         choices=("cpu", "cuda", "tensorrt"),
@@ -108,13 +109,18 @@ def run(args: argparse.Namespace) -> int:
         model_info(name)  # unknown names fail before any timing, with the list of registered ones
     size = tuple(args.input_size) if args.input_size else None
     args.preset = _preset_for_runtime(args.preset, args.runtime)
-    if args.provider and args.runtime != "onnxruntime":
-        raise ValueError("--provider applies to --runtime onnxruntime only")
+    for flag, value in (("--provider", args.provider), ("--onnx-scan", args.onnx_scan)):
+        if value and args.runtime != "onnxruntime":
+            raise ValueError(f"{flag} applies to --runtime onnxruntime only")
     if args.runtime == "onnxruntime":
-        from ..export import measure_onnx_fps
+        from ..export import SCAN_FORMS, measure_onnx_fps
 
         provider = args.provider or ("cuda" if args.device.startswith("cuda") else "cpu")
-        measurements = [measure_onnx_fps(name, args.batch, provider, args.protocol, input_size=size) for name in names]
+        form = args.onnx_scan or SCAN_FORMS[0]
+        measurements = [
+            measure_onnx_fps(name, args.batch, provider, args.protocol, input_size=size, scan_form=form)
+            for name in names
+        ]
     elif len(names) == 1:
         measurements = [
             measure_model_fps(

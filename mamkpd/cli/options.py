@@ -116,5 +116,24 @@ def add_scan_backend(parser: argparse.ArgumentParser, default: str | None = "aut
     action.described = LazyText(_scan_backends_described)
 
 
+def _scan_forms() -> tuple[str, ...]:
+    from ..export import SCAN_FORMS
+
+    return SCAN_FORMS  # the default first
+
+
+def add_onnx_scan(parser: argparse.ArgumentParser) -> None:
+    """``--onnx-scan``: how an ONNX file runs each selective scan (export, and fps with onnxruntime)."""
+    add_registry_choice(
+        parser,
+        "--onnx-scan",
+        _scan_forms,
+        help="how the ONNX file runs each selective scan, one of %(choices)s: onnx-scan (the default), one ONNX "
+        "Scan over time, portable to any ONNX runtime; custom-op, one ai.onnx.contrib node run by mamkpd's own "
+        "kernel, about 3x faster in onnxruntime, but the file then runs only in a Python process with mamkpd "
+        "and onnxruntime-extensions installed (mamkpd.export.onnx_session), not in OpenVINO or C++ onnxruntime",
+    )
+
+
 def add_trust_checkpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)

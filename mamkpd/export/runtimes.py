@@ -21,6 +21,7 @@ from ..harness.measure.fps import FpsMeasurement
 from ..harness.measure.presets import PRESETS
 from ..harness.measure.timing import TimingProtocol, time_callable
 from ..models import create_model, model_info
+from ..ops import ONNX_SCAN_FORM
 from .graph import example_input, prepare_for_export
 from .onnx_export import OnnxCheck, OnnxExportConfig, OnnxExportReport, check_onnx, export_onnx, onnx_session
 
@@ -90,9 +91,11 @@ def onnx_runner(
     opset: int | None = None,
     threads: int | None = None,
     input_size: tuple[int, int] | None = None,
+    scan_form: str = ONNX_SCAN_FORM,
 ) -> OnnxRunner:
     """Export ``model_name`` at a static ``batch``, check it, and return a callable running it on ``provider``.
 
+    ``scan_form`` is how the file runs each selective scan (:data:`~mamkpd.export.SCAN_FORMS`).
     ``threads`` (intra-op threads) defaults to ``torch.get_num_threads()`` on the CPU, so onnxruntime
     and PyTorch eager get the same cores. The ONNX file lives only while the session is created.
     """
@@ -103,7 +106,13 @@ def onnx_runner(
         path = Path(folder) / f"{model_name}_b{batch}.onnx"
         report = export_onnx(
             OnnxExportConfig(
-                model=model_name, out=path, checkpoint=checkpoint, batch=batch, opset=opset, model_kwargs=overrides
+                model=model_name,
+                out=path,
+                checkpoint=checkpoint,
+                batch=batch,
+                opset=opset,
+                model_kwargs=overrides,
+                scan_form=scan_form,
             )
         )
         images = example_input(report.input_size, batch)
@@ -148,9 +157,11 @@ def measure_onnx_fps(
     checkpoint: str | Path | None = None,
     opset: int | None = None,
     input_size: tuple[int, int] | None = None,
+    scan_form: str = ONNX_SCAN_FORM,
 ) -> OnnxFpsMeasurement:
-    """Time ``model_name`` under onnxruntime with the suite's FPS protocol (fp32, forward only)."""
-    runner = onnx_runner(model_name, batch, provider, checkpoint, opset, input_size=input_size)
+    """Time ``model_name`` under onnxruntime with the suite's FPS protocol (fp32, forward only); the store's
+    ``scan_backend`` names the file's scan form."""
+    runner = onnx_runner(model_name, batch, provider, checkpoint, opset, input_size=input_size, scan_form=scan_form)
     device = _device_of(runner.provider)
     result = time_callable(runner, batch, device, protocol)
     info = model_info(model_name)
