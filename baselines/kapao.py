@@ -331,7 +331,7 @@ class KAPAO(nn.Module):
                 h, w = placement.image_hw
 
                 def to_image(t: Tensor, placement: Placement = placement) -> Tensor:
-                    return placement.to_image(t.reshape(len(t), -1, 2)).reshape(len(t), -1)
+                    return placement.to_image(t.unflatten(-1, (-1, 2))).flatten(-2)
 
                 person = torch.cat((to_image(person[:, :4]), person[:, 4:-k2], to_image(person[:, -k2:])), 1)
                 kp = torch.cat((to_image(kp[:, :4]), kp[:, 4:]), 1)

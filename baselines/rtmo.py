@@ -615,7 +615,7 @@ class RTMO(nn.Module):
         people = self.decode(self(x), score_thr, nms_thr)
         for p, placement in zip(people, placements, strict=True) if placements is not None else ():
             p["keypoints"] = placement.to_image(p["keypoints"])
-            p["bboxes"] = placement.to_image(p["bboxes"].view(-1, 2, 2)).view(-1, 4)
+            p["bboxes"] = placement.to_image(p["bboxes"].unflatten(-1, (2, 2))).flatten(-2)
         return people
 
 

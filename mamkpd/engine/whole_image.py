@@ -87,7 +87,12 @@ def evaluate_whole_image(
     spec = model.whole_image_input
     augment = flip_test and spec.augments
     results = whole_image_coco_results(model, ann_file, image_dir, augment)
-    metrics = evaluation.coco_keypoint_ap(str(ann_file), results, sigmas=sigmas, evaluator="pycocotools")
+    # a model that finds no one (an untrained one) scores 0, as it would with one wrong person per image
+    metrics = (
+        evaluation.coco_keypoint_ap(str(ann_file), results, sigmas=sigmas, evaluator="pycocotools")
+        if results
+        else dict.fromkeys(evaluation.STAT_NAMES, 0.0)
+    )
     if results_file is not None:
         write_json(results_file, results_for_file(results))
     protocol = {
