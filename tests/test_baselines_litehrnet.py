@@ -2,8 +2,9 @@
 (tests/fixtures/litehrnet_forward.npz) and ZiyiZhang27/Dite-HRNet's DiteHRNet (ditehrnet_forward.npz). The
 official state_dict layouts load strictly, the heatmaps of name-seeded weights on a seeded input equal the
 official ones, Lite-HRNet's flip test (shifted, as the configs' ``shift_heatmap=True``) equals
-HeatmapHead.predict's; parameter counts against the official builds and the READMEs, GFLOPs against the
-READMEs' figures and the paper's Table 2 cells."""
+HeatmapHead.predict's and Dite-HRNet's equals MMPose 0.x TopDown.forward_test's (ditehrnet_flip.npz); parameter
+counts against the official builds and the READMEs, GFLOPs against the READMEs' figures and the paper's Table 2
+cells."""
 
 from __future__ import annotations
 
@@ -122,6 +123,23 @@ def test_flip_test_equals_the_official_test_path():
     compared = inside & (fixture["flip_scores"] > 0)
     assert compared.sum() > 12 and np.array_equal(keypoints[compared], official[compared])
     assert not np.array_equal(keypoints[~compared], official[~compared])  # the fixture holds border cases too
+
+
+def test_dite_hrnet_flip_test_equals_the_official_test_path():
+    """predict_outputs with Dite-HRNet's codec against MMPose 0.x's TopDown.forward_test (the release's framework:
+    inference_model's flip_back with the config's shift_heatmap=True, then the average), tests/fixtures/
+    ditehrnet_flip.npz; the same name-seeded Dite-HRNet-18 and input as its forward fixture."""
+    fixture = np.load(Path(__file__).parent / "fixtures" / "ditehrnet_flip.npz")
+    hw = tuple(int(v) for v in fixture["input_hw"])
+    assert hw == hw_of("ditehrnet", "18_small") and int(fixture["batch"]) == 2
+    model = seeded_model("ditehrnet", "18_small")
+    codec = build_codec(mamkpd.model_info("ditehrnet_18").codec, hw)
+    with torch.no_grad():
+        averaged = predict_outputs(model, seeded_input("ditehrnet", "18_small"), codec, COCO_FLIP_PAIRS).numpy()
+    ref = fixture["flip_heatmaps"]
+    assert averaged.shape == ref.shape == (2, 17, 32, 24)
+    assert np.abs(averaged - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert codec.flip_shift
 
 
 @pytest.mark.parametrize("family, readme", [("litehrnet", (1.1, 1.8)), ("ditehrnet", (1.1, 1.8))])
