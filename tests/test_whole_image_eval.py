@@ -5,22 +5,19 @@ scale_coords), KAPAO's fusion in image pixels, and `mamkpd evaluate` on the COCO
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from pose_samples import requires_samples, sample
+from test_cli_evaluate import mamkpd_cli
 
 import mamkpd
 from baselines.kapao import KAPAODecoding
 from mamkpd.codecs.letterbox import Placement, WholeImageInput, letterbox
 from mamkpd.engine.whole_image import whole_image_coco_results
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "kapao_letterbox.npz"
 LETTERBOX_SIZE = (128, 128)  # the fixture's --imgsz
 SAMPLE_IDS = {785, 40083, 196141, 197388}
@@ -87,17 +84,9 @@ def evaluate_cli(model: str, confident, input_size: int, tmp_path: Path, *extra:
     checkpoint = tmp_path / f"{model}.pth"
     torch.save(net.state_dict(), checkpoint)
     ann = sample("coco", "test_coco.json")
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    args = ["--checkpoint", str(checkpoint), "--model", model, "--dataset", "coco", "--ann-file", str(ann)]
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--model", model, "--dataset", "coco", "--ann-file", str(ann)]
     args += ["--input-size", str(input_size), str(input_size), "--device", "cpu", "--json", *extra]
-    proc = subprocess.run(
-        [sys.executable, "-m", "mamkpd.cli", "evaluate", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = mamkpd_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert all(0.0 <= v <= 1.0 for v in report["metrics"].values()) and "AP" in report["metrics"]
