@@ -228,3 +228,10 @@ def ditehrnet_18(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 19
 def ditehrnet_30(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
     """Dite-HRNet-30: stages of 3, 8, 3 modules."""
     return litehrnet("30", "ditehrnet_30", num_keypoints, input_size, DiteHRNet)
+
+
+# The 384x288 model whose GFLOPs and AP Table 2's Dite-HRNet row prints: table2.csv compares those cells with it
+@register_model("ditehrnet", input_size=(384, 288))
+def ditehrnet_30_384x288(num_keypoints: int = 17, input_size: tuple[int, int] = (384, 288)) -> TopDownHeatmapModel:
+    """Dite-HRNet-30 at 384x288 (ZiyiZhang27/Dite-HRNet's ditehrnet_30_coco_384x288.py)."""
+    return litehrnet("30", "ditehrnet_30_384x288", num_keypoints, input_size, DiteHRNet)

@@ -20,12 +20,14 @@ figures (scales 0.8, 1 and 1.2, the middle one flipped), whose output :meth:`KAP
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mamkpd.codecs.letterbox import Placement, WholeImageInput
 from mamkpd.models.registry import check_input_size, register_model
 
 from .rtmo import Focus, nms, yolox_conv
@@ -170,6 +172,16 @@ class KAPAO(nn.Module):
     s in 8, 16, 32, 64: box (4), objectness, 1 + K class logits, 2K keypoint offsets."""
 
     sample = "whole image"
+    # val.py: RGB in [0, 1], the long side resized to the input size, padded with 114/255 up to whole stride-64
+    # cells (--rect, the non-augmented figures) or to the full square (the test-time augmentation's figures)
+    whole_image_input = WholeImageInput(
+        resampling="resize_pad",
+        channels="rgb",
+        divide_by=255.0,
+        pad_value=114.0,
+        rect_stride=STRIDES[-1],
+        augments=True,
+    )
 
     def __init__(
         self, cfg: KAPAOConfig, num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE, name: str = "KAPAO"
@@ -294,18 +306,35 @@ class KAPAO(nn.Module):
 
     @torch.no_grad()
     def decode_dense(
-        self, dense: Tensor, input_hw: tuple[int, int], decoding: KAPAODecoding = KAPAODecoding()
+        self,
+        dense: Tensor,
+        input_hw: tuple[int, int],
+        decoding: KAPAODecoding = KAPAODecoding(),
+        placements: Sequence[Placement] | None = None,
     ) -> list[dict[str, Tensor]]:
-        """:meth:`decode` from :meth:`dense` (or :meth:`dense_augmented`) outputs for an ``input_hw`` input."""
-        d, (h, w) = decoding, input_hw
+        """:meth:`decode` from :meth:`dense` (or :meth:`dense_augmented`) outputs for an ``input_hw`` input. With
+        each image's letterbox ``placements``, boxes and keypoints are mapped to the image before they are clipped
+        and fused (``scale_coords`` in ``post_process_batch``: ``overwrite_tol`` is in image pixels), and the
+        people are in image pixels."""
+        d, k2 = decoding, 2 * self.num_keypoints
         people = []
-        for pred in dense.float():
+        for i, pred in enumerate(dense.float()):
             if d.iou_thres == d.iou_thres_kp and d.conf_thres_kp >= d.conf_thres:  # run_nms's combined NMS
                 dets = self._nms(pred, d.conf_thres, d.iou_thres, None, d.max_det)
                 person, kp = dets[dets[:, 5] == 0], dets[(dets[:, 4] >= d.conf_thres_kp) & (dets[:, 5] > 0)]
             else:
                 person = self._nms(pred, d.conf_thres, d.iou_thres, True, d.max_det)
                 kp = self._nms(pred, d.conf_thres_kp, d.iou_thres_kp, False, d.max_det)
+            h, w = input_hw
+            if placements is not None:
+                placement = placements[i]
+                h, w = placement.image_hw
+
+                def to_image(t: Tensor, placement: Placement = placement) -> Tensor:
+                    return placement.to_image(t.unflatten(-1, (-1, 2))).flatten(-2)
+
+                person = torch.cat((to_image(person[:, :4]), person[:, 4:-k2], to_image(person[:, -k2:])), 1)
+                kp = torch.cat((to_image(kp[:, :4]), kp[:, 4:]), 1)
             people.append(self._fuse(person, kp, d, h, w))
         return people
 
@@ -336,13 +365,16 @@ class KAPAO(nn.Module):
 
     @torch.no_grad()
     def predict(
-        self, x: Tensor, decoding: KAPAODecoding = KAPAODecoding(), augment: bool = False
+        self,
+        x: Tensor,
+        decoding: KAPAODecoding = KAPAODecoding(),
+        augment: bool = False,
+        placements: Sequence[Placement] | None = None,
     ) -> list[dict[str, Tensor]]:
         """``decode(forward(x))``; with ``augment``, decoded from :meth:`dense_augmented` (the published test
-        figures' protocol)."""
-        if augment:
-            return self.decode_dense(self.dense_augmented(x), tuple(x.shape[-2:]), decoding)
-        return self.decode(self(x), decoding)
+        figures' protocol); with each image's letterbox ``placements``, in image pixels."""
+        dense = self.dense_augmented(x) if augment else self.dense(self(x))
+        return self.decode_dense(dense, tuple(x.shape[-2:]), decoding, placements)
 
 
 # One explicit factory per size: a whole 1280x1280 image per sample, decoded by KAPAO.decode.

@@ -282,3 +282,11 @@ def litehrnet_18(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 19
 def litehrnet_30(num_keypoints: int = 17, input_size: tuple[int, int] = (256, 192)) -> TopDownHeatmapModel:
     """Lite-HRNet-30: stages of 3, 8, 3 modules."""
     return litehrnet("30", "litehrnet_30", num_keypoints, input_size)
+
+
+# The 384x288 model whose GFLOPs and AP Table 2's Lite-HRNet row prints (the same network, a larger input):
+# table2.csv compares those cells with it (compare_with)
+@register_model("litehrnet", input_size=(384, 288))
+def litehrnet_30_384x288(num_keypoints: int = 17, input_size: tuple[int, int] = (384, 288)) -> TopDownHeatmapModel:
+    """Lite-HRNet-30 at 384x288 (HRNet/Lite-HRNet configs/top_down/lite_hrnet/coco/litehrnet_30_coco_384x288.py)."""
+    return litehrnet("30", "litehrnet_30_384x288", num_keypoints, input_size)

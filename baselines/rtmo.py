@@ -14,13 +14,14 @@ params, GFLOPs and FPS measure); :meth:`RTMO.decode` turns its outputs into peop
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mamkpd.codecs.letterbox import Placement, WholeImageInput
 from mamkpd.models.checkpoint import KeyLayout
 from mamkpd.models.registry import check_input_size, register_model
 
@@ -542,6 +543,8 @@ class RTMO(nn.Module):
     as logits / raw offsets; :meth:`decode` turns them into people."""
 
     sample = "whole image"
+    # MMPose's BottomupResize: one bilinear warp to 640x640, centred, raw BGR, padding 114
+    whole_image_input = WholeImageInput(resampling="affine", channels="bgr", pad_value=114.0)
 
     def __init__(
         self, cfg: RTMOConfig, num_keypoints: int = 17, input_size: tuple[int, int] = INPUT_SIZE, name: str = "RTMO"
@@ -605,9 +608,15 @@ class RTMO(nn.Module):
             )
         return people
 
-    def predict(self, x: Tensor, score_thr: float = 0.1, nms_thr: float = 0.65) -> list[dict[str, Tensor]]:
-        """``decode(forward(x))`` in eval mode."""
-        return self.decode(self(x), score_thr, nms_thr)
+    def predict(
+        self, x: Tensor, score_thr: float = 0.1, nms_thr: float = 0.65, placements: Sequence[Placement] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """``decode(forward(x))`` in eval mode; with each image's letterbox ``placements``, in image pixels."""
+        people = self.decode(self(x), score_thr, nms_thr)
+        for p, placement in zip(people, placements, strict=True) if placements is not None else ():
+            p["keypoints"] = placement.to_image(p["keypoints"])
+            p["bboxes"] = placement.to_image(p["bboxes"].unflatten(-1, (2, 2))).flatten(-2)
+        return people
 
 
 # One explicit factory per size: a whole 640x640 image per sample, decoded by RTMO.decode.

@@ -114,13 +114,13 @@ def test_rtmo_s_official_checkpoint_whole_image_ap(record):
     import torch
 
     import mamkpd
-    from mamkpd.engine.rtmo_inference import rtmo_coco_results
+    from mamkpd.engine.whole_image import whole_image_coco_results
     from mamkpd.evaluation import coco_keypoint_ap
 
     model = mamkpd.create_model("rtmo_s", checkpoint_path=checkpoint)
     model = model.to(torch.device("cuda")).eval()
     ann = root / "annotations" / "person_keypoints_val2017.json"
-    results = rtmo_coco_results(model, ann, root / "val2017")
+    results = whole_image_coco_results(model, ann, root / "val2017")
     metrics = coco_keypoint_ap(str(ann), results)
     stored = record(
         table="table2",

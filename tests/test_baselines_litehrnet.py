@@ -2,8 +2,9 @@
 (tests/fixtures/litehrnet_forward.npz) and ZiyiZhang27/Dite-HRNet's DiteHRNet (ditehrnet_forward.npz). The
 official state_dict layouts load strictly, the heatmaps of name-seeded weights on a seeded input equal the
 official ones, Lite-HRNet's flip test (shifted, as the configs' ``shift_heatmap=True``) equals
-HeatmapHead.predict's; parameter counts against the official builds and the READMEs, GFLOPs against the
-READMEs' figures and the paper's Table 2 cells."""
+HeatmapHead.predict's and Dite-HRNet's equals MMPose 0.x TopDown.forward_test's (ditehrnet_flip.npz); parameter
+counts against the official builds and the READMEs, GFLOPs against the READMEs' figures and the paper's Table 2
+cells."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from mamkpd.codecs import build_codec
 from mamkpd.engine import predict_outputs
 from mamkpd.harness.measure.complexity import measure_complexity, measure_complexity_hrnet_repo
 from mamkpd.models.checkpoint import load_weights_from_state
-from mamkpd.paper import load_table
+from mamkpd.paper import compared_model, load_table
 from mamkpd.paper.published import PUBLISHED_PARAMS
 from mamkpd.paper.tolerances import PARAMS_REL_BASELINE, PRINTED_UNIT
 
@@ -124,6 +125,23 @@ def test_flip_test_equals_the_official_test_path():
     assert not np.array_equal(keypoints[~compared], official[~compared])  # the fixture holds border cases too
 
 
+def test_dite_hrnet_flip_test_equals_the_official_test_path():
+    """predict_outputs with Dite-HRNet's codec against MMPose 0.x's TopDown.forward_test (the release's framework:
+    inference_model's flip_back with the config's shift_heatmap=True, then the average), tests/fixtures/
+    ditehrnet_flip.npz; the same name-seeded Dite-HRNet-18 and input as its forward fixture."""
+    fixture = np.load(Path(__file__).parent / "fixtures" / "ditehrnet_flip.npz")
+    hw = tuple(int(v) for v in fixture["input_hw"])
+    assert hw == hw_of("ditehrnet", "18_small") and int(fixture["batch"]) == 2
+    model = seeded_model("ditehrnet", "18_small")
+    codec = build_codec(mamkpd.model_info("ditehrnet_18").codec, hw)
+    with torch.no_grad():
+        averaged = predict_outputs(model, seeded_input("ditehrnet", "18_small"), codec, COCO_FLIP_PAIRS).numpy()
+    ref = fixture["flip_heatmaps"]
+    assert averaged.shape == ref.shape == (2, 17, 32, 24)
+    assert np.abs(averaged - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert codec.flip_shift
+
+
 @pytest.mark.parametrize("family, readme", [("litehrnet", (1.1, 1.8)), ("ditehrnet", (1.1, 1.8))])
 def test_params_equal_the_official_build_and_the_readme(family, readme):
     """Exact counts of the official builds; the READMEs print them to 0.1M (Lite-HRNet rounds its 1.76M up,
@@ -138,12 +156,15 @@ def test_params_equal_the_official_build_and_the_readme(family, readme):
 
 
 @functools.cache
-def fvcore_count(name: str, input_size: tuple[int, int] = (256, 192)):
-    return measure_complexity(name, input_size=input_size)
+def fvcore_count(name: str):
+    return measure_complexity(name)  # at the registered input size
 
 
 @pytest.mark.slow  # fvcore traces ~1000 small modules: 10-30 s a count on the shared cores
-@pytest.mark.parametrize("name", ["litehrnet_18", "litehrnet_30", "ditehrnet_18", "ditehrnet_30"])
+@pytest.mark.parametrize(
+    "name",
+    ["litehrnet_18", "litehrnet_30", "ditehrnet_18", "ditehrnet_30", "litehrnet_30_384x288", "ditehrnet_30_384x288"],
+)
 def test_gflops_against_the_readme(name):
     """The READMEs count with a torchstat-based tool (conv, BN, ReLU, pooling, upsampling modules): between the
     HRNet repository's conv-only count and fvcore's, which adds the functional pooling, interpolation, gating and
@@ -162,12 +183,23 @@ def test_gflops_against_the_readme(name):
 )
 def test_table2_prints_the_384x288_gflops_of_the_30_layer_model(row, name, readme_256, readme_384):
     """Table 2's 0.7 GFLOPs (Lite-HRNet and Dite-HRNet rows) are the -30 models' 384x288 figures in their READMEs
-    (MFLOPs), not their 256x192 ones; our counts scale between the two sizes as the READMEs' do."""
+    (MFLOPs), not their 256x192 ones; our counts scale between the two sizes as the READMEs' do. The table
+    compares that cell, and the row's accuracy (the 384x288 model's too), with the registered 384x288 model."""
     paper = load_table("table2").set_index("row").loc[row]
-    assert paper["registry_name"] == name
+    at_size = f"{name}_384x288"
+    assert paper["registry_name"] == name and mamkpd.model_info(at_size).input_size == (384, 288)
+    assert compared_model(paper, "params_m") == name  # one network: the same count at either size
+    assert all(compared_model(paper, m) == at_size for m in ("gflops", "AP", "AP50", "AP75", "APM", "APL", "AR"))
+    count = mamkpd.count_params(at_size)
+    assert count == mamkpd.count_params(name)
+    assert (
+        abs(count / 1e6 - PUBLISHED_PARAMS[at_size].params_m)
+        <= PARAMS_REL_BASELINE * PUBLISHED_PARAMS[at_size].params_m
+    )
     assert round(readme_384 / 1000, 1) == paper["gflops"] and round(readme_256 / 1000, 1) != paper["gflops"]
+    assert PUBLISHED_PARAMS[at_size].gflops == readme_384 / 1000
     at_256 = fvcore_count(name).gflops
-    at_384 = fvcore_count(name, (384, 288)).gflops
+    at_384 = fvcore_count(at_size).gflops
     assert abs(at_256 - paper["gflops"]) > 3 * PRINTED_UNIT
     assert abs(at_384 / at_256 - readme_384 / readme_256) < 0.02
 

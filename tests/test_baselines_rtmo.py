@@ -14,7 +14,8 @@ from pose_samples import SAMPLES, requires_samples
 
 import mamkpd
 from baselines.rtmo import box_iou, nms
-from mamkpd.engine.rtmo_inference import letterbox, rtmo_coco_results
+from mamkpd.codecs.letterbox import letterbox
+from mamkpd.engine.whole_image import whole_image_coco_results
 
 COCO_SAMPLES = SAMPLES / "coco"
 CELLS16 = 40 * 40  # stride-16 cells of a 640x640 input; stride-32 cells follow
@@ -79,7 +80,7 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 
 def test_letterbox_centres_the_image_and_maps_back():
     image = np.full((300, 480, 3), 7, dtype=np.uint8)
-    x, box = letterbox(image)
+    x, box = letterbox(image, (640, 640), rtmo_s().whole_image_input)
     assert x.shape == (3, 640, 640) and x.dtype == torch.float32
     # 480x300 fits as 640x400, centred: 120 rows of padding (114) above and below, raw values kept
     assert x[:, 0].eq(114).all() and x[:, -1].eq(114).all() and x[:, 320, 320].eq(7).all()
@@ -88,7 +89,7 @@ def test_letterbox_centres_the_image_and_maps_back():
     assert np.allclose(box.to_image(box.to_input(points)), points, atol=1e-4)
     assert np.allclose(box.to_input(points[2:]), [[320.0, 320.0]])
     with pytest.raises(ValueError, match="BGR image"):
-        letterbox(np.zeros((10, 10), dtype=np.uint8))
+        letterbox(np.zeros((10, 10), dtype=np.uint8), (640, 640))
 
 
 @requires_samples
@@ -100,7 +101,7 @@ def test_whole_image_path_gives_coco_results_on_real_images():
         for conv in model.head.head_module.out_cls:
             conv.bias.fill_(0.0)
     ann = COCO_SAMPLES / "test_coco.json"
-    results = rtmo_coco_results(model, ann, COCO_SAMPLES, limit=1)
+    results = whole_image_coco_results(model, ann, COCO_SAMPLES, limit=1)
     assert results and all(len(r["keypoints"]) == 51 and 0 < r["score"] < 1 for r in results)
     image = cv2.imread(str(COCO_SAMPLES / "000000000785.jpg"))
     xs = np.array([r["keypoints"][0::3] for r in results])
@@ -108,4 +109,4 @@ def test_whole_image_path_gives_coco_results_on_real_images():
     metrics = coco_keypoint_ap(str(ann), results)  # random weights: the point is that it evaluates
     assert 0.0 <= metrics["AP"] <= 1.0
     with pytest.raises(FileNotFoundError, match="annotation file"):
-        rtmo_coco_results(model, COCO_SAMPLES / "nope.json", COCO_SAMPLES)
+        whole_image_coco_results(model, COCO_SAMPLES / "nope.json", COCO_SAMPLES)

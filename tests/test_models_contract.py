@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 
 import mamkpd
 from mamkpd.codecs import build_codec
+from mamkpd.codecs.letterbox import WholeImageInput
 from mamkpd.data import DATASETS
 from mamkpd.models import registry
 from mamkpd.models.checkpoint import load_weights_from_state
@@ -196,6 +198,12 @@ def test_builds_on_meta_and_declares_what_it_is(name):
     assert len(set(flipped)) == len(flipped) and all(0 <= i < data.num_keypoints for i in flipped), data.flip_pairs
     if info.uses_codec:
         assert build_codec(info.codec, info.input_size).input_size == info.input_size
+    if info.whole_image:  # what `mamkpd evaluate` letterboxes each image by (mamkpd.engine.whole_image)
+        assert isinstance(getattr(model, "whole_image_input", None), WholeImageInput), (
+            f"{name}: a whole-image model declares how its authors letterbox an image: a whole_image_input "
+            "attribute (mamkpd.codecs.letterbox.WholeImageInput)"
+        )
+        assert "placements" in inspect.signature(model.predict).parameters, f"{name}: predict(x, placements=...)"
     # the factory's keyword arguments: a bigger head for more keypoints; a scan backend exactly with has_scan
     assert mamkpd.count_params(name, num_keypoints=data.num_keypoints + 1) > params_of(name), name
     with torch.device("meta"):  # the factory itself: what create_model hands a scan backend to

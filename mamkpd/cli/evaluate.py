@@ -1,4 +1,5 @@
-"""``mamkpd evaluate``: top-down inference with a checkpoint and the data set's published metric."""
+"""``mamkpd evaluate``: inference with a checkpoint (top-down, or whole images for a one-stage model) and the
+data set's published metric."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate a checkpoint on COCO, MPII or AP-10K",
         description="Top-down inference (flip test unless --no-flip) and evaluation: COCO / AP-10K keypoint AP "
-        "after rescoring and OKS-NMS 0.9, MPII PCKh@0.5. Checkpoints written by `mamkpd train` "
-        "carry their model and codec; for model-zoo checkpoints (HRNet, ViTPose, RTMPose) pass --model. "
+        "after rescoring and OKS-NMS 0.9, MPII PCKh@0.5. One-stage models (RTMO, KAPAO) run on COCO's whole "
+        "images, letterboxed and decoded as their authors evaluate them (their own test-time augmentation as the "
+        "flip test, where they have one). Checkpoints written by `mamkpd train` "
+        "carry their model and codec; for model-zoo checkpoints (HRNet, ViTPose, RTMPose, RTMO, KAPAO) pass --model. "
         "Runs under torchrun too (each process evaluates a shard).",
         epilog="example: mamkpd evaluate --checkpoint runs/mamkpd_s/best.pth --dataset coco --data-root /data/coco "
         "--box-file /data/coco/person_detection_results/COCO_val2017_detections_AP_H_56_person.json",

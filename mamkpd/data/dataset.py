@@ -189,6 +189,26 @@ class TopDownDataset(Dataset):
         return meta
 
 
+def data_files(
+    name: str, split: Split, data_root: str | None = None, ann_file: str | None = None, image_dir: str | None = None
+) -> tuple[str | None, str, str]:
+    """(root, annotation file, image folder) of data set ``name``'s ``split``: the given paths, else the standard
+    layout under ``data_root`` (or the env var); with only ``ann_file`` and no root, images beside it."""
+    info = get_info(name)
+    have_root = root_or_env(info, data_root) is not None
+    # the root is needed for default paths (and MPII's GT .mat); explicit paths alone need none
+    needs_root = ann_file is None or (have_root and (image_dir is None or name == "mpii"))
+    root = resolve_data_root(info, data_root) if needs_root else None
+    ann_file = ann_file or first_existing(root, ANN_FILES[name][split], info, f"{split} annotations", False)
+    if image_dir is None:
+        image_dir = (
+            first_existing(root, IMAGE_DIRS[name][split], info, "image folder", True)
+            if root is not None
+            else os.path.dirname(os.path.abspath(ann_file))
+        )
+    return root, ann_file, image_dir
+
+
 def build_dataset(
     name: str,
     split: Split,
@@ -224,17 +244,7 @@ def build_dataset(
     codec = codec or build_codec("msra", input_size)
     if tuple(codec.input_size) != input_size:
         raise ValueError(f"codec input size {codec.input_size} differs from input_size {input_size}")
-    have_root = root_or_env(info, data_root) is not None
-    # the root is needed for default paths (and MPII's GT .mat); explicit paths alone need none
-    needs_root = ann_file is None or (have_root and (image_dir is None or name == "mpii"))
-    root = resolve_data_root(info, data_root) if needs_root else None
-    ann_file = ann_file or first_existing(root, ANN_FILES[name][split], info, f"{split} annotations", False)
-    if image_dir is None:
-        image_dir = (
-            first_existing(root, IMAGE_DIRS[name][split], info, "image folder", True)
-            if root is not None
-            else os.path.dirname(os.path.abspath(ann_file))
-        )
+    root, ann_file, image_dir = data_files(name, split, data_root, ann_file, image_dir)
     aspect = input_size[1] / input_size[0]
     if name == "mpii":
         head_sizes = None

@@ -87,8 +87,11 @@ def checkpoint_setup(cfg: EvalConfig) -> CheckpointSetup:
         else (saved.get("model_kwargs", {}) if model_name == saved.get("model") else {})
     )
     info = get_info(cfg.dataset)
-    input_size = tuple(cfg.input_size or saved.get("input_size") or info.input_size)
-    codec_name = cfg.codec or saved.get("codec") or model_info(model_name).codec
+    model_abilities = model_info(model_name)
+    # a whole-image model's input is a whole image at its own size, not a person crop at the data set's
+    own_size = model_abilities.input_size if model_abilities.whole_image else info.input_size
+    input_size = tuple(cfg.input_size or saved.get("input_size") or own_size)
+    codec_name = cfg.codec or saved.get("codec") or model_abilities.codec
     return CheckpointSetup(model_name, model_kwargs, input_size, codec_name, state, contents)
 
 
@@ -98,11 +101,12 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
     from ..codecs import build_codec
     from ..data import build_dataset, get_info
     from ..data.roots import find_mpii_gt
-    from ..models import create_model
-    from ..models.checkpoint import load_weights_from_state, unwrap_state_dict
+    from ..models import create_model, model_info
 
     setup = checkpoint_setup(cfg)
     info = get_info(cfg.dataset)
+    if model_info(setup.model).whole_image:
+        return _evaluate_whole_image(cfg, setup)
     codec = build_codec(setup.codec, setup.input_size)
     model = create_model(
         setup.model,
@@ -111,11 +115,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
         scan_backend=cfg.scan_backend,
         **setup.model_kwargs,
     )
-    weights = (
-        setup.training_state["model"] if setup.training_state else unwrap_state_dict(setup.contents, cfg.checkpoint)
-    )
-    # strict; a checkpoint of another model fails with counts and a few names of what does not fit
-    load_weights_from_state(model, weights, source=str(cfg.checkpoint), model_name=setup.model)
+    _load_checkpoint_weights(model, cfg, setup)
     dataset = build_dataset(
         cfg.dataset,
         cfg.split,
@@ -148,6 +148,51 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict[str, Any]:
         results_file=results,
         box_source=cfg.box_file or "ground truth",
         gt_mat=gt_mat,
+    )
+    report["protocol"].update(
+        checkpoint=str(cfg.checkpoint), model=setup.model, model_kwargs=setup.model_kwargs, split=cfg.split
+    )
+    return report
+
+
+def _load_checkpoint_weights(model, cfg: EvalConfig, setup: CheckpointSetup) -> None:
+    """The checkpoint's weights into ``model``, strictly: a checkpoint of another model fails with counts and a
+    few names of what does not fit."""
+    from ..models.checkpoint import load_weights_from_state, unwrap_state_dict
+
+    weights = (
+        setup.training_state["model"] if setup.training_state else unwrap_state_dict(setup.contents, cfg.checkpoint)
+    )
+    load_weights_from_state(model, weights, source=str(cfg.checkpoint), model_name=setup.model)
+
+
+def _evaluate_whole_image(cfg: EvalConfig, setup: CheckpointSetup) -> dict[str, Any]:
+    """A one-stage model (``whole_image``) on COCO's whole images, in one process (:mod:`.whole_image`)."""
+    from ..data import data_files, get_info
+    from ..models import create_model
+    from .whole_image import evaluate_whole_image
+
+    info = get_info(cfg.dataset)
+    if cfg.dataset != "coco":
+        raise ValueError(
+            f"{setup.model} is a one-stage whole-image model: only --dataset coco is evaluated, got {cfg.dataset!r}"
+        )
+    if cfg.box_file:
+        raise ValueError(
+            f"--box-file: {setup.model} finds the people itself (a one-stage model); it takes no person boxes"
+        )
+    model = create_model(
+        setup.model, num_keypoints=info.num_keypoints, input_size=setup.input_size, **setup.model_kwargs
+    )
+    _load_checkpoint_weights(model, cfg, setup)
+    ctx = init_distributed(cfg.device)
+    model.to(ctx.device)
+    _, ann_file, image_dir = data_files(cfg.dataset, cfg.split, cfg.data_root, cfg.ann_file, cfg.image_dir)
+    results = (
+        Path(cfg.results) if cfg.results else default_results_path(cfg.checkpoint, setup.model, cfg.dataset, cfg.split)
+    )
+    report = evaluate_whole_image(
+        model, ann_file, image_dir, flip_test=cfg.flip_test, sigmas=info.sigmas, results_file=results
     )
     report["protocol"].update(
         checkpoint=str(cfg.checkpoint), model=setup.model, model_kwargs=setup.model_kwargs, split=cfg.split

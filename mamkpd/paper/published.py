@@ -56,11 +56,21 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     # 215.2M and 334.7M on MMPose 1.3.2's LiteHRNet: the README's figures are not reproduced to the MFLOP
     "litehrnet_18": PublishedCount(1.1308, _LITEHRNET_CONFIGS.format(18), gflops=0.2052),
     "litehrnet_30": PublishedCount(1.7637, _LITEHRNET_CONFIGS.format(30), gflops=0.3192),
+    # the same network at 384x288: its README's 717.8M FLOPs (a torchstat-based counter), Table 2's 0.7 GFLOPs
+    "litehrnet_30_384x288": PublishedCount(
+        1.7637, "HRNet/Lite-HRNet README, litehrnet_30_coco_384x288 (params as MMPose builds -30)", gflops=0.7178
+    ),
     # Dite-HRNet's README prints 1.1M and 1.8M (truncated); the exact counts are what its code builds from its
     # configs; GFLOPs: the README's FLOPs column (209.8M, 329.8M at 256x192), from the same torchstat-based
     # tool, which as shipped skips the dynamic convs' kernel-bank conv (198.6M and 311.9M)
     "ditehrnet_18": PublishedCount(1.1869, _DITEHRNET_CONFIGS.format(18), gflops=0.2098),
     "ditehrnet_30": PublishedCount(1.8625, _DITEHRNET_CONFIGS.format(30), gflops=0.3298),
+    # the same network at 384x288: its README's 741.7M FLOPs (a torchstat-based counter), Table 2's 0.7 GFLOPs
+    "ditehrnet_30_384x288": PublishedCount(
+        1.8625,
+        "ZiyiZhang27/Dite-HRNet README, ditehrnet_30_coco_384x288 (params as its DiteHRNet builds -30)",
+        gflops=0.7417,
+    ),
     # KAPAO's README has no model table: its paper's (McNally et al., ECCV 2022, arXiv 2111.08557) COCO table, at
     # 1280x1280; its official build (models/yolov5{s,m,l}6.yaml, 18 classes, 34 coordinates) counts 12,559,980,
     # 35,755,404 and 77,047,852; no GFLOPs published
