@@ -63,7 +63,7 @@ def test_report_run_end_to_end_on_cpu(tmp_path):
     """The main job on a CPU machine without data: measures, records, reports, within its budget."""
     out = tmp_path / "reports"
     proc = _mamkpd(
-        "report", "--run", "--budget-s", "240", "--out", str(out), "--store", str(tmp_path / "r.csv"), timeout=420
+        "report", "--run", "--budget-s", "60", "--out", str(out), "--store", str(tmp_path / "r.csv"), timeout=420
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "complexity 1/" in proc.stdout  # progress shown

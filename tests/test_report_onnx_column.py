@@ -22,6 +22,7 @@ from mamkpd.report.onnx_speed import run_measurements_with_onnx
 EAGER = {"hrnet_w32": 4.0, "mamkpd_s": 8.0, "mamkpd_b": 6.0, "rtmpose_m": 14.0}
 ONNX = {"hrnet_w32": 6.0, "mamkpd_s": 0.5, "mamkpd_b": 0.4, "rtmpose_m": 21.0}
 ONNX_S = 0.3  # what a fake export and timing takes
+SPEED_MODELS = tuple(m for m in EAGER if m != "hrnet_w32")  # the plan's models besides its reference, all faked
 
 
 def _result(fps: float) -> FpsResult:
@@ -58,7 +59,9 @@ def cheap_run(monkeypatch):
 
 def test_the_report_shows_onnx_runtime_beside_eager(cheap_run, tmp_path):
     store = tmp_path / "r.csv"
-    plan = RunPlan(readings=False, baseline_findings=False, budget_s=60, onnx_first_estimate_s=1)
+    plan = RunPlan(
+        speed_models=SPEED_MODELS, readings=False, baseline_findings=False, budget_s=60, onnx_first_estimate_s=1
+    )
     run_log = run_measurements_with_onnx(store, plan, echo=lambda line: None)
     assert run_log.left_out == []
     fps = ResultsStore(store).read().frame.query("metric == 'fps'")
@@ -83,7 +86,9 @@ def test_the_onnx_timings_stop_within_the_budget(cheap_run, tmp_path, monkeypatc
         return _fake_onnx(*args, **kwargs)
 
     monkeypatch.setattr("mamkpd.export.measure_onnx_fps", slow_onnx)
-    plan = RunPlan(readings=False, baseline_findings=False, budget_s=7.0, onnx_first_estimate_s=1.0)
+    plan = RunPlan(
+        speed_models=SPEED_MODELS, readings=False, baseline_findings=False, budget_s=7.0, onnx_first_estimate_s=1.0
+    )
     run_log = run_measurements_with_onnx(store, plan, echo=lambda line: None)
     names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
     assert [item for item, _ in run_log.left_out] == [f"ONNX Runtime speed of {m}" for m in names[1:]]
@@ -93,13 +98,15 @@ def test_the_onnx_timings_stop_within_the_budget(cheap_run, tmp_path, monkeypatc
 
 
 def test_a_budget_below_the_first_estimate_exports_nothing(cheap_run, tmp_path):
-    plan = RunPlan(readings=False, baseline_findings=False, budget_s=5, onnx_first_estimate_s=90)
+    plan = RunPlan(
+        speed_models=SPEED_MODELS, readings=False, baseline_findings=False, budget_s=5, onnx_first_estimate_s=90
+    )
     run_log = run_measurements_with_onnx(tmp_path / "r.csv", plan, echo=lambda line: None)
     assert len(run_log.left_out) == len(EAGER) and "~90 s" in run_log.left_out[0][1]
 
 
 def test_no_onnx_turns_the_step_off(cheap_run, tmp_path):
-    plan = RunPlan(readings=False, baseline_findings=False, budget_s=60, onnx_speed=False)
+    plan = RunPlan(speed_models=SPEED_MODELS, readings=False, baseline_findings=False, budget_s=60, onnx_speed=False)
     run_measurements_with_onnx(tmp_path / "r.csv", plan, echo=lambda line: None)
     assert "onnxruntime" not in set(ResultsStore(tmp_path / "r.csv").read().frame["runtime"])
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
@@ -70,6 +69,8 @@ class Placement:
 
 
 def _affine(image: np.ndarray, in_h: int, in_w: int, pad_value: float) -> tuple[np.ndarray, Placement]:
+    import cv2  # here, not at import: the models that declare a letterbox build on machines without OpenCV
+
     img_h, img_w = image.shape[:2]
     gain = min(in_w / img_w, in_h / img_h)  # resized image fits inside the input, aspect kept
     pad = (in_w / 2 - gain * img_w / 2, in_h / 2 - gain * img_h / 2)
@@ -81,6 +82,8 @@ def _affine(image: np.ndarray, in_h: int, in_w: int, pad_value: float) -> tuple[
 def _resize_pad(
     image: np.ndarray, in_h: int, in_w: int, pad_value: float, rect_stride: int | None
 ) -> tuple[np.ndarray, Placement]:
+    import cv2
+
     h0, w0 = image.shape[:2]
     long = max(in_h, in_w)
     r = long / max(h0, w0)  # datasets.py load_image: the long side to the input size

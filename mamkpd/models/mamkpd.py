@@ -89,7 +89,8 @@ class Stem(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing():  # FLOP counters trace the BNs
+        # FLOP counters trace the BNs; torch.compile fuses them itself (and cannot trace an out= into the input)
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return self.layers(x)
         # inference: each BatchNorm as one in-place scale and shift of its conv's fresh output (what eval-mode
         # batch_norm computes on the CPU); a new full-resolution tensor per BN cost its page faults, ~7 ms per
