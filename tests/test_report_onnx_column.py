@@ -3,11 +3,12 @@ speed table shows that speed beside the eager one."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import pytest
 
-from mamkpd.export import OnnxFpsMeasurement
+from mamkpd.export import CUSTOM_OP_SCAN_FORM, OnnxFpsMeasurement
 from mamkpd.export import measure_onnx_fps as real_measure_onnx_fps
 from mamkpd.harness.jobs import run_plan
 from mamkpd.harness.jobs.run_plan import RunPlan
@@ -22,6 +23,8 @@ from mamkpd.report.onnx_speed import run_measurements_with_onnx
 EAGER = {"hrnet_w32": 4.0, "mamkpd_s": 8.0, "mamkpd_b": 6.0, "rtmpose_m": 14.0}
 ONNX = {"hrnet_w32": 6.0, "mamkpd_s": 0.5, "mamkpd_b": 0.4, "rtmpose_m": 21.0}
 ONNX_S = 0.3  # what a fake export and timing takes
+CUSTOM_OP_SPEEDUP = 30  # the fake custom-op file of a model with a scan
+HAS_ORTX = importlib.util.find_spec("onnxruntime_extensions") is not None
 SPEED_MODELS = tuple(m for m in EAGER if m != "hrnet_w32")  # the plan's models besides its reference, all faked
 
 
@@ -35,11 +38,13 @@ def _fake_eager(names, *args, **kwargs):
     return [FpsMeasurement(name, 1, PRESETS["fp32"], "cpu", size, "", "a crop", _result(EAGER[name]))]
 
 
-def _fake_onnx(name, batch, provider, protocol, **kwargs):
+def _fake_onnx(name, batch, provider, protocol, scan_form="onnx-scan", **kwargs):
     time.sleep(ONNX_S)
     size = model_info(name).input_size
+    fps = ONNX[name] * (CUSTOM_OP_SPEEDUP if scan_form == CUSTOM_OP_SCAN_FORM else 1)
+    form = scan_form if model_info(name).has_scan else ""
     return OnnxFpsMeasurement(
-        name, batch, PRESETS["fp32"], "cpu", size, "", "a crop", _result(ONNX[name]), runtime="onnxruntime",
+        name, batch, PRESETS["fp32"], "cpu", size, form, "a crop", _result(fps), runtime="onnxruntime",
         provider="CPUExecutionProvider", opset=18, threads=1,
     )  # fmt: skip
 
@@ -66,11 +71,16 @@ def test_the_report_shows_onnx_runtime_beside_eager(cheap_run, tmp_path):
     assert run_log.left_out == []
     fps = ResultsStore(store).read().frame.query("metric == 'fps'")
     onnx = fps[fps["runtime"] == "onnxruntime"]
-    assert sorted(onnx["model"]) == sorted(EAGER) and set(onnx["provider"]) == {"CPUExecutionProvider"}
+    with_scan = [m for m in EAGER if model_info(m).has_scan]
+    expected = sorted([*EAGER, *(with_scan if HAS_ORTX else [])])  # a model with a scan: both ONNX scan forms
+    assert sorted(onnx["model"]) == expected and set(onnx["provider"]) == {"CPUExecutionProvider"}
     text = write_report(store, tmp_path / "out")["report"].read_text()
     assert "ONNX Runtime samples/s (× this)" in text
     eager_b = next(line for line in text.splitlines() if line.startswith("| mamkpd_b |") and "| eager |" in line)
-    assert "| 0.4 (0.0667×) |" in eager_b  # 0.4 samples/s in onnxruntime, 0.4 / 6 of eager
+    if HAS_ORTX:  # 0.4 samples/s in the portable form, 0.4 / 6 of eager; 12 in the custom-op form, 2x eager
+        assert "| 0.4 (0.0667×, onnx-scan); 12 (2×, custom-op) |" in eager_b
+    else:
+        assert "| 0.4 (0.0667×) |" in eager_b
     eager_hrnet = next(line for line in text.splitlines() if line.startswith("| hrnet_w32 |") and "| eager |" in line)
     assert "| 6 (1.5×) |" in eager_hrnet
     # Table 2's FPS cell stays PyTorch eager (the paper's runtime) though the onnxruntime row is newer

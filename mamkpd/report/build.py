@@ -332,8 +332,14 @@ def _onnx_beside(onnx: pd.DataFrame, r) -> str:
     ]
     if not len(same):
         return "—"
-    fps = same["median"].iloc[-1]
-    return f"{_num(fps)} ({_num(fps / r.median)}×)" if r.median else _num(fps)
+    # the latest of each scan form (a model with a scan may be timed in the portable and the custom-op form)
+    latest = same.drop_duplicates("scan_backend", keep="last")
+    forms = len(latest) > 1
+    cells = []
+    for o in latest.itertuples():
+        ratio = f" ({_num(o.median / r.median)}×{', ' + o.scan_backend if forms else ''})" if r.median else ""
+        cells.append(f"{_num(o.median)}{ratio}")
+    return "; ".join(cells)
 
 
 def _samples_section(store: pd.DataFrame) -> str:
