@@ -191,7 +191,8 @@ esac
 begin tests
 mapfile -t gpu_tests < <(grep -l -E 'mark\.gpu|requires_cuda' tests/test_*.py)
 : >"$out/gpu-tests.log"
-run tests "$out/gpu-tests.log" "$PY" -m pytest "${gpu_tests[@]}" -m gpu -v -p no:cacheprovider -o addopts=-ra \
+# MAMKPD_TRITON_AUTOTUNE=0: one compile per launch key, not one per config (test_every_gpu_config runs each)
+MAMKPD_TRITON_AUTOTUNE=0 run tests "$out/gpu-tests.log" "$PY" -m pytest "${gpu_tests[@]}" -m gpu -v -p no:cacheprovider -o addopts=-ra \
     --durations=10 --continue-on-collection-errors --junitxml="$out/gpu-tests.xml"
 rc=$?
 summary=$(reason "$out/gpu-tests.log")

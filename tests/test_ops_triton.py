@@ -140,6 +140,27 @@ def test_other_tile_sizes(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("index", range(3))
+def test_every_gpu_config(device, index):
+    # each launch shape the autotuner may pick on a GPU, by name (the GPU check runs the tests without tuning)
+    from mamkpd.ops.scan_triton import GPU_CHUNK, GPU_CONFIGS, KernelConfig, triton_scan_backward, triton_scan_forward
+
+    assert len(GPU_CONFIGS) == 3
+    tuned = GPU_CONFIGS[index]
+    config = KernelConfig(block_d=tuned.block_d, num_warps=tuned.num_warps, chunk=GPU_CHUNK)
+    inputs = on(device, make_inputs(batch=1, dim=12, length=37, groups=2))  # two full chunks and a partial one
+    ref_out, ref_grads = run("reference", inputs, softplus=True)
+    args = [inputs[k] for k in NAMES]
+    gout = torch.linspace(-1, 1, ref_out.numel(), dtype=torch.float64, device=device).reshape(ref_out.shape)
+    assert_scaled_close(
+        triton_scan_forward(*args, delta_softplus=True, config=config), ref_out, torch.float64, "output"
+    )
+    grads = triton_scan_backward(gout, *args, delta_softplus=True, config=config)
+    for name, g in zip(NAMES, grads, strict=True):
+        assert_scaled_close(g, ref_grads[name], torch.float64, f"gradient of {name}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_strided_inputs_are_read_in_place(device):
     # u, delta and z with channels innermost (time strided), B and C views of one wider tensor: the layouts a
     # model hands over, read through their strides

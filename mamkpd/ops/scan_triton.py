@@ -74,6 +74,10 @@ GPU_CONFIGS = (
     KernelConfig(block_d=128, num_warps=2),
 )
 GPU_CHUNK = 16
+# "0": the first GPU config only, no tuning. The GPU check's correctness tests run so: each autotuned launch key
+# would otherwise compile all three configs on a cold cache (their cap is sized by compiles; a test runs each
+# config by name instead).
+AUTOTUNE_ENV = "MAMKPD_TRITON_AUTOTUNE"
 # The interpreter runs programs one after another and each tile op is one numpy call, whatever the tile's
 # size: one config (no tuning runs), few programs, short chunks so that tests at small shapes cross chunks.
 INTERPRETER_CONFIG = KernelConfig(block_d=16, num_warps=1, chunk=8)
@@ -97,9 +101,10 @@ def _kernels():
 
     from . import scan_triton_kernels as kernels
 
+    tuned = GPU_CONFIGS if os.environ.get(AUTOTUNE_ENV, "1") != "0" else GPU_CONFIGS[:1]
     configs = [
         triton.Config({"BLOCK_D": c.block_d}, num_warps=c.num_warps)
-        for c in ((INTERPRETER_CONFIG,) if interpret else GPU_CONFIGS)
+        for c in ((INTERPRETER_CONFIG,) if interpret else tuned)
     ]
     key = ["dim_g", "length", "N"]
     forward = triton.autotune(configs=configs, key=key)(kernels.scan_fwd_kernel)
