@@ -28,7 +28,15 @@ from .onnx_export import (
     flat_outputs,
     onnx_session,
 )
-from .runtimes import PROVIDERS, OnnxFpsMeasurement, OnnxRunner, measure_onnx_fps, onnx_runner, resolve_provider
+from .runtimes import (
+    ONNX_RUNTIME,
+    PROVIDERS,
+    OnnxFpsMeasurement,
+    OnnxRunner,
+    measure_onnx_fps,
+    onnx_runner,
+    resolve_provider,
+)
 
 __all__ = [
     "CUSTOM_OP_SCAN_FORM",
@@ -53,6 +61,7 @@ __all__ = [
     "export_onnx",
     "flat_outputs",
     "onnx_session",
+    "ONNX_RUNTIME",
     "PROVIDERS",
     "OnnxFpsMeasurement",
     "OnnxRunner",

@@ -25,8 +25,17 @@ from ..ops import ONNX_SCAN_FORM
 from .graph import example_input, prepare_for_export
 from .onnx_export import OnnxCheck, OnnxExportConfig, OnnxExportReport, check_onnx, export_onnx, onnx_session
 
-__all__ = ["PROVIDERS", "resolve_provider", "OnnxRunner", "onnx_runner", "OnnxFpsMeasurement", "measure_onnx_fps"]
+__all__ = [
+    "ONNX_RUNTIME",
+    "PROVIDERS",
+    "resolve_provider",
+    "OnnxRunner",
+    "onnx_runner",
+    "OnnxFpsMeasurement",
+    "measure_onnx_fps",
+]
 
+ONNX_RUNTIME = "onnxruntime"  # the runtime field of an onnxruntime measurement (the store, the report)
 # short names accepted on the command line -> onnxruntime execution providers
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -174,7 +183,7 @@ def measure_onnx_fps(
         scan_backend=runner.export.scan_form,
         sample=info.sample,
         result=result,
-        runtime="onnxruntime",
+        runtime=ONNX_RUNTIME,
         provider=runner.provider,
         opset=runner.export.opset,
         threads=runner.threads,

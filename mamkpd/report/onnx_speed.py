@@ -14,11 +14,11 @@ import importlib.util
 import os
 from collections.abc import Callable
 
+from ..export import ONNX_RUNTIME
 from ..harness.jobs.run_plan import BUDGET_REASON, RunLog, RunPlan, run_measurements
 from ..harness.store.fps_records import record_fps
 
 ONNX_STEP_TITLE = "ONNX Runtime speed beside eager"
-ONNX_RUNTIME = "onnxruntime"  # the runtime field of mamkpd.export's onnxruntime measurements
 
 __all__ = ["ONNX_RUNTIME", "ONNX_STEP_TITLE", "measure_onnx_speeds", "run_measurements_with_onnx"]
 
