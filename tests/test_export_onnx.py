@@ -103,9 +103,9 @@ def _wrong_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softpl
     return selective_scan_stepwise(u, delta, A, B, C, None, z, delta_bias, delta_softplus)
 
 
-def _wrong_cross_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+def _wrong_cross_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, delta_proj_weight=None):
     """The lowered cross scan without its D skip connection."""
-    return cross_selective_scan_stepwise(x, delta, A, B, C, None, delta_bias, delta_softplus)
+    return cross_selective_scan_stepwise(x, delta, A, B, C, None, delta_bias, delta_softplus, delta_proj_weight)
 
 
 def test_failed_numeric_check_writes_nothing(tmp_path, monkeypatch):

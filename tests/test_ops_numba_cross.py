@@ -60,11 +60,55 @@ def test_fused_numba_cross_scan_matches_the_unfused_reference(shape, options, dt
         torch.testing.assert_close(g, want_grads[name], **TOL[dtype], msg=f"gradient of {name}")
 
 
-def test_numba_cross_op_registration():
+@pytest.mark.parametrize("projected", [False, True])
+def test_numba_cross_op_registration(projected):
     inputs = cross_inputs(1, 2, 2, 3, 2, torch.float32)
+    weight = None
+    if projected:  # delta as the projection's low-rank input (rank 3)
+        inputs["delta"] = inputs["delta"][:, :, :1].expand(1, 4, 3, 2, 3).contiguous()
+        weight = torch.randn(4, 2, 3).requires_grad_(True)
     for value in inputs.values():
         value.requires_grad_(True)
-    torch.library.opcheck(torch.ops.mamkpd.cross_selective_scan.default, (*inputs.values(), True, "numba"))
+    args = (*inputs.values(), weight, True, "numba")
+    torch.library.opcheck(torch.ops.mamkpd.cross_selective_scan.default, args)
+
+
+def lowrank_inputs(batch, dim, height, width, d_state, rank, dtype, ss2d_layout):
+    """The cross scan's inputs with delta as a low-rank input and its projection weight; ``ss2d_layout``: x, the
+    low-rank delta, B and C as views of SS2D's channels-last tensors (delta, B, C one projection's output)."""
+    inputs = cross_inputs(batch, dim, height, width, d_state, dtype)
+    g = torch.Generator().manual_seed(5)
+    weight = torch.randn(4, dim, rank, generator=g, dtype=dtype) / rank**0.5
+    low = 0.5 * torch.randn(batch, 4, rank, height, width, generator=g, dtype=dtype)
+    if ss2d_layout:  # (B, H, W, 4, rank + 2N) memory, as x_proj leaves it
+        projected = torch.cat([low, inputs["B"], inputs["C"]], dim=2).permute(0, 3, 4, 1, 2).contiguous()
+        low, inputs["B"], inputs["C"] = projected.permute(0, 3, 4, 1, 2).split([rank, d_state, d_state], dim=2)
+        inputs["x"] = inputs["x"].contiguous(memory_format=torch.channels_last)
+    return dict(inputs, delta=low, delta_proj_weight=weight)
+
+
+@pytest.mark.parametrize("ss2d_layout", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_numba_projects_delta_as_it_reads(dtype, ss2d_layout):
+    """A low-rank delta and its projection weight (SS2D's dt_projs): the kernel that projects as it reads gives
+    the output and every gradient (the weight's included) of the reference on the delta projected first. 40
+    channels (a whole block and a padded one), rank 6, 8 x 9 positions (whole chunks and a tail)."""
+    inputs = lowrank_inputs(2, 40, 8, 9, 4, 6, dtype, ss2d_layout)
+    weight = inputs.pop("delta_proj_weight")
+
+    def projected_first(x, delta, A, B, C, D, delta_bias, proj, delta_softplus):
+        full = torch.einsum("kdr,bkrhw->bkdhw", proj, delta)  # written out here: independent of project_delta
+        return cross_selective_scan_unfused(x, full, A, B, C, D, delta_bias, delta_softplus, backend="reference")
+
+    def fused(x, delta, A, B, C, D, delta_bias, proj, delta_softplus):
+        return cross_selective_scan(x, delta, A, B, C, D, delta_bias, delta_softplus, "numba", delta_proj_weight=proj)
+
+    inputs["proj"] = weight
+    want, want_grads = run(projected_first, inputs, True)
+    got, got_grads = run(fused, inputs, True)
+    torch.testing.assert_close(got, want, **TOL[dtype])
+    for name, g in got_grads.items():
+        torch.testing.assert_close(g, want_grads[name], **TOL[dtype], msg=f"gradient of {name}")
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -135,7 +179,7 @@ def test_fused_numba_cross_scan_in_the_models_layouts(layout, dtype):
         results.append((out, torch.autograd.grad((out * weight).sum(), list(leaves.values()))))
         if backend == "numba":  # the kernel's gradients of x and delta in their own layouts: no copy on the way back
             gx, gdelta = torch.ops.mamkpd.cross_selective_scan_backward(
-                torch.ones_like(out), *(args[k] for k in ("x", "delta", "A", "B", "C", "D", "delta_bias")), True,
-                "numba")[:2]  # fmt: skip
+                torch.ones_like(out), *(args[k] for k in ("x", "delta", "A", "B", "C", "D", "delta_bias")), None,
+                True, "numba")[:2]  # fmt: skip
             assert gx.stride() == args["x"].stride() and gdelta.stride() == args["delta"].stride()
     torch.testing.assert_close(results[1], results[0], **TOL[dtype])

@@ -337,11 +337,16 @@ def test_fused_cross_scan_in_single_and_half_precision(device, dtype):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_cross_op_registration(device):
+@pytest.mark.parametrize("projected", [False, True])
+def test_cross_op_registration(device, projected):
     inputs = on(device, cross_inputs(batch=1, dim=2, height=2, width=3, d_state=2, dtype=torch.float32))
+    weight = None
+    if projected:  # a low-rank delta (rank 3) and its projection, which the op applies before the kernel
+        inputs["delta"] = inputs["delta"][:, :, :1].expand(1, 4, 3, 2, 3).contiguous()
+        weight = torch.randn(4, 2, 3, device=inputs["x"].device).requires_grad_(True)
     for value in inputs.values():
         value.requires_grad_(True)
-    args = (*inputs.values(), True, "triton")
+    args = (*inputs.values(), weight, True, "triton")
     torch.library.opcheck(torch.ops.mamkpd.cross_selective_scan.default, args)
 
 

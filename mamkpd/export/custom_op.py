@@ -47,7 +47,7 @@ CROSS_SCAN_NODE = "MamkpdCrossSelectiveScan"
 SCAN_NODE = "MamkpdSelectiveScan"
 INSTALL_HINT = "pip install 'mamkpd[ortx]' (onnxruntime-extensions)"
 
-_CROSS_INPUTS = ("x", "delta", "A", "B", "C", "D", "delta_bias")
+_CROSS_INPUTS = ("x", "delta", "A", "B", "C", "D", "delta_bias", "delta_proj_weight")
 _SCAN_INPUTS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
@@ -83,11 +83,14 @@ def custom_op_translations() -> dict:
     def given(t):
         return op.Constant(value=absent) if t is None else t  # empty: "no such input"
 
-    def cross(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend=AUTO):
+    def cross(x, delta, A, B, C, D=None, delta_bias=None, delta_proj_weight=None, delta_softplus=False, backend=AUTO):
         # the node takes x and delta, and gives y, channels-last: SS2D holds them so, and
         # onnxruntime cancels these Transposes against the model's own instead of copying twice each way
         x, delta = op.Transpose(x, perm=[0, 2, 3, 1]), op.Transpose(delta, perm=[0, 1, 3, 4, 2])
-        y = cross_node(x, delta, A, B, C, given(D), given(delta_bias), delta_softplus=int(delta_softplus))
+        y = cross_node(
+            x, delta, A, B, C, given(D), given(delta_bias), given(delta_proj_weight),
+            delta_softplus=int(delta_softplus),
+        )  # fmt: skip
         return op.Transpose(y, perm=[0, 3, 1, 2])
 
     def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend=AUTO):
@@ -105,12 +108,14 @@ def _tensors(arrays) -> list[torch.Tensor | None]:
     return [torch.from_numpy(a) if a.size else None for a in arrays]
 
 
-def _run_cross(x, delta, A, B, C, D, delta_bias, delta_softplus=0):
-    x_, delta_, A_, B_, C_, D_, bias_ = _tensors((x, delta, A, B, C, D, delta_bias))
+def _run_cross(x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus=0):
+    x_, delta_, A_, B_, C_, D_, bias_, proj_ = _tensors((x, delta, A, B, C, D, delta_bias, delta_proj_weight))
     # the op's shapes as channels-last views, the memory the numba kernel reads and writes (no copy)
     x_, delta_ = x_.permute(0, 3, 1, 2), delta_.permute(0, 1, 4, 2, 3)
     with torch.inference_mode():
-        y = cross_selective_scan(x_, delta_, A_, B_, C_, D_, bias_, bool(delta_softplus), backend=AUTO)
+        y = cross_selective_scan(
+            x_, delta_, A_, B_, C_, D_, bias_, bool(delta_softplus), backend=AUTO, delta_proj_weight=proj_
+        )
     return y.permute(0, 2, 3, 1).contiguous().numpy()
 
 

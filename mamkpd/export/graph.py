@@ -100,8 +100,10 @@ def _stepwise_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     return selective_scan_stepwise(u, delta, A, B, C, D, z, delta_bias, delta_softplus), []
 
 
-def _stepwise_cross_scan(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, backend="torch"):
-    return cross_selective_scan_stepwise(x, delta, A, B, C, D, delta_bias, delta_softplus)
+def _stepwise_cross_scan(
+    x, delta, A, B, C, D=None, delta_bias=None, delta_proj_weight=None, delta_softplus=False, backend="torch"
+):
+    return cross_selective_scan_stepwise(x, delta, A, B, C, D, delta_bias, delta_softplus, delta_proj_weight)
 
 
 def lower_scan(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:

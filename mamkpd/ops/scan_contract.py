@@ -42,12 +42,15 @@ class CrossScan:
     ``forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> y`` and ``backward(gout, x, delta, A, B,
     C, D, delta_bias, delta_softplus) -> (dx, ddelta, dA, dB, dC, dD, ddelta_bias)``. ``channels_last``: the
     kernel reads x and delta with channels innermost in memory (as SS2D holds x) and returns y that way;
-    otherwise it wants them contiguous, channels first.
+    otherwise it wants them contiguous, channels first. ``projects_delta``: ``forward`` also takes
+    ``delta_proj_weight=`` and then a low-rank delta, projected as the kernel reads it (the op projects it
+    first for a kernel that does not).
     """
 
     forward: Callable[..., Tensor]
     backward: Callable[..., tuple]
     channels_last: bool
+    projects_delta: bool = False
 
     @property
     def output_format(self) -> torch.memory_format:

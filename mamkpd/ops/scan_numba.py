@@ -104,8 +104,8 @@ def _signature(name: str, dtype: torch.dtype):
     a = lambda ndim: types.Array(f, ndim, "A")  # noqa: E731  the caller's tensors: any strides
     c = lambda ndim: types.Array(f, ndim, "C")  # noqa: E731  arrays this module makes: contiguous
     order, flag, index = types.Array(types.int64, 2, "C"), types.boolean, types.int64
-    if name == "scan_forward":  # x, delta, z, A2, B, C, D, bias, order, softplus, first, last, out
-        return (a(4), a(4), a(4), c(3), a(4), a(4), c(2), c(2), order, flag, index, index, a(4))
+    if name == "scan_forward":  # x, delta, z, A2, B, C, D, bias, proj, order, softplus, first, last, out
+        return (a(4), a(4), a(4), c(3), a(4), a(4), c(2), c(2), c(3), order, flag, index, index, a(4))
     # gout, x, delta, z, A2, A, B, C, D, bias, order, softplus, first, last, gx, gdelta, gz, gA, gB, gC, gD, gbias
     inputs = (a(4),) * 4 + (c(3), c(3), a(4), a(4), c(2), c(2), order, flag, index, index)
     return inputs + (a(4),) * 3 + (c(4), c(5), c(5), c(3), c(3))
@@ -234,13 +234,15 @@ def _parameters(A, D, delta_bias, groups: int, channels: int, dtype: torch.dtype
     )
 
 
-def _forward(x, delta, z, params, B, C, order, softplus, out, dtype) -> None:
-    """The forward kernel over all (batch, block) tasks: ``out`` written in place."""
+def _forward(x, delta, z, params, B, C, order, softplus, out, dtype, proj=None) -> None:
+    """The forward kernel over all (batch, block) tasks: ``out`` written in place; with ``proj`` (K, rank,
+    padded), delta is the low-rank input of the delta projection."""
     kernels = _kernels()
     kernel = compiled_kernel("scan_forward", dtype)
-    tasks = delta.shape[0] * -(-delta.shape[3] // kernels.BLOCK)
+    tasks = out.shape[0] * -(-out.shape[3] // kernels.BLOCK)
+    proj = np.empty((0, 0, 0), dtype=_NUMPY[dtype]) if proj is None else proj
     _run(kernel, tasks, TASKS_PER_THREAD * torch.get_num_threads(), x, delta, z, params["A2"], B, C, params["D"],
-         params["bias"], order, bool(softplus), out=out)  # fmt: skip
+         params["bias"], proj, order, bool(softplus), out=out)  # fmt: skip
 
 
 def _backward(gout, x, delta, z, params, B, C, order, softplus, grads, dtype) -> dict:
@@ -318,13 +320,20 @@ def _cross_setup(x, delta, A, B, C, D, delta_bias):
     return ct, params, bc, order
 
 
-def numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> Tensor:
+def numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, delta_proj_weight=None) -> Tensor:
     """The four-direction cross scan and merge in one kernel call (arguments as :func:`.cross_selective_scan`),
-    read where the tensors lie; y comes back in channels-last memory, as SS2D keeps x."""
+    read where the tensors lie (a low-rank delta projected by ``delta_proj_weight`` as it is read); y comes back
+    in channels-last memory, as SS2D keeps x."""
     ct, params, (b, c), order = _cross_setup(x, delta, A, B, C, D, delta_bias)
     y = torch.empty(x.shape, dtype=ct, memory_format=torch.channels_last)
     rows = lambda t: _spatial_rows(t, ct)  # noqa: E731
-    _forward(rows(x), rows(delta), _rows(None, 1, ct), params, b, c, order, delta_softplus, rows(y), ct)
+    proj = None
+    if delta_proj_weight is not None:  # (4, dim, rank) -> (4, rank, padded): rows of channels, zero-padded
+        padded = params["D"].shape[1]
+        proj = torch.zeros(delta_proj_weight.shape[0], delta_proj_weight.shape[2], padded, dtype=ct)
+        proj[..., : x.shape[1]] = delta_proj_weight.detach().transpose(1, 2)
+        proj = proj.numpy()
+    _forward(rows(x), rows(delta), _rows(None, 1, ct), params, b, c, order, delta_softplus, rows(y), ct, proj)
     return y.to(x.dtype)
 
 
@@ -353,6 +362,6 @@ BACKEND = ScanBackend(
     description="the scan's loops over time compiled by numba, run on torch's threads over batch x channels",
     auto_priority=(("cpu", 0),),  # the compiled scan is the CPU default (numba is a dependency)
     # its kernels read rows of channels: x and delta channels innermost, y returned so
-    cross=CrossScan(numba_cross_scan_forward, numba_cross_scan_backward, channels_last=True),
+    cross=CrossScan(numba_cross_scan_forward, numba_cross_scan_backward, channels_last=True, projects_delta=True),
     compiled=True,
 )

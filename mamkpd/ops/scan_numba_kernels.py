@@ -7,7 +7,9 @@ scan, or the four directions of SS2D's cross scan) over rows of ``channels`` cha
 
 - ``x``, ``out``, ``gout``, ``gx``: (batch, Kx, P, channels) with Kx = K (one input row set per sequence) or
   Kx = 1 (one shared by the K sequences, and the K outputs summed into one: the cross scan);
-- ``delta``, ``z``, ``gdelta``, ``gz``: (batch, K, P, channels); an absent z is a (0, 0, 0, 0) array;
+- ``delta``, ``z``, ``gdelta``, ``gz``: (batch, K, P, channels); an absent z is a (0, 0, 0, 0) array; in the
+  forward, with a projection ``proj`` (K, rank, padded) that is not (0, 0, 0), delta is its low-rank input
+  (batch, K, P, rank), projected as it is read;
 - ``order``: (K, L), the row (position) that step t of sequence k reads and writes (the identity for a
   grouped scan);
 - ``B``, ``C``: (batch, K, N, P), read at the step's position; ``gB``, ``gC``: (batch, blocks, K, N, P);
@@ -282,10 +284,32 @@ def _tile_out(rows, steps, t0, n_steps, c0, channels, direct, tile, accumulate, 
 
 
 @njit(inline="always", **JIT)
-def _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0, bias1,
-                softplus, ahead, rows_p, prefetch_p, scratch, bc):  # fmt: skip
-    """First pass over a chunk: the block's x and delta tiled into u and dt (prefetching rows of step t +
-    ``ahead``, and those of ``rows_p`` with ``prefetch_p``), then dt = softplus(delta + bias) (or delta + bias),
+def _project_in(rows, steps, t0, n_steps, c0, proj_k, ahead, tile):
+    """tile[i, l] = sum_r rows[steps[t0 + i], r] proj_k[r, c0 + l]: the chunk's delta projected from its
+    low-rank rows as they are read (the projected delta is never written), the rows of step t + ``ahead``
+    prefetched. ``proj_k`` is padded to whole blocks with zeros."""
+    length, rank = steps.shape[0], proj_k.shape[0]
+    for i in range(n_steps):
+        t = t0 + i
+        if 0 <= t + ahead < length:
+            prefetch(rows[steps[t + ahead]], 0)
+        r = rows[steps[t]]
+        v = splat(r[0])
+        a0, a1 = v * vload(proj_k[0], c0), v * vload(proj_k[0], c0 + LANES)
+        for j in range(1, rank):
+            v = splat(r[j])
+            a0 = vfma(v, vload(proj_k[j], c0), a0)
+            a1 = vfma(v, vload(proj_k[j], c0 + LANES), a1)
+        vstore(tile, i * BLOCK, a0)
+        vstore(tile, i * BLOCK + LANES, a1)
+
+
+@njit(inline="always", **JIT)
+def _load_chunk(rows_x, rows_d, proj_k, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
+                bias1, softplus, ahead, rows_p, prefetch_p, scratch, bc):  # fmt: skip
+    """First pass over a chunk: the block's x and delta tiled into u and dt (delta projected from its low-rank
+    rows by ``proj_k`` when that is not empty; prefetching rows of step t + ``ahead``, and those of ``rows_p``
+    with ``prefetch_p``), then dt = softplus(delta + bias) (or delta + bias),
     dt u and d dt / d delta into ``scratch`` (dt, dt u, u, sigmoid; CHUNK x BLOCK each), and B and C at the
     chunk's steps into ``bc`` (CHUNK x N each, in step order: loads that miss the cache are issued here, off
     the recurrence's path). The loops that compute read only tiles: a branch between rows and tiles in them
@@ -295,7 +319,10 @@ def _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct
     b_s, c_s = bc
     n_state = Bk.shape[0]
     _tile_in(rows_x, steps, t0, n_steps, c0, channels, direct_x, ahead, u_s)
-    _tile_in(rows_d, steps, t0, n_steps, c0, channels, direct_d, ahead, dt_s)
+    if proj_k.shape[0] > 0:
+        _project_in(rows_d, steps, t0, n_steps, c0, proj_k, ahead, dt_s)
+    else:
+        _tile_in(rows_d, steps, t0, n_steps, c0, channels, direct_d, ahead, dt_s)
     for i in range(n_steps):
         t = t0 + i
         if prefetch_p and 0 <= t + ahead < length:
@@ -338,10 +365,10 @@ def _step_states(a2k, b_s, i, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at
 
 
 @njit(nogil=True, **JIT)
-def scan_forward(x, delta, z, A2, B, C, D, bias, order, softplus, first, last, out):
+def scan_forward(x, delta, z, A2, B, C, D, bias, proj, order, softplus, first, last, out):
     """``out`` for tasks first .. last - 1 (layouts in the module docstring)."""
     n_seq, length = order.shape
-    channels = delta.shape[3]
+    channels = out.shape[3]
     blocks = -(-channels // BLOCK)
     shared, has_z = x.shape[1] == 1, z.shape[0] > 0
     unit_x, unit_d, unit_z, unit_o = _unit(x), _unit(delta), _unit(z), _unit(out)
@@ -360,6 +387,7 @@ def scan_forward(x, delta, z, A2, B, C, D, bias, order, softplus, first, last, o
     b_s, c_s = bc
     h = np.empty(n_state * BLOCK, dtype=dtype)
     none = np.empty(0, dtype=dtype)
+    no_proj = np.empty((0, 0), dtype=dtype)
     for task in range(first, last):
         b, c0 = task // blocks, (task % blocks) * BLOCK
         full = c0 + BLOCK <= channels
@@ -372,11 +400,12 @@ def scan_forward(x, delta, z, A2, B, C, D, bias, order, softplus, first, last, o
             bias0, bias1 = vload(bias[k], c0), vload(bias[k], c0 + LANES)
             D0, D1 = vload(D[k], c0), vload(D[k], c0 + LANES)
             a2k, Bk, Ck = A2[k], B[b, k], C[b, k]
+            proj_k = proj[k] if proj.shape[0] > 0 else no_proj
             h[:] = 0
             for t0 in range(0, length, CHUNK):
                 n_steps = min(CHUNK, length - t0)
-                _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
-                            bias1, softplus, AHEAD, rows_o, accumulate and direct_o, scratch, bc)  # fmt: skip
+                _load_chunk(rows_x, rows_d, proj_k, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d,
+                            bias0, bias1, softplus, AHEAD, rows_o, accumulate and direct_o, scratch, bc)  # fmt: skip
                 if has_z:
                     _tile_in(rows_z, steps, t0, n_steps, c0, channels, direct_z, AHEAD, z_s)
                 for i in range(n_steps):
@@ -439,6 +468,7 @@ def scan_backward(
     bc = (np.empty(CHUNK * n_state, dtype=dtype), np.empty(CHUNK * n_state, dtype=dtype))  # B, C of a chunk
     b_s, c_s = bc
     none = np.empty(0, dtype=dtype)
+    no_proj = np.empty((0, 0), dtype=dtype)  # the backward reads the projected delta
     zero = np.zeros(1, dtype=dtype)[0]
     for task in range(first, last):
         b, blk = task // blocks, task % blocks
@@ -462,8 +492,8 @@ def scan_backward(
                 t0 = ci * CHUNK
                 n_steps = min(CHUNK, length - t0)
                 starts[ci * width : (ci + 1) * width] = h
-                _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
-                            bias1, softplus, AHEAD, rows_g, False, scratch, bc)  # fmt: skip
+                _load_chunk(rows_x, rows_d, no_proj, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d,
+                            bias0, bias1, softplus, AHEAD, rows_g, False, scratch, bc)  # fmt: skip
                 for i in range(n_steps):
                     j = i * BLOCK
                     _step_states(a2k, b_s, i, c0, vload(dt_s, j), vload(dt_s, j + LANES), vload(dtu_s, j),
@@ -476,8 +506,8 @@ def scan_backward(
                 t0 = ci * CHUNK
                 n_steps = min(CHUNK, length - t0)
                 # rows of the chunk before are prefetched while this one loads
-                _load_chunk(rows_x, rows_d, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
-                            bias1, softplus, -CHUNK, rows_g, False, scratch, bc)  # fmt: skip
+                _load_chunk(rows_x, rows_d, no_proj, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d,
+                            bias0, bias1, softplus, -CHUNK, rows_g, False, scratch, bc)  # fmt: skip
                 _tile_in(rows_g, steps, t0, n_steps, c0, channels, direct_g, -CHUNK, gy_s)
                 if has_z:
                     _tile_in(rows_z, steps, t0, n_steps, c0, channels, direct_z, -CHUNK, z_s)

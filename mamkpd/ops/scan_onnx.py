@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .cross_contract import DIRECTIONS, check_cross_inputs
+from .cross_contract import DIRECTIONS, check_cross_inputs, project_delta
 from .scan_contract import check_inputs, compute_dtype, finish
 
 __all__ = ["ONNX_SCAN_FORM", "cross_selective_scan_stepwise", "selective_scan_stepwise"]
@@ -119,11 +119,15 @@ def _merged(y: Tensor, height: int, width: int) -> Tensor:
     return rows + cols
 
 
-def cross_selective_scan_stepwise(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+def cross_selective_scan_stepwise(
+    x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, delta_proj_weight=None
+):
     """:func:`.cross_selective_scan` (shapes in :mod:`.cross_selective_scan`) as one loop over time with
     the four directions and the batch stacked into the state: the form ONNX export lowers
-    ``mamkpd::cross_selective_scan`` to."""
-    check_cross_inputs(x, delta, A, B, C, D, delta_bias)
+    ``mamkpd::cross_selective_scan`` to (a low-rank delta projected first, one MatMul)."""
+    check_cross_inputs(x, delta, A, B, C, D, delta_bias, delta_proj_weight)
+    if delta_proj_weight is not None:
+        delta = project_delta(delta, delta_proj_weight, channels_last=True)
     ct = compute_dtype(x)
     bsz, dim, height, width = x.shape
     n = A.shape[1]

@@ -124,14 +124,13 @@ class SS2D(nn.Module):
             raise RuntimeError(self._scan_unavailable)
         if self.fused_cross_scan and backend.cross is not None:
             # one kernel reads x once and writes the merged y; delta, B and C stay at spatial positions
+            # delta's projection goes into the op with its low-rank input: a kernel that projects as it reads
+            # never writes the (B, 4, d_inner, H, W) delta, the largest tensor of the block
             dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
-            if backend.cross.channels_last:  # delta channels innermost, as x: the kernels read rows of channels
-                dts = torch.matmul(dts.flatten(3).transpose(-1, -2), self.dt_projs_weight.transpose(-1, -2))
-                dts = dts.view(bsz, DIRECTIONS, height, width, self.d_inner).permute(0, 1, 4, 2, 3)
-            else:
-                dts = torch.matmul(self.dt_projs_weight.expand(bsz, -1, -1, -1), dts.flatten(3))
-                dts = dts.view(bsz, DIRECTIONS, self.d_inner, height, width)
-            y = cross_selective_scan(x.permute(0, 3, 1, 2), dts, B=Bs, C=Cs, backend=backend, **scan_args)
+            y = cross_selective_scan(
+                x.permute(0, 3, 1, 2), dts, B=Bs, C=Cs, backend=backend, delta_proj_weight=self.dt_projs_weight,
+                **scan_args,
+            )  # fmt: skip
         else:
             dts, Bs, Cs = torch.split(
                 cross_scan_per_direction(x_dbl), [self.dt_rank, self.d_state, self.d_state], dim=2
