@@ -234,8 +234,8 @@ def shifted_window_mask(h: int, w: int, ws: int, device: torch.device) -> Tensor
     for i, (hs, wsl) in enumerate((hs, wsl) for hs in slices for wsl in slices):
         regions[:, hs, wsl, :] = i
     windows = window_partition(regions, ws).squeeze(-1)
-    diff = windows.unsqueeze(1) - windows.unsqueeze(2)
-    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+    diff = windows.unsqueeze(1) - windows.unsqueeze(2)  # whole region numbers: 0, or at least 1 apart
+    return diff.abs().clamp(max=1) * -100.0
 
 
 class SwinStage(nn.Module):
