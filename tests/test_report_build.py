@@ -195,7 +195,6 @@ def test_the_report_says_why_a_paper_method_has_no_model(fixture_store, tmp_path
     }
     assert "not run (8): method not implemented by the suite: no public code at 2026-12-06" in lines["SwinPose"]
     assert "code public (leijue222/Intra-and-Inter-Human-Relation-Network-for-MPEE" in lines["I²R-Net"]
-    assert "official code public (Michel-liu/GroupPose" in lines["GroupPose-L"]
 
 
 def test_empty_store_still_reports_every_row(tmp_path):

@@ -40,6 +40,7 @@ KNOWN_NAMES = {
     "ppt_l_d6",
     "litehrnet_30",
     "ditehrnet_30",
+    "grouppose_swin_l",
 }
 
 

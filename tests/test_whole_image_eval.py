@@ -1,6 +1,7 @@
 """The whole-image (one-stage) evaluation path: KAPAO's letterbox and mapping back against the official
 functions (tests/fixtures/kapao_letterbox.npz: datasets.py load_image, augmentations.py letterbox, general.py
-scale_coords), KAPAO's fusion in image pixels, and `mamkpd evaluate` on the COCO samples for RTMO and KAPAO."""
+scale_coords), KAPAO's fusion in image pixels, and `mamkpd evaluate` on the COCO samples for RTMO, KAPAO and
+GroupPose."""
 
 from __future__ import annotations
 
@@ -124,6 +125,23 @@ def test_evaluate_cli_rtmo_and_a_model_without_augmentation(tmp_path):
     protocol = report["protocol"]
     assert protocol["letterbox"] == "affine" and protocol["flip_test"] is False and protocol["rect_stride"] is None
     assert protocol["input_channels"] == "BGR, divided by 1" and protocol["model"] == "rtmo_s"
+
+
+def grouppose_confident(model) -> None:
+    model.class_embed[-1].bias.copy_(torch.tensor([-5.0, 5.0]))  # the person class first for every query
+
+
+@requires_samples
+def test_evaluate_cli_grouppose(tmp_path):
+    """The DETR resize (short side to 128 unless the long side passes 128: the 640-wide samples become 128 wide,
+    no padding) and ImageNet normalisation; the 50 best (pose, class) pairs, all of the person class here."""
+    report = evaluate_cli("grouppose_r50", grouppose_confident, 128, tmp_path)
+    protocol = report["protocol"]
+    assert protocol["letterbox"] == "resize_short" and protocol["flip_test"] is False
+    assert protocol["input_channels"].startswith("RGB, divided by 255, normalised by mean [0.485, 0.456, 0.406]")
+    assert report["num_instances"] == 50 * len(SAMPLE_IDS)
+    xs = np.array([r["keypoints"][0::3] for r in json.loads(Path(tmp_path, report["results_file"]).read_text())])
+    assert 200 < xs.max() <= 640  # image pixels
 
 
 @requires_samples

@@ -1,8 +1,9 @@
-"""Whole-image inference of one-stage models (RTMO, KAPAO) on COCO, as their authors evaluate them: each image
-letterboxed as the model declares (its ``whole_image_input``, a :class:`mamkpd.codecs.letterbox.WholeImageInput`),
-the model's own ``predict`` (its decoding with the official thresholds, people mapped back to the image through
-the letterbox's placement), COCO keypoint results scored by the model's instance score with no rescoring and
-no OKS-NMS, scored with ``mamkpd.evaluation.coco_keypoint_ap``. The top-down path is :mod:`.inference`.
+"""Whole-image inference of one-stage models (RTMO, KAPAO, GroupPose) on COCO, as their authors evaluate them:
+each image letterboxed as the model declares (its ``whole_image_input``, a
+:class:`mamkpd.codecs.letterbox.WholeImageInput`), the model's own ``predict`` (its decoding with the official
+thresholds, people mapped back to the image through the letterbox's placement), COCO keypoint results scored by
+the model's instance score with no rescoring and no OKS-NMS, scored with ``mamkpd.evaluation.coco_keypoint_ap``.
+The top-down path is :mod:`.inference`.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def evaluate_whole_image(
         "test_time_augmentation": "the model's own" if augment else "none",
         "codec": "the model's own decoding",
         "letterbox": spec.resampling,
-        "input_channels": f"{spec.channels.upper()}, divided by {spec.divide_by:g}",
+        "input_channels": f"{spec.channels.upper()}, divided by {spec.divide_by:g}"
+        + (f", normalised by mean {list(spec.mean)} and std {list(spec.std)}" if spec.mean is not None else ""),
         "input_size": list(model.input_size),
         "rect_stride": None if augment else spec.rect_stride,
         "rescoring": "none",

@@ -73,6 +73,8 @@ FREE_OPS = frozenset(
         "aten::abs",
         "aten::log",
         "aten::floor_divide",
+        "aten::lt",
+        "aten::all",
         "aten::scatter_",
         "aten::index",
         "aten::gather",
