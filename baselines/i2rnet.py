@@ -234,11 +234,12 @@ class HRFormerModule(nn.Module):
         return outs
 
 
-class HRFormer(nn.Module):
-    """The official ``HRT``: (N, 3, H, W) -> the 1/4 branch of the last stage (N, 78, H/4, W/4)."""
+class HRFormer(HRNet):
+    """The official ``HRT``: (N, 3, H, W) -> the 1/4 branch of the last stage (N, 78, H/4, W/4). HRNet's stem,
+    transitions and forward, HRFormer's stage-1 depth and modules."""
 
     def __init__(self, cfg: HRFormerConfig):
-        super().__init__()
+        nn.Module.__init__(self)  # HRNet's attributes, HRFormer's modules
         self.conv1, self.bn1 = _conv_bn(3, 64, 3, 2)
         self.conv2, self.bn2 = _conv_bn(64, 64, 3, 2)
         self.relu = nn.ReLU()
@@ -253,15 +254,6 @@ class HRFormer(nn.Module):
             self.add_module(f"stage{stage}", nn.Sequential(*built))
             previous = channels
         self.out_channels = previous[0]
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
-        xs = [self.layer1(x)]
-        for stage in self.stages:
-            transition = getattr(self, f"transition{stage - 1}")
-            xs = [xs[i] if layer is None else layer(xs[min(i, len(xs) - 1)]) for i, layer in enumerate(transition)]
-            xs = getattr(self, f"stage{stage}")(xs)
-        return xs[0]
 
 
 class KeypointHead(nn.Module):
@@ -402,12 +394,12 @@ class I2RNet(nn.Module):
         self.resamples = inter.resamples
 
     def forward(self, x: Tensor, lengths: Sequence[int] | None = None) -> Tensor:
+        sizes = _groups(lengths, x.shape[0])
         single = self.singleformer(x)
         t = single
         for _ in range(self.resamples):
             t = self.maxpool(t)
         n, c, h, w = t.shape
-        sizes = _groups(lengths, n)
         longest = max(sizes)
         tokens = t.flatten(2).transpose(1, 2)  # (N, h * w, C)
         if all(s == longest for s in sizes):

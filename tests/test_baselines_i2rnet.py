@@ -6,6 +6,9 @@ fvcore counts."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +20,14 @@ import mamkpd
 from mamkpd.codecs import build_codec
 from mamkpd.data import DATASETS
 from mamkpd.engine.inference import predict_outputs
-from mamkpd.harness.measure.complexity import measure_complexity
 from mamkpd.paper.published import PUBLISHED_PARAMS
 from mamkpd.paper.tolerances import PARAMS_REL_BASELINE
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
 NAME = "i2rnet_hrformer_b"
+# what fvcore leaves uncounted here: shape arithmetic, elementwise ops, softmax, GELU, pooling, padding
+FREE_OPS = {f"aten::{op}" for op in ("add", "neg", "sub", "mul", "pow", "softmax", "gelu", "max_pool2d", "pad")}
 INPUT_SEED = 53  # the fixture's torch.Generator seed: the three tiny crops, then the flip-test crop
 
 
@@ -118,17 +123,24 @@ def test_parameters_are_the_official_builds_and_the_published_count(ref):
     assert count - trainable == 202_459 + 41_236 + 1_343  # position embedding, window tables, first-stage head
 
 
-def test_fvcore_counts_every_costly_op_per_person():
-    """One sample is one person crop (its own group); fvcore's multiply-adds leave no costly op uncounted,
-    the window attention's products included."""
-    c = measure_complexity(NAME, input_size=(64, 32))
-    assert c.uncounted_non_free == {}, c.unsupported_ops
-    assert c.by_operator["matmul"] > 0 and c.by_operator["linear"] > 0
+def test_cli_counts_the_official_build_per_person_crop(ref):
+    """`mamkpd complexity --model i2rnet_hrformer_b`: the official build's count, one sample a person crop, and
+    fvcore's multiply-adds with the window attention's products (no costly op of it goes uncounted: only shape
+    arithmetic, elementwise ops, pooling and pads are left, as tests/test_models_contract.py's models)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = ["complexity", "--model", NAME, "--input-size", "64", "32", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads(done.stdout)
+    assert row["params"] == int(ref["params"]) and row["sample"] == "person crop" and row["counter"] == "fvcore"
+    assert row["by_operator"]["matmul"] > 0 and row["by_operator"]["linear"] > 0 and row["batch"] == 1
+    assert set(row["unsupported_ops"]) <= FREE_OPS, row["unsupported_ops"]
 
 
-def test_lengths_and_input_size_are_checked():
-    model = mamkpd.create_model(NAME, input_size=(64, 32)).eval()
+def test_lengths_and_input_size_are_checked(tiny_model):
     with pytest.raises(ValueError, match=r"lengths must be positive group sizes adding up to the batch \(3\)"):
-        model(torch.zeros(3, 3, 64, 32), lengths=[2, 2])
+        tiny_model(torch.zeros(3, 3, 64, 32), lengths=[2, 2])
     with pytest.raises(ValueError, match="multiples of 32"):
         mamkpd.create_model(NAME, input_size=(256, 200))

@@ -40,6 +40,7 @@ KNOWN_NAMES = {
     "ppt_l_d6",
     "litehrnet_30",
     "ditehrnet_30",
+    "i2rnet_hrformer_b",
 }
 
 
