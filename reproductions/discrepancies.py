@@ -43,6 +43,10 @@ KNOWN_DISCREPANCIES: dict[tuple[str, str, str], str] = {
     "[3, 6, 9]): 8.94 GFLOPs under the HRNet repository's counter, more under fvcore's multiply-adds; the printed "
     "8.7 is what pruning after layers 1, 2 and 3 would give (8.71), which no released config sets",
     ("table2", "TokenPose-L", "gflops"): _HRNET_COUNTER + " (TokenPose-L/D6's 9.1; fvcore adds the attention products)",
+    ("table2", "I2R-Net", "gflops"): "12.8 GFLOPs is not what the official build counts under fvcore's multiply-adds "
+    "(14.2 per person crop at 256x192, about 1.2 of it HRFormer's window projections of the zero padding of its 7x7 "
+    "windows) nor under the repository's own tools/compute_flops.py counter (10.1 per person under torch 2.13: "
+    "DETR's jit counter, which skips linear layers, GELU and upsampling)",
     ("table2", "Lite-HRNet", "params_m"): "1.8M is the Lite-HRNet README's rounding of Lite-HRNet-30's 1.764M (the "
     "count its config builds, 2% below the printed figure)",
     ("table2", "Lite-HRNet", "gflops"): _HRNET_FAMILY_384.format("Lite-HRNet-30", 717.8, 0.32, 0.34, 0.77),

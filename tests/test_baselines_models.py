@@ -17,6 +17,7 @@ RTMO = ("rtmo_s", "rtmo_m", "rtmo_l")  # one-stage: a whole image per sample, de
 KAPAO = ("kapao_s", "kapao_m", "kapao_l")  # one-stage at 1280x1280, decoded by KAPAO itself
 RTMPOSE = ("rtmpose_t", "rtmpose_s", "rtmpose_m", "rtmpose_l")  # top-down, SimCC vectors
 TOKENPOSE_AND_PPT = ("tokenpose_s_v1", "tokenpose_b", "tokenpose_l_d6", "tokenpose_l_d24", "ppt_s", "ppt_b", "ppt_l_d6")
+I2RNET = ("i2rnet_hrformer_b",)  # top-down heatmaps, DarkPose's test code too
 # the input sizes of Table 2 cells the paper prints at 384x288 (Lite-HRNet's and Dite-HRNet's GFLOPs and AP)
 AT_384X288 = ("litehrnet_30_384x288", "ditehrnet_30_384x288")
 VITPOSE = ("vitpose_s", "vitpose_b", "vitpose_l", "vitpose_s_simple", "vitpose_b_simple", "vitpose_l_simple")
@@ -46,7 +47,8 @@ def test_every_baseline_is_registered_with_its_sample_kind():
             **{n: "simcc" for n in RTMPOSE},
             **{n: "udp" for n in VITPOSE},
         }
-        own.update({n: "darkpose" for n in TOKENPOSE_AND_PPT})  # TokenPose and PPT train and test with DarkPose's code
+        # TokenPose, PPT and I²R-Net train and test with DarkPose's code
+        own.update({n: "darkpose" for n in TOKENPOSE_AND_PPT + I2RNET})
         assert info.codec == own.get(name, "msra")  # the others test with MSRA heatmaps
         assert not info.has_scan and info.tolerance_class == "official"  # the authors' architectures, no scan
 

@@ -137,7 +137,8 @@ def test_every_paper_row_and_cell_present_with_right_statuses(fixture_store):
     t2 = report.comparisons["table2"].set_index(["row", "metric"])
     assert t2.loc[("MamKPD-B", "AP"), "reason"] == "COCO not found at /nowhere"
     assert t2.loc[("MamKPD-B", "fps"), "status"] == "measured"
-    assert t2.loc[("I2R-Net", "AP"), "reason"].startswith("method not implemented by the suite: code public")
+    assert t2.loc[("GroupPose-L", "AP"), "reason"].startswith("method not implemented by the suite: official code")
+    assert t2.loc[("I2R-Net", "AP"), "reason"] == "no measurement of i2rnet_hrformer_b in the results store"
     assert t2.loc[("GroupPose-L", "params_m"), "status"] == NOT_IN_PAPER
     assert t2.loc[("HRNet-W32", "gflops"), "delta"] == pytest.approx(0.59)
     assert "counter MAC (fvcore)" in t2.loc[("HRNet-W32", "gflops"), "protocol"]
@@ -194,7 +195,6 @@ def test_the_report_says_why_a_paper_method_has_no_model(fixture_store, tmp_path
         if line.startswith("| ")
     }
     assert "not run (8): method not implemented by the suite: no public code at 2026-12-06" in lines["SwinPose"]
-    assert "code public (leijue222/Intra-and-Inter-Human-Relation-Network-for-MPEE" in lines["I²R-Net"]
 
 
 def test_empty_store_still_reports_every_row(tmp_path):

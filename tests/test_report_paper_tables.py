@@ -41,6 +41,7 @@ KNOWN_NAMES = {
     "litehrnet_30",
     "ditehrnet_30",
     "grouppose_swin_l",
+    "i2rnet_hrformer_b",
 }
 
 

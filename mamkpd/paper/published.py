@@ -77,6 +77,13 @@ PUBLISHED_PARAMS: dict[str, PublishedCount] = {
     "kapao_s": PublishedCount(12.6, _KAPAO_PAPER),
     "kapao_m": PublishedCount(35.8, _KAPAO_PAPER),
     "kapao_l": PublishedCount(77.0, _KAPAO_PAPER),
+    # I²R-Net's README has no size column: its paper's (Ding et al., IJCAI 2022, arXiv 2206.10892) COCO val2017
+    # table, HRFormer-B first stage at 256x192 (its tools/compute_flops.py: DETR's jit counter over the first 100
+    # val2017 images, each image's people one group, divided by the people); the official build of
+    # interformer_coco_hrt_192_p2_b12.yaml counts 43,720,943
+    "i2rnet_hrformer_b": PublishedCount(
+        43.7, "I²R-Net paper (IJCAI 2022) COCO val2017 table, HRFormer-B, 256x192", gflops=12.8
+    ),
     # the paper prints TokenPose-L/D6's 20.8M (and 8.7 GFLOPs) for PPT-L; its released L/D6 config builds this
     "ppt_l_d6": PublishedCount(
         20.30, "HowieMa/PPT ppt_L_D6_256_192_patch43_dim192_depth6_heads8.yaml as its code builds it"
