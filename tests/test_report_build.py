@@ -137,8 +137,9 @@ def test_every_paper_row_and_cell_present_with_right_statuses(fixture_store):
     t2 = report.comparisons["table2"].set_index(["row", "metric"])
     assert t2.loc[("MamKPD-B", "AP"), "reason"] == "COCO not found at /nowhere"
     assert t2.loc[("MamKPD-B", "fps"), "status"] == "measured"
-    assert t2.loc[("GroupPose-L", "AP"), "reason"].startswith("method not implemented by the suite: official code")
-    assert t2.loc[("I2R-Net", "AP"), "reason"] == "no measurement of i2rnet_hrformer_b in the results store"
+    assert t2.loc[("SwinPose", "AP"), "reason"].startswith("method not implemented by the suite: no public code")
+    for row, name in (("I2R-Net", "i2rnet_hrformer_b"), ("GroupPose-L", "grouppose_swin_l")):
+        assert t2.loc[(row, "AP"), "reason"] == f"no measurement of {name} in the results store"
     assert t2.loc[("GroupPose-L", "params_m"), "status"] == NOT_IN_PAPER
     assert t2.loc[("HRNet-W32", "gflops"), "delta"] == pytest.approx(0.59)
     assert "counter MAC (fvcore)" in t2.loc[("HRNet-W32", "gflops"), "protocol"]
