@@ -1,5 +1,6 @@
-"""PyTorch eager against ONNX Runtime on the CPU: MamKPD-S/B/L, HRNet-W32 and RTMPose-m, batch 1 and 8, and
-the goals of issue 18 that these speeds decide, each printed as met or short. Models with a selective scan
+"""PyTorch eager (plain, and with every Linear on oneDNN) against ONNX Runtime on the CPU: MamKPD-S/B/L,
+HRNet-W32 and RTMPose-m, batch 1 and 8, and the goals of issue 18 that these speeds decide, each printed as met
+or short. Models with a selective scan
 are timed in both ONNX scan forms: the portable ONNX ``Scan`` and the custom-op file (Python onnxruntime only).
 
 Benchmarks, not tests: run with ``OMP_NUM_THREADS=1 python -m pytest benchmarks/test_bench_runtimes.py
@@ -14,6 +15,7 @@ export fails is listed with its error, and a goal that needs it prints short.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +26,16 @@ import torch
 from mamkpd import create_model
 from mamkpd.export import CUSTOM_OP_SCAN_FORM, example_input, input_size_of, onnx_runner, prepare_for_export
 from mamkpd.models import model_info, scan_backend_of
+from mamkpd.ops import OneDNNLinear
 
 MODELS = ("mamkpd_s", "mamkpd_b", "mamkpd_l", "hrnet_w32", "rtmpose_m")  # RTMPose-m: what real-time users deploy
 # onnxruntime runs the portable ONNX Scan form; "onnxruntime custom-op" the file whose scans are custom nodes run
 # by mamkpd's kernel (Python onnxruntime only), timed for the models that have a scan
 ORT, ORT_CUSTOM = "onnxruntime", f"onnxruntime {CUSTOM_OP_SCAN_FORM}"
-RUNTIMES = ("eager", ORT, ORT_CUSTOM)
+# eager with every Linear on oneDNN (the fp32-onednn preset, mamkpd.ops.onednn_linear: MKL's SGEMM runs AVX2
+# code on AMD CPUs), for every model alike
+EAGER_ONEDNN = "eager fp32-onednn"
+RUNTIMES = ("eager", EAGER_ONEDNN, ORT, ORT_CUSTOM)
 ROUNDS = {1: 5, 8: 3}  # per batch size: a batch-8 round of the ONNX scan form takes minutes today
 SUBJECT, REFERENCE = "mamkpd_b", "hrnet_w32"
 # issue 18's goals that these timings decide: MamKPD-B eager over HRNet-W32 eager, per batch size
@@ -69,9 +75,10 @@ def _runner(name: str, batch: int, runtime: str) -> Timed:
         return Timed(name, runtime, runner, info)
     model = prepare_for_export(create_model(name))
     x = example_input(input_size_of(name), batch)
+    linear = OneDNNLinear if runtime == EAGER_ONEDNN else contextlib.nullcontext
 
     def run():
-        with torch.inference_mode():
+        with torch.inference_mode(), linear():
             return model(x)
 
     return Timed(name, runtime, run, dict(scan_backend=scan_backend_of(model) or "-"))
@@ -103,16 +110,17 @@ def _goals(speed: dict[tuple[str, str], float], batch: int) -> list[str]:
         ]
     goals += [
         (
-            f"MamKPD-B eager >= {EAGER_OVER_REFERENCE[batch]:.1f}x HRNet-W32 eager",
-            eager / speed[(REFERENCE, "eager")],
+            f"MamKPD-B {runtime} >= {EAGER_OVER_REFERENCE[batch]:.1f}x HRNet-W32 {runtime}",
+            speed[(SUBJECT, runtime)] / speed[(REFERENCE, runtime)],
             EAGER_OVER_REFERENCE[batch],
-        ),
+        )
+        for runtime in ("eager", EAGER_ONEDNN)
     ]
     return [f"  batch {batch}: {what}: {ratio:.2f}x -> {_verdict(ratio, goal)}" for what, ratio, goal in goals]
 
 
 def _table(runners: list[Timed], batch: int) -> list[str]:
-    lines = [f"{'model':<11} {'runtime':<22} {'img/CPU-s':>9} {'img/s wall':>10}  ORT/eager  notes"]
+    lines = [f"{'model':<11} {'runtime':<22} {'img/CPU-s':>9} {'img/s wall':>10}  ÷ eager    notes"]
     cpu = {(r.model, r.runtime): r.per_s(batch, r.cpu_s) for r in runners}
     for r in runners:
         ratio = cpu[(r.model, r.runtime)] / cpu[(r.model, "eager")] if r.runtime != "eager" else None

@@ -1,6 +1,7 @@
-"""Scan kernels: the selective scan's entry point, its reference and its backends."""
+"""Kernels: the selective scan's entry point, its reference and its backends; linear layers on oneDNN."""
 
 from .cross_selective_scan import cross_scan_positions, cross_selective_scan, cross_selective_scan_flop_jit
+from .onednn_linear import OneDNNLinear, onednn_linear_unavailable
 from .scan_contract import CrossScan, ScanBackend
 from .scan_cuda import cuda_backend_available
 from .scan_onnx import ONNX_SCAN_FORM, cross_selective_scan_stepwise, selective_scan_stepwise
@@ -27,11 +28,13 @@ __all__ = [
     "SCAN_BACKEND_CHOICES",
     "SCAN_BACKENDS",
     "CrossScan",
+    "OneDNNLinear",
     "ScanBackend",
     "auto_order",
     "backend_unavailable",
     "check_scan_backend",
     "get_backend",
+    "onednn_linear_unavailable",
     "cross_scan_bytes_moved",
     "cross_scan_positions",
     "cross_selective_scan",

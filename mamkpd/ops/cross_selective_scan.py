@@ -19,10 +19,10 @@ Why the op takes the projection: the projected delta, (batch, 4, dim, H, W), is 
 SS2D forward (75 MB for MamKPD-B's stage 1 at batch 8). A backend whose kernel projects as it reads
 (``CrossScan.projects_delta``: numba) never writes it. Writing it costs a GEMM with a tiny inner dimension
 and, at batch 8, the page faults of a tensor that size (glibc maps allocations over 32 MB fresh each time):
-MamKPD-B's eager CPU forward went from 104 to 90 ms per image at batch 1 and from 109 to 91 at batch 8 (one
-process, alternating, 1 thread, a loaded machine). Elsewhere the op projects first and runs the kernel on the
-result. Gradients always go through the
-projected delta (the backward recomputes it), so only the forward is fused.
+MamKPD-B's eager CPU forward went from 91 to 78 ms per image at batch 1 and from 116 to 93 at batch 8 (one
+process, the two alternating, 1 thread, CPU time, the idle 2-core machine). Elsewhere the op projects first
+and runs the kernel on the result. Gradients always go through the projected delta (the backward recomputes
+it), so only the forward is fused.
 
 On the ``triton`` backend the whole of it is one kernel (:func:`.scan_triton.triton_cross_scan_forward`),
 on ``numba`` one kernel call that reads x in channels-last memory (:func:`.scan_numba.numba_cross_scan_forward`,

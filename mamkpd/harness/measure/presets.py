@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ...ops import OneDNNLinear, onednn_linear_unavailable
+
 __all__ = ["Preset", "PRESETS", "AUTOCAST_DTYPES", "preset_flags", "check_preset_device"]
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -24,6 +26,8 @@ class Preset:
     tf32: bool = False
     compile_mode: str = ""  # "" for eager, else a torch.compile mode
     cuda_only: bool = False
+    # every float32 Linear on oneDNN, not MKL (CPU only; mamkpd.ops.onednn_linear says why)
+    onednn_linear: bool = False
     description: str = ""
 
 
@@ -32,6 +36,11 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset("fp32", description="eager float32, TF32 and cudnn.benchmark off"),
         Preset("fp32-cl", channels_last=True, description="fp32 with channels_last memory format"),
+        Preset(
+            "fp32-onednn",
+            onednn_linear=True,
+            description="fp32 with every Linear run by oneDNN's AVX-512 inner product, not MKL's SGEMM (CPU)",
+        ),
         Preset("bf16", precision="bf16", description="bfloat16 autocast"),
         Preset("fp16", precision="fp16", cuda_only=True, description="float16 autocast"),
         Preset(
@@ -82,7 +91,8 @@ def preset_flags(preset: Preset):
     torch.backends.cuda.matmul.allow_tf32 = preset.tf32
     torch.backends.cudnn.allow_tf32 = preset.tf32
     try:
-        yield
+        with OneDNNLinear() if preset.onednn_linear else contextlib.nullcontext():
+            yield
     finally:
         (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) = saved
 
@@ -90,10 +100,14 @@ def preset_flags(preset: Preset):
 def check_preset_device(preset: Preset, device: str) -> None:
     """A clear error when ``device`` is not a device this preset can time on."""
     if device.startswith("cuda"):
+        if preset.onednn_linear:
+            raise ValueError(f"preset {preset.name!r} ({preset.description}) is for the CPU; use fp32 on a GPU")
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {device!r} asked for but no CUDA device is available")
     elif device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
+    elif preset.onednn_linear and onednn_linear_unavailable():
+        raise RuntimeError(f"preset {preset.name!r}: {onednn_linear_unavailable()}")
     elif preset.cuda_only:
         raise ValueError(
             f"preset {preset.name!r} ({preset.description}) needs a CUDA device; "
