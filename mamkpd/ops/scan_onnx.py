@@ -33,10 +33,11 @@ per-node cost: each step runs seven small nodes, where the numba kernel keeps th
 compiled C++ custom-op library is out: the onnxruntime wheel ships no C headers to build one against.
 
 The other export form, ``custom-op`` (:mod:`mamkpd.export.custom_op`), writes each scan as one node that
-onnxruntime-extensions runs with the numba kernel: MamKPD-B in onnxruntime 15.3 img/s at batch 1 and 14.2 at
-batch 8 (1.36x/1.68x eager, against 0.42x/0.52x for this form; HRNet-W32 in onnxruntime 13.8/15.9, 1 thread,
-same process, alternating); MamKPD-S 1.32x/1.33x (this form 0.37x/0.45x), MamKPD-L 1.43x/1.73x
-(0.48x/0.57x). Its file runs only in a Python process with mamkpd and onnxruntime-extensions installed, so
+onnxruntime-extensions runs with the numba kernel (the delta projection inside it, as eager): MamKPD-B in
+onnxruntime 16.2 img/s at batch 1 and 14.8 at batch 8 (1.29x/1.35x eager, against 0.40x/0.42x for this form;
+HRNet-W32 in onnxruntime 15.0/15.2; 1 thread, one process, alternating, the idle 2-core machine;
+``benchmarks/test_bench_runtimes.py``); MamKPD-S 1.28x/1.28x (this form 0.39x/0.37x), MamKPD-L 1.32x/1.55x
+(0.48x/0.53x). Its file runs only in a Python process with mamkpd and onnxruntime-extensions installed, so
 this portable form stays the default.
 """
 

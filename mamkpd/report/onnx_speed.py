@@ -30,7 +30,14 @@ def measure_onnx_speeds(store, plan: RunPlan, progress) -> None:
     if plan.device != "cpu":
         progress.leave_out(ONNX_STEP_TITLE, f"timed on the CPU only, not on --device {plan.device}")
         return
-    names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
+    names = [n for n in dict.fromkeys([plan.speed_reference, *plan.speed_models]) if n not in plan.onnx_skip]
+    for name in plan.onnx_skip:
+        if name in plan.speed_models:
+            progress.leave_out(
+                f"ONNX Runtime speed of {name}",
+                f"its export alone takes 25-85 s (RunPlan.onnx_skip): "
+                f"`mamkpd fps --runtime onnxruntime --model {name}`",
+            )
     slowest = plan.onnx_first_estimate_s
     for index, name in enumerate(names):
         if not progress.fits(slowest):
