@@ -94,3 +94,4 @@ def test_fps_cli_times_with_the_preset_and_records_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["preset"]["name"] == "fp32-onednn" and out["preset"]["onednn_linear"] is True
+    assert out["runtime"] == "eager (Linear on oneDNN)"  # what the store's runtime column says

@@ -19,7 +19,7 @@ import torch
 
 from ...engine.memory import check_batch_fits, out_of_memory
 from .machine import GpuClockState
-from .presets import AUTOCAST_DTYPES, PRESETS, Preset, check_preset_device, preset_flags
+from .presets import AUTOCAST_DTYPES, ONEDNN_LINEAR_RUNTIME, PRESETS, Preset, check_preset_device, preset_flags
 from .timing import FpsResult, TimingProtocol, time_callable
 
 __all__ = ["FpsMeasurement", "measure_model_fps", "speed_ratios", "REFERENCE_MODEL"]
@@ -177,8 +177,11 @@ def measure_model_fps(
         scan_backend=backend_used,
         sample=info.sample,
         result=result,
-        # a compiled cell that generated no code says so (the store's compile_mode alone would not)
-        runtime="eager" if not chosen.compile_mode or compile_backend == "inductor" else f"dynamo-{compile_backend}",
+        # a compiled cell that generated no code says so (the store's compile_mode alone would not); so does one
+        # whose Linear layers ran on oneDNN (no column of the store says it), and the report's tables then prefer
+        # plain eager cells
+        runtime=("eager" if not chosen.compile_mode or compile_backend == "inductor" else f"dynamo-{compile_backend}")
+        + (f" {ONEDNN_LINEAR_RUNTIME}" if chosen.onednn_linear else ""),
     )
 
 

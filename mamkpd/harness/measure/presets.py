@@ -10,9 +10,10 @@ import torch
 
 from ...ops import OneDNNLinear, onednn_linear_unavailable
 
-__all__ = ["Preset", "PRESETS", "AUTOCAST_DTYPES", "preset_flags", "check_preset_device"]
+__all__ = ["Preset", "PRESETS", "AUTOCAST_DTYPES", "ONEDNN_LINEAR_RUNTIME", "preset_flags", "check_preset_device"]
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+ONEDNN_LINEAR_RUNTIME = "(Linear on oneDNN)"  # what a timing under an onednn_linear preset adds to its runtime
 
 
 @dataclass(frozen=True)
