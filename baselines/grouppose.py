@@ -613,8 +613,8 @@ def check_grouppose_size(input_size: Sequence[int], num_queries: int, name: str)
     tokens = sum(math.ceil(h / s) * math.ceil(w / s) for s in LEVEL_STRIDES)
     if tokens < num_queries:
         raise ValueError(
-            f"{name}: input_size {h}x{w} gives {tokens} encoder tokens over strides {LEVEL_STRIDES}, fewer than "
-            f"its {num_queries} queries"
+            f"{name}: input_size must be (H, W) whose encoder levels (strides {LEVEL_STRIDES}) hold at least its "
+            f"{num_queries} queries' worth of tokens, got {h}x{w}: {tokens} tokens"
         )
     return h, w
 

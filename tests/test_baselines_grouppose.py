@@ -119,5 +119,5 @@ def test_predict_in_image_pixels(swin_t_outputs):
 
 
 def test_input_too_small_for_the_queries():
-    with pytest.raises(ValueError, match="grouppose_r50.*fewer than its 100 queries"):
+    with pytest.raises(ValueError, match=r"^grouppose_r50: input_size must be \(H, W\) whose .* 100 queries"):
         mamkpd.create_model("grouppose_r50", input_size=(64, 48))

@@ -68,6 +68,9 @@ def test_ctrl_c_during_report_run_leaves_a_consistent_store_and_no_half_report(t
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, which Ctrl-C in a terminal signals as a whole
+        # Ctrl-C as a terminal delivers it: a shell that starts jobs in the background (a CI runner's) has them
+        # ignore SIGINT, and the ignoring is inherited
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (store.exists() and store.stat().st_size > 20_000):

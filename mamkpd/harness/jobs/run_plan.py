@@ -68,27 +68,26 @@ class RunPlan:
     # RTMPose-m: not in the paper, the real-time model users deploy; timed beside the paper's (REPORT.md's
     # RTMPose section), as are its four sizes counted
     # then Table 2's other methods, cheapest first (a few seconds each on 2 idle cores), so that a tight budget
-    # leaves out the costliest, then Lite-HRNet-30 and Dite-HRNet-30 (about 2 s each): the lightweight rows print
-    # no FPS, so these timings are the only speeds they have.
+    # leaves out the costliest; the lightweight rows print no FPS, so these timings are the only speeds they have.
     # The 60-1000 GFLOPs ones (ViTPose-L, RTMO-M/L, KAPAO-M/L, GroupPose-L) are left to `mamkpd fps`
     speed_models: tuple[str, ...] = (
         "hrnet_w32",
         "mamkpd_s",
         "mamkpd_b",
         "rtmpose_m",
+        "litehrnet_30",
+        "ditehrnet_30",
         "tokenpose_s_v1",
+        "sbl_res50",
         "ppt_b",
         "ppt_l_d6",
         "tokenpose_l_d6",
-        "sbl_res50",
         "rtmo_s",
-        "i2rnet_hrformer_b",
         "sbl_res152",
         "hrnet_w48",
+        "i2rnet_hrformer_b",
         "vitpose_b",
         "kapao_s",
-        "litehrnet_30",
-        "ditehrnet_30",
     )
     beside_models: tuple[str, ...] = ("rtmpose_t", "rtmpose_s", "rtmpose_m", "rtmpose_l")
     speed_reference: str = "hrnet_w32"
