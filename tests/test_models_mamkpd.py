@@ -181,3 +181,23 @@ def test_each_model_names_the_codec_its_authors_used():
     assert mamkpd.model_info("mamkpd_b").codec == "msra"
     assert mamkpd.model_info("hrnet_w32").codec == "msra"
     assert mamkpd.model_info("vitpose_b").codec == "udp"
+
+
+def test_inference_runs_the_stem_a_few_images_at_a_time_with_the_same_outputs(monkeypatch):
+    """At inference the stem and the first downsampling run on chunks of the batch (their activations stay under
+    glibc's mmap ceiling); every op there acts on each image alone, so the outputs are those of the whole batch."""
+    import importlib
+
+    module = importlib.import_module("mamkpd.models.mamkpd")
+    model = mamkpd.create_model("mamkpd_b", depths=[1, 1, 1], dims=[32, 64, 128]).eval()
+    x = torch.randn(5, 3, 64, 48)
+    stem_calls = []
+    model.stem.register_forward_hook(lambda mod, args, out: stem_calls.append(args[0].shape[0]))
+    with torch.inference_mode():
+        whole = model(x)
+        assert stem_calls == [5]
+        per_image = 4 * 32 * 32 * 24  # bytes of one image's stem output
+        monkeypatch.setattr(module, "STEM_CHUNK_BYTES", 2 * per_image)
+        chunked = model(x)
+    assert stem_calls[1:] == [2, 2, 1]
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-7)

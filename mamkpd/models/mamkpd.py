@@ -69,6 +69,11 @@ class MamKPDConfig:
         return (self.input_size[0] // 4, self.input_size[1] // 4)
 
 
+# the stem's activations are computed a few images at a time at inference so that each stays under glibc's
+# 32 MB mmap ceiling (see MamKPD._stem_and_downsample), with room for the next one
+STEM_CHUNK_BYTES = 16 * 2**20
+
+
 class Stem(nn.Module):
     """Paper Fig. 2(b): a 7x7 conv (stride 2) and two 3x3 depthwise convs, each with BN and ReLU."""
 
@@ -139,7 +144,10 @@ class Stage(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        context = self.downsample(x)  # (B, H, W, C)
+        return self.forward_context(self.downsample(x))
+
+    def forward_context(self, context: Tensor) -> Tensor:
+        """The stage after its downsampling, from the downsampled features ``context`` (B, H, W, C)."""
         y = self.blocks(context)
         if self.gate:  # SS2D output as attention weights over the intra-patch features
             # in place where autograd records nothing (its backward would need y), saving a tensor per stage
@@ -196,11 +204,28 @@ class MamKPD(nn.Module):
         # channels-last from the start: oneDNN runs the stem's 7x7 conv (3 input channels) and every depthwise
         # conv after it several times faster in NHWC, and the stages' (B, H, W, C) views of it are then free
         x = x.contiguous(memory_format=torch.channels_last)
+        stages = iter(self.stages)
         if self.stem is not None:
-            x = self.stem(x)
-        for stage in self.stages:
+            first = next(stages)
+            x = first.forward_context(self._stem_and_downsample(x, first))
+        for stage in stages:
             x = stage(x)
         return self.head(x)
+
+    def _stem_and_downsample(self, x: Tensor, first: Stage) -> Tensor:
+        """The stem and the first stage's downsampling: at inference, a few images at a time. The stem's
+        outputs are the model's largest activations (C x H/2 x W/2 floats an image: 4.7 MB for MamKPD-B at
+        256x192); a tensor over glibc's 32 MB mmap ceiling is mapped afresh, page fault by page fault, every
+        time it is allocated, where smaller ones reuse the heap. The downsampled result is a quarter the size,
+        and every op before it acts on each image alone, so the outputs are the same."""
+        inference = not (self.training or torch.is_grad_enabled() or torch.jit.is_tracing())
+        if not inference or torch.compiler.is_compiling():
+            return first.downsample(self.stem(x))
+        per_image = 4 * self.config.dims[0] * (x.shape[2] // 2) * (x.shape[3] // 2)  # bytes of a stem output
+        chunk = max(1, STEM_CHUNK_BYTES // per_image)
+        if x.shape[0] <= chunk:
+            return first.downsample(self.stem(x))
+        return torch.cat([first.downsample(self.stem(part)) for part in x.split(chunk)])
 
 
 # ------------------------------------------------------------------------------------------ variants
