@@ -34,10 +34,10 @@ compiled C++ custom-op library is out: the onnxruntime wheel ships no C headers 
 
 The other export form, ``custom-op`` (:mod:`mamkpd.export.custom_op`), writes each scan as one node that
 onnxruntime-extensions runs with the numba kernel (the delta projection inside it, as eager): MamKPD-B in
-onnxruntime 16.2 img/s at batch 1 and 14.8 at batch 8 (1.29x/1.35x eager, against 0.40x/0.42x for this form;
-HRNet-W32 in onnxruntime 15.0/15.2; 1 thread, one process, alternating, the idle 2-core machine;
-``benchmarks/test_bench_runtimes.py``); MamKPD-S 1.28x/1.28x (this form 0.39x/0.37x), MamKPD-L 1.32x/1.55x
-(0.48x/0.53x). Its file runs only in a Python process with mamkpd and onnxruntime-extensions installed, so
+onnxruntime 15.9 img/s at batch 1 and 15.2 at batch 8 (1.27x/1.17x eager, against 0.40x/0.35x for this form;
+HRNet-W32 in onnxruntime 15.1/15.4; 1 thread, one process, alternating, the idle 2-core machine;
+``benchmarks/test_bench_runtimes.py``); MamKPD-S 1.27x/1.23x (this form 0.39x/0.35x), MamKPD-L 1.33x/1.31x
+(0.47x/0.43x). Its file runs only in a Python process with mamkpd and onnxruntime-extensions installed, so
 this portable form stays the default.
 """
 
