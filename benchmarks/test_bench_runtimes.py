@@ -15,7 +15,6 @@ export fails is listed with its error, and a goal that needs it prints short.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ import torch
 
 from mamkpd import create_model
 from mamkpd.export import CUSTOM_OP_SCAN_FORM, example_input, input_size_of, onnx_runner, prepare_for_export
+from mamkpd.harness.measure.presets import PRESETS, preset_flags
 from mamkpd.models import model_info, scan_backend_of
-from mamkpd.ops import OneDNNLinear
 
 MODELS = ("mamkpd_s", "mamkpd_b", "mamkpd_l", "hrnet_w32", "rtmpose_m")  # RTMPose-m: what real-time users deploy
 # onnxruntime runs the portable ONNX Scan form; "onnxruntime custom-op" the file whose scans are custom nodes run
@@ -75,10 +74,10 @@ def _runner(name: str, batch: int, runtime: str) -> Timed:
         return Timed(name, runtime, runner, info)
     model = prepare_for_export(create_model(name))
     x = example_input(input_size_of(name), batch)
-    linear = OneDNNLinear if runtime == EAGER_ONEDNN else contextlib.nullcontext
+    preset = PRESETS["fp32-onednn" if runtime == EAGER_ONEDNN else "fp32"]
 
     def run():
-        with torch.inference_mode(), linear():
+        with torch.inference_mode(), preset_flags(preset):
             return model(x)
 
     return Timed(name, runtime, run, dict(scan_backend=scan_backend_of(model) or "-"))

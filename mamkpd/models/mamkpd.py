@@ -74,6 +74,12 @@ class MamKPDConfig:
 STEM_CHUNK_BYTES = 16 * 2**20
 
 
+def eager_inference(module: nn.Module) -> bool:
+    """Whether ``module`` runs an eager inference forward: no training, no autograd, no trace (fvcore's) and no
+    torch.compile, so that it may work in place or in pieces where the plain form would allocate more."""
+    return not (module.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
 class Stem(nn.Module):
     """Paper Fig. 2(b): a 7x7 conv (stride 2) and two 3x3 depthwise convs, each with BN and ReLU."""
 
@@ -95,7 +101,7 @@ class Stem(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # FLOP counters trace the BNs; torch.compile fuses them itself (and cannot trace an out= into the input)
-        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if not eager_inference(self):
             return self.layers(x)
         # inference: each BatchNorm as one in-place scale and shift of its conv's fresh output (what eval-mode
         # batch_norm computes on the CPU); a new full-resolution tensor per BN cost its page faults, ~7 ms per
@@ -218,8 +224,7 @@ class MamKPD(nn.Module):
         256x192); a tensor over glibc's 32 MB mmap ceiling is mapped afresh, page fault by page fault, every
         time it is allocated, where smaller ones reuse the heap. The downsampled result is a quarter the size,
         and every op before it acts on each image alone, so the outputs are the same."""
-        inference = not (self.training or torch.is_grad_enabled() or torch.jit.is_tracing())
-        if not inference or torch.compiler.is_compiling():
+        if not eager_inference(self):
             return first.downsample(self.stem(x))
         per_image = 4 * self.config.dims[0] * (x.shape[2] // 2) * (x.shape[3] // 2)  # bytes of a stem output
         chunk = max(1, STEM_CHUNK_BYTES // per_image)

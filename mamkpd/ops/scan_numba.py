@@ -329,10 +329,8 @@ def numba_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, d
     rows = lambda t: _spatial_rows(t, ct)  # noqa: E731
     proj = None
     if delta_proj_weight is not None:  # (4, dim, rank) -> (4, rank, padded): rows of channels, zero-padded
-        padded = params["D"].shape[1]
-        proj = torch.zeros(delta_proj_weight.shape[0], delta_proj_weight.shape[2], padded, dtype=ct)
-        proj[..., : x.shape[1]] = delta_proj_weight.detach().transpose(1, 2)
-        proj = proj.numpy()
+        directions, padded = params["D"].shape
+        proj = _per_channel(delta_proj_weight.flatten(0, 1), directions, padded, ct).numpy()
     _forward(rows(x), rows(delta), _rows(None, 1, ct), params, b, c, order, delta_softplus, rows(y), ct, proj)
     return y.to(x.dtype)
 
