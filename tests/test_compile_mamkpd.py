@@ -49,8 +49,10 @@ def test_export_has_one_scan_node_per_ss2d(mamkpd_b):
     # SS2D's fused cross scan where the backend has one (numba), else the plain scan: one node either way
     scan_nodes = [n for n in program.graph.nodes if n.target in (SCAN_OP, CROSS_SCAN_OP)]
     assert len(scan_nodes) == 12
-    # the backend travels as a constant argument: what auto picks on a CPU, the compiled numba scan
-    assert all(n.args[-1] == "numba" for n in scan_nodes)
+    # the backend travels as a constant argument: what auto picks on a CPU, the compiled numba scan; an exported
+    # (inference) program keeps nothing for a backward
+    arguments = [dict(zip((a.name for a in n.target._schema.arguments), n.args, strict=True)) for n in scan_nodes]
+    assert all(a["backend"] == "numba" and a["keep_saved"] is False for a in arguments)
     with torch.no_grad():  # and the exported program runs it
         torch.testing.assert_close(program.module()(x), mamkpd_b(x), rtol=1e-5, atol=1e-6)
 
@@ -73,4 +75,4 @@ def test_scan_op_fake_kernel_matches_on_strided_inputs():
     ]
     for t in args:
         t.requires_grad_(True)
-    torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, (*args, True, "torch"))
+    torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, (*args, True, "torch", True))

@@ -137,9 +137,9 @@ def test_cuda_op_registration_describes_what_the_kernel_keeps(kernel):
     for two chunks, and autograd through the op is consistent."""
     inputs = make_inputs(torch.float32, 2049, 1, ("z", "D", "delta_bias"), batch=1, dim=2, d_state=2)
     torch.library.opcheck(
-        torch.ops.mamkpd.selective_scan.default, (*inputs.values(), True, "cuda"), test_utils=("test_faketensor",)
+        torch.ops.mamkpd.selective_scan.default, (*inputs.values(), True, "cuda", True), test_utils=("test_faketensor",)
     )
-    _, saved = torch.ops.mamkpd.selective_scan(*inputs.values(), True, "cuda")
+    _, saved = torch.ops.mamkpd.selective_scan(*inputs.values(), True, "cuda", True)
     assert [tuple(t.shape) for t in saved] == [(1, 2, 2, 4), (1, 2, 2049)]  # x: 2 chunks x (decay, state) x N=2
 
 

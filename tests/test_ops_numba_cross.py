@@ -69,7 +69,7 @@ def test_numba_cross_op_registration(projected):
         weight = torch.randn(4, 2, 3).requires_grad_(True)
     for value in inputs.values():
         value.requires_grad_(True)
-    args = (*inputs.values(), weight, True, "numba")
+    args = (*inputs.values(), weight, True, "numba", True)
     torch.library.opcheck(torch.ops.mamkpd.cross_selective_scan.default, args)
 
 
@@ -179,7 +179,7 @@ def test_fused_numba_cross_scan_in_the_models_layouts(layout, dtype):
         results.append((out, torch.autograd.grad((out * weight).sum(), list(leaves.values()))))
         if backend == "numba":  # the kernel's gradients of x and delta in their own layouts: no copy on the way back
             gx, gdelta = torch.ops.mamkpd.cross_selective_scan_backward(
-                torch.ones_like(out), *(args[k] for k in ("x", "delta", "A", "B", "C", "D", "delta_bias")), None,
+                torch.ones_like(out), *(args[k] for k in ("x", "delta", "A", "B", "C", "D", "delta_bias")), None, [],
                 True, "numba")[:2]  # fmt: skip
             assert gx.stride() == args["x"].stride() and gdelta.stride() == args["delta"].stride()
     torch.testing.assert_close(results[1], results[0], **TOL[dtype])

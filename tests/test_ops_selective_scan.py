@@ -111,7 +111,7 @@ def test_half_precision_inputs_compute_in_float32(backend):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_custom_op_registration_is_consistent(backend):
     inputs = make_inputs(length=20, dtype=torch.float32, groups=2)
-    args = tuple(inputs[k] for k in NAMES) + (True, backend)
+    args = tuple(inputs[k] for k in NAMES) + (True, backend, True)
     for name in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):
         inputs[name].requires_grad_(True)
     torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, args)

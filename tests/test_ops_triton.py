@@ -32,6 +32,13 @@ from mamkpd.ops import (
     selective_scan_ref,
 )
 from mamkpd.ops.cross_selective_scan import cross_selective_scan_unfused
+from mamkpd.ops.scan_triton import (
+    INTERPRETER_CONFIG,
+    triton_cross_scan_backward,
+    triton_cross_scan_forward,
+    triton_scan_backward,
+    triton_scan_forward,
+)
 
 DEVICES = [pytest.param("cpu", marks=requires_interpreter), pytest.param("cuda", marks=requires_cuda)]
 
@@ -176,12 +183,55 @@ def test_strided_inputs_are_read_in_place(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_custom_op_registration_with_triton(device):
-    inputs = on(device, make_inputs(batch=1, dim=4, d_state=2, length=5, groups=2, dtype=torch.float32))
+@pytest.mark.parametrize("keep_saved", [False, True])  # the backward sweeps for the states, or reads the forward's
+def test_custom_op_registration_with_triton(device, keep_saved):
+    # two chunks of the interpreter's 8 steps: the kept states are more than the zero start
+    inputs = on(device, make_inputs(batch=1, dim=4, d_state=2, length=13, groups=2, dtype=torch.float32))
     for value in inputs.values():
         value.requires_grad_(True)
-    args = tuple(inputs[k] for k in NAMES) + (True, "triton")
+    args = tuple(inputs[k] for k in NAMES) + (True, "triton", keep_saved)
     torch.library.opcheck(torch.ops.mamkpd.selective_scan.default, args)
+
+
+@requires_interpreter
+def test_the_forward_keeps_the_states_the_reference_passes_through():
+    """The chunk-start states a training forward keeps are the recurrence's own: the reference's output with C
+    one-hot at state n is state n at every step (an independent route to h), read before steps 0, 8 and 16."""
+    inputs = make_inputs(batch=2, dim=12, d_state=3, length=23, groups=2, z=False, D=False)
+    _, states = triton_scan_forward(**inputs, delta_softplus=True, keep_states=True)
+    chunk = INTERPRETER_CONFIG.chunk
+    assert states.shape == (3, 4, 2 * 12) and states.dtype == torch.float64  # N = 3 padded to 4 in the tile
+    for n in range(3):
+        one_hot = torch.zeros_like(inputs["C"])
+        one_hot[:, :, n] = 1.0
+        h = selective_scan_ref(**{**inputs, "C": one_hot}, delta_softplus=True)  # (batch, dim, L): state n
+        for c in range(3):
+            want = torch.zeros(2 * 12, dtype=torch.float64) if c == 0 else h[:, :, c * chunk - 1].flatten()
+            torch.testing.assert_close(states[c, n], want, rtol=1e-12, atol=1e-12, msg=f"chunk {c}, state {n}")
+
+
+@requires_interpreter
+@pytest.mark.parametrize("cross", [False, True])
+def test_the_backward_from_kept_states_is_the_backward_that_sweeps_for_them(cross):
+    # the same arithmetic either way (the forward's loop and the sweep compute h alike): the same bits
+    if cross:
+        inputs = cross_inputs(batch=2, dim=3, height=4, width=5, d_state=3)
+        forward, backward = triton_cross_scan_forward, triton_cross_scan_backward
+        out, states = forward(**inputs, delta_softplus=True, keep_states=True)
+    else:
+        inputs = make_inputs(batch=2, dim=12, d_state=3, length=23, groups=2)
+        forward, backward = triton_scan_forward, triton_scan_backward
+        out, states = forward(**inputs, delta_softplus=True, keep_states=True)
+    torch.testing.assert_close(out, forward(**inputs, delta_softplus=True), rtol=0, atol=0)
+    gout = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    swept = backward(gout, **inputs, delta_softplus=True)
+    kept = backward(gout, **inputs, delta_softplus=True, states=states)
+    for a, b in zip(swept, kept, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="do not belong to this call"):
+        backward(gout, **inputs, delta_softplus=True, states=states[:1])
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -346,7 +396,7 @@ def test_cross_op_registration(device, projected):
         weight = torch.randn(4, 2, 3, device=inputs["x"].device).requires_grad_(True)
     for value in inputs.values():
         value.requires_grad_(True)
-    args = (*inputs.values(), weight, True, "triton")
+    args = (*inputs.values(), weight, True, "triton", True)
     torch.library.opcheck(torch.ops.mamkpd.cross_selective_scan.default, args)
 
 

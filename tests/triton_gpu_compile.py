@@ -62,19 +62,25 @@ FLAGS = dict(N=8, NP=8, BLOCK_D=64, HAS_D=True, HAS_BIAS=True, SOFTPLUS=True, AC
 # SS2D's layouts: x, delta (and their gradients, the output rows) with channels innermost, B and C views with
 # the states innermost; Triton specialises an integer argument equal to 1 as this constant
 UNIT_STRIDES = dict(su_d=1, sd_d=1, sB_n=1, sC_n=1)
+# The forward at inference and in training (keeping the chunk-start states), the backward from them and, for
+# comparison, the backward that sweeps for them (what a backward called without them runs).
+CROSS_FORWARD = dict(FLAGS, HAS_Z=False, CROSS=True, CHUNK=16, so_d=1, **UNIT_STRIDES)
+CROSS_BACKWARD = dict(FLAGS, HAS_Z=False, CROSS=True, CHUNK=16, sg_d=1, sdu_d=1, sdd_d=1, **UNIT_STRIDES)
 CASES = {
-    "forward-cross-bf16": (
+    "forward-cross-bf16": (kernels.scan_fwd_kernel, "bf16", dict(CROSS_FORWARD, KEEP_STATES=False)),
+    "forward-cross-bf16-keeping-states": (kernels.scan_fwd_kernel, "bf16", dict(CROSS_FORWARD, KEEP_STATES=True)),
+    "backward-cross-bf16": (kernels.scan_bwd_kernel, "bf16", dict(CROSS_BACKWARD, STATES_GIVEN=True)),
+    "backward-cross-bf16-sweeping": (kernels.scan_bwd_kernel, "bf16", dict(CROSS_BACKWARD, STATES_GIVEN=False)),
+    "forward-group-fp32-z": (
         kernels.scan_fwd_kernel,
-        "bf16",
-        dict(FLAGS, HAS_Z=False, CROSS=True, so_d=1, **UNIT_STRIDES),
+        "fp32",
+        dict(FLAGS, HAS_Z=True, CROSS=False, CHUNK=16, KEEP_STATES=True),
     ),
-    "backward-cross-bf16": (
+    "backward-group-fp32-z": (
         kernels.scan_bwd_kernel,
-        "bf16",
-        dict(FLAGS, HAS_Z=False, CROSS=True, CHUNK=16, sg_d=1, sdu_d=1, sdd_d=1, **UNIT_STRIDES),
+        "fp32",
+        dict(FLAGS, HAS_Z=True, CROSS=False, CHUNK=16, STATES_GIVEN=True),
     ),
-    "forward-group-fp32-z": (kernels.scan_fwd_kernel, "fp32", dict(FLAGS, HAS_Z=True, CROSS=False)),
-    "backward-group-fp32-z": (kernels.scan_bwd_kernel, "fp32", dict(FLAGS, HAS_Z=True, CROSS=False, CHUNK=16)),
 }
 
 

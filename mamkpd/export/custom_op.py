@@ -83,7 +83,9 @@ def custom_op_translations() -> dict:
     def given(t):
         return op.Constant(value=absent) if t is None else t  # empty: "no such input"
 
-    def cross(x, delta, A, B, C, D=None, delta_bias=None, delta_proj_weight=None, delta_softplus=False, backend=AUTO):
+    # each returns the torch op's (output, tensors kept for its backward); an exported graph runs no backward
+    def cross(x, delta, A, B, C, D=None, delta_bias=None, delta_proj_weight=None, delta_softplus=False, backend=AUTO,
+              keep_saved=False):  # fmt: skip
         # the node takes x and delta, and gives y, channels-last: SS2D holds them so, and
         # onnxruntime cancels these Transposes against the model's own instead of copying twice each way
         x, delta = op.Transpose(x, perm=[0, 2, 3, 1]), op.Transpose(delta, perm=[0, 1, 3, 4, 2])
@@ -91,11 +93,10 @@ def custom_op_translations() -> dict:
             x, delta, A, B, C, given(D), given(delta_bias), given(delta_proj_weight),
             delta_softplus=int(delta_softplus),
         )  # fmt: skip
-        return op.Transpose(y, perm=[0, 3, 1, 2])
+        return op.Transpose(y, perm=[0, 3, 1, 2]), op.SequenceEmpty(dtype=onnx.TensorProto.FLOAT)
 
-    def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend=AUTO):
+    def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend=AUTO, keep_saved=False):
         out = scan_node(u, delta, A, B, C, given(D), given(z), given(delta_bias), delta_softplus=int(delta_softplus))
-        # the torch op's (out, tensors kept for its backward); an exported graph runs no backward
         return out, op.SequenceEmpty(dtype=onnx.TensorProto.FLOAT)
 
     return {CROSS_SCAN_OP: cross, SCAN_OP: scan}

@@ -95,15 +95,18 @@ def count_ss2d(model: nn.Module) -> int:
     return sum(1 for module in model.modules() if isinstance(module, SS2D))
 
 
-def _stepwise_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="torch"):
-    # the op's (out, tensors kept for the backward); an exported program runs no backward
+# each returns the op's (output, tensors kept for the backward); an exported program runs no backward
+def _stepwise_scan(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, backend="torch", keep_saved=False
+):
     return selective_scan_stepwise(u, delta, A, B, C, D, z, delta_bias, delta_softplus), []
 
 
 def _stepwise_cross_scan(
-    x, delta, A, B, C, D=None, delta_bias=None, delta_proj_weight=None, delta_softplus=False, backend="torch"
-):
-    return cross_selective_scan_stepwise(x, delta, A, B, C, D, delta_bias, delta_softplus, delta_proj_weight)
+    x, delta, A, B, C, D=None, delta_bias=None, delta_proj_weight=None, delta_softplus=False, backend="torch",
+    keep_saved=False,
+):  # fmt: skip
+    return cross_selective_scan_stepwise(x, delta, A, B, C, D, delta_bias, delta_softplus, delta_proj_weight), []
 
 
 def lower_scan(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:

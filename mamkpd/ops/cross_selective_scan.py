@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .cross_contract import DIRECTIONS, check_cross_inputs, cross_scan_positions, project_delta
 from .scan_contract import ScanBackend
-from .selective_scan import SCAN_BACKENDS, resolve_backend, selective_scan, selective_scan_flops
+from .selective_scan import SCAN_BACKENDS, needs_grad, resolve_backend, selective_scan, selective_scan_flops
 
 __all__ = [
     "DIRECTIONS",
@@ -101,24 +101,29 @@ def _cross_op(
     delta_proj_weight: Tensor | None,
     delta_softplus: bool,
     backend: str,
-) -> Tensor:
+    keep_saved: bool,
+) -> tuple[Tensor, list[Tensor]]:
+    """(y, what the kernel's forward keeps for its backward: empty for most, and without ``keep_saved``)."""
     cross = SCAN_BACKENDS[backend].cross
+    keep = {} if cross.saved_like is None else {"keep_saved": keep_saved}
     if delta_proj_weight is None:
-        y = cross.forward(x, delta, A, B, C, D, delta_bias, delta_softplus)
+        y = cross.forward(x, delta, A, B, C, D, delta_bias, delta_softplus, **keep)
     elif cross.projects_delta:
-        y = cross.forward(x, delta, A, B, C, D, delta_bias, delta_softplus, delta_proj_weight=delta_proj_weight)
+        y = cross.forward(x, delta, A, B, C, D, delta_bias, delta_softplus, delta_proj_weight=delta_proj_weight, **keep)
     else:
         y = cross.forward(x, project_delta(delta, delta_proj_weight, cross.channels_last), A, B, C, D, delta_bias,
-                          delta_softplus)  # fmt: skip
+                          delta_softplus, **keep)  # fmt: skip
+    y, saved = y if keep else (y, [])
     # in the layout the fake kernel below declares, whatever the kernel returned
-    return y.contiguous(memory_format=cross.output_format)
+    return y.contiguous(memory_format=cross.output_format), [t.contiguous() for t in saved] if keep_saved else []
 
 
 @_cross_op.register_fake
-def _(x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus, backend):
+def _(x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus, backend, keep_saved):
     # a channels-last kernel returns y in the layout SS2D's next op reads; the fake says so (inductor checks strides)
-    layout = SCAN_BACKENDS[backend].cross.output_format
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=layout)
+    cross = SCAN_BACKENDS[backend].cross
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=cross.output_format)
+    return y, [] if cross.saved_like is None or not keep_saved else cross.saved_like(x, A)
 
 
 @torch.library.custom_op("mamkpd::cross_selective_scan_backward", mutates_args=())
@@ -132,15 +137,17 @@ def _cross_backward_op(
     D: Tensor | None,
     delta_bias: Tensor | None,
     delta_proj_weight: Tensor | None,
+    saved: list[Tensor],
     delta_softplus: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     cross = SCAN_BACKENDS[backend].cross
+    kept = {} if cross.saved_like is None else {"saved": saved}
     if delta_proj_weight is None:
-        grads = cross.backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus) + (None,)
+        grads = cross.backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, **kept) + (None,)
     else:  # through the projected delta, recomputed: the forward kept only its low-rank input
         projected = project_delta(delta, delta_proj_weight, cross.channels_last)
-        gx, gprojected, *rest = cross.backward(gout, x, projected, A, B, C, D, delta_bias, delta_softplus)
+        gx, gprojected, *rest = cross.backward(gout, x, projected, A, B, C, D, delta_bias, delta_softplus, **kept)
         glow, gweight = _projection_grads(gprojected, delta, delta_proj_weight)
         grads = (gx, glow, *rest, gweight)
     inputs = (x, delta, A, B, C, D, delta_bias, delta_proj_weight)
@@ -165,21 +172,22 @@ def _in_layout_of(g: Tensor, like: Tensor) -> Tensor:
 
 
 @_cross_backward_op.register_fake
-def _(gout, x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus, backend):
+def _(gout, x, delta, A, B, C, D, delta_bias, delta_proj_weight, saved, delta_softplus, backend):
     inputs = (x, delta, A, B, C, D, delta_bias, delta_proj_weight)
     return tuple(x.new_empty(0) if t is None else torch.empty_like(t) for t in inputs)
 
 
 def _setup_context(ctx, inputs, output):
-    x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus, backend = inputs
-    ctx.save_for_backward(x, delta, A, B, C, D, delta_bias, delta_proj_weight)
+    x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus, backend, _keep_saved = inputs
+    _, saved = output
+    ctx.save_for_backward(x, delta, A, B, C, D, delta_bias, delta_proj_weight, *saved)
     ctx.delta_softplus, ctx.backend = delta_softplus, backend
 
 
-def _autograd_backward(ctx, gout):
-    saved = ctx.saved_tensors
-    grads = torch.ops.mamkpd.cross_selective_scan_backward(gout, *saved, ctx.delta_softplus, ctx.backend)
-    return tuple(None if p is None else g for g, p in zip(grads, saved, strict=True)) + (None, None)
+def _autograd_backward(ctx, gout, _gsaved):
+    inputs, saved = ctx.saved_tensors[:8], list(ctx.saved_tensors[8:])
+    grads = torch.ops.mamkpd.cross_selective_scan_backward(gout, *inputs, saved, ctx.delta_softplus, ctx.backend)
+    return tuple(None if p is None else g for g, p in zip(grads, inputs, strict=True)) + (None, None, None)
 
 
 _cross_op.register_autograd(_autograd_backward, setup_context=_setup_context)
@@ -207,9 +215,11 @@ def cross_selective_scan(
     check_cross_inputs(x, delta, A, B, C, D, delta_bias, delta_proj_weight)
     chosen = backend if isinstance(backend, ScanBackend) else resolve_backend(backend, x.device)
     if chosen.cross is not None:
-        return torch.ops.mamkpd.cross_selective_scan(
-            x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus, chosen.name
+        keep = needs_grad(x, delta, A, B, C, D, delta_bias, delta_proj_weight)
+        y, _ = torch.ops.mamkpd.cross_selective_scan(
+            x, delta, A, B, C, D, delta_bias, delta_proj_weight, delta_softplus, chosen.name, keep
         )
+        return y
     return cross_selective_scan_unfused(
         x, delta, A, B, C, D, delta_bias, delta_softplus, backend=chosen, delta_proj_weight=delta_proj_weight
     )

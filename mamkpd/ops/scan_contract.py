@@ -44,13 +44,17 @@ class CrossScan:
     kernel reads x and delta with channels innermost in memory (as SS2D holds x) and returns y that way;
     otherwise it wants them contiguous, channels first. ``projects_delta``: ``forward`` also takes
     ``delta_proj_weight=`` and then a low-rank delta, projected as the kernel reads it (the op projects it
-    first for a kernel that does not).
+    first for a kernel that does not). ``saved_like``: as :class:`ScanBackend`'s, ``(x, A) -> [empty
+    tensors]``, for a kernel whose forward can keep tensors for its backward (triton's chunk-start states):
+    its ``forward`` then takes ``keep_saved`` (whether a gradient will be taken) last and returns ``(y,
+    [tensors])``, empty when not kept, and its ``backward`` gets them as its last argument.
     """
 
     forward: Callable[..., Tensor]
     backward: Callable[..., tuple]
     channels_last: bool
     projects_delta: bool = False
+    saved_like: Callable[..., list[Tensor]] | None = None
 
     @property
     def output_format(self) -> torch.memory_format:
@@ -70,10 +74,11 @@ class ScanBackend:
     ``unavailable()`` returns None when the backend can run here, else the reason and how to install it.
     ``auto_priority`` ranks it for ``auto`` on each device type it lists (lower first; a device type it does
     not list never picks it). ``cross`` is its fused cross scan, None where SS2D gathers the four orders.
-    ``saved_like``: for a backend whose forward keeps tensors for its backward (mamba-ssm's chunk states),
-    ``(u, A, z) -> [empty tensors of their shapes and dtypes]`` (the op's fake kernel); its ``forward`` then
-    returns ``(out, [tensors])`` and its ``backward`` gets them as ``saved=``. None: the backward needs only
-    the inputs.
+    ``saved_like``: for a backend whose forward keeps tensors for its backward (mamba-ssm's chunk states,
+    triton's chunk-start states), ``(u, A, z) -> [empty tensors of their shapes and dtypes]`` (the op's fake
+    kernel); its ``forward`` then takes ``keep_saved`` last (whether a gradient will be taken: the op keeps
+    nothing otherwise) and returns ``(out, [tensors])``, and its ``backward`` gets them as its last argument.
+    None: the backward needs only the inputs.
     """
 
     name: str

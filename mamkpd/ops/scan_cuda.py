@@ -83,7 +83,8 @@ def _saved_like(u, A, z) -> list:
     return [x] if z is None else [x, u.new_empty(u.shape)]
 
 
-def _cuda_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _cuda_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, keep_saved):
+    # the kernel writes its chunk states whether kept or not; the op drops them when no gradient is taken
     kernel = _load_cuda_kernel()
     out, x, *rest = kernel.fwd(*_cuda_args(u, delta, A, B, C, D, z, delta_bias), delta_softplus)
     return (rest[0], [x, out]) if z is not None else (out, [x])

@@ -34,6 +34,7 @@ __all__ = [
     "GPU_CONFIGS",
     "INTERPRETER_CONFIG",
     "KernelConfig",
+    "chunk_states_like",
     "cross_scan_bytes_moved",
     "interpreting",
     "scan_bytes_moved",
@@ -49,7 +50,8 @@ TRITON_INSTALL_HINT = "pip install triton (CUDA builds of torch ship it)"
 @dataclass(frozen=True)
 class KernelConfig:
     """Launch shape of the kernels: ``block_d`` channels a program (one a thread when ``block_d`` is 32 x
-    ``num_warps``); ``chunk``: steps between the states the backward stores and recomputes from."""
+    ``num_warps``); ``chunk``: steps between the chunk-start states (a training forward keeps them, the backward
+    recomputes each chunk from them; the forward and backward of one call must share it)."""
 
     block_d: int
     num_warps: int = 4
@@ -66,7 +68,7 @@ class KernelConfig:
 # thread in programs of 1 or 2 warps (the smaller, the more programs: at batch 1 a stage-1 scan has only 4 x 192
 # channels), and two channels a thread (compiled for sm_90: the forward's loop takes 1.0 issue cycles a
 # channel-step instead of 1.3, the backward's 4.3 instead of 6.1, with half the threads). Three configs: each is a
-# compile on first use (the GPU check's scan step compiles 8 kernel variants, 24 compiles). The backward's chunk
+# compile on first use (the GPU check's scan step compiles 12 kernel variants, 36 compiles). The backward's chunk
 # is not tuned: its scratch buffers are sized by it (16 steps: 512 bytes a channel of N = 8 fp32 states).
 GPU_CONFIGS = (
     KernelConfig(block_d=32, num_warps=1),
@@ -154,14 +156,17 @@ def _strides4(t: Tensor | None, shared: bool = False) -> tuple:
     return tuple(t.stride())
 
 
-def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, height, width, config, gout4=None):
+def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, height, width, config, gout4=None,
+          keep_states=False, states=None):  # fmt: skip
     """Run the forward (``gout4`` None) or the one-launch backward.
 
     Views, read through their strides: delta4, z4 (batch, k, dim_g, L); B4, C4 (batch, k, N, L); u4 and
     gout4 (batch, k, dim_g, L), or in the cross form (batch, dim_g, L), shared by the four directions. The
     outputs, out and du, are (batch, k, dim_g, L) views; in the cross form one row a direction, in channels-last
-    memory, which the caller sums over k. Returns out, or (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) with
-    dB, dC (batch, k, N, L) in the accumulation dtype.
+    memory, which the caller sums over k. Returns out, or (out, states) with ``keep_states`` (the chunk-start
+    states, see :func:`chunk_states_like`), or, in the backward, (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)
+    with dB, dC (batch, k, N, L) in the accumulation dtype; given the forward's ``states``, the backward
+    starts from them instead of computing them again.
     """
     (forward, backward), interpret = _kernels()
     _check_device(u4.device)
@@ -185,7 +190,7 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
     if config is not None:  # one given launch shape, not the autotuner's
         forward, backward = forward.fn, backward.fn
         flags.update(BLOCK_D=config.block_d, num_warps=config.num_warps)
-    chunk = config.chunk if config is not None else INTERPRETER_CONFIG.chunk if interpret else GPU_CHUNK
+    chunk = _chunk(config)
     block_d = config.block_d if config is not None else INTERPRETER_CONFIG.block_d if interpret else None
     if block_d is None:  # the autotuner's choice
         grid = lambda meta: (_cdiv(dim_g, meta["BLOCK_D"]), groups, batch)  # noqa: E731
@@ -198,16 +203,23 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
 
     strides = (*_strides4(u4, cross), *_strides4(delta4), *B4.stride(), *C4.stride(), *_strides4(z4))
     sizes = (dim_g, length, height, width)
-    if gout4 is None:
-        out = rows_out(u4.dtype)
-        forward[grid](u4, delta4, A2, B4, C4, opt(D), opt(z4), opt(delta_bias), out, *strides, *out.stride(),
-                      *sizes, **flags)  # fmt: skip
-        return out
-
     rows = batch * groups * dim_g
     n_chunks = -(-length // chunk)
     np_ = flags["NP"]
-    states = u4.new_empty(n_chunks, np_, rows, dtype=acc)
+    if gout4 is None:
+        out = rows_out(u4.dtype)
+        kept = u4.new_empty(n_chunks, np_, rows, dtype=acc) if keep_states else dummy
+        forward[grid](u4, delta4, A2, B4, C4, opt(D), opt(z4), opt(delta_bias), out, kept, *strides, *out.stride(),
+                      *sizes, KEEP_STATES=keep_states, CHUNK=chunk, **flags)  # fmt: skip
+        return (out, kept) if keep_states else out
+
+    if states is not None and tuple(states.shape) != (n_chunks, np_, rows):
+        raise ValueError(
+            f"triton scan backward: states of shape {tuple(states.shape)} do not belong to this call (expected "
+            f"{(n_chunks, np_, rows)}: the forward's, with the same chunk of {chunk} steps)"
+        )
+    given = states is not None
+    states = states if given else u4.new_empty(n_chunks, np_, rows, dtype=acc)
     hbuf = u4.new_empty(chunk, np_, rows, dtype=acc)
     du = rows_out(u4.dtype)
     ddelta = torch.empty_like(delta4)
@@ -220,13 +232,29 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
     out_strides = (*_strides4(gout4, cross), *du.stride(), *ddelta.stride(), *_strides4(dz))
     backward[grid](u4, delta4, A_acc, A2, B4, C4, opt(D), opt(z4), opt(delta_bias), gout4, du, ddelta, opt(dz), dA,
                    opt(dD), opt(dbias), dB, dC, states, hbuf, *strides, *out_strides, *sizes, n_chunks, CHUNK=chunk,
-                   **flags)  # fmt: skip
+                   STATES_GIVEN=given, **flags)  # fmt: skip
     total = lambda part, like: None if part is None else part.sum(0).to(like.dtype)  # noqa: E731
     return du, ddelta, total(dA, A), dB, dC, total(dD, D), dz, total(dbias, delta_bias)
 
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _chunk(config: KernelConfig | None) -> int:
+    """Steps between the chunk-start states, for ``config`` (None: the launch shape of this process's kernels)."""
+    if config is not None:
+        return config.chunk
+    return INTERPRETER_CONFIG.chunk if interpreting() else GPU_CHUNK
+
+
+def chunk_states_like(u: Tensor, rows: int, length: int, d_state: int) -> Tensor:
+    """An empty tensor shaped as the chunk-start states a forward keeps: (n_chunks, NP, rows) in the accumulation
+    dtype of ``u`` (on its device), rows = batch x the channels scanned (of every group or direction), NP = N
+    rounded up to a power of two. The op's fake kernels describe the kept states with it."""
+    acc = torch.float64 if u.dtype == torch.float64 else torch.float32
+    np_ = 1 << max(d_state - 1, 0).bit_length()
+    return u.new_empty(_cdiv(length, _chunk(None)), np_, rows, dtype=acc)
 
 
 # ------------------------------------------------------------------------------------ per-group scan
@@ -241,26 +269,30 @@ def _per_group(u, delta, B, C, z):
 
 
 def triton_scan_forward(
-    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, config: KernelConfig | None = None
-) -> Tensor:
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, config: KernelConfig | None = None,
+    keep_states: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """The ``triton`` backend's forward with mamba-ssm's arguments (see :mod:`.scan_contract`), no autograd.
-    ``config``: one launch shape instead of the autotuner's choice."""
+    ``config``: one launch shape instead of the autotuner's choice. ``keep_states``: return (out, states), the
+    chunk-start states for :func:`triton_scan_backward`."""
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
     u4, delta4, B4, C4, z4 = _per_group(u, delta, B, C, z)
-    out = _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus,
-                cross=False, height=1, width=u.shape[2], config=config)  # fmt: skip
-    return out.flatten(1, 2)
+    result = _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus,
+                   cross=False, height=1, width=u.shape[2], config=config, keep_states=keep_states)  # fmt: skip
+    return (result[0].flatten(1, 2), result[1]) if keep_states else result.flatten(1, 2)
 
 
 def triton_scan_backward(
-    gout, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, config=None
+    gout, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, config=None, states=None
 ) -> tuple:
-    """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of sum(gout * out), None for absent inputs."""
+    """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of sum(gout * out), None for absent inputs.
+    ``states``: the forward's chunk-start states (``keep_states``), else computed here first."""
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
     u4, delta4, B4, C4, z4 = _per_group(u, delta, B, C, z)
     du, ddelta, dA, dB, dC, dD, dz, dbias = _scan(
         u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus,
         cross=False, height=1, width=u.shape[2], config=config, gout4=gout.unflatten(1, u4.shape[1:3]),
+        states=states,
     )  # fmt: skip
     dB = (dB.squeeze(1) if B.dim() == 3 else dB).to(B.dtype)
     dC = (dC.squeeze(1) if C.dim() == 3 else dC).to(C.dtype)
@@ -268,12 +300,20 @@ def triton_scan_backward(
     return flat(du), flat(ddelta), dA, dB, dC, dD, flat(dz), dbias
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    return triton_scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, keep_saved):
+    if not keep_saved:
+        return triton_scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus), []
+    out, states = triton_scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, keep_states=True)
+    return out, [states]
 
 
-def _backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    return triton_scan_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+def _backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved):
+    states = saved[0] if saved else None
+    return triton_scan_backward(gout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states=states)
+
+
+def _saved_like(u, A, z) -> list[Tensor]:
+    return [chunk_states_like(u, u.shape[0] * u.shape[1], u.shape[2], A.shape[1])]
 
 
 # ---------------------------------------------------------------------------------- cross (fused) scan
@@ -287,26 +327,32 @@ def _merged(rows: Tensor, height: int, width: int) -> Tensor:
 
 
 def triton_cross_scan_forward(
-    x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, *, config: KernelConfig | None = None
-) -> Tensor:
+    x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, *, config: KernelConfig | None = None,
+    keep_states: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:  # fmt: skip
     """The four-direction cross scan; arguments as :func:`.cross_selective_scan` (checked there), read in
-    their own layouts. Returns y channels-last."""
+    their own layouts. Returns y channels-last; with ``keep_states``, (y, the chunk-start states of the four
+    directions) for :func:`triton_cross_scan_backward`."""
     batch, dim, height, width = x.shape
-    rows = _scan(
+    result = _scan(
         x.flatten(2), delta.flatten(3), A, B.flatten(3), C.flatten(3), D, None, delta_bias, delta_softplus,
-        cross=True, height=height, width=width, config=config,
+        cross=True, height=height, width=width, config=config, keep_states=keep_states,
     )  # fmt: skip
-    return _merged(rows, height, width)
+    if keep_states:
+        return _merged(result[0], height, width), result[1]
+    return _merged(result, height, width)
 
 
 def triton_cross_scan_backward(
-    gout, x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, *, config: KernelConfig | None = None
-) -> tuple:
-    """Gradients (dx, ddelta, dA, dB, dC, dD, ddelta_bias) of sum(gout * cross scan), None for absent inputs."""
+    gout, x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, *, config: KernelConfig | None = None,
+    states: Tensor | None = None,
+) -> tuple:  # fmt: skip
+    """Gradients (dx, ddelta, dA, dB, dC, dD, ddelta_bias) of sum(gout * cross scan), None for absent inputs.
+    ``states``: the forward's (``keep_states``), else computed here first."""
     batch, dim, height, width = x.shape
     dx_rows, ddelta, dA, dB, dC, dD, _, dbias = _scan(
         x.flatten(2), delta.flatten(3), A, B.flatten(3), C.flatten(3), D, None, delta_bias, delta_softplus,
-        cross=True, height=height, width=width, config=config, gout4=gout.flatten(2),
+        cross=True, height=height, width=width, config=config, gout4=gout.flatten(2), states=states,
     )  # fmt: skip
     return (
         _merged(dx_rows, height, width),
@@ -317,6 +363,23 @@ def triton_cross_scan_backward(
         dD,
         dbias,
     )
+
+
+def _cross_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, keep_saved):
+    if not keep_saved:
+        return triton_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus), []
+    y, states = triton_cross_scan_forward(x, delta, A, B, C, D, delta_bias, delta_softplus, keep_states=True)
+    return y, [states]
+
+
+def _cross_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, saved):
+    states = saved[0] if saved else None
+    return triton_cross_scan_backward(gout, x, delta, A, B, C, D, delta_bias, delta_softplus, states=states)
+
+
+def _cross_saved_like(x, A) -> list[Tensor]:
+    batch, dim, height, width = x.shape
+    return [chunk_states_like(x, batch * A.shape[0], height * width, A.shape[1])]  # A: (4 * dim, N)
 
 
 # ------------------------------------------------------------------------------------ memory traffic
@@ -387,6 +450,7 @@ BACKEND = ScanBackend(
     unavailable=_unavailable,
     description="Triton kernels (channels across threads, sequential time loop; CPU tensors with TRITON_INTERPRET=1)",
     auto_priority=(("cuda", 1),),  # never on the CPU: the interpreter is for tests
-    cross=CrossScan(triton_cross_scan_forward, triton_cross_scan_backward, channels_last=True),
+    cross=CrossScan(_cross_forward, _cross_backward, channels_last=True, saved_like=_cross_saved_like),
+    saved_like=_saved_like,
     compiled=True,
 )

@@ -22,9 +22,11 @@ The cross form walks direction k's positions (row-major, column-major, both reve
 inner index moved one step at a time, no division a step. Each direction writes its own output rows (the
 caller sums the four), so the merged output needs no atomics and no zero fill.
 
-The backward kernel is one launch: a forward sweep stores the state at the start of every ``CHUNK`` steps,
-then, chunk by chunk from the end, it recomputes the chunk's states (kept in a small per-channel scratch
-buffer, re-used by every chunk, so it stays in cache) and runs the reverse recurrence over the chunk.
+The backward kernel is one launch that starts from the state at the start of every ``CHUNK`` steps: the
+forward keeps them when a gradient will be taken (``KEEP_STATES``: 2 bytes a channel-step, fp32 states every
+16 steps), otherwise the backward first computes them in a forward sweep. Then, chunk by chunk from the end,
+it recomputes the chunk's states (kept in a small per-channel scratch buffer, re-used by every chunk, so it
+stays in cache) and runs the reverse recurrence over the chunk.
 
 The loops are ``while`` loops on a counter, not ``range(length)``: Triton 3.6's interpreter (not 3.9's)
 makes a scalar argument a Python int by ``int()`` of a one-element array, which numpy 2 refuses
@@ -153,20 +155,34 @@ def _state_tile(ptr, ch, dmask, N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.c
 
 
 @triton.jit
+def _slot_rows(ptr, b, k, d, n, dim_g):
+    """This program's (NP, BLOCK_D) tile in a (slot, NP, rows) fp32 buffer, rows = batch * groups * dim_g with
+    the channels innermost (as the states' tiles are laid out): (pointers of slot 0, stride between slots)."""
+    n_rows = tl.num_programs(2) * tl.num_programs(1) * dim_g
+    row = (b * tl.num_programs(1) + k) * dim_g + d
+    return ptr + n[:, None] * n_rows + row[None, :], n.shape[0] * n_rows
+
+
+@triton.jit
 def scan_fwd_kernel(
-    u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
+    u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
     su_b, su_k, su_d, su_l, sd_b, sd_k, sd_d, sd_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
     sz_b, sz_k, sz_d, sz_l, so_b, so_k, so_d, so_l,
     dim_g, length, height, width,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CROSS: tl.constexpr, ACC: tl.constexpr,
+    KEEP_STATES: tl.constexpr, CHUNK: tl.constexpr,
 ):  # fmt: skip
-    """out = scan (plus D u, times silu(z)). A2: A log2(e), contiguous (k * dim_g + d, N), in ACC."""
+    """out = scan (plus D u, times silu(z)). A2: A log2(e), contiguous (k * dim_g + d, N), in ACC. With
+    ``KEEP_STATES`` (training) also the state before every ``CHUNK``-th step, into ``states`` (n_chunks, NP,
+    rows) in ACC: the backward starts from them instead of sweeping the sequence again."""
     k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row = _setup(
         u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
         sB_b, sB_k, sB_n, sC_b, sC_k, sC_n, sz_b, sz_k, sz_d, dim_g, N, NP, BLOCK_D, HAS_D, HAS_BIAS, ACC,
     )  # fmt: skip
     out_row = _row(out_ptr, b, k, d, so_b, so_k, so_d)
+    state_rows, slot = _slot_rows(states_ptr, b, k, d, n, dim_g)
+    tile_mask = nmask[:, None] & dmask[None, :]
     i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
     h = tl.zeros([NP, BLOCK_D], dtype=ACC)
     t = tl.full([], 0, tl.int32)
@@ -174,27 +190,33 @@ def scan_fwd_kernel(
     u_in = tl.load(u_row + p * su_l, mask=dmask, other=0.0)
     delta_in = tl.load(delta_row + p * sd_l, mask=dmask, other=0.0)
     while t < length:  # not range(length): see the module's docstring
-        # the next step's u and delta are loaded before this step's arithmetic and used (converted) only in the
-        # next iteration, so that their latency overlaps it. B_t and C_t are loaded here, not carried: a
-        # carried (N,) vector would be laid out across threads and gathered through shared memory each step
-        Bt = tl.load(B_row + p * sB_l, mask=nmask, other=0.0).to(ACC)
-        Ct = tl.load(C_row + p * sC_l, mask=nmask, other=0.0).to(ACC)
-        i, j = _advance(i, j, m, s)
-        p_next = i * so + j * si
-        # a vector: the interpreter's `&` of a vector and a scalar mask yields a dtype tl.load refuses
-        more = dmask & (t + 1 + 0 * d < length)
-        u_next = tl.load(u_row + p_next * su_l, mask=more, other=0.0)
-        delta_next = tl.load(delta_row + p_next * sd_l, mask=more, other=0.0)
-        u = u_in.to(ACC)
-        _, dl = _delta(delta_in, bias, HAS_BIAS, SOFTPLUS, ACC)
-        h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
-        y = tl.sum(h * Ct[:, None], axis=0) + Dv * u
-        if HAS_Z:
-            z = tl.load(z_row + p * sz_l, mask=dmask, other=0.0).to(ACC)
-            y = y * z * tl.sigmoid(z)
-        tl.store(out_row + p * so_l, y.to(out_ptr.dtype.element_ty), mask=dmask)
-        u_in, delta_in, p = u_next, delta_next, p_next
-        t += 1
+        # in training, a chunk at a time, its start state kept (a branch a chunk, not a step)
+        stop = length + 0 * t
+        if KEEP_STATES:
+            tl.store(state_rows + (t // CHUNK) * slot, h, mask=tile_mask)
+            stop = tl.minimum(t + CHUNK, length)
+        while t < stop:
+            # the next step's u and delta are loaded before this step's arithmetic and used (converted) only in the
+            # next iteration, so that their latency overlaps it. B_t and C_t are loaded here, not carried: a
+            # carried (N,) vector would be laid out across threads and gathered through shared memory each step
+            Bt = tl.load(B_row + p * sB_l, mask=nmask, other=0.0).to(ACC)
+            Ct = tl.load(C_row + p * sC_l, mask=nmask, other=0.0).to(ACC)
+            i, j = _advance(i, j, m, s)
+            p_next = i * so + j * si
+            # a vector: the interpreter's `&` of a vector and a scalar mask yields a dtype tl.load refuses
+            more = dmask & (t + 1 + 0 * d < length)
+            u_next = tl.load(u_row + p_next * su_l, mask=more, other=0.0)
+            delta_next = tl.load(delta_row + p_next * sd_l, mask=more, other=0.0)
+            u = u_in.to(ACC)
+            _, dl = _delta(delta_in, bias, HAS_BIAS, SOFTPLUS, ACC)
+            h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
+            y = tl.sum(h * Ct[:, None], axis=0) + Dv * u
+            if HAS_Z:
+                z = tl.load(z_row + p * sz_l, mask=dmask, other=0.0).to(ACC)
+                y = y * z * tl.sigmoid(z)
+            tl.store(out_row + p * so_l, y.to(out_ptr.dtype.element_ty), mask=dmask)
+            u_in, delta_in, p = u_next, delta_next, p_next
+            t += 1
 
 
 @triton.jit
@@ -207,6 +229,7 @@ def scan_bwd_kernel(
     dim_g, length, height, width, n_chunks,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, HAS_D: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CROSS: tl.constexpr, ACC: tl.constexpr,
+    STATES_GIVEN: tl.constexpr,
 ):  # fmt: skip
     """Gradients in one launch, from the end of the sequence to its start.
 
@@ -215,8 +238,9 @@ def scan_bwd_kernel(
     dL/dC_t = g_t h_t, dL/db_t = G_t, dL/d(delta_t A) = G_t a_t h_{t-1} = G_t (h_t - b_t).
     dB and dC are summed over the channels of a block in registers and over blocks with atomics (fp32
     buffers, N values a step); dA, dD and d(delta_bias) are summed over time here (per (batch, channel)
-    partial sums) and over the batch by the caller. ``states`` (n_chunks, NP, rows) and ``hbuf`` (CHUNK,
-    NP, rows), rows = batch * groups * dim_g, are scratch in ACC.
+    partial sums) and over the batch by the caller. ``states`` (n_chunks, NP, rows), rows = batch * groups *
+    dim_g, holds the state before every ``CHUNK``-th step: the forward's (``STATES_GIVEN``), else this kernel
+    computes them first, in a forward sweep. ``hbuf`` (CHUNK, NP, rows) is scratch; both in ACC.
     """
     k, b, d, dmask, ch, n, nmask, A2, bias, Dv, u_row, delta_row, z_row, B_row, C_row = _setup(
         u_ptr, delta_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, su_b, su_k, su_d, sd_b, sd_k, sd_d,
@@ -231,26 +255,24 @@ def scan_bwd_kernel(
     bk = b * tl.num_programs(1) + k
     dBC_row = bk * N * length + n * length  # dB, dC: contiguous (batch, groups, N, L), at storage positions
     row = bk * dim_g + d  # this program's channels among all (batch, k, channel) rows
-    # scratch (slot, NP, rows) with the channels innermost, as the states' tiles are laid out
-    n_rows = tl.num_programs(2) * tl.num_programs(1) * dim_g
-    state_rows = states_ptr + n[:, None] * n_rows + row[None, :]
-    hbuf_rows = hbuf_ptr + n[:, None] * n_rows + row[None, :]
+    state_rows, slot = _slot_rows(states_ptr, b, k, d, n, dim_g)
+    hbuf_rows, hslot = _slot_rows(hbuf_ptr, b, k, d, n, dim_g)
 
-    # the forward sweep: the state at the start of every chunk
-    i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
-    h = tl.zeros([NP, BLOCK_D], dtype=ACC)
-    t = tl.full([], 0, tl.int32)
-    while t < length:
-        if t % CHUNK == 0:
-            tl.store(state_rows + (t // CHUNK) * NP * n_rows, h, mask=tile_mask)
-        p = i * so + j * si
-        u, _, dl, Bt, _ = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask, nmask,
-                                       bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
-        h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
-        i, j = _advance(i, j, m, s)
-        t += 1
-    # the scratch buffers are written and read by the same program: order its threads' accesses
-    tl.debug_barrier()
+    if not STATES_GIVEN:  # the forward sweep: the state at the start of every chunk
+        i, j, m, so, si, s = _walk(0, k, length, height, width, CROSS)
+        h = tl.zeros([NP, BLOCK_D], dtype=ACC)
+        t = tl.full([], 0, tl.int32)
+        while t < length:
+            if t % CHUNK == 0:
+                tl.store(state_rows + (t // CHUNK) * slot, h, mask=tile_mask)
+            p = i * so + j * si
+            u, _, dl, Bt, _ = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask,
+                                           nmask, bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
+            h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
+            i, j = _advance(i, j, m, s)
+            t += 1
+        # the scratch buffers are written and read by the same program: order its threads' accesses
+        tl.debug_barrier()
 
     G = tl.zeros([NP, BLOCK_D], dtype=ACC)  # dL/dh of the step after the current one
     a_next = tl.zeros([NP, BLOCK_D], dtype=ACC)  # its decay (G is 0 there at the end)
@@ -263,14 +285,14 @@ def scan_bwd_kernel(
         start = c * CHUNK
         stop = tl.minimum(start + CHUNK, length)
         i, j, m, so, si, s = _walk(start, k, length, height, width, CROSS)
-        h = tl.load(state_rows + c * NP * n_rows, mask=tile_mask, other=0.0)
+        h = tl.load(state_rows + c * slot, mask=tile_mask, other=0.0)
         t = start
         while t < stop:
             p = i * so + j * si
             u, _, dl, Bt, _ = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask,
                                            nmask, bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
             h = tl.exp2(dl[None, :] * A2) * h + Bt[:, None] * (dl * u)[None, :]
-            tl.store(hbuf_rows + (t - start) * NP * n_rows, h, mask=tile_mask)
+            tl.store(hbuf_rows + (t - start) * hslot, h, mask=tile_mask)
             i, j = _advance(i, j, m, s)
             t += 1
         tl.debug_barrier()
@@ -281,7 +303,7 @@ def scan_bwd_kernel(
             p = i * so + j * si
             u, raw, dl, Bt, Ct = _step_inputs(u_row, delta_row, B_row, C_row, p, su_l, sd_l, sB_l, sC_l, dmask,
                                               nmask, bias, HAS_BIAS, SOFTPLUS, ACC)  # fmt: skip
-            h = tl.load(hbuf_rows + (t - start) * NP * n_rows, mask=tile_mask, other=0.0)
+            h = tl.load(hbuf_rows + (t - start) * hslot, mask=tile_mask, other=0.0)
             gout = tl.load(g_row + p * sg_l, mask=dmask, other=0.0).to(ACC)
             g = gout
             if HAS_Z:

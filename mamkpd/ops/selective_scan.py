@@ -41,6 +41,7 @@ __all__ = [
     "backend_unavailable",
     "check_scan_backend",
     "get_backend",
+    "needs_grad",
     "resolve_backend",
     "selective_scan",
     "selective_scan_flop_jit",
@@ -71,20 +72,23 @@ def _selective_scan_op(
     delta_bias: Tensor | None,
     delta_softplus: bool,
     backend: str,
+    keep_saved: bool,
 ) -> tuple[Tensor, list[Tensor]]:
-    """(out, what the backend's forward keeps for its backward: empty for most)."""
+    """(out, what the backend's forward keeps for its backward: empty for most, and without ``keep_saved``)."""
     chosen = SCAN_BACKENDS[backend]
-    result = chosen.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    out, saved = result if chosen.saved_like is not None else (result, [])
+    if chosen.saved_like is None:
+        out, saved = chosen.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus), []
+    else:
+        out, saved = chosen.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, keep_saved)
     # contiguous whatever the input strides, so that the fake kernel below describes it exactly
-    return out.contiguous(), [t.contiguous() for t in saved]
+    return out.contiguous(), [t.contiguous() for t in saved] if keep_saved else []
 
 
 @_selective_scan_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend):
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend, keep_saved):
     # contiguous (empty_like would copy u's strides; inductor checks them)
     saved_like = SCAN_BACKENDS[backend].saved_like
-    return u.new_empty(u.shape), [] if saved_like is None else saved_like(u, A, z)
+    return u.new_empty(u.shape), [] if saved_like is None or not keep_saved else saved_like(u, A, z)
 
 
 def _absent(like: Tensor) -> Tensor:
@@ -119,7 +123,7 @@ def _(gout, u, delta, A, B, C, D, z, delta_bias, saved, delta_softplus, backend)
 
 
 def _setup_context(ctx, inputs, output):
-    u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend = inputs
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend, _keep_saved = inputs
     _, saved = output
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, *saved)
     ctx.delta_softplus, ctx.backend = delta_softplus, backend
@@ -131,7 +135,13 @@ def _autograd_backward(ctx, gout, _gsaved):
         gout, u, delta, A, B, C, D, z, delta_bias, saved, ctx.delta_softplus, ctx.backend
     )
     present = (u, delta, A, B, C, D, z, delta_bias)
-    return tuple(None if p is None else g for g, p in zip(grads, present, strict=True)) + (None, None)
+    return tuple(None if p is None else g for g, p in zip(grads, present, strict=True)) + (None, None, None)
+
+
+def needs_grad(*inputs: Tensor | None) -> bool:
+    """Whether autograd will take a gradient through an op on ``inputs``: a forward then keeps what its
+    backward needs (the chunk states), which an inference forward need not write."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
 
 
 _selective_scan_op.register_autograd(_autograd_backward, setup_context=_setup_context)
@@ -197,7 +207,8 @@ def selective_scan(
     if not chosen.in_custom_op:
         return chosen.forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    out, _ = torch.ops.mamkpd.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chosen.name)
+    keep = needs_grad(u, delta, A, B, C, D, z, delta_bias)
+    out, _ = torch.ops.mamkpd.selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chosen.name, keep)
     return out
 
 
