@@ -194,6 +194,25 @@ def test_custom_op_registration_with_triton(device, keep_saved):
 
 
 @requires_interpreter
+def test_compiled_training_keeps_the_states_through_aot_autograd():
+    # AOTAutograd traces the ops' fake kernels with keep_saved set (the kept states' shapes) and the backward
+    # from them; gradients as eager's (which the tests above hold against the reference)
+    cases = (
+        (selective_scan, make_inputs(batch=1, dim=4, d_state=2, length=19, groups=2, dtype=torch.float32)),
+        (cross_selective_scan, cross_inputs(batch=1, dim=2, height=3, width=4, d_state=2, dtype=torch.float32)),
+    )
+    for op, inputs in cases:
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items() if v is not None}
+        run = lambda **kw: op(**kw, backend="triton")  # noqa: B023, E731
+        compiled = torch.compile(run, fullgraph=True, backend="aot_eager")
+        got, want = compiled(**leaves), run(**leaves)
+        weight = torch.linspace(-1, 1, got.numel()).reshape(got.shape)
+        grads = [torch.autograd.grad((y * weight).sum(), list(leaves.values())) for y in (got, want)]
+        for g, w in zip(*grads, strict=True):
+            torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+@requires_interpreter
 def test_the_forward_keeps_the_states_the_reference_passes_through():
     """The chunk-start states a training forward keeps are the recurrence's own: the reference's output with C
     one-hot at state n is state n at every step (an independent route to h), read before steps 0, 8 and 16."""
