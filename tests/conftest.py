@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -8,6 +10,23 @@ import torch
 # kernels and triton.language's helpers are all interpreted on a machine without CUDA (tests/triton_interpreter.py)
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+# One complexity cache per test session, started empty (mamkpd.harness.measure.count_cache): every model is
+# counted by fvcore once per run, and read back by the next test that counts it (report --run, complexity
+# --model all, the reproductions), in this process or a subprocess, which inherits the variable
+_OWN_COUNT_CACHE = None
+
+
+def pytest_configure(config):
+    global _OWN_COUNT_CACHE
+    if "MAMKPD_COMPLEXITY_CACHE" not in os.environ:
+        _OWN_COUNT_CACHE = os.environ["MAMKPD_COMPLEXITY_CACHE"] = tempfile.mkdtemp(prefix="mamkpd-counts-")
+
+
+def pytest_unconfigure(config):
+    if _OWN_COUNT_CACHE:
+        shutil.rmtree(_OWN_COUNT_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

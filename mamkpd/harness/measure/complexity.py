@@ -17,6 +17,7 @@ from torch import nn
 
 from ...models import count_params, create_model, model_info, scan_backend_of
 from ...ops import cross_selective_scan_flop_jit, get_backend, selective_scan_flop_jit
+from .count_cache import cached_count
 
 __all__ = [
     "Complexity",
@@ -178,9 +179,17 @@ def measure_model(
 
 def measure_complexity(name: str, input_size: tuple[int, int] | None = None, batch: int = 1, **overrides) -> Complexity:
     """Build the registered model ``name`` (with factory overrides) at ``input_size`` (its own when None)
-    and count it."""
+    and count it, or take the count from the on-disk cache (:mod:`.count_cache`) when this checkout's code
+    counted it before."""
     size = tuple(input_size) if input_size else model_info(name).input_size
-    return measure_model(create_model(name, input_size=size, **overrides), size, name=name, batch=batch)
+    return cached_count(
+        Complexity,
+        name,
+        size,
+        batch,
+        overrides,
+        lambda: measure_model(create_model(name, input_size=size, **overrides), size, name=name, batch=batch),
+    )
 
 
 HRNET_REPO_CONVENTION = (
