@@ -2,6 +2,7 @@
 whole; an edited source, a corrupt entry or ``off`` means counting again."""
 
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -36,6 +37,18 @@ def test_a_second_count_is_read_back_whole(cache, monkeypatch):
         measure_complexity("rtmpose_t", (96, 64))
     with pytest.raises(AssertionError, match="counted again"):  # so are other factory overrides
         measure_complexity("rtmpose_t", SIZE, num_keypoints=5)
+
+
+def test_the_scan_backend_auto_resolves_to_is_part_of_the_key(cache, monkeypatch):
+    # where numba is missing, `auto` runs the unfused torch scan: another trace, so another entry
+    scans = importlib.import_module("mamkpd.ops.selective_scan")  # the module (the package exports the function)
+
+    fused = count_cache._key("mamkpd_s", SIZE, 1, {})
+    real = scans.backend_unavailable
+    with monkeypatch.context() as patched:
+        patched.setattr(scans, "backend_unavailable", lambda n, d: "absent" if n == "numba" else real(n, d))
+        assert count_cache._key("mamkpd_s", SIZE, 1, {}) != fused
+    assert count_cache._key("mamkpd_s", SIZE, 1, {}) == fused
 
 
 def test_an_edited_source_changes_the_digest(tmp_path):

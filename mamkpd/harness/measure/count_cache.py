@@ -1,9 +1,10 @@
 """An on-disk cache of fvcore counts, so that a model is traced once per checkout, not once per command.
 
 A count depends only on the code that builds and runs the model and on the counting software, never on
-the machine's load: it is keyed by the model's name, input size, batch and factory overrides, a digest of
-every file under ``mamkpd/`` and ``baselines/`` (any edit there invalidates every entry), and
-the torch, fvcore and numba versions. A hit is the count fvcore made, stored whole (its ``counter`` is
+the machine's load: it is keyed by the model's name, input size, batch and factory overrides, the scan
+backend the model resolves to here (a fused or an unfused scan traces other ops), a digest of every file
+under ``mamkpd/`` and ``baselines/`` (any edit there invalidates every entry), and the torch, fvcore and
+numba versions. A hit is the count fvcore made, stored whole (its ``counter`` is
 still ``fvcore``, its uncounted ops and per-operator counts included). Only models registered from those
 two trees are cached (a model another package registers is counted every time).
 
@@ -78,11 +79,16 @@ def _key(name: str, input_size: tuple[int, int], batch: int, overrides: dict) ->
     """The entry's file stem, or None when the count cannot be keyed (a model from outside the hashed trees,
     overrides that are not plain JSON values)."""
     from ...models import model_info
+    from ...ops import AUTO, resolve_backend
 
     module = sys.modules.get(getattr(model_info(name).factory, "__module__", ""), None)
     source = Path(getattr(module, "__file__", None) or "/").resolve()
     if not any(source.is_relative_to(root) for root in _source_roots()):
         return None
+    try:  # the scan backend the model resolves to here (fused or unfused scan: other ops in the trace)
+        backend = resolve_backend(str(overrides.get("scan_backend", AUTO)), "cpu").name
+    except (RuntimeError, ValueError):
+        return None  # the count itself says why it cannot run
     try:
         what = json.dumps(
             {
@@ -90,6 +96,7 @@ def _key(name: str, input_size: tuple[int, int], batch: int, overrides: dict) ->
                 "input_size": list(input_size),
                 "batch": batch,
                 "overrides": overrides,
+                "scan_backend": backend,
                 "sources": _sources(),
                 "torch": torch.__version__,
                 "fvcore": _version("fvcore"),
