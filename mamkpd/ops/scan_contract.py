@@ -47,7 +47,7 @@ class CrossScan:
     first for a kernel that does not). ``saved_like``: as :class:`ScanBackend`'s, ``(x, A) -> [empty
     tensors]``, for a kernel whose forward can keep tensors for its backward (triton's chunk-start states):
     its ``forward`` then takes ``keep_saved`` (whether a gradient will be taken) last and returns ``(y,
-    [tensors])``, empty when not kept, and its ``backward`` gets them as its last argument.
+    [tensors])``, empty when not kept, and its ``backward`` gets them as ``saved=``.
     """
 
     forward: Callable[..., Tensor]
@@ -77,7 +77,7 @@ class ScanBackend:
     ``saved_like``: for a backend whose forward keeps tensors for its backward (mamba-ssm's chunk states,
     triton's chunk-start states), ``(u, A, z) -> [empty tensors of their shapes and dtypes]`` (the op's fake
     kernel); its ``forward`` then takes ``keep_saved`` last (whether a gradient will be taken: the op keeps
-    nothing otherwise) and returns ``(out, [tensors])``, and its ``backward`` gets them as its last argument.
+    nothing otherwise) and returns ``(out, [tensors])``, and its ``backward`` gets them as ``saved=``.
     None: the backward needs only the inputs.
     """
 
