@@ -4,6 +4,7 @@ two epochs) and say so at the report's top; the load during the timings is recor
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from mamkpd.harness.jobs import run_plan
-from mamkpd.harness.jobs.run_plan import LOAD_METRIC, RunPlan, run_measurements
+from mamkpd.harness.jobs.run_plan import LOAD_METRIC, RunPlan, _speed_jobs, run_measurements
 from mamkpd.harness.measure.fps import FpsMeasurement
 from mamkpd.harness.measure.load import LoadMonitor
 from mamkpd.harness.measure.presets import PRESETS
@@ -23,12 +24,16 @@ from mamkpd.report import write_report
 TIMING_S = 0.4
 
 
-def _fake_timing(names, *args, **kwargs):
-    """A timing that takes TIMING_S (the real one takes a process and seconds per model)."""
+def _fake_timing(names, batch=1, preset="fp32", *args, **kwargs):
+    """A timing that takes TIMING_S (the real one takes a process and seconds per model); under fp32-onednn
+    a model is 1.5 times as fast, the reference not at all (as with no Linear)."""
     time.sleep(TIMING_S)
     (name,) = names
-    result = FpsResult([10.0, 11.0, 12.0], 1, 5, 3, True, "cpu", "smoke")
-    return [FpsMeasurement(name, 1, PRESETS["fp32"], "cpu", model_info(name).input_size, "", "a person crop", result)]
+    speed = 10.0 * (1.5 if preset == "fp32-onednn" and name != "hrnet_w32" else 1.0)
+    result = FpsResult([speed, speed * 1.1, speed * 1.2], 1, 5, 3, True, "cpu", "smoke")
+    runtime = "eager (Linear on oneDNN)" if preset == "fp32-onednn" else "eager"
+    shape = model_info(name).input_size
+    return [FpsMeasurement(name, 1, PRESETS[preset], "cpu", shape, "", "a person crop", result, runtime=runtime)]
 
 
 def _cheap_step(name):
@@ -57,7 +62,9 @@ def test_a_tight_budget_stops_at_safe_points_and_the_report_says_what_it_left_ou
         ["_record_unavailable", "_measure_complexity", "_measure_hrnet_counter", "_record_baseline_findings"]
     )
     items = [item for item, _ in run_log.left_out]
-    timed_after_the_reference = [f"speed of {m}" for m in RunPlan().speed_models if m != RunPlan().speed_reference]
+    timed_after_the_reference = [
+        f"speed of {m}" + ("" if preset == "fp32" else f" under {preset}") for m, preset in _speed_jobs(RunPlan())[1:]
+    ]
     assert items == [*timed_after_the_reference, "training epochs 2-2 of 2"]
     assert all("--budget-s" in why for _, why in run_log.left_out)
     assert set(frame[frame["metric"] == "fps"]["model"]) == {"hrnet_w32"}  # the reference, before the stop
@@ -70,6 +77,45 @@ def test_a_tight_budget_stops_at_safe_points_and_the_report_says_what_it_left_ou
     for item, why in run_log.left_out:
         assert f"- {item}: {why}" in top
     assert "Load during the `report --run` timings of hrnet_w32" in text
+
+
+def test_the_headline_models_are_timed_again_with_linear_layers_on_onednn(tmp_path, monkeypatch):
+    """HRNet-W32, MamKPD-S/B and RTMPose-m again under fp32-onednn, right after their plain timings (so a budget
+    cut takes the costlier Table 2 methods first), each divided by the reference timed the same way; the
+    report's speed table shows both rows, and its Table 2 cells keep the plain eager timing."""
+    from mamkpd.ops import onednn_linear_unavailable
+
+    if onednn_linear_unavailable():
+        pytest.skip(onednn_linear_unavailable())
+    plan = RunPlan(readings=False, budget_s=1000.0, train_epochs=1, train_passes_per_epoch=1, onnx_speed=False)
+    jobs = _speed_jobs(plan)
+    headline = ["hrnet_w32", "mamkpd_s", "mamkpd_b", "rtmpose_m"]
+    assert jobs[:8] == [(m, "fp32") for m in headline] + [(m, "fp32-onednn") for m in headline]
+    assert [preset for _, preset in jobs[8:]] == ["fp32"] * (len(plan.speed_models) - 4)
+    assert _speed_jobs(dataclasses.replace(plan, device="cuda")) == [(m, "fp32") for m in plan.speed_models]
+
+    for name in ("_record_unavailable", "_measure_complexity", "_measure_hrnet_counter", "_record_baseline_findings"):
+        monkeypatch.setattr(run_plan, name, _cheap_step(name))
+    monkeypatch.setattr("mamkpd.harness.jobs.fps_isolated.measure_models_isolated", _fake_timing)
+    monkeypatch.setattr(run_plan, "_train_on_samples", lambda *args: None)
+    plan = dataclasses.replace(plan, speed_models=("hrnet_w32", "mamkpd_b", "sbl_res50"))
+    run_measurements(tmp_path / "r.csv", plan, echo=lambda line: None)
+    frame = ResultsStore(tmp_path / "r.csv").read().frame
+    fps = frame[frame["metric"] == "fps"]
+    assert sorted(zip(fps["model"], fps["runtime"], strict=True)) == sorted(
+        [("hrnet_w32", "eager"), ("mamkpd_b", "eager"), ("sbl_res50", "eager")]
+        + [("hrnet_w32", "eager (Linear on oneDNN)"), ("mamkpd_b", "eager (Linear on oneDNN)")]
+    )
+    ratios = frame[frame["metric"] == "fps_ratio_to_hrnet_w32"].set_index(["model", "runtime"])["measured_value"]
+    assert ratios[("mamkpd_b", "eager")] == pytest.approx(1.0)
+    assert ratios[("mamkpd_b", "eager (Linear on oneDNN)")] == pytest.approx(1.5)  # to HRNet-W32 under oneDNN too
+    from mamkpd.report.compare import compare_table
+
+    table2 = compare_table("table2", frame)
+    cell = table2[(table2["model"] == "mamkpd_b") & (table2["metric"] == "fps")]
+    assert cell["ours"].tolist() == [pytest.approx(11.0)]  # the plain eager median, not oneDNN's 16.5
+    text = write_report(tmp_path / "r.csv", tmp_path / "out")["report"].read_text()
+    assert "| mamkpd_b | CPU" in text and "eager (Linear on oneDNN)" in text
 
 
 def test_the_default_timings_are_the_papers_methods():

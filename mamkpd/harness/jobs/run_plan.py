@@ -90,6 +90,10 @@ class RunPlan:
         "kapao_s",
     )
     beside_models: tuple[str, ...] = ("rtmpose_t", "rtmpose_s", "rtmpose_m", "rtmpose_l")
+    # timed a second time with every float32 Linear on oneDNN (the fp32-onednn preset; CPU only), right after
+    # their plain timings: on AMD CPUs MKL's SGEMM runs its AVX2 code, so models built from linear layers pay
+    # about twice per FLOP what convolutional ones pay in plain PyTorch (mamkpd.ops.onednn_linear)
+    onednn_models: tuple[str, ...] = ("hrnet_w32", "mamkpd_s", "mamkpd_b", "rtmpose_m")
     speed_reference: str = "hrnet_w32"
     speed_batch: int = 1
     speed_protocol: str = "smoke"
@@ -376,6 +380,24 @@ def _measure_readings(store: ResultsStore, progress: _Progress) -> None:
             )
 
 
+PLAIN, ONEDNN = "fp32", "fp32-onednn"  # the timing presets of report --run
+
+
+def _speed_jobs(plan: RunPlan) -> list[tuple[str, str]]:
+    """(model, preset) in the order they are timed: the reference, then the models, each plain; the
+    ``onednn_models`` again under fp32-onednn (the reference first) right after the last of them, on a CPU
+    whose torch has oneDNN."""
+    from ...ops import onednn_linear_unavailable
+
+    names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
+    jobs = [(name, PLAIN) for name in names]
+    again = [n for n in names if n in plan.onednn_models]
+    if plan.speed_reference not in again or plan.device != "cpu" or onednn_linear_unavailable() is not None:
+        return jobs  # no reference to divide by, or nothing to run them on
+    after = max(names.index(n) for n in again) + 1
+    return jobs[:after] + [(n, ONEDNN) for n in again] + jobs[after:]
+
+
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
     """Time the reference, then each model, each in its own process; stop between two models when the next
     would overrun the budget (expected to take as long as the slowest so far). The load is read throughout."""
@@ -384,32 +406,36 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
     from ..store.fps_records import record_fps
     from .fps_isolated import measure_models_isolated
 
-    names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
-    done, slowest, monitor = [], 0.0, LoadMonitor().start()
-    for index, name in enumerate(names):
+    jobs = _speed_jobs(plan)
+    done: dict[str, list] = {}  # preset -> its timings, the reference first
+    slowest, monitor = 0.0, LoadMonitor().start()
+    for index, (name, preset) in enumerate(jobs):
         if done and not progress.fits(slowest):
-            for left in names[index:]:
-                progress.leave_out(f"speed of {left}", f"{BUDGET_REASON}: the next timing would take ~{slowest:.0f} s")
+            for left, left_preset in jobs[index:]:
+                progress.leave_out(
+                    f"speed of {left}" + ("" if left_preset == PLAIN else f" under {left_preset}"),
+                    f"{BUDGET_REASON}: the next timing would take ~{slowest:.0f} s",
+                )
             break
         started = progress.elapsed
-        (m,) = measure_models_isolated(
-            [name], plan.speed_batch, "fp32", plan.device, plan.speed_protocol, plan.scan_backend
-        )
+        (m,) = measure_models_isolated([name], plan.speed_batch, preset, plan.device, plan.speed_protocol,
+                                       plan.scan_backend)  # fmt: skip
         slowest = max(slowest, progress.elapsed - started)
         progress(
-            f"speed {m.model} on {m.device}: {m.result.median:.3g} samples/s "
-            f"(IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"
+            f"speed {m.model} on {m.device}{'' if preset == PLAIN else f', {m.runtime}'}: {m.result.median:.3g} "
+            f"samples/s (IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"
         )
-        done.append(m)
+        done.setdefault(preset, []).append(m)
     load = progress.run_log.load = monitor.stop()
     progress(f"load during the timings: {load.describe()}" + (" (ratios flagged)" if load.busy else ""))
-    ratios = speed_ratios(done, plan.speed_reference)
-    for m in done:
-        record_fps(store, m, ratios[m.model], plan.speed_reference)
+    for timings in done.values():  # each preset's ratios to the reference timed under it
+        ratios = speed_ratios(timings, plan.speed_reference)
+        for m in timings:
+            record_fps(store, m, ratios[m.model], plan.speed_reference)
     store.record(
         table=LOAD_TABLE,
         row="report --run timings",
-        model=", ".join(m.model for m in done),
+        model=", ".join(dict.fromkeys(m.model for timings in done.values() for m in timings)),
         metric=LOAD_METRIC,
         measured=load.others_cores,
         status="measured",
