@@ -115,7 +115,13 @@ def test_the_headline_models_are_timed_again_with_linear_layers_on_onednn(tmp_pa
     cell = table2[(table2["model"] == "mamkpd_b") & (table2["metric"] == "fps")]
     assert cell["ours"].tolist() == [pytest.approx(11.0)]  # the plain eager median, not oneDNN's 16.5
     text = write_report(tmp_path / "r.csv", tmp_path / "out")["report"].read_text()
-    assert "| mamkpd_b | CPU" in text and "eager (Linear on oneDNN)" in text
+    # the speed table: each row with its own ratio (all recorded in the same second)
+    rows = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| mamkpd_b | CPU")}
+    assert set(rows) == {"eager", "eager (Linear on oneDNN)"}
+    assert "| 1 (hrnet_w32) |" in rows["eager"] and "| 1.5 (hrnet_w32) |" in rows["eager (Linear on oneDNN)"]
+    rtmpose_section = text[text.index("RTMPose") :]
+    beside = next(line for line in rtmpose_section.splitlines() if line.startswith("| mamkpd_b |"))
+    assert "| 11 | 1 |" in beside, beside  # the plain timing and its own ratio
 
 
 def test_the_default_timings_are_the_papers_methods():

@@ -281,6 +281,7 @@ def _speed_section(store: pd.DataFrame) -> str:
             & (ratios["timestamp"] == r.timestamp)
             & (ratios["device"] == r.device)
             & (ratios["batch_size"] == r.batch_size)
+            & (ratios["runtime"] == r.runtime)  # one run records a model plain and on oneDNN in the same second
         ]
         rows.append(
             [

@@ -80,6 +80,7 @@ def rtmpose_section(store: pd.DataFrame) -> str:
                 & (store["metric"] == RATIO_METRIC)
                 & (store["timestamp"] == fps["timestamp"])
                 & (store["device"] == fps["device"])
+                & (store["runtime"] == fps["runtime"])
             ]
             ratio = float(ratios["measured_value"].iloc[-1]) if len(ratios) else None
         printed_params, printed_gflops, source = _printed(model)
