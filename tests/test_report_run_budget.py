@@ -115,7 +115,12 @@ def test_the_headline_models_are_timed_again_with_linear_layers_on_onednn(tmp_pa
     cell = table2[(table2["model"] == "mamkpd_b") & (table2["metric"] == "fps")]
     assert cell["ours"].tolist() == [pytest.approx(11.0)]  # the plain eager median, not oneDNN's 16.5
     text = write_report(tmp_path / "r.csv", tmp_path / "out")["report"].read_text()
-    # the speed table: each row with its own ratio (all recorded in the same second)
+    # the speed table: in the order timed, each row with its own ratio (all recorded in the same second)
+    speed = text[text.index("## Speed measurements") :]
+    order = [tuple(line.split(" | ")[i] for i in (0, 2)) for line in speed.splitlines() if " | CPU (" in line]
+    plain, onednn = "eager", "eager (Linear on oneDNN)"
+    assert order == [("| hrnet_w32", plain), ("| mamkpd_b", plain), ("| hrnet_w32", onednn), ("| mamkpd_b", onednn),
+                     ("| sbl_res50", plain)]  # fmt: skip
     rows = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| mamkpd_b | CPU")}
     assert set(rows) == {"eager", "eager (Linear on oneDNN)"}
     assert "| 1 (hrnet_w32) |" in rows["eager"] and "| 1.5 (hrnet_w32) |" in rows["eager (Linear on oneDNN)"]

@@ -210,7 +210,7 @@ def _table_section(name: str, cells: pd.DataFrame) -> str:
 def _readings_section(store: pd.DataFrame) -> str:
     t1 = store[store["table"] == "table1"]
     counted = t1[t1["metric"].isin(["params_m", "gflops"]) & t1["measured_value"].notna()]
-    counted = counted.sort_values("timestamp").drop_duplicates(["row", "reading", "metric"], keep="last")
+    counted = counted.sort_values("timestamp", kind="stable").drop_duplicates(["row", "reading", "metric"], keep="last")
     if not len(counted):
         return "No Table 1 complexity measurements in the store.\n"
     paper = load_table("table1").set_index("row")
@@ -248,7 +248,7 @@ def _readings_section(store: pd.DataFrame) -> str:
 def _same_counts_note(t1: pd.DataFrame, reading: str, models: list[str]) -> str:
     """Why a reading counts exactly as the default: the element-wise multiplies fvcore leaves out, as measured."""
     uncounted = t1[(t1["reading"] == reading) & (t1["metric"] == UNCOUNTED_MULTIPLIES) & t1["measured_value"].notna()]
-    uncounted = uncounted.sort_values("timestamp").drop_duplicates("row", keep="last").set_index("row")
+    uncounted = uncounted.sort_values("timestamp", kind="stable").drop_duplicates("row", keep="last").set_index("row")
     head = f"- **{reading}** has exactly the default's #params and GFLOPs for {', '.join(models)}"
     if not len(uncounted):
         return head + (
@@ -269,7 +269,7 @@ def _same_counts_note(t1: pd.DataFrame, reading: str, models: list[str]) -> str:
 
 
 def _speed_section(store: pd.DataFrame) -> str:
-    fps = store[store["metric"] == "fps"].sort_values("timestamp")
+    fps = store[store["metric"] == "fps"].sort_values("timestamp", kind="stable")
     timed = fps[(fps["status"] != STATUS_NOT_RUN) & fps["measured_value"].notna()]
     untimed = fps[(fps["status"] == STATUS_NOT_RUN) & ~fps["model"].isin(timed["model"])]
     ratios = store[store["metric"].str.startswith("fps_ratio_to_")]
@@ -344,7 +344,7 @@ def _onnx_beside(onnx: pd.DataFrame, r) -> str:
 
 
 def _samples_section(store: pd.DataFrame) -> str:
-    rows = store[store["table"] == "samples"].sort_values("timestamp")
+    rows = store[store["table"] == "samples"].sort_values("timestamp", kind="stable")
     if not len(rows):
         return "No end-to-end run on the samples in the store.\n"
     body = [

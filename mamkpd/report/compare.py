@@ -138,7 +138,7 @@ def pick_measurement(candidates: pd.DataFrame, metric: str) -> pd.Series:
         _gpu=(candidates["device"].str.startswith("cuda")).astype(int) if speed else 0,
         _eager=candidates["runtime"].isin(("", "eager")).astype(int) if speed else 0,
         _mac=candidates["flops_convention"].str.startswith(MAC_CONVENTION).astype(int) if metric == "gflops" else 0,
-    ).sort_values(["_gpu", "_eager", "_mac", "timestamp"])
+    ).sort_values(["_gpu", "_eager", "_mac", "timestamp"], kind="stable")
     return ranked.iloc[-1]
 
 
@@ -187,7 +187,7 @@ def compare_table(name: str, store: pd.DataFrame) -> pd.DataFrame:
                     **{c: m.get(c, "") for c in _CARRIED},
                 )
             elif len(cands):
-                m = cands.sort_values("timestamp").iloc[-1]
+                m = cands.sort_values("timestamp", kind="stable").iloc[-1]
                 cell.update(status=STATUS_NOT_RUN, reason=m["status_reason"] or "recorded as not run")
             elif _present(paper_value):
                 cell.update(status=STATUS_NOT_RUN, reason=_default_reason(model, prow.get("notes", "")))

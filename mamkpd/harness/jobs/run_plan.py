@@ -399,8 +399,9 @@ def _speed_jobs(plan: RunPlan) -> list[tuple[str, str]]:
 
 
 def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> None:
-    """Time the reference, then each model, each in its own process; stop between two models when the next
-    would overrun the budget (expected to take as long as the slowest so far). The load is read throughout."""
+    """Time the reference, then each model, each in its own process, in the order of :func:`_speed_jobs` (the
+    headline models also under fp32-onednn); stop between two timings when the next would overrun the budget
+    (expected to take as long as the slowest so far). The load is read throughout."""
     from ..measure.fps import speed_ratios
     from ..measure.load import LoadMonitor
     from ..store.fps_records import record_fps
@@ -428,10 +429,12 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
         done.setdefault(preset, []).append(m)
     load = progress.run_log.load = monitor.stop()
     progress(f"load during the timings: {load.describe()}" + (" (ratios flagged)" if load.busy else ""))
-    for timings in done.values():  # each preset's ratios to the reference timed under it
-        ratios = speed_ratios(timings, plan.speed_reference)
-        for m in timings:
-            record_fps(store, m, ratios[m.model], plan.speed_reference)
+    # each preset's ratios to the reference timed under it; recorded in the order timed
+    ratios = {preset: speed_ratios(timings, plan.speed_reference) for preset, timings in done.items()}
+    for name, preset in jobs:
+        m = next((m for m in done.get(preset, []) if m.model == name), None)
+        if m is not None:
+            record_fps(store, m, ratios[preset][name], plan.speed_reference)
     store.record(
         table=LOAD_TABLE,
         row="report --run timings",
