@@ -30,7 +30,7 @@ def measure_onnx_speeds(store, plan: RunPlan, progress) -> None:
     if plan.device != "cpu":
         progress.leave_out(ONNX_STEP_TITLE, f"timed on the CPU only, not on --device {plan.device}")
         return
-    names = [n for n in dict.fromkeys([plan.speed_reference, *plan.speed_models]) if n not in plan.onnx_skip]
+    names = [n for n in plan.timed_models if n not in plan.onnx_skip]
     for name in plan.onnx_skip:
         if name in plan.speed_models:
             progress.leave_out(

@@ -124,6 +124,11 @@ class RunPlan:
     onnx_skip: tuple[str, ...] = ("litehrnet_30", "ditehrnet_30")
     data_roots: dict[str, str] = field(default_factory=dict)  # dataset -> root, else the environment variables
 
+    @property
+    def timed_models(self) -> list[str]:
+        """The models the speed step times, in order: the reference first, each once."""
+        return list(dict.fromkeys([self.speed_reference, *self.speed_models]))
+
 
 def check_plan(plan: RunPlan, store: ResultsStore) -> None:
     """Refuse, before any work, a plan this machine cannot run or a store it cannot write: one ValueError
@@ -389,7 +394,7 @@ def _speed_jobs(plan: RunPlan) -> list[tuple[str, str]]:
     whose torch has oneDNN."""
     from ...ops import onednn_linear_unavailable
 
-    names = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
+    names = plan.timed_models
     jobs = [(name, PLAIN) for name in names]
     again = [n for n in names if n in plan.onednn_models]
     if plan.speed_reference not in again or plan.device != "cpu" or onednn_linear_unavailable() is not None:
@@ -408,10 +413,9 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
     from .fps_isolated import measure_models_isolated
 
     jobs = _speed_jobs(plan)
-    done: dict[str, list] = {}  # preset -> its timings, the reference first
-    slowest, monitor = 0.0, LoadMonitor().start()
+    timed, slowest, monitor = [], 0.0, LoadMonitor().start()  # timed: in the order timed
     for index, (name, preset) in enumerate(jobs):
-        if done and not progress.fits(slowest):
+        if timed and not progress.fits(slowest):
             for left, left_preset in jobs[index:]:
                 progress.leave_out(
                     f"speed of {left}" + ("" if left_preset == PLAIN else f" under {left_preset}"),
@@ -426,19 +430,18 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
             f"speed {m.model} on {m.device}{'' if preset == PLAIN else f', {m.runtime}'}: {m.result.median:.3g} "
             f"samples/s (IQR {m.result.iqr:.2g}, batch {m.batch}, protocol {m.result.protocol})"
         )
-        done.setdefault(preset, []).append(m)
+        timed.append(m)
     load = progress.run_log.load = monitor.stop()
     progress(f"load during the timings: {load.describe()}" + (" (ratios flagged)" if load.busy else ""))
-    # each preset's ratios to the reference timed under it; recorded in the order timed
-    ratios = {preset: speed_ratios(timings, plan.speed_reference) for preset, timings in done.items()}
-    for name, preset in jobs:
-        m = next((m for m in done.get(preset, []) if m.model == name), None)
-        if m is not None:
-            record_fps(store, m, ratios[preset][name], plan.speed_reference)
+    # each timing divided by the reference's under the same preset (the reference is timed first under each)
+    ratios = {p: speed_ratios([m for m in timed if m.preset.name == p], plan.speed_reference)
+              for p in dict.fromkeys(m.preset.name for m in timed)}  # fmt: skip
+    for m in timed:
+        record_fps(store, m, ratios[m.preset.name][m.model], plan.speed_reference)
     store.record(
         table=LOAD_TABLE,
         row="report --run timings",
-        model=", ".join(dict.fromkeys(m.model for timings in done.values() for m in timings)),
+        model=", ".join(dict.fromkeys(m.model for m in timed)),
         metric=LOAD_METRIC,
         measured=load.others_cores,
         status="measured",
@@ -612,10 +615,10 @@ def _record_unavailable(store: ResultsStore, plan: RunPlan, progress: _Progress)
                     split=spec.split,
                 )
     if not cuda.ok:
-        timed = list(dict.fromkeys([plan.speed_reference, *plan.speed_models]))
+        timed = plan.timed_models
         t2 = load_table("table2")
         for r in t2[(t2["registry_name"] != "") & t2["fps"].notna()].itertuples():
-            if r.registry_name not in plan.speed_models and r.registry_name != plan.speed_reference:
+            if r.registry_name not in timed:
                 store.record(
                     table="table2",
                     row=r.row,
