@@ -22,12 +22,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
-from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from ...engine.checkpoint import atomic_write
+from .machine import distribution_version
 
 __all__ = ["CACHE_ENV", "cache_dir", "cached_count", "source_digest"]
 
@@ -68,13 +69,6 @@ def _sources() -> str:
     return source_digest(_source_roots())
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _key(name: str, input_size: tuple[int, int], batch: int, overrides: dict) -> str | None:
     """The entry's file stem, or None when the count cannot be keyed (a model from outside the hashed trees,
     overrides that are not plain JSON values)."""
@@ -99,8 +93,8 @@ def _key(name: str, input_size: tuple[int, int], batch: int, overrides: dict) ->
                 "scan_backend": backend,
                 "sources": _sources(),
                 "torch": torch.__version__,
-                "fvcore": _version("fvcore"),
-                "numba": _version("numba"),
+                "fvcore": distribution_version("fvcore"),
+                "numba": distribution_version("numba"),
             },
             sort_keys=True,
         )
@@ -121,12 +115,8 @@ def _read(path: Path, kind: type):
 
 
 def _write(path: Path, fields: dict) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # written whole then renamed: two processes counting the same model never leave half a file
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-            json.dump(fields, f)
-        os.replace(f.name, path)
+    try:  # written whole then renamed: two processes counting the same model never leave half a file
+        atomic_write(path, lambda f: json.dump(fields, f), mode="w")
     except OSError:
         pass  # a read-only cache directory: the count stands, uncached
 

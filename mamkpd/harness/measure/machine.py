@@ -115,7 +115,8 @@ def machine_info(device: str = "cpu") -> dict[str, str]:
     return info
 
 
-def _version(distribution: str) -> str:
+def distribution_version(distribution: str) -> str:
+    """The installed version of ``distribution`` ("" where it is not installed)."""
     # metadata only: importing mamba_ssm fails on machines without its CUDA extension
     try:
         return importlib.metadata.version(distribution)
@@ -151,10 +152,10 @@ def environment_info() -> dict[str, str]:
     commit, dirty = _git_state()
     return {
         "python_version": platform.python_version(),
-        "torch_version": _version("torch"),
-        "mamba_ssm_version": _version("mamba-ssm"),
-        "fvcore_version": _version("fvcore"),
-        "onnxruntime_version": _version("onnxruntime"),
+        "torch_version": distribution_version("torch"),
+        "mamba_ssm_version": distribution_version("mamba-ssm"),
+        "fvcore_version": distribution_version("fvcore"),
+        "onnxruntime_version": distribution_version("onnxruntime"),
         "mamkpd_version": mamkpd_version,
         "git_commit": commit,
         "git_dirty": dirty,
