@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .selective_scan import needs_grad
+
 __all__ = ["OneDNNLinear", "onednn_linear_unavailable"]
 
 
@@ -40,7 +42,7 @@ def _takes(x, weight, bias) -> bool:
     tensors = (x, weight) if bias is None else (x, weight, bias)
     if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
         return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if needs_grad(*tensors):
         return False
     return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
 

@@ -140,6 +140,11 @@ def _check_device(device: torch.device) -> None:
         )
 
 
+def _acc_torch_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What the kernels accumulate in for inputs of ``dtype``: float64 for float64, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _acc_dtype(dtype: torch.dtype):
     import triton.language as tl
 
@@ -172,14 +177,14 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
     _check_device(u4.device)
     batch, groups, n_state, length = B4.shape
     dim_g = delta4.shape[2]
-    acc = torch.float64 if u4.dtype == torch.float64 else torch.float32
+    acc = _acc_torch_dtype(u4.dtype)
     A_acc = A.to(acc).contiguous()
     A2 = A_acc * LOG2E
     dummy = A_acc  # stands for absent tensors; the kernels never read them (their HAS_* flag is off)
     opt = lambda t: dummy if t is None else t  # noqa: E731
     flags = dict(
         N=n_state,
-        NP=1 << max(n_state - 1, 0).bit_length(),
+        NP=_padded(n_state),
         HAS_D=D is not None,
         HAS_Z=z4 is not None,
         HAS_BIAS=delta_bias is not None,
@@ -204,23 +209,22 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
     strides = (*_strides4(u4, cross), *_strides4(delta4), *B4.stride(), *C4.stride(), *_strides4(z4))
     sizes = (dim_g, length, height, width)
     rows = batch * groups * dim_g
-    n_chunks = -(-length // chunk)
-    np_ = flags["NP"]
+    shape = _states_shape(rows, length, n_state, config)  # (n_chunks, NP, rows)
     if gout4 is None:
         out = rows_out(u4.dtype)
-        kept = u4.new_empty(n_chunks, np_, rows, dtype=acc) if keep_states else dummy
+        kept = u4.new_empty(shape, dtype=acc) if keep_states else dummy
         forward[grid](u4, delta4, A2, B4, C4, opt(D), opt(z4), opt(delta_bias), out, kept, *strides, *out.stride(),
                       *sizes, KEEP_STATES=keep_states, CHUNK=chunk, **flags)  # fmt: skip
         return (out, kept) if keep_states else out
 
-    if states is not None and tuple(states.shape) != (n_chunks, np_, rows):
+    if states is not None and tuple(states.shape) != shape:
         raise ValueError(
             f"triton scan backward: states of shape {tuple(states.shape)} do not belong to this call (expected "
-            f"{(n_chunks, np_, rows)}: the forward's, with the same chunk of {chunk} steps)"
+            f"{shape}: the forward's, with the same chunk of {chunk} steps)"
         )
     given = states is not None
-    states = states if given else u4.new_empty(n_chunks, np_, rows, dtype=acc)
-    hbuf = u4.new_empty(chunk, np_, rows, dtype=acc)
+    states = states if given else u4.new_empty(shape, dtype=acc)
+    hbuf = u4.new_empty(chunk, shape[1], rows, dtype=acc)
     du = rows_out(u4.dtype)
     ddelta = torch.empty_like(delta4)
     dz = None if z4 is None else torch.empty_like(z4)
@@ -231,7 +235,7 @@ def _scan(u4, delta4, A, B4, C4, D, z4, delta_bias, delta_softplus, *, cross, he
     dC = torch.zeros_like(dB)
     out_strides = (*_strides4(gout4, cross), *du.stride(), *ddelta.stride(), *_strides4(dz))
     backward[grid](u4, delta4, A_acc, A2, B4, C4, opt(D), opt(z4), opt(delta_bias), gout4, du, ddelta, opt(dz), dA,
-                   opt(dD), opt(dbias), dB, dC, states, hbuf, *strides, *out_strides, *sizes, n_chunks, CHUNK=chunk,
+                   opt(dD), opt(dbias), dB, dC, states, hbuf, *strides, *out_strides, *sizes, shape[0], CHUNK=chunk,
                    STATES_GIVEN=given, **flags)  # fmt: skip
     total = lambda part, like: None if part is None else part.sum(0).to(like.dtype)  # noqa: E731
     return du, ddelta, total(dA, A), dB, dC, total(dD, D), dz, total(dbias, delta_bias)
@@ -248,13 +252,21 @@ def _chunk(config: KernelConfig | None) -> int:
     return INTERPRETER_CONFIG.chunk if interpreting() else GPU_CHUNK
 
 
+def _padded(d_state: int) -> int:
+    """N rounded up to a power of two: the kernels' state tiles (NP)."""
+    return 1 << max(d_state - 1, 0).bit_length()
+
+
+def _states_shape(rows: int, length: int, d_state: int, config: KernelConfig | None) -> tuple[int, int, int]:
+    """(n_chunks, NP, rows) of the chunk-start states, rows = batch x the channels scanned."""
+    return _cdiv(length, _chunk(config)), _padded(d_state), rows
+
+
 def chunk_states_like(u: Tensor, rows: int, length: int, d_state: int) -> Tensor:
     """An empty tensor shaped as the chunk-start states a forward keeps: (n_chunks, NP, rows) in the accumulation
     dtype of ``u`` (on its device), rows = batch x the channels scanned (of every group or direction), NP = N
     rounded up to a power of two. The op's fake kernels describe the kept states with it."""
-    acc = torch.float64 if u.dtype == torch.float64 else torch.float32
-    np_ = 1 << max(d_state - 1, 0).bit_length()
-    return u.new_empty(_cdiv(length, _chunk(None)), np_, rows, dtype=acc)
+    return u.new_empty(_states_shape(rows, length, d_state, None), dtype=_acc_torch_dtype(u.dtype))
 
 
 # ------------------------------------------------------------------------------------ per-group scan

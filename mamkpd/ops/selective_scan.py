@@ -139,8 +139,9 @@ def _autograd_backward(ctx, gout, _gsaved):
 
 
 def needs_grad(*inputs: Tensor | None) -> bool:
-    """Whether autograd will take a gradient through an op on ``inputs``: a forward then keeps what its
-    backward needs (the chunk states), which an inference forward need not write."""
+    """Whether autograd will take a gradient through an op on ``inputs`` (None for an absent one): a scan's
+    forward then keeps what its backward needs (the chunk states), which an inference forward need not write,
+    and a linear layer needs the op that has a backward."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
 
 
