@@ -44,11 +44,12 @@ from numba.extending import overload
 
 from .scan_numba_vectors import (
     LANES,
+    held,
     hsum,
     item,
-    pow2i,
     prefetch,
     prefetch_item,
+    scale2,
     splat,
     transpose_in,
     transpose_out,
@@ -96,87 +97,117 @@ _LOG1P_F32 = tuple(
 )  # fmt: skip
 
 
-def _horner(coefficients):
-    """p(x) = c0 + x (c1 + x (...)) by Horner's rule with one rounding per step (fma), for vectors; nested
-    functions rather than a loop over the constants (numba's unrolled tuple loop leaves dead variables)."""
-    c0 = coefficients[0]
-    if len(coefficients) == 1:
-        return njit(inline="always")(lambda x: splat(c0))
-    rest = _horner(coefficients[1:])
+_ONE_ZERO_TWENTY = (1.0, 0.0, 20.0, -LOG2E)  # softplus's constants (its threshold is 20), and -log2(e)
+
+
+def _held_splats(values):
+    """A function that returns ``held(splat(v))`` for each of ``values`` (a tuple of vectors)."""
+    first = values[0]
+    if len(values) == 1:
+        return njit(inline="always")(lambda: (held(splat(first)),))
+    rest = _held_splats(values[1:])
+    return njit(inline="always")(lambda: (held(splat(first)),) + rest())
+
+
+# the constants of each dtype: exp2's clamp and polynomial, log1p's polynomial (float32 only), softplus's
+_CONSTANTS = {
+    types.float32: tuple(
+        _held_splats(tuple(np.float32(c) for c in values))
+        for values in ((-126.0, 127.0, *_EXP2_F32), _LOG1P_F32, _ONE_ZERO_TWENTY)
+    ),
+    types.float64: tuple(_held_splats(values) for values in ((-1022.0, 1023.0, *_EXP2_F64), (0.0,), _ONE_ZERO_TWENTY)),
+}
+
+
+def math_constants(like):  # pragma: no cover - replaced by the overload below inside numba
+    raise NotImplementedError
+
+
+@overload(math_constants, inline="always")
+def _math_constants(like):
+    """The vector constants of :func:`exp2` and :func:`softplus_sigmoid` for the dtype of the array ``like``,
+    made once per kernel call and passed down. Each goes through ``held``, so it stays in a register (or one
+    stack slot) across the loops: LLVM otherwise reloads a visible constant from the constant pool at every use,
+    through 64-bit addresses it reshuffles between general registers every iteration (a third of the state
+    loop's instructions)."""
+    exp2_k, log1p_k, scalars = _CONSTANTS[like.dtype]
+    return lambda like: (exp2_k(), log1p_k(), scalars())
+
+
+def _horner(count, first):
+    """p(x) = k[first] + x (k[first + 1] + x (...)) over ``count`` of the constants ``k``, by Horner's rule with
+    one rounding per step (fma); nested functions rather than a loop over the tuple (numba's unrolled tuple loop
+    leaves dead variables)."""
+    if count == 1:
+        return njit(inline="always")(lambda x, k: k[first])
+    rest = _horner(count - 1, first + 1)
 
     @njit(inline="always")
-    def poly(x):
-        return vfma(rest(x), x, splat(c0))
+    def poly(x, k):
+        return vfma(rest(x, k), x, k[first])
 
     return poly
 
 
-_exp2_poly32, _exp2_poly64, _log1p_poly32 = (_horner(c) for c in (_EXP2_F32, _EXP2_F64, _LOG1P_F32))
+_EXP2_POLY = {types.float32: _horner(len(_EXP2_F32), 2), types.float64: _horner(len(_EXP2_F64), 2)}
+_log1p_poly32 = _horner(len(_LOG1P_F32), 0)
 
 
-def exp2(x):  # pragma: no cover - replaced by the overload below inside numba
+def exp2(x, constants):  # pragma: no cover - replaced by the overload below inside numba
     raise NotImplementedError
 
 
 @overload(exp2, inline="always")
-def _exp2(x):
-    if x.dtype == types.float32:
-        lo, hi = np.float32(-126.0), np.float32(127.0)
+def _exp2(x, constants):
+    poly = _EXP2_POLY[x.dtype]
 
-        def exp2_32(x):
-            xc = vmin(vmax(x, splat(lo)), splat(hi))
-            k = vrint(xc)
-            return _exp2_poly32(xc - k) * pow2i(k)
+    def impl(x, constants):
+        k = constants[0]
+        xc = vmin(vmax(x, k[0]), k[1])
+        n = vrint(xc)
+        return scale2(poly(xc - n, k), n)
 
-        return exp2_32
-
-    def exp2_64(x):
-        xc = vmin(vmax(x, splat(-1022.0)), splat(1023.0))
-        k = vrint(xc)
-        return _exp2_poly64(xc - k) * pow2i(k)
-
-    return exp2_64
+    return impl
 
 
-def softplus_sigmoid(x):  # pragma: no cover - replaced by the overload below inside numba
+def softplus_sigmoid(x, constants):  # pragma: no cover - replaced by the overload below inside numba
     raise NotImplementedError
 
 
 @overload(softplus_sigmoid, inline="always")
-def _softplus_sigmoid(x):
+def _softplus_sigmoid(x, constants):
     """(softplus(x), sigmoid(x)) as torch computes them (softplus threshold 20), from one w = exp(-|x|):
     softplus = max(x, 0) + log1p(w), sigmoid = 1 / (1 + w) or w / (1 + w). Where only softplus is used the
     division is dead code."""
     single = x.dtype == types.float32
-    c = np.float32 if single else float
-    one, zero, twenty, neg_log2e = c(1.0), c(0.0), c(20.0), c(-LOG2E)
 
-    def impl(x):
-        w = exp2(vabs(x) * splat(neg_log2e))
-        s = splat(one) + w
+    def impl(x, constants):
+        one, zero, twenty, neg_log2e = constants[2]
+        w = exp2(vabs(x) * neg_log2e, constants)
+        s = one + w
         if single:
-            log1p_w = w * _log1p_poly32(w)
+            log1p_w = w * _log1p_poly32(w, constants[1])
         else:  # libm's log, lane by lane; exact where 1 + w rounds to 1
-            log1p_w = where(veq(s, splat(one)), w, vlog(s) * (w / (s - splat(one))))
-        softplus = where(vgt(x, splat(twenty)), x, vmax(x, splat(zero)) + log1p_w)
-        sigmoid = where(vge(x, splat(zero)), splat(one), w) / s
+            log1p_w = where(veq(s, one), w, vlog(s) * (w / (s - one)))
+        softplus = where(vgt(x, twenty), x, vmax(x, zero) + log1p_w)
+        sigmoid = where(vge(x, zero), one, w) / s
         return softplus, sigmoid
 
     return impl
 
 
-def silu_parts(z):  # pragma: no cover - replaced by the overload below inside numba
+def silu_parts(z, constants):  # pragma: no cover - replaced by the overload below inside numba
     raise NotImplementedError
 
 
 @overload(silu_parts, inline="always")
-def _silu_parts(z):
+def _silu_parts(z, constants):
     """(silu(z), d silu / dz)."""
-    one = np.float32(1.0) if z.dtype == types.float32 else 1.0
 
-    def impl(z):
-        _, sig = softplus_sigmoid(z)
-        return z * sig, sig * (splat(one) + z * (splat(one) - sig))
+    def impl(z, constants):
+        one = constants[2][0]
+        _, sig = softplus_sigmoid(z, constants)
+        return z * sig, sig * (one + z * (one - sig))
 
     return impl
 
@@ -195,15 +226,21 @@ def _prefetch_rows(rows, row, c0):
 
 
 @njit(inline="always", **JIT)
-def _by_time(rows, steps, t0, n_steps, count) -> bool:
-    """A whole chunk of a whole block whose values lie along time (unit stride over consecutive steps: a
-    (batch, dim, L) tensor), moved as LANES x LANES blocks transposed in registers."""
-    if n_steps != CHUNK or count != BLOCK or rows.strides[0] != rows.itemsize:
+def _consecutive(steps, t0, n_steps) -> bool:
+    """A whole chunk whose steps read consecutive positions, in increasing order."""
+    if n_steps != CHUNK:
         return False
     for i in range(1, CHUNK):
         if steps[t0 + i] != steps[t0] + i:
             return False
     return True
+
+
+@njit(inline="always", **JIT)
+def _by_time(rows, steps, t0, n_steps, count) -> bool:
+    """A whole chunk of a whole block whose values lie along time (unit stride over consecutive steps: a
+    (batch, dim, L) tensor), moved as LANES x LANES blocks transposed in registers."""
+    return count == BLOCK and rows.strides[0] == rows.itemsize and _consecutive(steps, t0, n_steps)
 
 
 @njit(inline="always", **JIT)
@@ -306,40 +343,53 @@ def _project_in(rows, steps, t0, n_steps, c0, proj_k, ahead, tile):
 
 @njit(inline="always", **JIT)
 def _load_chunk(rows_x, rows_d, proj_k, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d, bias0,
-                bias1, softplus, ahead, rows_p, prefetch_p, scratch, bc):  # fmt: skip
+                bias1, softplus, ahead, rows_p, prefetch_p, scratch, bc, constants):  # fmt: skip
     """First pass over a chunk: the block's x and delta tiled into u and dt (delta projected from its low-rank
     rows by ``proj_k`` when that is not empty; prefetching rows of step t + ``ahead``, and those of ``rows_p``
     with ``prefetch_p``), then dt = softplus(delta + bias) (or delta + bias),
-    dt u and d dt / d delta into ``scratch`` (dt, dt u, u, sigmoid; CHUNK x BLOCK each), and B and C at the
-    chunk's steps into ``bc`` (CHUNK x N each, in step order: loads that miss the cache are issued here, off
-    the recurrence's path). The loops that compute read only tiles: a branch between rows and tiles in them
-    halves the recurrence's speed."""
+    dt u and d dt / d delta into ``scratch`` (dt, dt u, u, sigmoid; CHUNK x BLOCK each; an empty sigmoid tile:
+    not kept, and its division not done), and B and C at the chunk's steps into ``bc`` (N x CHUNK each: loads
+    that miss the cache are issued here, off the recurrence's path; as vectors where the chunk's positions are
+    consecutive and adjacent in memory). The loops that compute read only tiles: a branch between rows and
+    tiles in them halves the recurrence's speed."""
     length = steps.shape[0]
     dt_s, dtu_s, u_s, sig_s = scratch
     b_s, c_s = bc
     n_state = Bk.shape[0]
+    keep_sigmoid = sig_s.shape[0] > 0
     _tile_in(rows_x, steps, t0, n_steps, c0, channels, direct_x, ahead, u_s)
     if proj_k.shape[0] > 0:
         _project_in(rows_d, steps, t0, n_steps, c0, proj_k, ahead, dt_s)
     else:
         _tile_in(rows_d, steps, t0, n_steps, c0, channels, direct_d, ahead, dt_s)
-    for i in range(n_steps):
-        t = t0 + i
-        if prefetch_p and 0 <= t + ahead < length:
-            _prefetch_rows(rows_p, steps[t + ahead], c0)
-        row = steps[t]
+    if prefetch_p:
+        for i in range(n_steps):
+            t = t0 + i
+            if 0 <= t + ahead < length:
+                _prefetch_rows(rows_p, steps[t + ahead], c0)
+    if _consecutive(steps, t0, n_steps) and _unit(Bk) and _unit(Ck):
+        row = steps[t0]
         for n in range(n_state):
-            b_s[i * n_state + n] = item(Bk, n, row)
-            c_s[i * n_state + n] = item(Ck, n, row)
+            b, c, o = Bk[n], Ck[n], n * CHUNK
+            for i in range(0, CHUNK, LANES):
+                vstore(b_s, o + i, vload(b, row + i))
+                vstore(c_s, o + i, vload(c, row + i))
+    else:
+        for i in range(n_steps):
+            row = steps[t0 + i]
+            for n in range(n_state):
+                b_s[n * CHUNK + i] = item(Bk, n, row)
+                c_s[n * CHUNK + i] = item(Ck, n, row)
     for i in range(n_steps):
         j = i * BLOCK
         u0, u1 = vload(u_s, j), vload(u_s, j + LANES)
         r0, r1 = vload(dt_s, j) + bias0, vload(dt_s, j + LANES) + bias1
         if softplus:
-            r0, s0 = softplus_sigmoid(r0)
-            r1, s1 = softplus_sigmoid(r1)
-            vstore(sig_s, j, s0)
-            vstore(sig_s, j + LANES, s1)
+            r0, s0 = softplus_sigmoid(r0, constants)
+            r1, s1 = softplus_sigmoid(r1, constants)
+            if keep_sigmoid:
+                vstore(sig_s, j, s0)
+                vstore(sig_s, j + LANES, s1)
         vstore(dt_s, j, r0)
         vstore(dt_s, j + LANES, r1)
         vstore(dtu_s, j, r0 * u0)
@@ -347,21 +397,30 @@ def _load_chunk(rows_x, rows_d, proj_k, Bk, Ck, steps, t0, n_steps, c0, channels
 
 
 @njit(inline="always", **JIT)
-def _step_states(a2k, b_s, i, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at, dec, dec_at):
+def _step_states(a2k, bc, i, c0, dt0, dt1, dtu0, dtu1, h, h_at, h_new, h_new_at, dec, dec_at, constants, y0, y1,
+                 read):  # fmt: skip
     """h_new = exp(dt A) h + dt u B for every state of the block, B the chunk's step i (h and h_new may be the
-    same buffer), the decays exp(dt A) written to ``dec`` when it is not empty."""
+    same buffer), the decays exp(dt A) written to ``dec`` when it is not empty. With ``read``, y + <C, h_new>
+    is read off the new states as they are made (not loaded back) and returned, else y as given."""
     c1 = c0 + LANES
     keep = dec.shape[0] > 0
+    b_s, c_s = bc
     n_state = a2k.shape[0]
     for n in range(n_state):
-        an, bn, o = a2k[n], splat(b_s[i * n_state + n]), n * BLOCK
-        e0 = exp2(dt0 * vload(an, c0))
-        e1 = exp2(dt1 * vload(an, c1))
-        vstore(h_new, h_new_at + o, vfma(e0, vload(h, h_at + o), dtu0 * bn))
-        vstore(h_new, h_new_at + o + LANES, vfma(e1, vload(h, h_at + o + LANES), dtu1 * bn))
+        an, bn, o = a2k[n], splat(b_s[n * CHUNK + i]), n * BLOCK
+        e0 = exp2(dt0 * vload(an, c0), constants)
+        e1 = exp2(dt1 * vload(an, c1), constants)
+        h0 = vfma(e0, vload(h, h_at + o), dtu0 * bn)
+        h1 = vfma(e1, vload(h, h_at + o + LANES), dtu1 * bn)
+        vstore(h_new, h_new_at + o, h0)
+        vstore(h_new, h_new_at + o + LANES, h1)
         if keep:
             vstore(dec, dec_at + o, e0)
             vstore(dec, dec_at + o + LANES, e1)
+        if read:
+            cn = splat(c_s[n * CHUNK + i])
+            y0, y1 = vfma(cn, h0, y0), vfma(cn, h1, y1)
+    return y0, y1
 
 
 @njit(nogil=True, **JIT)
@@ -373,18 +432,18 @@ def scan_forward(x, delta, z, A2, B, C, D, bias, proj, order, softplus, first, l
     shared, has_z = x.shape[1] == 1, z.shape[0] > 0
     unit_x, unit_d, unit_z, unit_o = _unit(x), _unit(delta), _unit(z), _unit(out)
     dtype = x.dtype
+    constants = math_constants(x)
     scratch = (
         np.empty(CHUNK * BLOCK, dtype=dtype),  # dt
         np.empty(CHUNK * BLOCK, dtype=dtype),  # dt u
         np.empty(CHUNK * BLOCK, dtype=dtype),  # u
-        np.empty(CHUNK * BLOCK, dtype=dtype),  # sigmoid (unused)
+        np.empty(0, dtype=dtype),  # sigmoid: not kept in the forward
     )
     dt_s, dtu_s, u_s, _ = scratch
     y_s = np.empty(CHUNK * BLOCK, dtype=dtype)
     z_s = np.empty(CHUNK * BLOCK, dtype=dtype)
     n_state = A2.shape[1]
-    bc = (np.empty(CHUNK * n_state, dtype=dtype), np.empty(CHUNK * n_state, dtype=dtype))  # B, C of a chunk
-    b_s, c_s = bc
+    bc = (np.empty(n_state * CHUNK, dtype=dtype), np.empty(n_state * CHUNK, dtype=dtype))  # B, C of a chunk
     h = np.empty(n_state * BLOCK, dtype=dtype)
     none = np.empty(0, dtype=dtype)
     no_proj = np.empty((0, 0), dtype=dtype)
@@ -405,26 +464,23 @@ def scan_forward(x, delta, z, A2, B, C, D, bias, proj, order, softplus, first, l
             for t0 in range(0, length, CHUNK):
                 n_steps = min(CHUNK, length - t0)
                 _load_chunk(rows_x, rows_d, proj_k, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d,
-                            bias0, bias1, softplus, AHEAD, rows_o, accumulate and direct_o, scratch, bc)  # fmt: skip
+                            bias0, bias1, softplus, AHEAD, rows_o, accumulate and direct_o, scratch, bc,
+                            constants)  # fmt: skip
                 if has_z:
                     _tile_in(rows_z, steps, t0, n_steps, c0, channels, direct_z, AHEAD, z_s)
                 for i in range(n_steps):
                     j = i * BLOCK
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
-                    _step_states(a2k, b_s, i, c0, dt0, dt1, vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0, h, 0,
-                                 none, 0)  # fmt: skip
                     y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
-                    for n in range(n_state):
-                        cn, o = splat(c_s[i * n_state + n]), n * BLOCK
-                        y0 = vfma(cn, vload(h, o), y0)
-                        y1 = vfma(cn, vload(h, o + LANES), y1)
+                    y0, y1 = _step_states(a2k, bc, i, c0, dt0, dt1, vload(dtu_s, j), vload(dtu_s, j + LANES), h, 0,
+                                          h, 0, none, 0, constants, y0, y1, True)  # fmt: skip
                     vstore(y_s, j, y0)
                     vstore(y_s, j + LANES, y1)
                 if has_z:
                     for i in range(n_steps):
                         j = i * BLOCK
-                        vstore(y_s, j, vload(y_s, j) * silu_parts(vload(z_s, j))[0])
-                        vstore(y_s, j + LANES, vload(y_s, j + LANES) * silu_parts(vload(z_s, j + LANES))[0])
+                        vstore(y_s, j, vload(y_s, j) * silu_parts(vload(z_s, j), constants)[0])
+                        vstore(y_s, j + LANES, vload(y_s, j + LANES) * silu_parts(vload(z_s, j + LANES), constants)[0])
                 _tile_out(rows_o, steps, t0, n_steps, c0, channels, direct_o, y_s, accumulate, AHEAD)
 
 
@@ -465,9 +521,10 @@ def scan_backward(
     h = np.empty(width, dtype=dtype)
     carry = np.empty(width, dtype=dtype)  # dL/dh_t through h_{t+1}
     gA_acc = np.empty(width, dtype=dtype)
-    bc = (np.empty(CHUNK * n_state, dtype=dtype), np.empty(CHUNK * n_state, dtype=dtype))  # B, C of a chunk
+    bc = (np.empty(n_state * CHUNK, dtype=dtype), np.empty(n_state * CHUNK, dtype=dtype))  # B, C of a chunk
     b_s, c_s = bc
     none = np.empty(0, dtype=dtype)
+    constants = math_constants(x)
     no_proj = np.empty((0, 0), dtype=dtype)  # the backward reads the projected delta
     zero = np.zeros(1, dtype=dtype)[0]
     for task in range(first, last):
@@ -493,11 +550,11 @@ def scan_backward(
                 n_steps = min(CHUNK, length - t0)
                 starts[ci * width : (ci + 1) * width] = h
                 _load_chunk(rows_x, rows_d, no_proj, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d,
-                            bias0, bias1, softplus, AHEAD, rows_g, False, scratch, bc)  # fmt: skip
+                            bias0, bias1, softplus, AHEAD, rows_g, False, scratch, bc, constants)  # fmt: skip
                 for i in range(n_steps):
                     j = i * BLOCK
-                    _step_states(a2k, b_s, i, c0, vload(dt_s, j), vload(dt_s, j + LANES), vload(dtu_s, j),
-                                 vload(dtu_s, j + LANES), h, 0, h, 0, none, 0)  # fmt: skip
+                    _step_states(a2k, bc, i, c0, vload(dt_s, j), vload(dt_s, j + LANES), vload(dtu_s, j),
+                                 vload(dtu_s, j + LANES), h, 0, h, 0, none, 0, constants, D0, D1, False)  # fmt: skip
             # backward sweep, chunk by chunk from the last
             carry[:] = 0
             gA_acc[:] = 0
@@ -507,7 +564,7 @@ def scan_backward(
                 n_steps = min(CHUNK, length - t0)
                 # rows of the chunk before are prefetched while this one loads
                 _load_chunk(rows_x, rows_d, no_proj, Bk, Ck, steps, t0, n_steps, c0, channels, direct_x, direct_d,
-                            bias0, bias1, softplus, -CHUNK, rows_g, False, scratch, bc)  # fmt: skip
+                            bias0, bias1, softplus, -CHUNK, rows_g, False, scratch, bc, constants)  # fmt: skip
                 _tile_in(rows_g, steps, t0, n_steps, c0, channels, direct_g, -CHUNK, gy_s)
                 if has_z:
                     _tile_in(rows_z, steps, t0, n_steps, c0, channels, direct_z, -CHUNK, z_s)
@@ -516,8 +573,8 @@ def scan_backward(
                     j = i * BLOCK
                     dt0, dt1 = vload(dt_s, j), vload(dt_s, j + LANES)
                     dtu0, dtu1 = vload(dtu_s, j), vload(dtu_s, j + LANES)
-                    _step_states(a2k, b_s, i, c0, dt0, dt1, dtu0, dtu1, hs, i * width, hs, (i + 1) * width, dec,
-                                 i * width)  # fmt: skip
+                    _step_states(a2k, bc, i, c0, dt0, dt1, dtu0, dtu1, hs, i * width, hs, (i + 1) * width, dec,
+                                 i * width, constants, D0, D1, False)  # fmt: skip
                 # dL/dy: gout, through the z gate when there is one (out = y silu(z), y = <C, h> + D u)
                 for i in range(n_steps):
                     t, j = t0 + i, i * BLOCK
@@ -526,12 +583,12 @@ def scan_backward(
                     if has_z:
                         y0, y1 = D0 * vload(u_s, j), D1 * vload(u_s, j + LANES)
                         for n in range(n_state):
-                            cn, o = splat(c_s[i * n_state + n]), (i + 1) * width + n * BLOCK
+                            cn, o = splat(c_s[n * CHUNK + i]), (i + 1) * width + n * BLOCK
                             y0 = vfma(cn, vload(hs, o), y0)
                             y1 = vfma(cn, vload(hs, o + LANES), y1)
                         z0, z1 = vload(z_s, j), vload(z_s, j + LANES)
-                        silu0, dsilu0 = silu_parts(z0)
-                        silu1, dsilu1 = silu_parts(z1)
+                        silu0, dsilu0 = silu_parts(z0, constants)
+                        silu1, dsilu1 = silu_parts(z1, constants)
                         vstore(gz_s, j, g0 * y0 * dsilu0)
                         vstore(gz_s, j + LANES, g1 * y1 * dsilu1)
                         g0, g1 = g0 * silu0, g1 * silu1
@@ -550,7 +607,7 @@ def scan_backward(
                     for n in range(n_state):
                         o = n * BLOCK
                         h_in, h_out, d_at = i * width + o, (i + 1) * width + o, i * width + o
-                        bn, cn = splat(b_s[i * n_state + n]), splat(c_s[i * n_state + n])
+                        bn, cn = splat(b_s[n * CHUNK + i]), splat(c_s[n * CHUNK + i])
                         gh0 = vfma(gy0, cn, vload(carry, o))
                         gh1 = vfma(gy1, cn, vload(carry, o + LANES))
                         gC[b, blk, k, n, row] = hsum(vfma(gy1, vload(hs, h_out + LANES), gy0 * vload(hs, h_out)))

@@ -20,8 +20,10 @@ from numba.extending import intrinsic, models, overload, register_model
 
 __all__ = [
     "LANES",
+    "held",
     "hsum",
     "pow2i",
+    "scale2",
     "prefetch",
     "item",
     "prefetch_item",
@@ -175,6 +177,58 @@ def splat(typingctx, x):
     return vt(x), codegen
 
 
+@intrinsic
+def held(typingctx, v):
+    """``v`` through an empty inline-asm barrier: a value the optimiser cannot see into, so a constant made
+    once outside a loop stays in a register there (LLVM would otherwise reload it from the constant pool at
+    every use, through 64-bit addresses it shuffles between general registers each iteration). The barrier
+    takes one vector register at a time, so a wider vector passes in register-sized pieces."""
+    if not isinstance(v, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vector = args[0]
+        lanes = min(LANES, _register_bits() // v.dtype.bitwidth)
+        return _concatenated(builder, [_barrier(builder, piece) for piece in _pieces(builder, vector, lanes)])
+
+    return v(v), codegen
+
+
+def _register_bits() -> int:
+    """The width (bits) of the widest vector register of the CPU numba compiles for: the host's (512 with
+    AVX-512, 256 with AVX, else 128), or 128 where NUMBA_CPU_NAME names another target (SSE2: any x86-64)."""
+    import llvmlite.binding as llvm
+    from numba.core import config
+
+    if config.CPU_NAME not in (None, "host"):
+        return 128
+    features = llvm.get_host_cpu_features()
+    return 512 if features.get("avx512f") else 256 if features.get("avx") else 128
+
+
+def _pieces(builder, vector, lanes):
+    count = vector.type.count
+    if lanes >= count:
+        return [vector]
+    return [
+        builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, lanes), list(range(at, at + lanes))))
+        for at in range(0, count, lanes)
+    ]
+
+
+def _barrier(builder, vector):
+    asm = ir.InlineAsm(ir.FunctionType(vector.type, [vector.type]), "", "=v,0", side_effect=False)
+    return builder.call(asm, [vector])
+
+
+def _concatenated(builder, pieces):
+    while len(pieces) > 1:
+        width = pieces[0].type.count
+        order = ir.Constant(ir.VectorType(_I32, 2 * width), list(range(2 * width)))
+        pieces = [builder.shuffle_vector(a, b, order) for a, b in zip(pieces[::2], pieces[1::2], strict=True)]
+    return pieces[0]
+
+
 def _binary(instruction: str):
     @intrinsic
     def op(typingctx, a, b):
@@ -286,13 +340,39 @@ def pow2i(typingctx, k):
         return None
 
     def codegen(context, builder, sig, args):
-        single = k.dtype == types.float32
-        itype = ir.VectorType(ir.IntType(32 if single else 64), LANES)
-        bias, shift = (127, 23) if single else (1023, 52)
-        exponent = builder.add(builder.fptosi(args[0], itype), ir.Constant(itype, [bias] * LANES))
-        return builder.bitcast(builder.shl(exponent, ir.Constant(itype, [shift] * LANES)), args[0].type)
+        return _pow2i_value(builder, args[0], k.dtype)
 
     return k(k), codegen
+
+
+def _pow2i_value(builder, k, dtype):
+    single = dtype == types.float32
+    itype = ir.VectorType(ir.IntType(32 if single else 64), LANES)
+    bias, shift = (127, 23) if single else (1023, 52)
+    exponent = builder.add(builder.fptosi(k, itype), ir.Constant(itype, [bias] * LANES))
+    return builder.bitcast(builder.shl(exponent, ir.Constant(itype, [shift] * LANES)), k.type)
+
+
+@intrinsic
+def scale2(typingctx, p, k):
+    """p * 2**k for integral k in the normal exponent range: AVX-512's vscalefps (float32) in one instruction
+    where the host has it, else p * pow2i(k) in four. Both round the exact product once, so they give the same
+    bits (a subnormal result included)."""
+    if not (isinstance(p, Vec) and p == k):
+        return None
+
+    def codegen(context, builder, sig, args):
+        if p.dtype == types.float32 and LANES == 16 and _register_bits() == 512:
+            vtype = args[0].type
+            fnty = ir.FunctionType(vtype, [vtype, vtype, vtype, ir.IntType(16), _I32])
+            scalef = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.mask.scalef.ps.512")
+            # all lanes (mask -1), the current rounding mode (4: _MM_FROUND_CUR_DIRECTION)
+            return builder.call(
+                scalef, [args[0], args[1], args[0], ir.Constant(ir.IntType(16), -1), ir.Constant(_I32, 4)]
+            )
+        return builder.fmul(args[0], _pow2i_value(builder, args[1], p.dtype))
+
+    return p(p, k), codegen
 
 
 @intrinsic
