@@ -8,6 +8,7 @@ does for bandwidth. The peak is timed in CPU time; on a loaded machine time the 
 (``--benchmark-timer time.process_time``, one thread: ``OMP_NUM_THREADS=1``), or the fraction shows the load.
 The model group times MamKPD-B and HRNet-W32 alternately inside one benchmark, so that both see the same
 machine load; their img/s and ratio are in extra_info (``--benchmark-json``) and printed at the end of the run.
+Every cell runs under the allocator of ``conftest.py`` (freed memory kept) and records its page faults a call.
 """
 
 import time
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 import mamkpd
+from mamkpd.harness.measure.allocator import page_faults
 from mamkpd.harness.measure.scan_bench import compute_fraction, cpu_peak, scan_compute
 from mamkpd.models import scan_backend_of
 from mamkpd.ops import cross_selective_scan, selective_scan
@@ -23,6 +25,14 @@ from mamkpd.ops import cross_selective_scan, selective_scan
 # stage 1 of MamKPD-B at 256x192: 4 directions x 192 inner channels, L = 64*48, d_state 8, 4 groups
 STAGE1 = dict(dim=4 * 192, length=64 * 48, d_state=8, groups=4)
 MODEL_ROUNDS = 5
+
+
+def timed(benchmark, target, rounds, warmup_rounds, **kwargs):
+    """benchmark.pedantic, and the page faults a call took on average (recorded: with the system allocator, a
+    fresh output's pages are faulted in again at every call)."""
+    before = page_faults()
+    benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup_rounds, **kwargs)
+    benchmark.extra_info["page_faults_per_call"] = round((page_faults() - before) / (rounds + warmup_rounds))
 
 
 def report_compute_bound(benchmark, batch, backward):
@@ -37,7 +47,8 @@ def report_compute_bound(benchmark, batch, backward):
     benchmark.extra_info.update(compute_bound_s=bound, compute_bound_fraction=round(fraction, 3), cpu=peak.describe())
     print(
         f"\n{benchmark.name}: {seconds * 1e3:.1f} ms, {fraction:.1%} of the compute bound ({bound * 1e3:.2f} ms: "
-        f"{compute.flops / 1e6:.0f} Mflop and {compute.exps / 1e6:.1f} M exp on {peak.describe()})"
+        f"{compute.flops / 1e6:.0f} Mflop and {compute.exps / 1e6:.1f} M exp on {peak.describe()}); "
+        f"{benchmark.extra_info.get('page_faults_per_call', '?')} page faults a call"
     )
 
 
@@ -64,9 +75,7 @@ def test_scan_forward(benchmark, backend, batch):
     inputs = stage1_inputs(batch)
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     with torch.inference_mode():
-        benchmark.pedantic(
-            selective_scan, kwargs=dict(inputs, delta_softplus=True, backend=backend), rounds=3, warmup_rounds=1
-        )
+        timed(benchmark, selective_scan, 3, 1, kwargs=dict(inputs, delta_softplus=True, backend=backend))
     report_compute_bound(benchmark, batch, backward=False)
 
 
@@ -80,7 +89,7 @@ def test_scan_forward_backward(benchmark, backend, batch):
         selective_scan(**leaves, delta_softplus=True, backend=backend).sum().backward()
 
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
-    benchmark.pedantic(step, rounds=2, warmup_rounds=1)
+    timed(benchmark, step, 2, 1)
     report_compute_bound(benchmark, batch, backward=True)
 
 
@@ -115,7 +124,7 @@ def test_cross_scan_forward_backward(benchmark, backend, batch):
         cross_selective_scan(**leaves, delta_softplus=True, backend=backend).sum().backward()
 
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
-    benchmark.pedantic(step, rounds=2, warmup_rounds=1)
+    timed(benchmark, step, 2, 1)
     report_compute_bound(benchmark, batch, backward=True)
 
 
