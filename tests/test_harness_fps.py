@@ -38,6 +38,15 @@ def test_time_callable_counts_calls_and_samples():
     assert result.clocks_before is None  # CPU: no GPU clocks to read
 
 
+def test_time_callable_records_the_page_faults_of_a_call():
+    # 64 MiB, above glibc's largest mmap threshold: every call maps fresh pages and gives them back (16,384
+    # faults a call on 4 KiB pages, 32 where the kernel backs it with 2 MiB huge pages)
+    fresh = time_callable(lambda: torch.ones(16 << 20), sample_count=1, device="cpu", protocol=TINY)
+    assert fresh.page_faults_per_call >= 30
+    reused = time_callable(lambda: None, sample_count=1, device="cpu", protocol=TINY)
+    assert reused.page_faults_per_call < 1
+
+
 def test_time_callable_rejects_bad_sample_count():
     with pytest.raises(ValueError, match="sample_count"):
         time_callable(lambda: None, 0)

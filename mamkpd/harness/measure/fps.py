@@ -68,7 +68,8 @@ class FpsMeasurement:
             throttled=r.throttled,
             gpu_clocks_before=clocks(r.clocks_before),
             gpu_clocks_after=clocks(r.clocks_after),
-            notes=f"{steady}preset {self.preset.name}; protocol {r.protocol}; forward only, no flip, no decoding",
+            notes=f"{steady}preset {self.preset.name}; protocol {r.protocol}; forward only, no flip, no decoding"
+            + ("" if r.page_faults_per_call is None else f"; {r.page_faults_per_call:.0f} page faults a call"),
         )
 
     def as_dict(self) -> dict[str, Any]:

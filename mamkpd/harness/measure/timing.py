@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .allocator import page_faults
 from .machine import GpuClockState, gpu_clock_state
 
 __all__ = ["TimingProtocol", "PROTOCOLS", "FpsResult", "time_callable"]
@@ -101,6 +102,9 @@ class FpsResult:
     protocol: str
     clocks_before: GpuClockState | None = None
     clocks_after: GpuClockState | None = None
+    # the process's page faults a timed call (fresh pages zeroed by the system: with glibc's defaults a call can
+    # pay for memory the call before gave back; see mamkpd.harness.measure.allocator)
+    page_faults_per_call: float | None = None
 
     @property
     def median(self) -> float:
@@ -172,7 +176,9 @@ def time_callable(
                 steady = True
                 break
 
+    faults_before = page_faults()
     timed = [_round_rate(fn, iterations, sample_count, sync) for _ in range(proto.timed_rounds)]
+    faults = (page_faults() - faults_before) / (iterations * proto.timed_rounds)
     clocks_after = gpu_clock_state(gpu_index) if device.startswith("cuda") else None
     return FpsResult(
         samples_per_s=timed,
@@ -184,4 +190,5 @@ def time_callable(
         protocol=proto.name,
         clocks_before=clocks_before,
         clocks_after=clocks_after,
+        page_faults_per_call=faults,
     )
