@@ -7,8 +7,8 @@ touches. On the 2-core VM of the suite's figures a fault costs about 1.7 us: the
 takes 2,304 faults, about 4 ms, against 6 ms for the scan itself, and whether a call pays them depends on what
 was freed before it (the timings come out bimodal). A block above 32 MiB (a batch of 8's activations) is
 always mmap()ed and given back (mallopt caps the threshold there): the stage-1 scan's 75 MB output at batch 8
-cost about 17 ms of page faults a call on huge pages, a quarter of the call. Inference servers avoid this with
-an allocator that keeps memory (jemalloc, tcmalloc) and ONNX Runtime with its own arena.
+costs about 20 ms of page faults a call (68 against 48 ms with the memory kept). Inference servers avoid this
+with an allocator that keeps memory (jemalloc, tcmalloc) and ONNX Runtime with its own arena.
 :func:`keep_freed_memory` does the same for glibc, in-process: the benchmarks time under it, so that a kernel
 is not charged for the operating system's page zeroing, and record the setting with every run.
 """
