@@ -9,6 +9,8 @@ does for bandwidth. The peak is timed in CPU time; on a loaded machine time the 
 The model group times MamKPD-B and HRNet-W32 alternately inside one benchmark, so that both see the same
 machine load; their img/s and ratio are in extra_info (``--benchmark-json``) and printed at the end of the run.
 Every cell runs under the allocator of ``conftest.py`` (freed memory kept) and records its page faults a call.
+At the end of the run, issue 18's goals for the stage-1 scan (numba over torch, forward and forward+backward, and
+numba's share of the compute bound) are printed met or short, judged from the cells that ran.
 """
 
 import time
@@ -38,8 +40,40 @@ def timed(benchmark, target, rounds, warmup_rounds, kwargs=None):
     benchmark.extra_info["page_faults_per_call"] = round((page_faults() - before) / calls)
 
 
-def report_compute_bound(benchmark, batch, backward):
-    """Print and record the cell's share of the compute bound (median time; the bound scales with the threads)."""
+# issue 18's goals for the stage-1 scan: numba's speed over the torch backend's, per pass, and numba's share of
+# the compute bound
+SPEEDUP_GOALS = {"forward": 20.0, "forward+backward": 10.0}
+COMPUTE_BOUND_GOAL = 0.30
+MEDIANS: dict[tuple[str, str, int], tuple[float, float]] = {}  # (pass, backend, batch) -> (seconds, fraction)
+
+
+def scan_goals() -> list[str]:
+    """The goals that the cells timed so far decide, each met or short (a cell not run: not measured)."""
+    lines = []
+    for batch in (1, 8):
+        for pass_, goal in SPEEDUP_GOALS.items():
+            numba, torch_ = MEDIANS.get((pass_, "numba", batch)), MEDIANS.get((pass_, "torch", batch))
+            what = f"batch {batch}: stage-1 scan {pass_} on numba"
+            if numba is None or torch_ is None:
+                lines.append(f"{what} >= {goal:.0f}x the torch backend: not measured in this run")
+            else:
+                ratio = torch_[0] / numba[0]
+                lines.append(f"{what} >= {goal:.0f}x the torch backend: {ratio:.1f}x -> {_verdict(ratio >= goal)}")
+            share = f"{what} >= {COMPUTE_BOUND_GOAL:.0%} of the compute bound"
+            if numba is None:
+                lines.append(f"{share}: not measured in this run")
+            else:
+                lines.append(f"{share}: {numba[1]:.0%} -> {_verdict(numba[1] >= COMPUTE_BOUND_GOAL)}")
+    return lines
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "SHORT"
+
+
+def report_compute_bound(benchmark, batch, backward, goal_lines=None, backend=""):
+    """Print and record the cell's share of the compute bound (median time; the bound scales with the threads);
+    with ``goal_lines``, judge the scan's goals again with this cell's median."""
     if benchmark.stats is None:  # benchmarks disabled: one untimed call
         return
     seconds = benchmark.stats.stats.median
@@ -53,6 +87,10 @@ def report_compute_bound(benchmark, batch, backward):
         f"{compute.flops / 1e6:.0f} Mflop and {compute.exps / 1e6:.1f} M exp on {peak.describe()}); "
         f"{benchmark.extra_info.get('page_faults_per_call', '?')} page faults a call"
     )
+    if goal_lines is not None:
+        MEDIANS["forward+backward" if backward else "forward", backend, batch] = (seconds, fraction)
+        title = f"issue 18 goals: the stage-1 scan ({torch.get_num_threads()} thread(s), the run's timer)"
+        goal_lines[title] = scan_goals()
 
 
 def stage1_inputs(batch):
@@ -72,20 +110,20 @@ def stage1_inputs(batch):
 @pytest.mark.benchmark(group="scan-stage1-forward")
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("backend", ["reference", "torch", "numba"])
-def test_scan_forward(benchmark, backend, batch):
+def test_scan_forward(benchmark, backend, batch, goal_lines):
     if backend == "reference" and batch > 1:
         pytest.skip("the reference is timed at batch 1 only (minutes at batch 8)")
     inputs = stage1_inputs(batch)
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     with torch.inference_mode():
         timed(benchmark, selective_scan, 5, 1, dict(inputs, delta_softplus=True, backend=backend))
-    report_compute_bound(benchmark, batch, backward=False)
+    report_compute_bound(benchmark, batch, backward=False, goal_lines=goal_lines, backend=backend)
 
 
 @pytest.mark.benchmark(group="scan-stage1-forward-backward")
 @pytest.mark.parametrize("batch", [1, 8])
 @pytest.mark.parametrize("backend", ["torch", "numba"])
-def test_scan_forward_backward(benchmark, backend, batch):
+def test_scan_forward_backward(benchmark, backend, batch, goal_lines):
     leaves = {k: v.requires_grad_(True) for k, v in stage1_inputs(batch).items()}
 
     def step():
@@ -93,7 +131,7 @@ def test_scan_forward_backward(benchmark, backend, batch):
 
     benchmark.extra_info.update(STAGE1, batch=batch, backend=backend, threads=torch.get_num_threads())
     timed(benchmark, step, 3, 1)
-    report_compute_bound(benchmark, batch, backward=True)
+    report_compute_bound(benchmark, batch, backward=True, goal_lines=goal_lines, backend=backend)
 
 
 def stage1_cross_inputs(batch, channels_last):
