@@ -63,6 +63,22 @@ def test_backend_matches_reference(backend, dtype, d_state, length):
         torch.testing.assert_close(grads[name], ref_grads[name], **TOL[dtype], msg=f"gradient of {name}")
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_decays_and_softplus_that_underflow_match_reference(backend, dtype):
+    # dt A down to about -600 (exp(dt A) below float32's smallest normal, 2**-126, and its subnormals) and
+    # deltas down to -120 (softplus's exp(-|x|) underflows too): the kernels' exp must underflow as torch's does
+    inputs = make_inputs(length=70, dtype=dtype, groups=2)
+    g = torch.Generator().manual_seed(2)
+    inputs["A"] = inputs["A"] * torch.logspace(0, 2.5, inputs["A"].shape[1], dtype=dtype)
+    inputs["delta"] = torch.empty_like(inputs["delta"]).uniform_(-120.0, 2.0, generator=g)
+    ref_out, ref_grads = run("reference", inputs, softplus=True)
+    out, grads = run(backend, inputs, softplus=True)
+    torch.testing.assert_close(out, ref_out, **TOL[dtype])
+    for name in NAMES:
+        torch.testing.assert_close(grads[name], ref_grads[name], **TOL[dtype], msg=f"gradient of {name}")
+
+
 @pytest.mark.parametrize(
     "options",
     [

@@ -50,6 +50,7 @@ from .scan_numba_vectors import (
     prefetch,
     prefetch_item,
     scale2,
+    scales_exactly,
     splat,
     transpose_in,
     transpose_out,
@@ -79,9 +80,10 @@ LOG2E = 1.4426950408889634
 
 # ------------------------------------------------------------------------------------------- vector math
 # exp2(x) = 2^k 2^f, k = rint(x), |f| <= 1/2. float32: minimax polynomial of degree 6 (relative error below
-# 1e-7, within an ulp); float64: Taylor of exp(f ln 2) to degree 13 (error below 1e-17). x is clamped,
-# branch-free, to the normal range first: exp2 of less comes out as the smallest normal number, of more as
-# the largest finite power.
+# 1e-7, within an ulp); float64: Taylor of exp(f ln 2) to degree 13 (error below 1e-17). Where 2^k is made from
+# its exponent bits, x is clamped, branch-free, to the normal range first: exp2 of less comes out as the smallest
+# normal number, of more as the largest finite power. Where vscalefps scales (float32 on AVX-512) no clamp is
+# needed: exp2 underflows to subnormals and 0 and overflows to inf, as libm's does.
 _EXP2_F32 = tuple(
     np.float32(c)
     for c in (1.0, 0.6931471824645996, 0.24022646248340607, 0.05550328642129898, 0.009618489071726799,
@@ -160,6 +162,14 @@ def exp2(x, constants):  # pragma: no cover - replaced by the overload below ins
 @overload(exp2, inline="always")
 def _exp2(x, constants):
     poly = _EXP2_POLY[x.dtype]
+
+    if scales_exactly(x.dtype):
+
+        def unclamped(x, constants):
+            n = vrint(x)
+            return scale2(poly(x - n, constants[0]), n)
+
+        return unclamped
 
     def impl(x, constants):
         k = constants[0]

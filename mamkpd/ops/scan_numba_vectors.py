@@ -24,6 +24,7 @@ __all__ = [
     "hsum",
     "pow2i",
     "scale2",
+    "scales_exactly",
     "prefetch",
     "item",
     "prefetch_item",
@@ -353,6 +354,12 @@ def _pow2i_value(builder, k, dtype):
     return builder.bitcast(builder.shl(exponent, ir.Constant(itype, [shift] * LANES)), k.type)
 
 
+def scales_exactly(dtype) -> bool:
+    """Whether :func:`scale2` runs on vscalefps for ``dtype``: then p * 2**k is exact for any k, overflow giving
+    inf and underflow subnormals or 0, as the product rounded once."""
+    return dtype == types.float32 and LANES == 16 and _register_bits() == 512
+
+
 @intrinsic
 def scale2(typingctx, p, k):
     """p * 2**k for integral k in the normal exponent range: AVX-512's vscalefps (float32) in one instruction
@@ -362,7 +369,7 @@ def scale2(typingctx, p, k):
         return None
 
     def codegen(context, builder, sig, args):
-        if p.dtype == types.float32 and LANES == 16 and _register_bits() == 512:
+        if scales_exactly(p.dtype):
             vtype = args[0].type
             fnty = ir.FunctionType(vtype, [vtype, vtype, vtype, ir.IntType(16), _I32])
             scalef = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.mask.scalef.ps.512")
