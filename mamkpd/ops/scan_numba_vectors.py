@@ -22,7 +22,6 @@ __all__ = [
     "LANES",
     "held",
     "hsum",
-    "pow2i",
     "scale2",
     "scales_exactly",
     "prefetch",
@@ -334,19 +333,8 @@ def vmax(a, b):
     return where(vgt(a, b), a, b)
 
 
-@intrinsic
-def pow2i(typingctx, k):
-    """2**k for integral k in the normal exponent range, built from its bits."""
-    if not isinstance(k, Vec):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return _pow2i_value(builder, args[0], k.dtype)
-
-    return k(k), codegen
-
-
-def _pow2i_value(builder, k, dtype):
+def _pow2i(builder, k, dtype):
+    """2**k for integral k (a vector) in the normal exponent range, built from its bits."""
     single = dtype == types.float32
     itype = ir.VectorType(ir.IntType(32 if single else 64), LANES)
     bias, shift = (127, 23) if single else (1023, 52)
@@ -363,8 +351,8 @@ def scales_exactly(dtype) -> bool:
 @intrinsic
 def scale2(typingctx, p, k):
     """p * 2**k for integral k in the normal exponent range: AVX-512's vscalefps (float32) in one instruction
-    where the host has it, else p * pow2i(k) in four. Both round the exact product once, so they give the same
-    bits (a subnormal result included)."""
+    where the host has it, else p times 2**k built from its exponent bits, in four. Both round the exact product
+    once, so they give the same bits (a subnormal result included)."""
     if not (isinstance(p, Vec) and p == k):
         return None
 
@@ -377,7 +365,7 @@ def scale2(typingctx, p, k):
             return builder.call(
                 scalef, [args[0], args[1], args[0], ir.Constant(ir.IntType(16), -1), ir.Constant(_I32, 4)]
             )
-        return builder.fmul(args[0], _pow2i_value(builder, args[1], p.dtype))
+        return builder.fmul(args[0], _pow2i(builder, args[1], p.dtype))
 
     return p(p, k), codegen
 
