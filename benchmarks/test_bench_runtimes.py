@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from bench_goals import verdict
 
 from mamkpd import create_model
 from mamkpd.export import CUSTOM_OP_SCAN_FORM, example_input, input_size_of, onnx_runner, prepare_for_export
@@ -91,12 +92,6 @@ def _one_round(runners: list[Timed]) -> None:
         r.wall_s.append(time.perf_counter() - wall)
 
 
-def _verdict(ratio: float, goal: float) -> str:
-    if ratio != ratio:  # NaN: a runner that did not run
-        return "SHORT (not measured)"
-    return "met" if ratio >= goal else "SHORT"
-
-
 def _goals(speed: dict[tuple[str, str], float], batch: int) -> list[str]:
     """Issue 18's goals at ``batch``, each with its ratio and met or short (the ONNX goals for both scan forms)."""
     eager = speed[(SUBJECT, "eager")]
@@ -115,7 +110,7 @@ def _goals(speed: dict[tuple[str, str], float], batch: int) -> list[str]:
         )
         for runtime in ("eager", EAGER_ONEDNN)
     ]
-    return [f"  batch {batch}: {what}: {ratio:.2f}x -> {_verdict(ratio, goal)}" for what, ratio, goal in goals]
+    return [f"  batch {batch}: {what}: {ratio:.2f}x -> {verdict(ratio, goal)}" for what, ratio, goal in goals]
 
 
 def _table(runners: list[Timed], batch: int) -> list[str]:

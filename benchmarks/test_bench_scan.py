@@ -17,6 +17,7 @@ import time
 
 import pytest
 import torch
+from bench_goals import verdict
 
 import mamkpd
 from mamkpd.harness.measure.allocator import page_faults
@@ -58,17 +59,13 @@ def scan_goals() -> list[str]:
                 lines.append(f"{what} >= {goal:.0f}x the torch backend: not measured in this run")
             else:
                 ratio = torch_[0] / numba[0]
-                lines.append(f"{what} >= {goal:.0f}x the torch backend: {ratio:.1f}x -> {_verdict(ratio >= goal)}")
+                lines.append(f"{what} >= {goal:.0f}x the torch backend: {ratio:.1f}x -> {verdict(ratio, goal)}")
             share = f"{what} >= {COMPUTE_BOUND_GOAL:.0%} of the compute bound"
             if numba is None:
                 lines.append(f"{share}: not measured in this run")
             else:
-                lines.append(f"{share}: {numba[1]:.0%} -> {_verdict(numba[1] >= COMPUTE_BOUND_GOAL)}")
+                lines.append(f"{share}: {numba[1]:.0%} -> {verdict(numba[1], COMPUTE_BOUND_GOAL)}")
     return lines
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "SHORT"
 
 
 def report_compute_bound(benchmark, batch, backward, goal_lines=None, backend=""):
