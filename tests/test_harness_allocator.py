@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt settings are glibc's")
+pytestmark = pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc", reason="keep_freed_memory sets glibc's malloc, and this C library is not glibc"
+)
 
 # Blocks of one size a round, as a call's output and scratch. Two of 12 MiB: after the first round glibc serves
 # them from its heap, and by default trims the freed 24 MiB off the top again (its trim threshold follows the mmap
