@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from mamkpd.harness.store.results import ResultsStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +32,21 @@ def test_fps_json_and_store(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["model"] == "mamkpd_s" and out["median_samples_per_s"] > 0 and out["scan_backend"] == "numba"
     assert out["preset"]["name"] == "fp32" and out["input_size"] == [64, 48]
+    assert out["result"]["allocator"] == "system"  # glibc's defaults unless asked otherwise
     assert "mamkpd_s" in store.read_text()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep-freed sets glibc's malloc; this C library is not")
+def test_fps_times_under_the_allocator_asked_for_and_records_it(tmp_path):
+    store = tmp_path / "results.csv"
+    args = ("fps", "--model", "mamkpd_s", "--input-size", "64", "48", "--protocol", "smoke", "--allocator")
+    proc = _mamkpd(*args, "keep-freed", "--store", str(store))
+    assert proc.returncode == 0, proc.stderr
+    assert "allocator keep-freed" in proc.stdout.splitlines()[-1]
+    rows = ResultsStore(store).read().frame
+    assert set(rows["allocator"]) == {"keep-freed"} and set(rows["metric"]) == {"fps"}
+    proc = _mamkpd(*args, "jemalloc")
+    assert proc.returncode == 2 and "--allocator" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_fps_refuses_gpu_preset_on_cpu_in_one_line():

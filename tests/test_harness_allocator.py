@@ -70,3 +70,29 @@ def test_keep_freed_memory_reuses_it_and_says_so(count, mib):
     faults, setting = faults_a_round("keep", count, mib)
     assert faults < 100
     assert "M_MMAP_MAX 0" in setting and "M_TRIM_THRESHOLD -1" in setting
+
+
+SETTINGS = """
+from mamkpd.harness.measure.allocator import allocator_in_use, use_allocator
+print(allocator_in_use())
+use_allocator("system")
+print(allocator_in_use())
+use_allocator("keep-freed")
+print(allocator_in_use())
+for asked in ("system", "tcmalloc"):
+    try:
+        use_allocator(asked)
+    except (RuntimeError, ValueError) as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_a_timing_records_the_setting_it_ran_under_and_none_other():
+    """A fresh process runs glibc's defaults; once it keeps freed memory it cannot go back (mallopt lasts the
+    process), so asking for system then is refused rather than recorded falsely."""
+    done = subprocess.run([sys.executable, "-c", SETTINGS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, again, kept, back, unknown = done.stdout.splitlines()
+    assert (first, again, kept) == ("system", "system", "keep-freed")
+    assert back.startswith("RuntimeError allocator system: this process already keeps freed memory")
+    assert unknown.startswith("ValueError allocator must be one of system, keep-freed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 
 import pytest
 import torch
@@ -84,6 +85,7 @@ def test_measurement_round_trip_and_store_rows(tmp_path):
     assert set(frame["table"]) == {"fps"} and set(frame["status"]) == {"measured"}
     assert frame["scan_backend"].iloc[0] == "numba" and frame["batch_size"].iloc[0] == 2
     assert frame["sample"].iloc[0] == "person crop" and not math.isnan(frame["iqr"].iloc[0])
+    assert back.result.allocator == "system" and set(frame["allocator"]) == {"system"}  # this process's setting
 
 
 def test_ratio_needs_the_reference_in_the_run():
@@ -102,14 +104,17 @@ def test_launch_runs_the_worker_module_never_the_cli():
 
 
 def test_isolated_timing_comes_back_from_a_child_process():
-    (m,) = measure_models_isolated(["mamkpd_s"], batch=2, protocol="smoke", input_size=(64, 48))
-    # The child records the backend that ran (the first available one in auto's CPU order), never "auto".
-    assert (m.model, m.batch, m.input_size, m.scan_backend, m.result.protocol) == (
+    allocator = "keep-freed" if platform.libc_ver()[0] == "glibc" else "system"
+    (m,) = measure_models_isolated(["mamkpd_s"], batch=2, protocol="smoke", input_size=(64, 48), allocator=allocator)
+    # The child records the backend that ran (the first available one in auto's CPU order), never "auto", and
+    # the allocator setting it was asked for
+    assert (m.model, m.batch, m.input_size, m.scan_backend, m.result.protocol, m.result.allocator) == (
         "mamkpd_s",
         2,
         (64, 48),
         resolve_backend("auto", "cpu").name,
         "smoke",
+        allocator,
     )
     assert m.scan_backend in auto_order("cpu")
     with pytest.raises(RuntimeError, match="timing mamkpd_xxl in its own process failed.*unknown model"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -142,3 +143,22 @@ def test_hand_edited_values_are_flagged_and_skipped_like_torn_lines(tmp_path):
     assert "measured_value 'bogus' is not a number" in contents.invalid_lines[0][1]
     assert "status 'bogus'" in contents.invalid_lines[1][1]
     assert contents.torn_lines == []
+
+
+def test_a_store_from_before_a_column_was_added_reads_with_it_empty(tmp_path):
+    """A store an earlier version wrote (here: before the allocator column) still reads, for the report, with
+    the new column empty; appending to it is refused, so that no file mixes two headers."""
+    path = tmp_path / "r.csv"
+    ResultsStore(path).record(table="t", row="a", model="m", metric="fps", measured=2.0, allocator="keep-freed")
+    rows = list(csv.reader(path.read_text().splitlines()))
+    gone = rows[0].index("allocator")
+    path.write_text("".join(",".join(cells[:gone] + cells[gone + 1 :]) + "\n" for cells in rows))
+    frame = ResultsStore(path).read().frame
+    assert list(frame.columns) == list(COLUMNS)
+    assert frame["allocator"].tolist() == [""] and frame["measured_value"].tolist() == [2.0]
+    with pytest.raises(ValueError, match="still reads it"):
+        ResultsStore(path).record(table="t", row="b", model="m", metric="x", measured=1.0)
+    shuffled = rows[0][1:] + rows[0][:1]  # the same names out of order: not a header any version wrote
+    path.write_text(",".join(shuffled) + "\n")
+    with pytest.raises(ValueError, match="unexpected header"):
+        ResultsStore(path).read()

@@ -220,6 +220,7 @@ def test_the_speed_table_shows_only_measured_rows(tmp_path):
         paper=916.0,
         measured=8.2,
         median=8.2,
+        allocator="keep-freed",
         **timing,
     )
     store.record(
@@ -239,6 +240,9 @@ def test_the_speed_table_shows_only_measured_rows(tmp_path):
         line.split("|")[1].strip() for line in speed.splitlines() if line.startswith("| ") and "---" not in line
     ]
     assert table_rows[1:] == ["hrnet_w32", "mamkpd_b"]
+    lines = [line.split("|") for line in speed.splitlines() if line.startswith("| ") and "---" not in line]
+    allocator = [cells.index(" Allocator ") for cells in lines[:1]][0]
+    assert [cells[allocator].strip() for cells in lines[1:]] == ["keep-freed", "not recorded"]
     not_timed = [line for line in speed.splitlines() if line.startswith("Not timed")]
     assert not_timed == [
         "Not timed: vitpose_b, rtmo_s. Why: no CUDA device; not timed on CPU by report --run "

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from .options import LazyText, add_input_size, add_onnx_scan, add_registry_choice, add_scan_backend
+from .options import LazyText, add_allocator, add_input_size, add_onnx_scan, add_registry_choice, add_scan_backend
 
 
 def _presets():
@@ -54,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="timing protocol, one of %(choices)s: 'quick' takes fewer, shorter rounds",
     )
     add_scan_backend(p)
+    add_allocator(p)
     p.add_argument(
         "--runtime",
         choices=RUNTIMES,
@@ -118,25 +119,18 @@ def run(args: argparse.Namespace) -> int:
         provider = args.provider or ("cuda" if args.device.startswith("cuda") else "cpu")
         form = args.onnx_scan or SCAN_FORMS[0]
         measurements = [
-            measure_onnx_fps(name, args.batch, provider, args.protocol, input_size=size, scan_form=form)
+            measure_onnx_fps(
+                name, args.batch, provider, args.protocol, input_size=size, scan_form=form, allocator=args.allocator
+            )
             for name in names
         ]
-    elif len(names) == 1:
-        measurements = [
-            measure_model_fps(
-                names[0],
-                args.batch,
-                args.preset,
-                args.device,
-                args.protocol,
-                input_size=size,
-                scan_backend=args.scan_backend,
-            )
-        ]
     else:
-        measurements = measure_models_isolated(
-            names, args.batch, args.preset, args.device, args.protocol, args.scan_backend, input_size=size
-        )
+        how = (args.batch, args.preset, args.device, args.protocol)
+        options = dict(input_size=size, scan_backend=args.scan_backend, allocator=args.allocator)
+        if len(names) == 1:
+            measurements = [measure_model_fps(names[0], *how, **options)]
+        else:
+            measurements = measure_models_isolated(names, *how, **options)
     if _presets()[args.preset].compile_mode:
         measurements = [dataclasses.replace(m, runtime="compiled") for m in measurements]
     ratios = speed_ratios(measurements, args.vs) if args.vs else {}
@@ -164,5 +158,9 @@ def run(args: argparse.Namespace) -> int:
         flags = [f for f, on in (("THROTTLED", r.throttled), ("warm-up not steady", not r.warmup_steady)) if on]
         print(line + (f"  [{', '.join(flags)}]" if flags else ""))
     sample = {m.sample for m in measurements}
-    print(f"one sample = {' / '.join(sorted(sample))}; forward only, no flip, no decoding; protocol {args.protocol}")
+    allocators = " / ".join(sorted({m.result.allocator for m in measurements}))
+    print(
+        f"one sample = {' / '.join(sorted(sample))}; forward only, no flip, no decoding; protocol {args.protocol}; "
+        f"allocator {allocators}"
+    )
     return 0

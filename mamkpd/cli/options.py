@@ -116,6 +116,25 @@ def add_scan_backend(parser: argparse.ArgumentParser, default: str | None = "aut
     action.described = LazyText(_scan_backends_described)
 
 
+def _allocators() -> tuple[str, ...]:
+    from ..harness.measure.allocator import ALLOCATORS
+
+    return ALLOCATORS
+
+
+def add_allocator(parser: argparse.ArgumentParser) -> None:
+    """``--allocator``: the C allocator setting the timings run under, recorded with each."""
+    add_registry_choice(
+        parser,
+        "--allocator",
+        _allocators,
+        default="system",
+        help="C allocator of the timings, one of %(choices)s (default system: glibc's defaults, what a plain "
+        "PyTorch process gets; keep-freed: freed memory kept for reuse, as the benchmarks time, so that a call "
+        "does not pay page faults for memory the call before gave back)",
+    )
+
+
 def _scan_forms() -> tuple[str, ...]:
     from ..export import SCAN_FORMS
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .options import add_scan_backend
+from .options import add_allocator, add_scan_backend
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="with --run: device for the speed and training steps")
     add_scan_backend(p)
+    add_allocator(p)
     p.add_argument("--no-readings", action="store_true", help="with --run: skip Table 1's alternative readings")
     p.add_argument(
         "--no-onnx",
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             readings=not args.no_readings,
             scan_backend=args.scan_backend,
+            allocator=args.allocator,
             onnx_speed=not args.no_onnx,
         )
         run_log = run_measurements_with_onnx(store, plan, echo=echo)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..harness.measure.allocator import use_allocator
 from ..harness.measure.fps import FpsMeasurement
 from ..harness.measure.presets import PRESETS
 from ..harness.measure.timing import TimingProtocol, time_callable
@@ -167,9 +168,14 @@ def measure_onnx_fps(
     opset: int | None = None,
     input_size: tuple[int, int] | None = None,
     scan_form: str = ONNX_SCAN_FORM,
+    allocator: str | None = None,
 ) -> OnnxFpsMeasurement:
     """Time ``model_name`` under onnxruntime with the suite's FPS protocol (fp32, forward only); the store's
-    ``scan_backend`` names the file's scan form."""
+    ``scan_backend`` names the file's scan form. ``allocator``: the process's C allocator setting, as
+    :func:`mamkpd.harness.measure.fps.measure_model_fps` takes it (onnxruntime's own arena holds the graph's
+    tensors; the setting covers the rest)."""
+    if allocator is not None:
+        use_allocator(allocator)
     runner = onnx_runner(model_name, batch, provider, checkpoint, opset, input_size=input_size, scan_form=scan_form)
     device = _device_of(runner.provider)
     result = time_callable(runner, batch, device, protocol)

@@ -291,6 +291,7 @@ def _speed_section(store: pd.DataFrame) -> str:
                 r.precision,
                 _num(r.batch_size),
                 r.scan_backend or "-",
+                r.allocator or "not recorded",
                 _num(r.median),
                 _num(r.iqr),
                 f"{_num(ratio['measured_value'].iloc[-1])} ({ratio['metric'].iloc[-1][len('fps_ratio_to_') :]})"
@@ -301,9 +302,16 @@ def _speed_section(store: pd.DataFrame) -> str:
                 "yes" if r.throttled == "true" else "",
             ]
         )
-    header = ["Model", "Device", "Runtime", "Precision", "Batch", "Scan", "samples/s (median)", "IQR", "Ratio (to)"]
+    header = ["Model", "Device", "Runtime", "Precision", "Batch", "Scan", "Allocator", "samples/s (median)", "IQR"]
+    header += ["Ratio (to)"]
     header += ["ONNX Runtime samples/s (× this)", "One sample", "Throttled"]
     out = [_md_table(header, rows) if rows else "No timings in the store."]
+    if rows:
+        out.append(
+            "\nAllocator: the C allocator the timing ran under. `system`: glibc's defaults, what a plain PyTorch "
+            "process gets, where a call can pay page faults for memory the call before gave back; `keep-freed`: "
+            "freed memory kept for reuse (`--allocator keep-freed`, as the benchmarks time)."
+        )
     loads = store[(store["table"] == LOAD_TABLE) & (store["metric"] == LOAD_METRIC)].drop_duplicates(
         "timestamp", keep="last"
     )

@@ -51,7 +51,9 @@ def measure_onnx_speeds(store, plan: RunPlan, progress) -> None:
             started = progress.elapsed
             label = name if form == SCAN_FORMS[0] else f"{name} ({form})"
             try:
-                m = measure_onnx_fps(name, plan.speed_batch, "cpu", plan.speed_protocol, scan_form=form)
+                m = measure_onnx_fps(
+                    name, plan.speed_batch, "cpu", plan.speed_protocol, scan_form=form, allocator=plan.allocator
+                )
             except (RuntimeError, ValueError, OSError, ImportError) as exc:  # the next model may still export
                 why = str(exc).splitlines()[0] if str(exc) else repr(exc)
                 progress.leave_out(f"ONNX Runtime speed of {label}", f"failed: {why}")

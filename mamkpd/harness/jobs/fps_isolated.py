@@ -20,6 +20,7 @@ def measure_models_isolated(
     input_size: tuple[int, int] | None = None,
     on_done: Callable[[FpsMeasurement], None] | None = None,
     timeout_s: float = 1800.0,
+    allocator: str | None = None,
 ) -> list[FpsMeasurement]:
     """:func:`mamkpd.harness.measure.fps.measure_model_fps` of each model, each in its own process.
 
@@ -27,7 +28,7 @@ def measure_models_isolated(
     """
     out = []
     for name in names:
-        job = TimingJob(name, batch, preset, device, protocol, scan_backend, input_size)
+        job = TimingJob(name, batch, preset, device, protocol, scan_backend, input_size, allocator)
         measurement = FpsMeasurement.from_dict(launch(job, timeout_s=timeout_s))
         if on_done:
             on_done(measurement)

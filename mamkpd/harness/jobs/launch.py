@@ -66,6 +66,7 @@ class TimingJob:
     protocol: str = "standard"
     scan_backend: str = "auto"
     input_size: tuple[int, int] | None = None
+    allocator: str | None = None  # the child's C allocator setting (None: its default)
     kind: ClassVar[str] = "time_model"
 
     def describe(self) -> str:

@@ -97,6 +97,9 @@ class RunPlan:
     speed_reference: str = "hrnet_w32"
     speed_batch: int = 1
     speed_protocol: str = "smoke"
+    # the C allocator of every timing (mamkpd.harness.measure.allocator): glibc's defaults, what a plain PyTorch
+    # process gets, or keep-freed, what the benchmarks time under; recorded in the store's allocator column
+    allocator: str = "system"
     device: str = "cpu"
     scan_backend: str = "auto"  # of the models with a scan, in the speed, training and evaluation steps
     # a MamKPD-S cut to one block per stage and 32/64/128 channels memorises the 12 sample people in ~200
@@ -424,7 +427,7 @@ def _measure_speed(store: ResultsStore, plan: RunPlan, progress: _Progress) -> N
             break
         started = progress.elapsed
         (m,) = measure_models_isolated([name], plan.speed_batch, preset, plan.device, plan.speed_protocol,
-                                       plan.scan_backend)  # fmt: skip
+                                       plan.scan_backend, allocator=plan.allocator)  # fmt: skip
         slowest = max(slowest, progress.elapsed - started)
         progress(
             f"speed {m.model} on {m.device}{'' if preset == PLAIN else f', {m.runtime}'}: {m.result.median:.3g} "

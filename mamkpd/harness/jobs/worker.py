@@ -26,6 +26,7 @@ def run_job(job: TrainJob | TimingJob) -> dict[str, Any]:
         job.protocol,
         input_size=job.input_size,
         scan_backend=job.scan_backend,
+        allocator=job.allocator,
     )
     return measurement.as_dict()
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ...engine.memory import check_batch_fits, out_of_memory
+from .allocator import use_allocator
 from .machine import GpuClockState
 from .presets import AUTOCAST_DTYPES, ONEDNN_LINEAR_RUNTIME, PRESETS, Preset, check_preset_device, preset_flags
 from .timing import FpsResult, TimingProtocol, time_callable
@@ -56,6 +57,7 @@ class FpsMeasurement:
             cudnn_benchmark=self.preset.cudnn_benchmark,
             tf32=self.preset.tf32,
             scan_backend=self.scan_backend,
+            allocator=r.allocator,
             input_size=self.input_size,
             flip_test=False,
             warmup_iterations=r.warmup_iterations,
@@ -111,19 +113,23 @@ def measure_model_fps(
     scan_backend: str = "auto",
     model_overrides: dict[str, Any] | None = None,
     compile_backend: str = "inductor",
+    allocator: str | None = None,
 ) -> FpsMeasurement:
     """Time the registered model ``name`` under ``preset`` on ``device`` (in this process).
 
        Models with a selective scan run on ``scan_backend`` (``auto``: the best one on ``device``), and record
        the one that ran; a backend that is not ``deployable`` (the reference, a Python loop) is refused.
     ``compile_backend`` is the dynamo backend
-       of compiling presets.
+       of compiling presets. ``allocator`` (one of :data:`mamkpd.harness.measure.allocator.ALLOCATORS`) sets the
+       C allocator first; None times under the process's setting. Either way the result records it.
     """
     from ...models import create_model, model_info, scan_backend_of
     from ...ops import AUTO, get_backend
 
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    if allocator is not None:
+        use_allocator(allocator)
     chosen = PRESETS.get(preset) if isinstance(preset, str) else preset
     if chosen is None:
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")

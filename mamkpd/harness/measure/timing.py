@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .allocator import page_faults
+from .allocator import allocator_in_use, page_faults
 from .machine import GpuClockState, gpu_clock_state
 
 __all__ = ["TimingProtocol", "PROTOCOLS", "FpsResult", "time_callable"]
@@ -105,6 +105,9 @@ class FpsResult:
     # the process's page faults a timed call (fresh pages zeroed by the system: with glibc's defaults a call can
     # pay for memory the call before gave back; see mamkpd.harness.measure.allocator)
     page_faults_per_call: float | None = None
+    # the C allocator setting the timing ran under (mamkpd.harness.measure.allocator.ALLOCATORS; "" before it was
+    # recorded)
+    allocator: str = ""
 
     @property
     def median(self) -> float:
@@ -191,4 +194,5 @@ def time_callable(
         clocks_before=clocks_before,
         clocks_after=clocks_after,
         page_faults_per_call=faults,
+        allocator=allocator_in_use(),
     )

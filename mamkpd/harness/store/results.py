@@ -78,6 +78,7 @@ COLUMNS: tuple[str, ...] = (
     "cudnn_benchmark",
     "tf32",
     "scan_backend",
+    "allocator",
     "flops_convention",
     # timing protocol
     "warmup_iterations",
@@ -368,7 +369,8 @@ class ResultsStore:
         if tuple(header) != COLUMNS:
             raise ValueError(
                 f"results store {self.path} has columns {header[:5]}... that differ from this version's "
-                f"({len(COLUMNS)} columns); write to a new store (set MAMKPD_RESULTS)"
+                f"({len(COLUMNS)} columns); write to a new store (set MAMKPD_RESULTS); `mamkpd report --store` "
+                "still reads it"
             )
 
     # -- reading -------------------------------------------------------------------------------
@@ -380,21 +382,33 @@ class ResultsStore:
             text = self.path.read_text(encoding="utf-8")
         if not text:  # created but never written (the first append writes the header): an empty store
             return StoreContents(pd.DataFrame(columns=list(COLUMNS)))
-        records, torn = _csv_records(text, len(COLUMNS))
-        if not records or tuple(records[0][1]) != COLUMNS or records[0][0] != 1:
+        header = next(csv.reader([text.split("\n", 1)[0]]))
+        records, torn = _csv_records(text, len(header))
+        if not records or records[0][0] != 1 or not _earlier_header(header):
             raise ValueError(
                 f"results store {self.path}: unexpected header; expected the {len(COLUMNS)} "
                 f"columns of mamkpd.harness.store.results.COLUMNS"
             )
         good = records[1:]
         numbers = [number for number, _ in good]
-        frame = pd.DataFrame([fields for _, fields in good], columns=list(COLUMNS), dtype=str)
+        # a store written before a column was added reads with that column empty
+        frame = pd.DataFrame([fields for _, fields in good], columns=header, dtype=str)
+        frame = frame.reindex(columns=list(COLUMNS), fill_value="")
         problems = _invalid_values(frame)
         invalid = [(numbers[i], problems.iloc[i]) for i in range(len(frame)) if problems.iloc[i]]
         frame = frame[problems == ""].reset_index(drop=True)
         for name in NUMERIC_COLUMNS:
             frame[name] = pd.to_numeric(frame[name], errors="coerce")
         return StoreContents(frame, sorted(torn), invalid)
+
+
+def _earlier_header(header: list[str]) -> bool:
+    """Whether ``header`` is this version's, or an earlier one's: some of :data:`COLUMNS`, in their order, with
+    the comparison and status columns every version has."""
+    if len(set(header)) != len(header) or not {"table", "row", "model", "metric", "status"} <= set(header):
+        return False
+    positions = [COLUMNS.index(name) if name in COLUMNS else -1 for name in header]
+    return min(positions) >= 0 and positions == sorted(positions)
 
 
 def _csv_records(text: str, columns: int) -> tuple[list[tuple[int, list[str]]], list[tuple[int, str]]]:
