@@ -20,6 +20,7 @@ from mamkpd.export import (
     count_ss2d,
     example_input,
     export_onnx,
+    onnx_session,
 )
 
 needs_ortx = pytest.mark.skipif(
@@ -56,6 +57,9 @@ def test_custom_op_export_matches_the_reference(tmp_path, backend, node):
     reference = create_model("mamkpd_s", checkpoint_path=ckpt, scan_backend="reference", **TINY_MAMKPD).eval()
     x = example_input(TINY_MAMKPD["input_size"], batch=3, seed=5)
     assert onnxruntime_vs_eager(out, reference, x) <= DEFAULT_TOLERANCE
+    # the scan nodes run on torch's OpenMP team: onnxruntime's idle threads sleep rather than spin beside it
+    spinning = onnx_session(out).get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert spinning == "0"
 
 
 @needs_ortx

@@ -169,6 +169,9 @@ def onnx_session(path: str | os.PathLike, provider: str = "CPUExecutionProvider"
     options = ort.SessionOptions()
     if holds_custom_ops(path):
         options.register_custom_ops_library(register_custom_ops())
+        # the scan nodes run on torch's OpenMP team (mamkpd.ops.openmp_team): onnxruntime's idle threads must
+        # sleep, not spin, on the cores that team runs on (MamKPD-B on 2 threads: 23 against 12 img/s)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
         options.intra_op_num_threads = threads

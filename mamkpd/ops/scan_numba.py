@@ -6,10 +6,13 @@ numba is imported only when the backend is first used (this module imports witho
 next to the source in ``__pycache__``, or, where that is not writable (a read-only site-packages), in the
 user's cache directory (``~/.cache/numba``); ``NUMBA_CACHE_DIR`` moves it.
 
-The kernels release the GIL and each runs a contiguous range of (batch, channel) tasks; ranges run on a pool
-of ``torch.get_num_threads()`` threads, so one thread setting governs torch and the scan. (numba's own
-``parallel=True`` doubles the first-call compile time and brings a threading layer that is either not
-fork-safe (GNU OpenMP: a forked DataLoader worker hangs) or not thread-safe (workqueue).)
+The kernels release the GIL and each runs a contiguous range of (batch, channel) tasks; ranges run on
+``torch.get_num_threads()`` threads, so one thread setting governs torch and the scan: on torch's own OpenMP
+team where torch runs on OpenMP (:mod:`.openmp_team`), else on a pool of threads. Not a pool beside OpenMP:
+after each of torch's parallel ops its OpenMP workers spin for milliseconds on the cores such a pool needs, so
+the scans inside MamKPD-B ran no faster on 2 threads than on 1. (numba's own ``parallel=True`` doubles the
+first-call compile time and brings a threading layer that is either not fork-safe (a second GNU OpenMP, beside
+torch's: a forked DataLoader worker hangs) or not thread-safe (workqueue).)
 
 The kernels read and write the tensors the model holds, in place, with their strides (numpy views of them;
 :mod:`.scan_numba_kernels`): u, delta, z and the outputs as (batch, groups, L, channels) views of (batch, dim,
@@ -35,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .cross_contract import cross_scan_positions
+from .openmp_team import openmp_team, run_on_team
 from .scan_contract import CrossScan, ScanBackend, compute_dtype, gradients_like, grouped
 
 __all__ = [
@@ -90,6 +94,9 @@ def _run(kernel, tasks: int, pieces: int, *args, **kwargs) -> None:
     ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
     if threads <= 1 or len(ranges) == 1:
         kernel(*args, 0, tasks, **kwargs)
+        return
+    if openmp_team() is not None:
+        run_on_team(threads, [functools.partial(kernel, *args, first, last, **kwargs) for first, last in ranges])
         return
     futures = [_pool(threads).submit(kernel, *args, first, last, **kwargs) for first, last in ranges]
     for future in futures:
