@@ -7,7 +7,7 @@ import threading
 
 import pytest
 import torch
-from test_ops_selective_scan import make_inputs, run
+from test_ops_selective_scan import assert_same_bits_on_thread_counts
 
 from mamkpd.ops import openmp_team as team_module
 from mamkpd.ops import scan_numba
@@ -76,17 +76,5 @@ def test_the_scan_gives_the_same_bits_on_the_team_and_on_its_own_pool(monkeypatc
         monkeypatch.setattr(scan_numba, "openmp_team", lambda: None)
     used = []
     monkeypatch.setattr(scan_numba, "run_on_team", lambda *a: used.append(1) or run_on_team(*a))
-    inputs = make_inputs(batch=3, dim=64, length=50, dtype=torch.float32, groups=4)
-    previous = torch.get_num_threads()
-    outs = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            outs.append(run("numba", inputs, softplus=True))
-    finally:
-        torch.set_num_threads(previous)
-    (out1, grads1), (out2, grads2) = outs
+    assert_same_bits_on_thread_counts("numba", (1, 2))
     assert bool(used) == on_team  # forward and backward on the team, or neither
-    assert torch.equal(out1, out2)
-    for name in grads1:
-        assert torch.equal(grads1[name], grads2[name]), name

@@ -204,21 +204,27 @@ def test_numba_backend_is_optional():
     assert "only on CPU" in backend_unavailable("numba", "cuda")
 
 
-def test_numba_backend_uses_several_threads_and_gives_the_same_result():
-    # task ranges run on torch's thread count; the split must not change a single bit
+def assert_same_bits_on_thread_counts(backend: str, counts: tuple[int, ...]) -> None:
+    """The output and every gradient of one scan the same bits on each of torch's thread ``counts``."""
     inputs = make_inputs(batch=3, dim=64, length=50, dtype=torch.float32, groups=4)
     previous = torch.get_num_threads()
     outs = []
     try:
-        for threads in (1, 3):
+        for threads in counts:
             torch.set_num_threads(threads)
-            outs.append(run("numba", inputs, softplus=True))
+            outs.append(run(backend, inputs, softplus=True))
     finally:
         torch.set_num_threads(previous)
-    (out1, grads1), (out3, grads3) = outs
-    assert torch.equal(out1, out3)
-    for name in grads1:
-        assert torch.equal(grads1[name], grads3[name]), name
+    (out1, grads1), *others = outs
+    for out, grads in others:
+        assert torch.equal(out1, out)
+        for name in grads1:
+            assert torch.equal(grads1[name], grads[name]), name
+
+
+def test_numba_backend_uses_several_threads_and_gives_the_same_result():
+    # task ranges run on torch's thread count; the split must not change a single bit
+    assert_same_bits_on_thread_counts("numba", (1, 3))
 
 
 def in_model_layouts(inputs):
