@@ -61,6 +61,29 @@ def test_an_error_in_a_piece_is_raised_in_the_caller_and_stops_the_rest():
     assert ran == [0, 1, 2]  # one thread: in order, and nothing after the failure
 
 
+@needs_team
+def test_a_team_started_inside_a_piece_or_from_another_thread_runs_every_piece():
+    """Inside a piece the team is that thread alone (OpenMP does not nest by default); a thread other than the
+    main one (onnxruntime's, calling a custom-op scan) gets a team of its own."""
+    done, lock = [], threading.Lock()
+
+    def leaf(name):
+        def work():
+            with lock:
+                done.append(name)
+
+        return work
+
+    def outer(index):
+        return lambda: run_on_team(2, [leaf((index, j)) for j in range(3)])
+
+    worker = threading.Thread(target=run_on_team, args=(2, [outer(i) for i in range(4)]))
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert sorted(done) == [(i, j) for i in range(4) for j in range(3)]
+
+
 def test_without_a_team_it_says_so(monkeypatch):
     monkeypatch.setattr(team_module, "openmp_team", lambda: None)
     with pytest.raises(RuntimeError, match="openmp_team"):
