@@ -120,8 +120,9 @@ def test_foreign_header_is_refused(tmp_path):
     path.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(ValueError, match="header"):
         ResultsStore(path).read()
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(ValueError, match="differ") as refused:
         ResultsStore(path).record(table="t", row="r", model="m", metric="x", measured=1.0)
+    assert "still reads it" not in str(refused.value)  # not a store any version wrote
 
 
 def test_hand_edited_values_are_flagged_and_skipped_like_torn_lines(tmp_path):

@@ -4,7 +4,7 @@ Why: a thread pool beside torch's OpenMP team competes with it. After each of to
 convolution) GNU OpenMP's workers wait by spinning before they sleep (``GOMP_SPINCOUNT``: milliseconds), on the
 cores such a pool runs on; work of a few milliseconds between two of torch's ops then gets what the spinning
 leaves. MamKPD-B's scans, on a pool, took as long on 2 threads as on 1 (30 against 28 ms a forward, 2 cores);
-on the team, 19 ms.
+on the team, 19-23 ms.
 
 How: ``GOMP_parallel`` of the OpenMP runtime torch runs on (found among the process's mapped libraries: GNU's
 libgomp, or LLVM's libomp or Intel's libiomp5, which export the same entry point), with a ctypes callback:

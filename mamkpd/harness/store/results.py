@@ -367,10 +367,10 @@ class ResultsStore:
         with open(self.path, encoding="utf-8") as handle:
             header = handle.readline().rstrip("\n").split(",")
         if tuple(header) != COLUMNS:
+            earlier = "; `mamkpd report --store` still reads it" if _earlier_header(header) else ""
             raise ValueError(
                 f"results store {self.path} has columns {header[:5]}... that differ from this version's "
-                f"({len(COLUMNS)} columns); write to a new store (set MAMKPD_RESULTS); `mamkpd report --store` "
-                "still reads it"
+                f"({len(COLUMNS)} columns); write to a new store (set MAMKPD_RESULTS){earlier}"
             )
 
     # -- reading -------------------------------------------------------------------------------
