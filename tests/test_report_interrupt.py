@@ -90,3 +90,44 @@ def test_ctrl_c_during_report_run_leaves_a_consistent_store_and_no_half_report(t
     )
     assert again.returncode == 0, again.stderr
     assert f"{len(contents.frame)} stored rows" in (out / "REPORT.md").read_text()
+
+
+# a report whose store is read, then rendered slowly (a large store, the figures), into the folder argv[2]
+SLOW_REPORT = """
+import sys, time
+from mamkpd.report import build
+
+read = build.build_report
+
+def read_then_wait(store):
+    report = read(store)
+    print("read", flush=True)
+    time.sleep(3)
+    return report
+
+build.build_report = read_then_wait
+build.write_report(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_report_written_after_another_shows_the_rows_the_other_had_not_read(tmp_path):
+    """Two reports into one folder: the one that reads the store last writes last, so a slow first report cannot
+    leave the folder showing fewer rows than the store held when the second was asked for."""
+    store, out = ResultsStore(tmp_path / "r.csv"), tmp_path / "out"
+    for i in range(5):
+        store.record(table="run", row=f"first {i}", model="m", metric="x", measured=float(i))
+    slow = subprocess.Popen(
+        [sys.executable, "-c", SLOW_REPORT, str(store.path), str(out)], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    assert slow.stdout.readline().strip() == "read"  # it has read 5 rows and now renders them
+    store.record(table="run", row="second", model="m", metric="x", measured=9.0)
+    later = subprocess.run(
+        [sys.executable, "-m", "mamkpd.cli", "report", "--store", str(store.path), "--out", str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert later.returncode == 0, later.stderr[-2000:]
+    assert slow.wait(timeout=300) == 0
+    assert "(6 stored rows" in (out / "REPORT.md").read_text()

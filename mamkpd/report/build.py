@@ -9,9 +9,11 @@ holds one needs ``force``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +23,7 @@ import pandas as pd
 from ..engine.checkpoint import atomic_write
 from ..harness.jobs.run_plan import LOAD_METRIC, LOAD_TABLE, UNCOUNTED_MULTIPLIES, RunLog
 from ..harness.measure.machine import environment_info
-from ..harness.store.results import NUMERIC_COLUMNS, STATUS_NOT_RUN, ResultsStore
+from ..harness.store.results import NUMERIC_COLUMNS, STATUS_NOT_RUN, ResultsStore, file_lock
 from ..paper import TABLES, compared_model, load_table
 from .compare import NOT_IN_PAPER, RATIO_METRIC, compare_table, row_status, table_metrics
 from .findings import Finding, collect_findings
@@ -464,6 +466,17 @@ def write_report(
     ``left_out``: (item, reason) of what a ``--run`` did not measure, listed at the report's top.
     Refuses a folder that holds the committed example unless ``force`` (:func:`check_out_dir`)."""
     out = check_out_dir(out_dir, force)
+    # one report at a time into a folder, each from the store as it is once the one before has written: two runs
+    # into one store and folder (both finish) leave the report of every row, whichever reads the store last
+    folder = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
+    with file_lock(os.path.join(tempfile.gettempdir(), f"mamkpd-report-{folder}.lock"), REPORT_LOCK_TIMEOUT_S):
+        return _write_report(store_path, out, extra_sections, left_out)
+
+
+REPORT_LOCK_TIMEOUT_S = 600.0  # what a report waits for another being written into its folder
+
+
+def _write_report(store_path, out: Path, extra_sections, left_out) -> dict[str, Path]:
     report = build_report(store_path)
     report.extra_sections = list(extra_sections or [])
     report.left_out = list(left_out or [])

@@ -45,6 +45,7 @@ __all__ = [
     "utf8_text",
     "machine_info",
     "environment_info",
+    "file_lock",
 ]
 
 COLUMNS: tuple[str, ...] = (
@@ -179,7 +180,9 @@ class _Flock:
         self._fd = None
 
 
-def _store_lock(path: str, timeout: float):
+def file_lock(path: str, timeout: float):
+    """An exclusive lock on the file ``path`` across processes (filelock's, or a plain ``flock``), waiting up to
+    ``timeout`` seconds."""
     try:
         from filelock import FileLock
     except ImportError:
@@ -262,7 +265,7 @@ class ResultsStore:
 
     def __init__(self, path: str | os.PathLike | None = None, lock_timeout_s: float = 120.0):
         self.path = Path(path) if path is not None else default_store_path()
-        self._lock = _store_lock(str(self.path) + ".lock", lock_timeout_s)
+        self._lock = file_lock(str(self.path) + ".lock", lock_timeout_s)
 
     # -- writing -------------------------------------------------------------------------------
     def record(
