@@ -468,7 +468,7 @@ def write_report(
     out = check_out_dir(out_dir, force)
     # one report at a time into a folder, each from the store as it is once the one before has written: two runs
     # into one store and folder (both finish) leave the report of every row, whichever reads the store last
-    folder = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
+    folder = hashlib.sha1(os.fsencode(out.resolve())).hexdigest()[:16]  # a name of any bytes
     with file_lock(os.path.join(tempfile.gettempdir(), f"mamkpd-report-{folder}.lock"), REPORT_LOCK_TIMEOUT_S):
         return _write_report(store_path, out, extra_sections, left_out)
 
