@@ -54,7 +54,12 @@ def run(backend, inputs, softplus):
 @pytest.mark.parametrize("d_state", [1, 8, 16])
 @pytest.mark.parametrize("length", [1, 63, 130])  # one step, under one chunk (64), over two chunks
 def test_backend_matches_reference(backend, dtype, d_state, length):
-    inputs = make_inputs(d_state=d_state, length=length, dtype=dtype, groups=2)
+    assert_matches_reference(backend, make_inputs(d_state=d_state, length=length, dtype=dtype, groups=2))
+
+
+def assert_matches_reference(backend, inputs):
+    """``backend``'s output and every gradient within the dtype's tolerance of the reference scan's."""
+    dtype = inputs["u"].dtype
     ref_out, ref_grads = run("reference", inputs, softplus=True)
     out, grads = run(backend, inputs, softplus=True)
     torch.testing.assert_close(out, ref_out, **TOL[dtype])
@@ -72,11 +77,7 @@ def test_decays_and_softplus_that_underflow_match_reference(backend, dtype):
     g = torch.Generator().manual_seed(2)
     inputs["A"] = inputs["A"] * torch.logspace(0, 2.5, inputs["A"].shape[1], dtype=dtype)
     inputs["delta"] = torch.empty_like(inputs["delta"]).uniform_(-120.0, 2.0, generator=g)
-    ref_out, ref_grads = run("reference", inputs, softplus=True)
-    out, grads = run(backend, inputs, softplus=True)
-    torch.testing.assert_close(out, ref_out, **TOL[dtype])
-    for name in NAMES:
-        torch.testing.assert_close(grads[name], ref_grads[name], **TOL[dtype], msg=f"gradient of {name}")
+    assert_matches_reference(backend, inputs)
 
 
 @pytest.mark.parametrize(
