@@ -7,7 +7,6 @@ import math
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +21,6 @@ from mamkpd.harness.store.fps_records import record_fps
 from mamkpd.harness.store.results import ResultsStore
 from mamkpd.ops.selective_scan import auto_order, resolve_backend
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = TimingProtocol(
     name="tiny",
     round_seconds=0.01,
@@ -57,7 +55,7 @@ def test_time_callable_records_the_page_faults_of_a_call():
     process (hundreds of models, sessions and threads before this test) has moved off glibc's defaults."""
     # 64 MiB, above glibc's largest mmap threshold: every call maps fresh pages and gives them back (16,384
     # faults a call on 4 KiB pages, 32 where the kernel backs it with 2 MiB huge pages)
-    done = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     fresh, reused = map(float, done.stdout.split())
     assert fresh >= 30
