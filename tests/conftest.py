@@ -3,7 +3,16 @@ import shutil
 import tempfile
 
 import pytest
-import torch
+
+# Under pytest-xdist each worker gets its share of the CPUs, for torch, numba's scan and the CLI subprocesses it
+# starts alike (they read OMP_NUM_THREADS: mamkpd.data.threads). Two workers on two cores, each on two OpenMP
+# threads, wait at every barrier for a thread the other has descheduled: the MamKPD training-step tests took 217 s
+# that way, 33 s on one thread a worker. Set before torch is imported; a value the caller set is kept.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    _share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
+
+import torch  # noqa: E402
 
 # Triton's @jit reads TRITON_INTERPRET when a function is defined, its own library's included: set it before
 # anything (a test module collected before the Triton tests, torch's native ops) imports triton, so that the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from worker_groups import MODEL_COUNTS
 
 from mamkpd.harness.findings import baseline_findings as findings
 from mamkpd.harness.measure.complexity import (
@@ -17,6 +18,7 @@ from mamkpd.paper import load_table
 from mamkpd.paper.tolerances import PRINTED_UNIT
 
 
+@MODEL_COUNTS
 @pytest.mark.parametrize(
     "name", ["sbl_res50", "vitpose_s", "vitpose_s_simple", "rtmo_s", pytest.param("hrnet_w32", marks=pytest.mark.slow)]
 )

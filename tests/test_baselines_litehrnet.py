@@ -18,6 +18,7 @@ import torch
 from pose_samples import sample
 from seeded_weights import seeded_tensor
 from test_cli_evaluate import mamkpd_cli
+from worker_groups import MODEL_COUNTS
 
 import mamkpd
 from mamkpd.codecs import build_codec
@@ -160,6 +161,7 @@ def fvcore_count(name: str):
     return measure_complexity(name)  # at the registered input size
 
 
+@MODEL_COUNTS
 @pytest.mark.slow  # fvcore traces ~1000 small modules: 10-30 s a count on the shared cores
 @pytest.mark.parametrize(
     "name",

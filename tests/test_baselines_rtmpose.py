@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from seeded_weights import seeded_tensor
+from worker_groups import MODEL_COUNTS
 
 import mamkpd
 from mamkpd.codecs import build_codec
@@ -92,6 +93,7 @@ def test_flip_test_decodes_to_the_official_keypoints():
     assert np.allclose(scores, FIXTURE["flip_scores"], rtol=1e-4, atol=1e-7)
 
 
+@MODEL_COUNTS
 @pytest.mark.parametrize("name", ["rtmpose_t", "rtmpose_s", "rtmpose_m", "rtmpose_l"])
 def test_gflops_match_the_published_figure(name):
     c = measure_complexity(name)

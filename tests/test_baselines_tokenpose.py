@@ -16,6 +16,7 @@ import pytest
 import torch
 from pose_samples import sample
 from seeded_weights import seeded_tensor
+from worker_groups import MODEL_COUNTS
 
 import mamkpd
 from mamkpd.codecs import build_codec
@@ -82,6 +83,7 @@ def test_tokenpose_flip_test_and_decoding_match_the_official_test_path(tokenpose
     np.testing.assert_allclose(scores, tokenpose_ref["final_maxvals"][..., 0], rtol=1e-6)
 
 
+@MODEL_COUNTS
 def test_tokenpose_gflops_the_paper_counts_leave_out_the_attention_fvcore_counts():
     """TokenPose-S-v1's published 2.2 GFLOPs is the HRNet repository counter's (conv and linear layers over 2**30,
     tests/test_baselines_complexity.py checks every published figure); fvcore's multiply-adds, the suite's

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from worker_groups import MODEL_COUNTS
 
 from mamkpd.harness.store.results import ResultsStore
 
@@ -59,6 +60,7 @@ def test_reproduce_rejects_a_table_without_accuracy(tmp_path):
 
 
 @pytest.mark.slow
+@MODEL_COUNTS
 def test_report_run_end_to_end_on_cpu(tmp_path):
     """The main job on a CPU machine without data: measures, records, reports, within its budget (a small one:
     the counts, findings and reasons run whatever the budget, and the timing steps have tests of their own)."""

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from torch import nn
+from worker_groups import MODEL_COUNTS
 
 import mamkpd
 from mamkpd.harness.measure.complexity import FREE_OPS, measure_complexity, measure_model
@@ -55,6 +56,7 @@ def test_counts_the_scan_by_formula(name):
     assert c.flops_convention == "MAC" and c.scan_backend == "numba"  # what auto resolves to on a CPU
 
 
+@MODEL_COUNTS
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_no_costly_op_goes_uncounted(name):
@@ -97,6 +99,7 @@ def test_cli_bad_input_size():
     assert res.returncode != 0 and "multiples of 16" in res.stderr
 
 
+@MODEL_COUNTS
 @pytest.mark.slow
 def test_cli_all_lists_every_registered_model():
     res = cli("--model", "all", "--json")

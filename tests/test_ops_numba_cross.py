@@ -3,10 +3,12 @@ y) against the unfused path on the reference scan: output and every gradient, an
 
 import pytest
 import torch
+from worker_groups import NUMBA_SCAN
 
 from mamkpd.ops import cross_selective_scan
 from mamkpd.ops.cross_selective_scan import cross_selective_scan_unfused
 
+pytestmark = NUMBA_SCAN
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-9), torch.float32: dict(rtol=2e-4, atol=2e-4)}
 
 

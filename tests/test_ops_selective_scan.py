@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from worker_groups import NUMBA_SCAN
 
 from mamkpd.ops import (
     backend_unavailable,
@@ -19,6 +20,7 @@ from mamkpd.ops import (
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-9), torch.float32: dict(rtol=2e-4, atol=2e-4)}
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 CPU_BACKENDS = ("torch", "numba")
+pytestmark = NUMBA_SCAN
 
 
 def make_inputs(
