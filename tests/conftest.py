@@ -9,7 +9,8 @@ import pytest
 # threads, wait at every barrier for a thread the other has descheduled: the MamKPD training-step tests took 217 s
 # that way, 33 s on one thread a worker. Set before torch is imported; a value the caller set is kept.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
-    _share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    _share = _cpus // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ["OMP_NUM_THREADS"] = str(max(1, _share))
 
 import torch  # noqa: E402

@@ -149,7 +149,7 @@ def test_the_default_timings_are_the_papers_methods():
 @pytest.mark.slow
 def test_the_papers_methods_are_timed_cheapest_first():
     """In increasing cost per sample, so that a budget cut leaves out the costliest (fvcore at each model's own
-    input size: counted once per session, then read from the count cache by report --run and the other counts)."""
+    input size; in report --run's worker group and after it, so the counts come from the session's count cache)."""
     from mamkpd.harness.measure.complexity import measure_complexity
 
     plan = RunPlan()
