@@ -20,6 +20,7 @@ from numba.extending import intrinsic, models, overload, register_model
 
 __all__ = [
     "LANES",
+    "fraction",
     "held",
     "hsum",
     "scale2",
@@ -32,6 +33,7 @@ __all__ = [
     "transpose_out",
     "vabs",
     "veq",
+    "vfloor",
     "vfma",
     "vge",
     "vgt",
@@ -290,6 +292,7 @@ def _unary(name: str):
 
 
 vrint = _unary("llvm.rint")  # to the nearest integer, ties to even (as np.rint)
+vfloor = _unary("llvm.floor")
 vabs = _unary("llvm.fabs")
 vlog = _unary("llvm.log")  # libm's log lane by lane: only the float64 path uses it
 
@@ -352,7 +355,7 @@ def scales_exactly(dtype) -> bool:
 def scale2(typingctx, p, k):
     """p * 2**k for integral k in the normal exponent range: AVX-512's vscalefps (float32) in one instruction
     where the host has it, else p times 2**k built from its exponent bits, in four. Both round the exact product
-    once, so they give the same bits (a subnormal result included)."""
+    once, so they give the same bits (a subnormal result included). vscalefps takes 2**floor(k) of any k."""
     if not (isinstance(p, Vec) and p == k):
         return None
 
@@ -368,6 +371,25 @@ def scale2(typingctx, p, k):
         return builder.fmul(args[0], _pow2i(builder, args[1], p.dtype))
 
     return p(p, k), codegen
+
+
+@intrinsic
+def fraction(typingctx, x):
+    """x - floor(x), in [0, 1), exact: AVX-512's vreduceps in one instruction. Only where :func:`scales_exactly`
+    (then :func:`scale2` of x itself scales by 2**floor(x))."""
+    if not (isinstance(x, Vec) and scales_exactly(x.dtype)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vtype = args[0].type
+        fnty = ir.FunctionType(vtype, [vtype, _I32, vtype, ir.IntType(16), _I32])
+        reduce = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.mask.reduce.ps.512")
+        # imm 9: no fraction bits kept (M = 0), rounded down (1), precision exception suppressed (8); all lanes
+        return builder.call(
+            reduce, [args[0], ir.Constant(_I32, 9), args[0], ir.Constant(ir.IntType(16), -1), ir.Constant(_I32, 4)]
+        )
+
+    return x(x), codegen
 
 
 @intrinsic
