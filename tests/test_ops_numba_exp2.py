@@ -1,8 +1,8 @@
 """The numba scan's float32 exp2 (every decay exp(dt A) of the CPU scan, and softplus's exponential) against
 numpy's float64 exp2: within an ulp over whole binades of inputs, exact at integers, and the range's ends as
-documented (AVX-512's vscalefps underflows to subnormals and 0 and overflows to inf; elsewhere x is clamped to
-the normal range). Run on this host's path in-process, and on the portable path (no AVX-512) in a subprocess
-that tells numba to compile for a generic x86-64."""
+documented (on AVX-512's vreduceps and vscalefps it underflows to subnormals and 0 and overflows to inf;
+elsewhere x is clamped to the normal range). Each check runs in a fresh process: one compiled for this host,
+one told to compile for a generic x86-64 (the portable path, no AVX-512)."""
 
 import json
 import os
@@ -23,7 +23,7 @@ CHECK = textwrap.dedent(
     import numpy as np
     from numba import njit
     from mamkpd.ops.scan_numba_kernels import exp2, math_constants
-    from mamkpd.ops.scan_numba_vectors import LANES, scales_exactly, vload, vstore
+    from mamkpd.ops.scan_numba_vectors import LANES, reduces_exactly, vload, vstore
     from numba import types
 
     @njit
@@ -51,7 +51,7 @@ CHECK = textwrap.dedent(
     ints = np.arange(-126, 128, dtype=np.float32)
     ints_exact = bool(np.array_equal(exp2_of(ints), np.exp2(ints.astype(np.float64)).astype(np.float32)))
     ends = exp2_of(np.float32([-150.0, -140.0, 128.0, 200.0])).tolist()
-    print(json.dumps([worst, ints_exact, ends, bool(scales_exactly(types.float32))]))
+    print(json.dumps([worst, ints_exact, ends, bool(reduces_exactly(types.float32))]))
     """
 )
 
@@ -62,10 +62,10 @@ def run_check(env=None):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def check(worst, ints_exact, ends, vscalef):
+def check(worst, ints_exact, ends, reduced):
     assert worst < ULP, f"exp2's largest relative error {worst:.3g} is over an ulp"
     assert ints_exact, "exp2 of an integer must be exactly that power of two"
-    if vscalef:  # as libm's: subnormal, then 0; inf past the largest power
+    if reduced:  # vreduceps and vscalefps, unclamped, as libm's: subnormal, then 0; inf past the largest power
         assert ends == [0.0, 2.0**-140, float("inf"), float("inf")]
     else:  # clamped to the normal range
         assert ends == [2.0**-126, 2.0**-126, 2.0**127, 2.0**127]
@@ -77,6 +77,6 @@ def test_exp2_on_this_host_is_within_an_ulp():
 
 def test_exp2_on_a_generic_x86_64_is_within_an_ulp():
     env = dict(os.environ, NUMBA_CPU_NAME="x86-64", NUMBA_CPU_FEATURES="")
-    worst, ints_exact, ends, vscalef = run_check(env)
-    assert not vscalef, "NUMBA_CPU_NAME=x86-64 must take the portable path"
-    check(worst, ints_exact, ends, vscalef)
+    worst, ints_exact, ends, reduced = run_check(env)
+    assert not reduced, "NUMBA_CPU_NAME=x86-64 must take the portable path"
+    check(worst, ints_exact, ends, reduced)

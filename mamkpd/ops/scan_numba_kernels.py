@@ -50,8 +50,8 @@ from .scan_numba_vectors import (
     item,
     prefetch,
     prefetch_item,
+    reduces_exactly,
     scale2,
-    scales_exactly,
     splat,
     transpose_in,
     transpose_out,
@@ -83,13 +83,13 @@ LOG2E = 1.4426950408889634
 # ------------------------------------------------------------------------------------------- vector math
 # exp2(x) = 2^k 2^f. float32: k = floor(x), 0 <= f < 1, and 2^f by a polynomial of degree 6 fitted to relative
 # error with p(0) = 1 and p(1) = 2 held (f rounds to 1 for x just below an integer; scripts/fit_exp2_polynomial.py).
-# On AVX-512, f comes from one vreduceps and vscalefps scales by 2^floor(x) itself: k is never formed, two
+# On AVX-512 (with DQ), f comes from one vreduceps and vscalefps scales by 2^floor(x) itself: k is never formed, two
 # instructions fewer than rint and a subtraction. Error over every float32 x with 2^-26 <= |x| < 32: 1.05e-7
 # relative, 0.88 ulp (f = 1 + x rounds for -1/2 < x < 0). float64: k = rint(x), |f| <= 1/2, and Taylor of
 # exp(f ln 2) to degree 13 (error below 1e-17). Where 2^k is made from its exponent bits, x is clamped,
 # branch-free, to the normal range first: exp2 of less comes out as the smallest normal number, of more as the
-# largest finite power. Where vscalefps scales (float32 on AVX-512) no clamp is needed: exp2 underflows to
-# subnormals and 0 and overflows to inf, as libm's does.
+# largest finite power. On the vreduceps path no clamp is needed: exp2 underflows to subnormals and 0 and
+# overflows to inf, as libm's does.
 _EXP2_F32 = tuple(
     np.float32(c)
     for c in (1.0, 0.6931470036506653, 0.2402295172214508, 0.05548415333032608, 0.009678063914179802,
@@ -169,7 +169,7 @@ def exp2(x, constants):  # pragma: no cover - replaced by the overload below ins
 def _exp2(x, constants):
     poly = _EXP2_POLY[x.dtype]
 
-    if scales_exactly(x.dtype):
+    if reduces_exactly(x.dtype):
 
         def unclamped(x, constants):
             return scale2(poly(fraction(x), constants[0]), x)  # vscalefps: times 2^floor(x)

@@ -24,6 +24,7 @@ __all__ = [
     "held",
     "hsum",
     "scale2",
+    "reduces_exactly",
     "scales_exactly",
     "prefetch",
     "item",
@@ -351,6 +352,14 @@ def scales_exactly(dtype) -> bool:
     return dtype == types.float32 and LANES == 16 and _register_bits() == 512
 
 
+def reduces_exactly(dtype) -> bool:
+    """Whether :func:`fraction` runs for ``dtype``: where :func:`scales_exactly` and the host has AVX-512DQ's
+    vreduceps (every AVX-512 server CPU has; the first Xeon Phi had AVX-512F alone)."""
+    import llvmlite.binding as llvm
+
+    return scales_exactly(dtype) and bool(llvm.get_host_cpu_features().get("avx512dq"))
+
+
 @intrinsic
 def scale2(typingctx, p, k):
     """p * 2**k for integral k in the normal exponent range: AVX-512's vscalefps (float32) in one instruction
@@ -375,9 +384,9 @@ def scale2(typingctx, p, k):
 
 @intrinsic
 def fraction(typingctx, x):
-    """x - floor(x), in [0, 1), exact: AVX-512's vreduceps in one instruction. Only where :func:`scales_exactly`
-    (then :func:`scale2` of x itself scales by 2**floor(x))."""
-    if not (isinstance(x, Vec) and scales_exactly(x.dtype)):
+    """x - floor(x), in [0, 1) (rounded where x is negative and small): AVX-512DQ's vreduceps in one
+    instruction. Only where :func:`reduces_exactly` (then :func:`scale2` of x itself scales by 2**floor(x))."""
+    if not (isinstance(x, Vec) and reduces_exactly(x.dtype)):
         return None
 
     def codegen(context, builder, sig, args):
