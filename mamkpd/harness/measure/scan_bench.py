@@ -30,8 +30,8 @@ channel, one step), FMA counted as two flops:
 - an exp (or log) in a vectorised form costs ``EXP_FLOPS`` flop-equivalents: range reduction (1 instruction,
   AVX-512's vreduceps), a degree-6 polynomial (6 FMAs) and the scaling by 2^k (1, vscalefps), 8 vector
   instructions, each the slot of an FMA (2 flops): the fewest the numba kernels' exponential takes
-  (:mod:`mamkpd.ops.scan_numba_kernels`). Until 2026-12-08 the model counted 10 (a rounding and a subtraction
-  for the reduction), and the forward kernel's own count per element-state (12 instructions, its two products
+  (:mod:`mamkpd.ops.scan_numba_kernels`). Until 2026-12-08 the model counted 10 (3 for the range
+  reduction), and the forward kernel's own count per element-state (12 instructions, its two products
   included) had fallen under the bound's 13 slots: a bound must not.
 
 The bound is the call's flop-equivalents over the peak: every vector slot an FMA's worth of work, no loads,
