@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-pytest.importorskip("numba")
+pytest.importorskip("numba", reason="the CPU scan's kernels are compiled by numba (a dependency: pip install numba)")
 
 ULP = 2.0**-23  # float32's ulp on [1, 2)
 

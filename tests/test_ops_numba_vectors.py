@@ -46,7 +46,8 @@ def test_hsum_is_the_sum_of_the_lanes(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_scale2_is_an_exact_power_of_two_product(dtype):
-    # as exp2 uses it: p = 2**f for |f| <= 1/2, k over the normal exponents (exp2 clamps x to them)
+    # as exp2's clamped path uses it: p = 2**f of a reduced argument (|f| <= 1/2 here; float32's f lies in [0, 1)),
+    # k over the normal exponents (that path clamps x to them)
     rng = np.random.default_rng(1)
     p = (2.0 ** rng.uniform(-0.5, 0.5, LANES)).astype(dtype)
     low = int(np.log2(np.finfo(dtype).tiny))

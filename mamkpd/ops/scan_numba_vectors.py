@@ -197,15 +197,21 @@ def held(typingctx, v):
     return v(v), codegen
 
 
-def _register_bits() -> int:
-    """The width (bits) of the widest vector register of the CPU numba compiles for: the host's (512 with
-    AVX-512, 256 with AVX, else 128), or 128 where NUMBA_CPU_NAME names another target (SSE2: any x86-64)."""
+def _target_features() -> dict:
+    """The features of the CPU numba compiles for: the host's, or none where NUMBA_CPU_NAME names another target
+    (then only SSE2 is assumed: any x86-64)."""
     import llvmlite.binding as llvm
     from numba.core import config
 
     if config.CPU_NAME not in (None, "host"):
-        return 128
-    features = llvm.get_host_cpu_features()
+        return {}
+    return dict(llvm.get_host_cpu_features())
+
+
+def _register_bits() -> int:
+    """The width (bits) of the widest vector register of the CPU numba compiles for: 512 with AVX-512, 256 with
+    AVX, else 128."""
+    features = _target_features()
     return 512 if features.get("avx512f") else 256 if features.get("avx") else 128
 
 
@@ -355,9 +361,7 @@ def scales_exactly(dtype) -> bool:
 def reduces_exactly(dtype) -> bool:
     """Whether :func:`fraction` runs for ``dtype``: where :func:`scales_exactly` and the host has AVX-512DQ's
     vreduceps (every AVX-512 server CPU has; the first Xeon Phi had AVX-512F alone)."""
-    import llvmlite.binding as llvm
-
-    return scales_exactly(dtype) and bool(llvm.get_host_cpu_features().get("avx512dq"))
+    return scales_exactly(dtype) and bool(_target_features().get("avx512dq"))
 
 
 @intrinsic
